@@ -1,0 +1,1 @@
+"""emgan_monai.transforms"""
