@@ -1,0 +1,59 @@
+"""Small helpers that bundle configs call to find their folders.
+
+A bundle config is run either from the repository root (``bundles/<name>/configs/...``), from inside the bundle
+folder (``configs/...``) or from an unpacked zip anywhere. MONAI does not expose the config's own path to config
+expressions, so ``"bundle_root": "$emgan_monai.bundle_utils.bundle_root('<name>')"`` resolves it; ``--bundle_root``
+on the command line always wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["bundle_root", "data_dir"]
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _is_bundle(folder: Path, name: str) -> bool:
+    meta = folder / "configs" / "metadata.json"
+    if not meta.is_file():
+        return False
+    try:
+        with open(meta, encoding="utf-8") as f:
+            return json.load(f).get("name") == name or folder.name == name
+    except (OSError, ValueError):
+        return folder.name == name
+
+
+def bundle_root(name: str) -> str:
+    """Return the folder of bundle ``name``.
+
+    Looks, in order, at the current directory, ``./bundles/<name>``, ``./<name>`` and the repository this package was
+    installed from (editable install).
+
+    Raises
+    ------
+    FileNotFoundError
+        if no folder with ``configs/metadata.json`` for ``name`` is found.
+    """
+    cwd = Path.cwd()
+    for cand in (cwd, cwd / "bundles" / name, cwd / name, _REPO / "bundles" / name):
+        if _is_bundle(cand, name):
+            return str(cand)
+    raise FileNotFoundError(
+        f"cannot find bundle '{name}' (looked in {cwd}, {cwd / 'bundles' / name}, {_REPO / 'bundles' / name}); "
+        "pass --bundle_root <folder of the bundle>"
+    )
+
+
+def data_dir(sub: str = "") -> str:
+    """Default data folder: ``$EMGAN_DATA/<sub>`` or ``<repo>/../shared/data/<sub>``.
+
+    Bundles use it as the default of their ``dataset_dir``; override with ``--dataset_dir``.
+    """
+    root = os.environ.get("EMGAN_DATA")
+    base = Path(root) if root else _REPO.parent / "shared" / "data"
+    return str(base / sub) if sub else str(base)

@@ -1,0 +1,231 @@
+"""Dataset builder for the segmented Drosophila VNC ssTEM stack (Gerhard et al. 2013).
+
+Folder layout (``stack1`` of the public dataset, doi 10.6084/m9.figshare.856713)::
+
+    <root>/raw/NN.tif            uint8 EM section, (H, W)
+    <root>/mitochondria/NN.png   uint8 0/255 mitochondria mask (anti-aliased: threshold at 127)
+    <root>/membranes/NN.png      bool cell-membrane mask
+
+Seed 000's paired task maps a 3-channel one-hot mask (mitochondria / membrane / background, mitochondria
+winning where both are set) to the EM section. :func:`drosophila_datalist` turns the folder into a MONAI
+datalist, :func:`split_sections` splits it by section, :func:`build_mask` is the plain numpy one-hot core and
+:func:`make_synthetic_stack` writes a small EM-like stack with the same layout for tests and CI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "IMAGE_DIR",
+    "MITO_DIR",
+    "MEMBRANE_DIR",
+    "MASK_CHANNELS",
+    "drosophila_datalist",
+    "split_sections",
+    "build_mask",
+    "make_synthetic_stack",
+]
+
+IMAGE_DIR = "raw"
+MITO_DIR = "mitochondria"
+MEMBRANE_DIR = "membranes"
+#: channel order of the one-hot masks built by :func:`build_mask`
+MASK_CHANNELS = ("mitochondria", "membrane", "background")
+
+
+def _section_stems(folder: Path, suffix: str) -> dict[int, str]:
+    """Map section number -> file stem for the files ``NN<suffix>`` in ``folder`` (non-numeric names ignored)."""
+    return {int(p.stem): p.stem for p in folder.iterdir() if p.suffix.lower() == suffix and p.stem.isdigit()}
+
+
+def drosophila_datalist(root: str | os.PathLike, sections: Sequence[int] | None = None) -> list[dict]:
+    """Build a MONAI datalist from a Drosophila-VNC style stack folder.
+
+    Parameters
+    ----------
+    root
+        Stack folder holding ``raw/NN.tif``, ``mitochondria/NN.png`` and ``membranes/NN.png``.
+    sections
+        Section numbers to include (``NN`` in the file names). ``None`` takes every section found in ``raw/``.
+
+    Returns
+    -------
+    list of dict
+        One item per section, sorted by section, with keys ``image`` (raw EM path), ``mito`` (mitochondria
+        mask path), ``membrane`` (membrane mask path) and ``section`` (int). Paths are ``str``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` or one of its three sub-folders is missing, if a requested section has no raw image, or if
+        a section lacks one of its mask files (the message names the missing path).
+    ValueError
+        If no section is found or ``sections`` holds duplicates.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Drosophila stack folder not found: {root}")
+    for sub in (IMAGE_DIR, MITO_DIR, MEMBRANE_DIR):
+        if not (root / sub).is_dir():
+            raise FileNotFoundError(f"Drosophila stack {root} has no '{sub}/' folder (expected {root / sub}).")
+    stems = _section_stems(root / IMAGE_DIR, ".tif")
+    if sections is None:
+        ids = sorted(stems)
+        if not ids:
+            raise ValueError(f"No raw sections named NN.tif found in {root / IMAGE_DIR}.")
+    else:
+        ids = [int(s) for s in sections]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"Duplicate section numbers in sections={list(sections)}.")
+        ids = sorted(ids)
+    datalist = []
+    for s in ids:
+        stem = stems.get(s, f"{s:02d}")
+        item = {
+            "image": root / IMAGE_DIR / f"{stem}.tif",
+            "mito": root / MITO_DIR / f"{stem}.png",
+            "membrane": root / MEMBRANE_DIR / f"{stem}.png",
+        }
+        for key, path in item.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"Section {s} of {root}: missing {key} file {path}.")
+        datalist.append({**{k: str(v) for k, v in item.items()}, "section": s})
+    return datalist
+
+
+def split_sections(
+    datalist: Sequence[dict], n_train: int = 16, n_val: int = 4
+) -> tuple[list[dict], list[dict]]:
+    """Split a datalist by section: the first ``n_train`` sections train, the next ``n_val`` validate.
+
+    Splitting by section (not by crop) keeps validation sections unseen, as the dataset's challenge
+    recommends (80 % / 20 % of the 20 sections of ``stack1``).
+
+    Parameters
+    ----------
+    datalist
+        Items with a ``section`` key, e.g. from :func:`drosophila_datalist`.
+    n_train, n_val
+        Number of sections in each part; ``n_train + n_val`` must not exceed the number of sections.
+
+    Returns
+    -------
+    (train, val)
+        Two lists of items, each sorted by section, sharing no section.
+    """
+    if n_train < 0 or n_val < 0:
+        raise ValueError(f"n_train and n_val must be non-negative, got {n_train} and {n_val}.")
+    items = sorted(datalist, key=lambda d: int(d["section"]))
+    sections = [int(d["section"]) for d in items]
+    if len(set(sections)) != len(sections):
+        raise ValueError("Datalist has several items for one section; split_sections expects one per section.")
+    if n_train + n_val > len(items):
+        raise ValueError(f"Cannot split {len(items)} sections into {n_train} train + {n_val} validation.")
+    return list(items[:n_train]), list(items[n_train : n_train + n_val])
+
+
+def _binarise(mask: np.ndarray, threshold: float | None) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        return mask
+    if threshold is None:  # 0/255 masks (anti-aliased): > 127; 0/1 or [0, 1] masks: > 0.5
+        threshold = 127 if mask.size and mask.max() > 1 else 0.5
+    return mask > threshold
+
+
+def build_mask(mito: np.ndarray, membrane: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """One-hot mask (mitochondria / membrane / background) from the two binary masks of a section.
+
+    Parameters
+    ----------
+    mito, membrane
+        Masks of shape ``(H, W)`` (or any equal shape): bool, or numbers binarised with ``> threshold``.
+    threshold
+        Binarisation threshold for non-bool masks; ``None`` uses 127 for 0/255 masks and 0.5 for 0/1 masks.
+
+    Returns
+    -------
+    np.ndarray
+        ``(3, H, W)`` float32 one-hot in the order of :data:`MASK_CHANNELS`; mitochondria wins where both are set.
+    """
+    mi, me = _binarise(mito, threshold), _binarise(membrane, threshold)
+    if mi.shape != me.shape:
+        raise ValueError(f"mito and membrane masks differ in shape: {mi.shape} vs {me.shape}.")
+    me = me & ~mi
+    return np.stack([mi, me, ~(mi | me)]).astype(np.float32)
+
+
+def make_synthetic_stack(
+    folder: str | os.PathLike, n_sections: int = 4, size: int = 64, seed: int = 0
+) -> Path:
+    """Write a small synthetic EM stack with the Drosophila-VNC folder layout.
+
+    Cells are Voronoi regions whose boundaries are the membranes (about 2 px wide); mitochondria are
+    ellipses inside cells (about one in four with a lumen hole). The EM image is a smoothed grey
+    cytoplasm with dark membranes, darker mitochondria with inner texture, and noise.
+
+    Parameters
+    ----------
+    folder
+        Output folder; ``raw/``, ``mitochondria/`` and ``membranes/`` are created inside.
+    n_sections
+        Number of sections ``00 .. n_sections-1``.
+    size
+        Side of the square sections in pixels (at least 16).
+    seed
+        Seed of the random generator (the stack is reproducible).
+
+    Returns
+    -------
+    Path
+        ``folder``, ready for :func:`drosophila_datalist`.
+    """
+    import tifffile
+    from PIL import Image
+    from scipy import ndimage
+    from skimage.draw import ellipse
+    from skimage.segmentation import find_boundaries
+
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}.")
+    if n_sections < 1:
+        raise ValueError(f"n_sections must be positive, got {n_sections}.")
+    folder = Path(folder)
+    for sub in (IMAGE_DIR, MITO_DIR, MEMBRANE_DIR):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    width = max(2, len(str(n_sections - 1)))
+    for s in range(n_sections):
+        n_cells = max(3, (size // 24) ** 2)
+        seeds = rng.uniform(0, size, (n_cells, 2))
+        dist = (yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2
+        cells = np.argmin(dist, axis=-1) + 1
+        membrane = find_boundaries(cells, mode="thick")
+        mito = np.zeros((size, size), bool)
+        for _ in range(int(rng.integers(1, max(2, size // 16) + 1))):
+            r0, c0 = rng.uniform(size * 0.15, size * 0.85, 2)
+            ry, rx = rng.uniform(size / 32 + 1.5, size / 12 + 2.5, 2)
+            rr, cc = ellipse(r0, c0, ry, rx, shape=mito.shape, rotation=rng.uniform(0, np.pi))
+            blob = np.zeros_like(mito)
+            blob[rr, cc] = True
+            blob &= cells == cells[int(r0), int(c0)]  # stay inside one cell
+            if rng.random() < 0.25 and min(ry, rx) > 5:  # lumen: a hole in the mitochondrion
+                blob &= ~ndimage.binary_erosion(blob, iterations=3)
+            mito |= blob
+        texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (size, size)), 2.0)
+        em = 0.62 + 0.05 * texture / (texture.std() + 1e-8)
+        em = np.where(membrane & ~mito, 0.22, em)
+        em = np.where(mito, 0.38 + 0.06 * np.sin(xx * 0.9 + yy * 0.4), em)
+        em = ndimage.gaussian_filter(em, 0.8) + rng.normal(0.0, 0.03, em.shape)
+        raw = np.clip(em * 255.0, 0, 255).astype(np.uint8)
+        name = f"{s:0{width}d}"
+        tifffile.imwrite(folder / IMAGE_DIR / f"{name}.tif", raw)
+        Image.fromarray((mito * 255).astype(np.uint8)).save(folder / MITO_DIR / f"{name}.png")
+        Image.fromarray(membrane).save(folder / MEMBRANE_DIR / f"{name}.png")
+    return folder

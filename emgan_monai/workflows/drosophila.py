@@ -1,0 +1,121 @@
+"""Drosophila skip-patch GAN: noise -> mask -> EM synthesis, as called by the bundle's ``inference.json``.
+
+Stage 1 (``mask_net``) maps Gaussian noise ``(B, 8, 8, 8)`` to a soft 3-channel mask ``(B, 3, H, W)``
+(mitochondria, membrane, background); stage 2 (``em_net``) maps that mask to an EM image ``(B, 1, H, W)`` in (0, 1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from emgan_monai.io import write_image
+from emgan_monai.visualize import montage, onehot_to_rgb, to_uint8
+
+__all__ = ["synthesize_pairs", "hard_mask"]
+
+logger = logging.getLogger(__name__)
+
+
+def hard_mask(soft: torch.Tensor) -> torch.Tensor:
+    """One-hot arg-max of a soft mask ``(B, 3, H, W)`` -> ``(B, 3, H, W)`` float, as fed to stage 2."""
+    return torch.nn.functional.one_hot(soft.argmax(1), soft.shape[1]).movedim(-1, 1).to(soft.dtype)
+
+
+@torch.no_grad()
+def synthesize_pairs(
+    mask_net: torch.nn.Module,
+    em_net: torch.nn.Module,
+    output_dir: str | Path,
+    num_pairs: int = 16,
+    latent_shape: Sequence[int] = (8, 8, 8),
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch_size: int = 4,
+    harden_masks: bool = True,
+    formats: Sequence[str] = ("png", "tif"),
+    montage_cols: int = 4,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Generate ``num_pairs`` synthetic (mask, EM) pairs and a montage.
+
+    Writes ``mask_XXXX.png`` (RGB: mitochondria red, membrane green, background blue), ``em_XXXX.png`` (8-bit) and
+    ``em_XXXX.tif`` (16-bit, full precision of the (0, 1) output scaled to 0..65535), ``mask_XXXX.tif`` (uint8
+    labels 0 mitochondria, 1 membrane, 2 background), ``montage.png`` (mask | EM per pair) and ``synthesis.json``.
+
+    Parameters
+    ----------
+    mask_net, em_net
+        stage-1 generator ``(B, *latent_shape) -> (B, 3, H, W)`` and stage-2 generator ``(B, 3, H, W) -> (B, 1, H, W)``.
+    harden_masks
+        feed the arg-max one-hot mask to stage 2 (what it was trained on) instead of the soft mask.
+    overwrite
+        existing files are never replaced unless this is ``True`` (``FileExistsError`` naming the first one).
+
+    Returns
+    -------
+    dict
+        ``{"pairs": [{"mask": path, "em": path}, ...], "montage": path}``
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if num_pairs < 1:
+        raise ValueError(f"num_pairs must be >= 1, got {num_pairs}")
+    planned = [out / "montage.png", out / "synthesis.json"]
+    for i in range(num_pairs):
+        planned += [out / f"mask_{i:04d}.png", out / f"mask_{i:04d}.tif"]
+        planned += [out / f"em_{i:04d}.{ext}" for ext in formats]
+    if not overwrite:
+        existing = [str(p) for p in planned if p.exists()]
+        if existing:
+            raise FileExistsError(
+                f"{existing[0]} already exists ({len(existing)} output files in {out} would be replaced); "
+                "choose another output_dir or set overwrite=True (--overwrite true)"
+            )
+    device = torch.device(device)
+    mask_net.eval().to(device)
+    em_net.eval().to(device)
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    tiles: list[np.ndarray] = []
+    pairs = []
+    done = 0
+    bar = tqdm(total=num_pairs, desc="synthesising pairs", disable=not progress)
+    while done < num_pairs:
+        b = min(batch_size, num_pairs - done)
+        noise = torch.randn((b, *latent_shape), generator=gen).to(device)
+        soft = mask_net(noise)
+        mask = hard_mask(soft) if harden_masks else soft
+        em = em_net(mask).clamp(0, 1)
+        for j in range(b):
+            i = done + j
+            m = mask[j].float().cpu().numpy()
+            e = em[j, 0].float().cpu().numpy()
+            rgb = onehot_to_rgb(m)
+            e8 = to_uint8(e)
+            write_image(out / f"mask_{i:04d}.png", rgb, overwrite=overwrite)
+            write_image(out / f"mask_{i:04d}.tif", np.argmax(m, 0).astype(np.uint8), overwrite=overwrite)
+            entry = {"mask": str(out / f"mask_{i:04d}.png")}
+            for ext in formats:
+                arr = e8 if ext == "png" else np.round(e * 65535).astype(np.uint16)
+                write_image(out / f"em_{i:04d}.{ext}", arr, overwrite=overwrite)
+                entry[f"em_{ext}"] = str(out / f"em_{i:04d}.{ext}")
+            pairs.append(entry)
+            tiles += [rgb, e8]
+        done += b
+        bar.update(b)
+    bar.close()
+    cols = 2 * max(1, montage_cols)
+    write_image(out / "montage.png", montage(tiles, ncols=cols), overwrite=overwrite)
+    record = {"num_pairs": num_pairs, "seed": seed, "latent_shape": list(latent_shape), "pairs": pairs,
+              "montage": str(out / "montage.png")}
+    with open(out / "synthesis.json", "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    logger.info("wrote %d pairs and %s", num_pairs, out / "montage.png")
+    return record
