@@ -1,1 +1,32 @@
-"""emgan_monai.transforms"""
+"""emgan_monai.transforms: MONAI transforms the GAN pipelines need and MONAI lacks.
+
+- :class:`RandAreaCrop` / :class:`RandAreaCropd`: random crop of a given area fraction keeping the aspect
+  ratio, resized back (one box shared by all keys, per-key resize mode).
+- :class:`RandFlipsd`: independent random flips per axis, jointly for all keys (a Compose of ``RandFlipd``).
+- :class:`MaskToOneHot` / :class:`MaskToOneHotd`: binary masks in priority order -> one-hot classes
+  (mitochondria / membrane / background); :class:`OneHotToRGB` / :class:`OneHotToRGBd` for display.
+- :class:`ScalePercentile` / :class:`ScalePercentiled`: CARE percentile normalisation that records its
+  parameters; :class:`InvertPercentile` / :class:`InvertPercentiled` map outputs back to the original
+  range and dtype.
+"""
+
+from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
+from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
+from .masks import DEFAULT_COLORS, MaskToOneHot, MaskToOneHotd, OneHotToRGB, OneHotToRGBd
+
+__all__ = [
+    "DEFAULT_COLORS",
+    "PERCENTILE_KEY",
+    "InvertPercentile",
+    "InvertPercentiled",
+    "MaskToOneHot",
+    "MaskToOneHotd",
+    "OneHotToRGB",
+    "OneHotToRGBd",
+    "RandAreaCrop",
+    "RandAreaCropd",
+    "RandFlipsd",
+    "ScalePercentile",
+    "ScalePercentiled",
+    "area_crop_size",
+]
