@@ -53,7 +53,8 @@ def frechet_distance(feat_a, feat_b, eps: float = 1e-6) -> float:
     feat_a, feat_b
         Feature arrays of shape ``(N_a, F)`` and ``(N_b, F)``, at least 2 samples each.
     eps
-        Added to the covariance diagonals when ``sqrtm`` of their product is not finite (singular product).
+        Added to the covariance diagonals when their product is singular (``sqrtm`` warns or is not finite),
+        e.g. with fewer samples than features.
 
     Returns
     -------
@@ -70,11 +71,20 @@ def frechet_distance(feat_a, feat_b, eps: float = 1e-6) -> float:
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a = np.atleast_2d(np.cov(a, rowvar=False))
     s_b = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(s_a @ s_b)
-    if not np.isfinite(covmean).all():
-        warnings.warn(f"Singular covariance product in frechet_distance; adding {eps} to the diagonals.", stacklevel=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", linalg.LinAlgWarning)  # scipy's "matrix is singular" -> regularise
+        try:
+            covmean = linalg.sqrtm(s_a @ s_b)
+            singular = not np.isfinite(covmean).all()
+        except linalg.LinAlgWarning:
+            singular = True
+    if singular:  # e.g. fewer samples than features: rank-deficient covariances
         offset = np.eye(len(s_a)) * eps
-        covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", linalg.LinAlgWarning)
+            covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))
+        if not np.isfinite(covmean).all():
+            raise ValueError(f"sqrtm of the covariance product is not finite even with eps={eps} on the diagonals.")
     if np.iscomplexobj(covmean):
         scale = max(1.0, float(np.abs(np.trace(s_a)) + np.abs(np.trace(s_b))))
         imag = float(np.max(np.abs(np.diagonal(covmean).imag)))
