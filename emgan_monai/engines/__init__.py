@@ -1,1 +1,20 @@
-"""emgan_monai.engines"""
+"""emgan_monai.engines: MONAI/ignite trainers for unconditional, paired (pix2pix) and unpaired (CycleGAN) GANs."""
+
+from .base import AdversarialTrainer, frozen
+from .cycle import CycleGANTrainer
+from .paired import PIXEL_LOSSES, PairedGANTrainer
+from .unconditional import UnconditionalGANTrainer
+from .utils import ImagePool, LinearDecayLR, RandomState, scalars
+
+__all__ = [
+    "AdversarialTrainer",
+    "CycleGANTrainer",
+    "ImagePool",
+    "LinearDecayLR",
+    "PIXEL_LOSSES",
+    "PairedGANTrainer",
+    "RandomState",
+    "UnconditionalGANTrainer",
+    "frozen",
+    "scalars",
+]

@@ -1,1 +1,14 @@
-"""emgan_monai.losses"""
+"""emgan_monai.losses: adversarial (bce, least squares, hinge, Wasserstein), gradient penalty, cycle and identity."""
+
+from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, clip_weights, gradient_penalty, last_logits
+from .cycle import CycleConsistencyLoss, IdentityLoss
+
+__all__ = [
+    "ADVERSARIAL_CRITERIA",
+    "AdversarialLoss",
+    "CycleConsistencyLoss",
+    "IdentityLoss",
+    "clip_weights",
+    "gradient_penalty",
+    "last_logits",
+]

@@ -1,0 +1,97 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from emgan_monai.losses.adversarial import AdversarialLoss, clip_weights, gradient_penalty, last_logits
+from emgan_monai.losses.cycle import CycleConsistencyLoss, IdentityLoss
+
+
+def test_bce_known_values():
+    loss = AdversarialLoss("bce")
+    zeros = torch.zeros(2, 1, 4, 4)
+    assert loss(zeros, True, True).item() == pytest.approx(math.log(2), abs=1e-6)
+    assert loss(zeros, False, True).item() == pytest.approx(math.log(2), abs=1e-6)
+    big = torch.full((2, 1, 4, 4), 3.0)
+    assert loss(big, True, True).item() == pytest.approx(-math.log(torch.sigmoid(torch.tensor(3.0)).item()), rel=1e-5)
+    p_real = torch.sigmoid(torch.tensor(3.0)).item()
+    assert loss(big, False, True).item() == pytest.approx(-math.log(1 - p_real), rel=1e-5)
+    assert loss(big, True, False).item() == pytest.approx(loss(big, True, True).item())
+
+
+def test_least_squares_known_values():
+    loss = AdversarialLoss("least_squares")
+    ones = torch.ones(1, 1, 3, 3)
+    assert loss(ones, True, True).item() == pytest.approx(0.0)
+    assert loss(ones, False, True).item() == pytest.approx(1.0)
+    assert loss(-ones, True, False).item() == pytest.approx(4.0)  # raw logits, no LeakyReLU
+
+
+def test_hinge_known_values():
+    loss = AdversarialLoss("hinge")
+    x = torch.zeros(1, 1, 2, 2)  # tanh(0) = 0 -> hinge max(0, 1 - 0) = 1
+    assert loss(x, True, True).item() == pytest.approx(1.0)
+    assert loss(x, False, True).item() == pytest.approx(1.0)
+
+
+def test_wasserstein_known_values_and_list_input():
+    loss = AdversarialLoss("wasserstein")
+    real = torch.tensor([[1.0], [3.0]])
+    fake = torch.tensor([[-1.0], [0.0]])
+    critic = loss(real, True, True) + loss(fake, False, True)
+    assert critic.item() == pytest.approx(-2.0 + (-0.5))
+    assert loss(fake, True, False).item() == pytest.approx(0.5)
+    # PatchDiscriminator-style list: features then logits
+    assert loss([torch.full((2, 4), 99.0), real], True, True).item() == pytest.approx(-2.0)
+    assert last_logits([torch.zeros(1), real]) is real
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="criterion"):
+        AdversarialLoss("nope")
+    with pytest.raises(ValueError, match="target_is_real"):
+        AdversarialLoss("bce")(torch.zeros(1, 1), False, False)
+    with pytest.raises(ValueError):
+        last_logits([])
+
+
+def test_gradient_penalty_linear_critic():
+    # critic(x) = sum(w * x): gradient w.r.t. x is w everywhere -> penalty (||w|| - 1)^2 independent of eps
+    w = torch.full((1, 2, 2), 0.5)  # ||w||_2 = 1 -> zero penalty
+    critic = lambda x: (x * w).flatten(1).sum(1, keepdim=True)  # noqa: E731
+    real, fake = torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-6)
+    w2 = torch.full((1, 2, 2), 1.0)  # ||w|| = 2 -> penalty 1
+    critic2 = lambda x: (x * w2).flatten(1).sum(1, keepdim=True)  # noqa: E731
+    assert gradient_penalty(critic2, real, fake).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_gradient_penalty_reproducible_and_differentiable():
+    critic = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(1))
+    real, fake = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    gp1 = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(3))
+    gp2 = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(3))
+    assert torch.equal(gp1, gp2)
+    gp1.backward()
+    assert critic[0].weight.grad is not None and torch.isfinite(critic[0].weight.grad).all()
+    with pytest.raises(ValueError, match="same shape"):
+        gradient_penalty(critic, real, fake[:1])
+
+
+def test_clip_weights():
+    net = nn.Conv2d(1, 4, 3)
+    nn.init.normal_(net.weight, std=5.0)
+    clip_weights(net, 0.01)
+    assert all(p.abs().max() <= 0.01 for p in net.parameters())
+    with pytest.raises(ValueError):
+        clip_weights(net, 0.0)
+
+
+def test_cycle_and_identity():
+    x = torch.zeros(2, 1, 4, 4)
+    y = torch.full((2, 1, 4, 4), 0.25)
+    assert CycleConsistencyLoss()(x, y).item() == pytest.approx(0.25)
+    assert IdentityLoss()(x, y).item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="shapes differ"):
+        IdentityLoss()(x, torch.zeros(2, 2, 4, 4))
