@@ -93,7 +93,9 @@ def image_quality(
     if data_range is None:
         data_range = float(target.max() - target.min())
     if not data_range > 0:
-        raise ValueError(f"data_range must be positive (constant target? pass data_range explicitly), got {data_range}.")
+        raise ValueError(
+            f"data_range must be positive (constant target? pass data_range explicitly), got {data_range}."
+        )
     win = min(11, min(pred.shape))
     win -= 1 - win % 2
     if win < 3:

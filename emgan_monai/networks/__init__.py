@@ -1,5 +1,21 @@
 """Generators and discriminators built from MONAI blocks (``spatial_dims`` 2 or 3)."""
 
+from .cyclegan3d import CycleGANGenerator, SpectralNormCritic, SubtomogramClassifier, mc_dropout
 from .discriminators import DISCRIMINATOR_KINDS, PatchDiscriminator, SkipPatchDiscriminator, build_discriminator
 from .mask_generator import NoiseToMaskGenerator
 from .pix2pix_unet import Pix2PixUNet
+from .residual_unet import ResidualUNetGenerator
+
+__all__ = [
+    "DISCRIMINATOR_KINDS",
+    "CycleGANGenerator",
+    "NoiseToMaskGenerator",
+    "PatchDiscriminator",
+    "Pix2PixUNet",
+    "ResidualUNetGenerator",
+    "SkipPatchDiscriminator",
+    "SpectralNormCritic",
+    "SubtomogramClassifier",
+    "build_discriminator",
+    "mc_dropout",
+]
