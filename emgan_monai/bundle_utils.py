@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["bundle_root", "data_dir"]
+__all__ = ["bundle_root", "data_dir", "require_files"]
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -57,3 +57,12 @@ def data_dir(sub: str = "") -> str:
     root = os.environ.get("EMGAN_DATA")
     base = Path(root) if root else _REPO.parent / "shared" / "data"
     return str(base / sub) if sub else str(base)
+
+
+def require_files(datalist: list, folder: str, pattern: str) -> list:
+    """Fail early, naming the folder and the pattern, when an inference datalist is empty."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"input folder {folder} does not exist (set --input_dir)")
+    if not datalist:
+        raise FileNotFoundError(f"no input files matching '{pattern}' in {folder} (set --input_dir / --input_pattern)")
+    return datalist

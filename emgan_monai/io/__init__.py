@@ -19,11 +19,14 @@ from emgan_monai.io.errors import ImageFileNotFoundError, ImageReadError, ImageW
 from emgan_monai.io.files import image_format, read_image, write_image
 from emgan_monai.io.mrc import MRC_SUFFIXES, MRCImage, MRCReader, MRCWriter, read_mrc, write_mrc
 from emgan_monai.io.tiff import TIFF_SUFFIXES, TiffImage, TiffReader, TiffWriter, read_tiff, write_tiff
+from emgan_monai.io.save import SafeSaveImage, SafeSaveImaged
 
 __all__ = [
     "ImageFileNotFoundError",
     "ImageReadError",
     "ImageWriteError",
+    "SafeSaveImage",
+    "SafeSaveImaged",
     "MRCImage",
     "MRCReader",
     "MRCWriter",

@@ -12,10 +12,12 @@
 
 from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
-from .masks import DEFAULT_COLORS, MaskToOneHot, MaskToOneHotd, OneHotToRGB, OneHotToRGBd
+from .masks import DEFAULT_COLORS, ColorMaskToOneHot, ColorMaskToOneHotd, MaskToOneHot, MaskToOneHotd, OneHotToRGB, OneHotToRGBd
 
 __all__ = [
     "DEFAULT_COLORS",
+    "ColorMaskToOneHot",
+    "ColorMaskToOneHotd",
     "PERCENTILE_KEY",
     "InvertPercentile",
     "InvertPercentiled",

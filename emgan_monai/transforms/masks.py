@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import AsDiscrete, MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor, ensure_tuple
 from monai.utils.enums import TransformBackends
 
-__all__ = ["MaskToOneHot", "MaskToOneHotd", "OneHotToRGB", "OneHotToRGBd", "DEFAULT_COLORS"]
+__all__ = ["ColorMaskToOneHot", "ColorMaskToOneHotd", "MaskToOneHot", "MaskToOneHotd", "OneHotToRGB", "OneHotToRGBd", "DEFAULT_COLORS"]
 
 #: Class colours of the Drosophila masks: mitochondria red, membrane green, background blue.
 DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = ((255, 0, 0), (0, 255, 0), (0, 0, 255))
@@ -200,4 +201,67 @@ class OneHotToRGBd(MapTransform):
         for key in self.key_iterator(d):
             out_key = key if self.output_postfix is None else f"{key}_{self.output_postfix}"
             d[out_key] = self.converter(d[key])
+        return d
+
+
+class ColorMaskToOneHot(Transform):
+    """A user's mask image -> one-hot ``(3, H, W[, D])`` float32 (mitochondria, membrane, background).
+
+    Accepts what people draw or what :func:`~emgan_monai.workflows.drosophila.synthesize_pairs` writes:
+
+    - ``(3, ...)`` or ``(4, ...)`` RGB(A) colour masks: each pixel goes to the closest of ``colors`` (default
+      mitochondria red, membrane green, background blue);
+    - ``(1, ...)`` label maps with values ``labels`` (default 0 mitochondria, 1 membrane, 2 background).
+
+    Raises ``ValueError`` for other channel counts or label values outside ``labels``.
+    """
+
+    def __init__(self, colors=DEFAULT_COLORS, labels: tuple[int, ...] = (0, 1, 2)) -> None:
+        self.colors = np.asarray(colors, dtype=np.float32)
+        self.labels = tuple(int(v) for v in labels)
+
+    def __call__(self, img):
+        arr = torch.as_tensor(np.asarray(img) if not isinstance(img, torch.Tensor) else img).float()
+        n = len(self.labels)
+        if arr.shape[0] in (3, 4):
+            rgb = arr[:3]
+            if rgb.max() <= 1.0:
+                rgb = rgb * 255.0
+            colors = torch.as_tensor(self.colors[:, :3], dtype=rgb.dtype).reshape(n, 3, *([1] * (rgb.ndim - 1)))
+            dist = ((rgb.unsqueeze(0) - colors) ** 2).sum(1)
+            label = dist.argmin(0)
+        elif arr.shape[0] == 1:
+            lab = arr[0].round().long()
+            label = torch.full_like(lab, -1)
+            for i, v in enumerate(self.labels):
+                label[lab == v] = i
+            if (label < 0).any():
+                bad = sorted(set(torch.unique(lab[label < 0]).tolist()))[:5]
+                raise ValueError(f"mask label values {bad} are not among the expected labels {self.labels}")
+        else:
+            raise ValueError(
+                f"a mask must be RGB(A) (3 or 4 channels) or a 1-channel label map, got {arr.shape[0]} channels"
+            )
+        onehot = torch.nn.functional.one_hot(label, n).movedim(-1, 0).float()
+        if isinstance(img, MetaTensor):
+            return MetaTensor(onehot, meta=img.meta)
+        return onehot
+
+
+class ColorMaskToOneHotd(MapTransform):
+    """Dictionary version of :class:`ColorMaskToOneHot`."""
+
+    def __init__(self, keys, colors=DEFAULT_COLORS, labels: tuple[int, ...] = (0, 1, 2),
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = ColorMaskToOneHot(colors, labels)
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            try:
+                d[key] = self.converter(d[key])
+            except ValueError as e:
+                src = getattr(d[key], "meta", {}).get("filename_or_obj", key)
+                raise ValueError(f"{src}: {e}") from e
         return d
