@@ -1,0 +1,222 @@
+"""End-to-end tests of every config of ``bundles/drosophila_skip_patch`` through ``python -m monai.bundle run``.
+
+All runs use one tiny synthetic stack in the real folder layout (6 sections of 64 px; 4 training, 2 held-out) at
+resolution 64 (the smallest the mask generator supports: its latent is ``resolution // 64`` pixels wide); the
+training outputs are shared between tests through module-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from emgan_monai.data.drosophila import make_synthetic_stack
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "drosophila_skip_patch"
+CONFIGS = BUNDLE / "configs"
+RES = 64
+TINY = ["--n_train", "4", "--n_val", "2", "--resolution", str(RES), "--discriminator_channels", "8"]
+
+
+def bundle_run(config: str | list[str], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run`` of ``config`` (a config file name or a list to merge) with CLI overrides."""
+    if isinstance(config, str):
+        config_arg = str(CONFIGS / config)
+    else:
+        config_arg = "[" + ",".join(f"'{CONFIGS / c}'" for c in config) + "]"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg,
+           *overrides]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def _parsed(config: str, key: str, **overrides):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / config))
+    parser.update({"bundle_root": str(BUNDLE), **overrides})
+    return parser.get_parsed_content(key)
+
+
+@pytest.fixture(scope="module")
+def stack_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dros_data")
+    make_synthetic_stack(root / "stack1", n_sections=6, size=64, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def stage1_run(stack_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stage1")
+    bundle_run("train_mask.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
+               "--save_interval", "1", *TINY)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stage2_runs(stack_dir, tmp_path_factory) -> dict:
+    """A 1-epoch stage-2 run, then ``--resume true`` continuing it to 2 epochs in the same folder."""
+    out = tmp_path_factory.mktemp("stage2")
+    args = ["--dataset_dir", str(stack_dir), "--output_dir", str(out), "--val_interval", "1", "--save_interval", "1",
+            *TINY]
+    first = bundle_run("train.json", *args, "--max_epochs", "1")
+    epoch1 = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
+    second = bundle_run("train.json", *args, "--max_epochs", "2", "--resume", "true")
+    return {"dir": out, "first": first, "second": second, "epoch1_files": epoch1}
+
+
+def test_train_mask_writes_loadable_generator(stage1_run):
+    weights = stage1_run / "model.pt"
+    assert weights.is_file()
+    assert (stage1_run / "checkpoints" / "checkpoint_final.pt").is_file()
+    net = _parsed("train_mask.json", "network_def", resolution=RES)
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    latent = _parsed("train_mask.json", "latent_shape", resolution=RES)
+    with torch.no_grad():
+        out = net(torch.randn(2, *latent))
+    assert out.shape == (2, 3, RES, RES)
+    torch.testing.assert_close(out.sum(1), torch.ones(2, RES, RES))
+
+
+def test_train_em_and_resume(stage2_runs):
+    out = stage2_runs["dir"]
+    assert "checkpoint_epoch=1.pt" in stage2_runs["epoch1_files"]
+    assert "checkpoint_epoch=2.pt" not in stage2_runs["epoch1_files"]
+    # the second run resumed from epoch 1 instead of training from scratch
+    log = stage2_runs["second"].stdout + stage2_runs["second"].stderr
+    assert re.search(r"resume: \w+ \S*checkpoint_epoch=1\.pt", log), log[-3000:]
+    assert "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log, log[-3000:]
+    assert (out / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
+    ckpt = torch.load(out / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert ckpt["trainer"]["iteration"] == 8 and ckpt["trainer"]["epoch_length"] == 4
+    # validation ran and produced a finite SSIM; generator weights load into network_def
+    assert "val_ssim" in log and (out / "model_best_ssim.pt").is_file()
+    net = _parsed("train.json", "network_def", resolution=RES)
+    net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
+    with torch.no_grad():
+        em = net(torch.rand(1, 3, RES, RES))
+    assert em.shape == (1, 1, RES, RES) and 0 <= em.min() and em.max() <= 1
+
+
+def test_inference_pairs_and_no_overwrite(stage1_run, stage2_runs, tmp_path):
+    out = tmp_path / "pairs"
+    args = ["--mask_weights", str(stage1_run / "model.pt"), "--em_weights", str(stage2_runs["dir"] / "model.pt"),
+            "--resolution", str(RES), "--num_pairs", "3", "--batch_size", "2", "--output_dir", str(out)]
+    bundle_run("inference.json", *args)
+    for i in range(3):
+        mask_png = np.asarray(Image.open(out / f"mask_{i:04d}.png"))
+        assert mask_png.dtype == np.uint8 and mask_png.shape == (RES, RES, 3)
+        labels = tifffile.imread(out / f"mask_{i:04d}.tif")
+        assert labels.dtype == np.uint8 and labels.shape == (RES, RES) and set(np.unique(labels)) <= {0, 1, 2}
+        em_png = np.asarray(Image.open(out / f"em_{i:04d}.png"))
+        assert em_png.dtype == np.uint8 and em_png.shape == (RES, RES)
+        em_tif = tifffile.imread(out / f"em_{i:04d}.tif")
+        assert em_tif.dtype == np.uint16 and em_tif.shape == (RES, RES)
+    assert not (out / "mask_0003.png").exists()
+    assert np.asarray(Image.open(out / "montage.png")).ndim == 3
+    record = json.loads((out / "synthesis.json").read_text())
+    assert record["num_pairs"] == 3 and len(record["pairs"]) == 3
+
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    again = bundle_run("inference.json", *args, check=False)
+    assert again.returncode != 0
+    assert "already exists" in again.stdout + again.stderr
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    assert after == before
+
+
+def test_inference_mask2em_any_size(stage2_runs, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+    rgb = colours[rng.integers(0, 3, (45, 53))]  # odd, non-square, smaller than the 64 px window
+    Image.fromarray(rgb).save(masks / "drawn.png")
+    labels = rng.integers(0, 3, (77, 69)).astype(np.uint8)  # odd, larger than the window: several tiles
+    tifffile.imwrite(masks / "labels.tif", labels)
+    out = tmp_path / "em"
+    bundle_run("inference_mask2em.json", "--input_dir", str(masks), "--input_pattern", "*", "--output_dir", str(out),
+               "--em_weights", str(stage2_runs["dir"] / "model.pt"), "--resolution", str(RES))
+    for stem, shape in (("drawn", (45, 53)), ("labels", (77, 69))):
+        em = tifffile.imread(out / f"{stem}_em.tif")
+        assert em.dtype == np.uint16 and em.shape == shape
+        assert em.max() > 0
+        png = np.asarray(Image.open(out / f"{stem}_em.png"))
+        assert png.dtype == np.uint8 and png.shape == shape
+
+
+def test_evaluate_metrics(stack_dir, stage1_run, stage2_runs, tmp_path):
+    out = tmp_path / "eval"
+    bundle_run("evaluate.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out),
+               "--mask_weights", str(stage1_run / "model.pt"), "--em_weights", str(stage2_runs["dir"] / "model.pt"),
+               "--resolution", str(RES), "--n_train", "4", "--n_val", "2", "--num_generated", "4",
+               "--segmenter_steps", "4")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"stage1_morphology", "stage2_quality_heldout", "stage2_fcn_score", "stage2_feature_distances"} <= set(metrics)
+    for key in ("hole_fraction", "n_mitochondria", "membrane_fraction", "membrane_components", "mito_area"):
+        assert key in metrics["stage1_morphology"]
+    quality = metrics["stage2_quality_heldout"]
+    assert {"ssim", "psnr", "mse"} <= set(quality)
+    assert math.isfinite(quality["ssim"]) and -1 <= quality["ssim"] <= 1
+    assert set(metrics["stage2_fcn_score"]) == {"dice_real_heldout", "dice_generated_from_heldout_masks",
+                                                "dice_generated_from_generated_masks"}
+    assert math.isfinite(metrics["stage2_feature_distances"]["frechet"])
+    assert (out / "pca_masks.png").is_file() and (out / "metrics.md").is_file()
+
+
+@pytest.mark.skipif(not ((BUNDLE / "models" / "model.pt").is_file() and (BUNDLE / "models" / "mask_generator.pt").is_file()),
+                    reason="shipped weights not in bundles/drosophila_skip_patch/models/")
+def test_inference_with_shipped_weights(tmp_path):
+    out = tmp_path / "shipped"
+    bundle_run("inference.json", "--output_dir", str(out))
+    assert len(list(out.glob("em_*.tif"))) == 16 and len(list(out.glob("mask_*.png"))) == 16
+    assert (out / "montage.png").is_file()
+
+
+def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, tmp_path):
+    """``multi_gpu_train.json`` merged after ``train.json`` under ``torchrun --nproc_per_node=2`` (gloo on CPU):
+    DDP keeps the two ranks' generators identical; only rank 0 writes checkpoints."""
+    out = tmp_path / "ddp"
+    extra = tmp_path / "save_each_rank.json"
+    extra.write_text(json.dumps({"finalize": [
+        "$torch.save(@network.state_dict(), os.path.join(@output_dir, 'rank' + str(dist.get_rank()) + '.pt'))",
+        "$dist.is_initialized() and dist.destroy_process_group()",
+    ]}))
+    configs = "[" + ",".join(f"'{p}'" for p in (CONFIGS / "train.json", CONFIGS / "multi_gpu_train.json", extra)) + "]"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
+           "run", "--config_file", configs, "--dataset_dir", str(stack_dir), "--output_dir", str(out),
+           "--max_epochs", "1", "--val_interval", "1", "--n_train", "4", "--n_val", "2", "--resolution", "32",
+           "--discriminator_channels", "8", "--device", "$torch.device('cpu')"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    w0 = torch.load(out / "rank0.pt", map_location="cpu", weights_only=True)
+    w1 = torch.load(out / "rank1.pt", map_location="cpu", weights_only=True)
+    assert w0.keys() == w1.keys()
+    for k in w0:
+        torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0, msg=f"ranks differ in {k}")
+    # DistributedSampler: each rank saw half of the 4 training sections (batch 1 -> 2 iterations in the epoch)
+    ckpt = torch.load(out / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert ckpt["trainer"]["epoch_length"] == 2 and ckpt["trainer"]["iteration"] == 2
+    # rank 0 alone saved; the saved generator is the plain (unwrapped) network's state dict
+    saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in saved)
+    for k in saved:
+        torch.testing.assert_close(saved[k], w0[k], rtol=0, atol=0)
