@@ -22,6 +22,7 @@ axis, i.e. the same geometry as :func:`emgan_monai.physics.cryoet.missing_wedge_
 from __future__ import annotations
 
 import csv
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emgan_monai.errors import DataError, DataNotFoundError
 from emgan_monai.physics.cryoet import density_from_pdb, pad_or_crop, resample_map
 
 __all__ = [
@@ -76,16 +78,16 @@ def density_datalist(folder: str | Path, suffixes: Sequence[str] = DENSITY_SUFFI
 
     Raises
     ------
-    ValueError
-        If the folder does not exist or contains no matching file.
+    DataNotFoundError
+        If the folder does not exist or contains no matching file (a ``ValueError`` and a ``FileNotFoundError``).
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"density folder does not exist: {folder}")
+        raise DataNotFoundError(folder, "density folder does not exist")
     wanted = {s.lower() for s in suffixes}
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in wanted)
     if not files:
-        raise ValueError(f"{folder}: no density map / model files with suffixes {sorted(wanted)}")
+        raise DataNotFoundError(folder, f"no density map / model files with suffixes {sorted(wanted)}")
     return [{"image": str(p.resolve()), "label": p.stem} for p in files]
 
 
@@ -112,28 +114,46 @@ def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence
 
     Raises
     ------
-    ValueError
-        Unknown suffix, or an MRC file without a voxel size in its header.
+    DataError
+        Unknown suffix, a PDB file without atoms, an MRC file that is corrupt or truncated
+        (:class:`~emgan_monai.io.errors.ImageReadError`), not 3D, holds NaN/Inf, or has no voxel size in its header.
+        All are ``ValueError`` subclasses naming the file.
     """
     import mrcfile
+
+    from emgan_monai.io.mrc import read_mrc
 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".pdb", ".ent"):
-        density, _ = density_from_pdb(path, voxel_size=voxel_size, box=box)
+        try:
+            density, _ = density_from_pdb(path, voxel_size=voxel_size, box=box)
+        except FileNotFoundError as err:
+            raise DataNotFoundError(path, "PDB file not found") from err
+        except DataError:
+            raise
+        except ValueError as err:  # e.g. no ATOM/HETATM records; the message already names the file
+            raise DataError(path, str(err).split(": ", 1)[-1]) from err
         return density
     if suffix not in _MRC_SUFFIXES:
-        raise ValueError(f"{path}: unsupported density file type {suffix!r}; expected MRC or PDB")
-    with mrcfile.open(path, permissive=True) as mrc:
-        data = np.asarray(mrc.data, dtype=np.float32)
-        vs = mrc.voxel_size
+        raise DataError(path, f"unsupported density file type {suffix!r}; expected MRC or PDB")
+    # header checks (size limit, truncation) and clear errors from the project reader; permissive like mrcfile's
+    # own handling of maps written by tools with sloppy headers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mrc = read_mrc(path, permissive=True)
+    data = np.asarray(mrc.data, dtype=np.float32)
+    with mrcfile.open(path, permissive=True, header_only=True) as fh:
+        vs = fh.voxel_size
         header_vs = np.array([float(vs.z), float(vs.y), float(vs.x)])
     if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D map, got shape {data.shape}")
-    if np.any(header_vs <= 0):
-        raise ValueError(f"{path}: MRC header has no voxel size; cannot resample to {voxel_size} A")
+        raise DataError(path, f"expected a 3D map, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise DataError(path, f"the map holds {int(np.sum(~np.isfinite(data)))} NaN/Inf voxels")
+    if np.any(header_vs <= 0) or not np.all(np.isfinite(header_vs)):
+        raise DataError(path, f"MRC header has no voxel size; cannot resample to {voxel_size} A")
     if not np.allclose(header_vs, header_vs[0]):
-        raise ValueError(f"{path}: anisotropic voxel size {tuple(header_vs)} is not supported")
+        raise DataError(path, f"anisotropic voxel size {tuple(header_vs)} is not supported")
     data = resample_map(data, float(header_vs[0]), voxel_size)
     return pad_or_crop(data, box) if box is not None else data
 
@@ -145,28 +165,42 @@ def load_tomogram(path: str | Path, key: str = "dataset") -> np.ndarray:
     """Read a tomogram from HDF5 (``key``), MRC or TIFF as a float32 3D array (axes as stored)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"tomogram not found: {path}")
+        raise DataNotFoundError(path, "tomogram not found")
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5", ".hdf"):
         import h5py
 
-        with h5py.File(path, "r") as fh:
-            if key not in fh:
-                raise ValueError(f"{path}: HDF5 key {key!r} not found (keys: {list(fh.keys())})")
-            data = np.asarray(fh[key][()], dtype=np.float32)
+        from emgan_monai.io.base import check_image_size
+
+        try:
+            with h5py.File(path, "r") as fh:
+                if key not in fh:
+                    raise DataError(path, f"HDF5 key {key!r} not found (keys: {list(fh.keys())})")
+                check_image_size(path, fh[key].shape, fh[key].dtype, what="HDF5 dataset")
+                data = np.asarray(fh[key][()], dtype=np.float32)
+        except DataError:
+            raise
+        except Exception as err:  # h5py raises OSError, KeyError, TypeError ... on corrupt files
+            raise DataError(path, f"invalid or truncated HDF5 file ({type(err).__name__}: {err})") from err
     elif suffix in _MRC_SUFFIXES:
-        import mrcfile
+        from emgan_monai.io.mrc import read_mrc
 
-        with mrcfile.open(path, permissive=True) as mrc:
-            data = np.asarray(mrc.data, dtype=np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            data = np.asarray(read_mrc(path, permissive=True).data, dtype=np.float32)
     elif suffix in (".tif", ".tiff"):
-        import tifffile
+        from emgan_monai.io.tiff import read_tiff
 
-        data = np.asarray(tifffile.imread(path), dtype=np.float32)
+        data = np.asarray(np.squeeze(read_tiff(path).data), dtype=np.float32)
     else:
-        raise ValueError(f"{path}: unsupported tomogram type {suffix!r}; expected .h5, .mrc or .tif")
+        raise DataError(path, f"unsupported tomogram type {suffix!r}; expected .h5, .mrc or .tif")
     if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D tomogram, got shape {data.shape}")
+        raise DataError(path, f"expected a 3D tomogram, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise DataError(path, f"the tomogram holds {int(np.sum(~np.isfinite(data)))} NaN/Inf voxels "
+                        "(a failed reconstruction?)")
+    if float(data.min()) == float(data.max()):
+        raise DataError(path, f"the tomogram is constant (every voxel = {data.flat[0]})")
     return data
 
 
@@ -194,6 +228,17 @@ def cut_subvolume(
     """
     if border not in ("drop", "pad"):
         raise ValueError(f"border must be 'drop' or 'pad', got {border!r}")
+    if np.ndim(volume) != 3:
+        raise DataError("", f"cut_subvolume needs a 3D volume, got shape {np.shape(volume)}")
+    if int(box) < 1:
+        raise ValueError(f"box must be a positive number of voxels, got {box}")
+    if np.size(centre) != 3:
+        raise ValueError(f"centre must hold 3 indices, got {centre!r}")
+    if border == "drop" and any(int(box) > n for n in np.shape(volume)):
+        raise DataError(
+            "", f"the volume {np.shape(volume)} is smaller than the box {box}: every subvolume would be dropped "
+            "(use a smaller box or border='pad')"
+        )
     c = np.asarray(centre, dtype=np.int64)
     lo = c - box // 2
     hi = lo + box

@@ -20,11 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from emgan_monai.errors import DataError, DataNotFoundError
+
 __all__ = [
     "IMAGE_DIR",
     "MITO_DIR",
     "MEMBRANE_DIR",
     "MASK_CHANNELS",
+    "check_section",
     "drosophila_datalist",
     "split_sections",
     "build_mask",
@@ -43,7 +46,62 @@ def _section_stems(folder: Path, suffix: str) -> dict[int, str]:
     return {int(p.stem): p.stem for p in folder.iterdir() if p.suffix.lower() == suffix and p.stem.isdigit()}
 
 
-def drosophila_datalist(root: str | os.PathLike, sections: Sequence[int] | None = None) -> list[dict]:
+def check_section(item: dict, min_size: int | None = None) -> tuple[int, int]:
+    """Read one section's three files and check that they make a training pair.
+
+    Parameters
+    ----------
+    item
+        A datalist item with ``image`` (raw EM TIFF), ``mito`` and ``membrane`` (mask PNGs) paths.
+    min_size
+        Smallest accepted side of the section in pixels; ``None`` accepts any size.
+
+    Returns
+    -------
+    (H, W)
+        The section's shape.
+
+    Raises
+    ------
+    ImageReadError
+        A file is missing, truncated or corrupt, or its header announces an absurd size.
+    DataError
+        The raw image is not a single-channel 2D image, holds NaN/Inf, or is constant (a blank section); a mask is
+        not a single-channel 2D image or differs in shape from the raw image; the section is smaller than
+        ``min_size``. The message names the file.
+    """
+    from emgan_monai.io import read_image
+
+    raw, _ = read_image(item["image"])
+    raw = np.squeeze(raw)
+    if raw.ndim != 2:
+        raise DataError(item["image"], f"expected a single-channel 2D EM section (H, W), got shape {raw.shape}")
+    if not np.issubdtype(raw.dtype, np.number) or np.iscomplexobj(raw):
+        raise DataError(item["image"], f"expected a real-valued EM section, got dtype {raw.dtype}")
+    if np.issubdtype(raw.dtype, np.floating) and not np.all(np.isfinite(raw)):
+        raise DataError(item["image"], f"the EM section holds {int(np.sum(~np.isfinite(raw)))} NaN/Inf pixels")
+    if raw.min() == raw.max():
+        raise DataError(item["image"], f"the EM section is constant (every pixel = {raw.flat[0]}): a blank section")
+    if min_size is not None and min(raw.shape) < int(min_size):
+        raise DataError(item["image"], f"the section {raw.shape} is smaller than the minimum side of {min_size} px")
+    for key in ("mito", "membrane"):
+        mask, _ = read_image(item[key])
+        if mask.ndim != 2:
+            raise DataError(
+                item[key], f"expected a single-channel (grey or 1-bit) {key} mask (H, W), got shape {mask.shape}"
+            )
+        if mask.shape != raw.shape:
+            raise DataError(item[key], f"{key} mask shape {mask.shape} differs from the EM section {raw.shape} "
+                            f"({item['image']})")
+    return raw.shape
+
+
+def drosophila_datalist(
+    root: str | os.PathLike,
+    sections: Sequence[int] | None = None,
+    validate: bool = True,
+    min_size: int | None = None,
+) -> list[dict]:
     """Build a MONAI datalist from a Drosophila-VNC style stack folder.
 
     Parameters
@@ -52,6 +110,11 @@ def drosophila_datalist(root: str | os.PathLike, sections: Sequence[int] | None 
         Stack folder holding ``raw/NN.tif``, ``mitochondria/NN.png`` and ``membranes/NN.png``.
     sections
         Section numbers to include (``NN`` in the file names). ``None`` takes every section found in ``raw/``.
+    validate
+        Read every file once and check it with :func:`check_section` (before any training starts), so a corrupt,
+        blank or mismatched section fails here, naming its file, rather than in the middle of a run.
+    min_size
+        With ``validate``, the smallest accepted side of a section in pixels.
 
     Returns
     -------
@@ -61,27 +124,29 @@ def drosophila_datalist(root: str | os.PathLike, sections: Sequence[int] | None 
 
     Raises
     ------
-    FileNotFoundError
-        If ``root`` or one of its three sub-folders is missing, if a requested section has no raw image, or if
-        a section lacks one of its mask files (the message names the missing path).
-    ValueError
-        If no section is found or ``sections`` holds duplicates.
+    DataNotFoundError
+        If ``root`` or one of its three sub-folders is missing, if ``raw/`` holds no section, if a requested
+        section has no raw image, or if a section lacks one of its mask files (the message names the missing path).
+        Also a :class:`FileNotFoundError`.
+    DataError
+        If ``sections`` holds duplicates, or (with ``validate``) a file is unusable (see :func:`check_section`).
+        Also a :class:`ValueError`.
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"Drosophila stack folder not found: {root}")
+        raise DataNotFoundError(root, "Drosophila stack folder not found (set --dataset_dir)")
     for sub in (IMAGE_DIR, MITO_DIR, MEMBRANE_DIR):
         if not (root / sub).is_dir():
-            raise FileNotFoundError(f"Drosophila stack {root} has no '{sub}/' folder (expected {root / sub}).")
+            raise DataNotFoundError(root, f"the Drosophila stack has no '{sub}/' folder (expected {root / sub})")
     stems = _section_stems(root / IMAGE_DIR, ".tif")
     if sections is None:
         ids = sorted(stems)
         if not ids:
-            raise ValueError(f"No raw sections named NN.tif found in {root / IMAGE_DIR}.")
+            raise DataNotFoundError(root / IMAGE_DIR, "no raw sections named NN.tif found")
     else:
         ids = [int(s) for s in sections]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"Duplicate section numbers in sections={list(sections)}.")
+            raise DataError(root, f"duplicate section numbers in sections={list(sections)}")
         ids = sorted(ids)
     datalist = []
     for s in ids:
@@ -93,8 +158,11 @@ def drosophila_datalist(root: str | os.PathLike, sections: Sequence[int] | None 
         }
         for key, path in item.items():
             if not path.is_file():
-                raise FileNotFoundError(f"Section {s} of {root}: missing {key} file {path}.")
-        datalist.append({**{k: str(v) for k, v in item.items()}, "section": s})
+                raise DataNotFoundError(root, f"section {s}: missing {key} file {path}")
+        entry = {**{k: str(v) for k, v in item.items()}, "section": s}
+        if validate:
+            check_section(entry, min_size=min_size)
+        datalist.append(entry)
     return datalist
 
 

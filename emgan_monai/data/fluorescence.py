@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import tifffile
 
+from emgan_monai.errors import DataError, DataNotFoundError
 from emgan_monai.physics.optics import (
     PSFModel,
     SimulationRanges,
@@ -48,26 +49,30 @@ def _tiff_files(folder: Path, extensions: Sequence[str]) -> dict[str, Path]:
         if not path.is_file() or path.suffix.lower() not in extensions:
             continue
         if path.stem in files:
-            raise ValueError(
-                f"{folder}: two files share the name {path.stem!r} ({files[path.stem].name}, {path.name})."
-            )
+            raise DataError(folder, f"two files share the name {path.stem!r} ({files[path.stem].name}, {path.name}).")
         files[path.stem] = path
     return files
 
 
 def _tiff_shape(path: Path) -> tuple[int, ...]:
-    """Shape of the first image series of a TIFF (without reading pixels), singleton axes dropped."""
+    """Shape of the first image series of a TIFF (without reading pixels), singleton axes dropped.
+
+    The header's size is checked against :func:`emgan_monai.io.base.max_image_bytes` (absurd headers are refused).
+    """
+    from emgan_monai.io.base import check_image_size
+
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape, dtype = tuple(int(s) for s in series.shape), np.dtype(series.dtype)
-    except (tifffile.TiffFileError, OSError, IndexError) as err:
-        raise ValueError(f"{path}: not a readable TIFF ({err}).") from err
+    except Exception as err:  # tifffile raises many types on malformed headers
+        raise DataError(path, f"not a readable TIFF ({type(err).__name__}: {err}).") from err
+    check_image_size(path, shape, dtype, what="TIFF header")
     shape = tuple(s for s in shape if s != 1)
     if len(shape) not in (2, 3):
-        raise ValueError(f"{path}: expected a 2D (Y, X) or 3D (Z, Y, X) image, got shape {shape}.")
+        raise DataError(path, f"expected a 2D (Y, X) or 3D (Z, Y, X) image, got shape {shape}.")
     if dtype not in _ALLOWED_DTYPES:
-        raise ValueError(f"{path}: unsupported dtype {dtype}; expected uint8, uint16 or float32.")
+        raise DataError(path, f"unsupported dtype {dtype}; expected uint8, uint16 or float32.")
     return shape
 
 
@@ -82,6 +87,7 @@ def paired_datalist(
     label_dir: str = "confocal",
     extensions: Sequence[str] = TIFF_EXTENSIONS,
     check_shapes: bool = True,
+    min_shape: Sequence[int] | None = None,
 ) -> list[dict[str, str]]:
     """MONAI datalist of real wide-field / confocal pairs matched by file name.
 
@@ -96,6 +102,9 @@ def paired_datalist(
     check_shapes : bool
         Read each TIFF header (not its pixels) and require 2D or 3D, uint8 / uint16 / float32 images whose
         input and target shapes agree.
+    min_shape : Sequence[int] | None
+        With ``check_shapes``, the smallest accepted ``(Y, X)`` or ``(Z, Y, X)`` (the training patch / ROI size,
+        aligned to the image's last axes): smaller images are refused here, before training, naming the file.
 
     Returns
     -------
@@ -108,18 +117,23 @@ def paired_datalist(
         If ``root`` or one of the sub-folders is missing.
     ValueError
         If a folder holds no TIFF, names do not match (both lists of unmatched names are given), a file is
-        unreadable, has an unsupported dimensionality or dtype, or a pair's shapes differ (the file is named).
+        unreadable, has an unsupported dimensionality or dtype, is smaller than ``min_shape``, or a pair's shapes
+        differ (the file is named).
+
+    The errors are :class:`~emgan_monai.errors.DataNotFoundError` / :class:`~emgan_monai.errors.DataError`
+    (subclasses of the built-in types above).
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"paired data folder {root} does not exist.")
+        raise DataNotFoundError(root, "paired data folder does not exist.")
     folders = {}
     for role, sub in (("wide-field", image_dir), ("confocal", label_dir)):
         folder = root / sub
         if not folder.is_dir():
-            raise FileNotFoundError(
-                f"{root}: missing the {role} folder '{sub}/' (expected {root}/{image_dir}/ and "
-                f"{root}/{label_dir}/ with matching file names)."
+            raise DataNotFoundError(
+                root,
+                f"missing the {role} folder '{sub}/' (expected {root}/{image_dir}/ and "
+                f"{root}/{label_dir}/ with matching file names).",
             )
         folders[sub] = folder
     exts = tuple(e.lower() for e in extensions)
@@ -127,13 +141,14 @@ def paired_datalist(
     labels = _tiff_files(folders[label_dir], exts)
     for sub, files in ((image_dir, images), (label_dir, labels)):
         if not files:
-            raise ValueError(f"{root / sub}: no image files with extensions {exts}.")
+            raise DataNotFoundError(root / sub, f"no image files with extensions {exts}.")
     only_images = sorted(set(images) - set(labels))
     only_labels = sorted(set(labels) - set(images))
     if only_images or only_labels:
-        raise ValueError(
-            f"{root}: unmatched file names; only in {image_dir}/: [{_listing(only_images)}]; "
-            f"only in {label_dir}/: [{_listing(only_labels)}]."
+        raise DataError(
+            root,
+            f"unmatched file names; only in {image_dir}/: [{_listing(only_images)}]; "
+            f"only in {label_dir}/: [{_listing(only_labels)}].",
         )
     datalist = []
     mismatched = []
@@ -142,9 +157,17 @@ def paired_datalist(
             s_img, s_lab = _tiff_shape(images[name]), _tiff_shape(labels[name])
             if s_img != s_lab:
                 mismatched.append(f"{images[name].name}: {image_dir} {s_img} vs {label_dir} {s_lab}")
+            elif min_shape is not None:
+                need = tuple(int(m) for m in min_shape)[-len(s_img) :]
+                if any(s < m for s, m in zip(s_img[-len(need) :], need)):
+                    raise DataError(
+                        images[name],
+                        f"image shape {s_img} is smaller than the training patch {tuple(min_shape)}: "
+                        "use larger images or a smaller patch/ROI size.",
+                    )
         datalist.append({"image": str(images[name]), "label": str(labels[name])})
     if mismatched:
-        raise ValueError(f"{root}: shape mismatch between input and target for {_listing(mismatched)}.")
+        raise DataError(root, f"shape mismatch between input and target for {_listing(mismatched)}.")
     return datalist
 
 

@@ -10,12 +10,14 @@ from typing import Any
 import torch
 from monai.data import MetaTensor
 from monai.engines import Trainer
+from ignite.engine import Events
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn
 from monai.engines.workflow import Workflow
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
+from emgan_monai.errors import CheckpointError, DataError, NonFiniteLossError
 from emgan_monai.losses.adversarial import AdversarialLoss, clip_weights, gradient_penalty
 
 from .utils import RandomState
@@ -69,7 +71,18 @@ class AdversarialTrainer(Trainer):
 
     All randomness of the engine (latent noise, image pool, penalty ``eps``) comes from ``engine.rng``
     (:class:`~emgan_monai.engines.utils.RandomState`); add it to the checkpoint (``{"rng": trainer.rng}``)
-    together with the networks, both optimisers and the trainer for a bit-exact resume.
+    together with the networks, both optimisers and the trainer for a bit-exact resume. ``engine.rng`` also holds
+    the random state of the training data: the ``train_data_loader``'s shuffling generator and, when it loads in the
+    main process (``num_workers=0``), the random state of every MONAI ``Randomizable`` transform of its dataset
+    (see :meth:`~emgan_monai.engines.utils.RandomState.register_data_loader`), so that a resumed run draws the same
+    batches, flips and crops as an uninterrupted one.
+
+    Non-finite losses: with ``stop_on_nonfinite`` (default) each total loss (``d_loss``, ``g_loss``) is checked
+    before its backward pass; a NaN/Inf raises :class:`~emgan_monai.errors.NonFiniteLossError` (naming the loss,
+    its terms, the epoch and iteration) before the optimiser touches the weights. The error is raised straight out
+    of :meth:`run` without firing ignite's ``EXCEPTION_RAISED`` event, so handlers such as
+    ``CheckpointSaver(save_final=True)`` do not save the untrusted state as a "final" checkpoint: the last interval
+    checkpoint stays the newest, and ``ResumeFromLatest`` / ``--resume true`` continues from it.
 
     Parameters
     ----------
@@ -102,6 +115,13 @@ class AdversarialTrainer(Trainer):
         float32 (bf16 autocast on CPU is far slower).
     seed
         Seed of ``engine.rng``.
+    stop_on_nonfinite
+        Stop training with :class:`~emgan_monai.errors.NonFiniteLossError` when a total loss is NaN or infinite
+        (see above). ``False`` restores plain behaviour (the optimiser steps on whatever the loss is).
+    check_inputs
+        Check every floating-point batch tensor for NaN/Inf before the forward pass and raise
+        :class:`~emgan_monai.errors.DataError` naming the batch key, the iteration and (when the batch carries
+        MONAI metadata) the files; without it such data surface as a NaN loss or an obscure error inside a loss.
     epoch_length, non_blocking, iteration_update, postprocessing, key_train_metric, additional_metrics,
     metric_cmp_fn, train_handlers, event_names, event_to_attr, to_kwargs, amp_kwargs
         As :class:`monai.engines.SupervisedTrainer`; outputs are not decollated (``decollate=False``).
@@ -124,6 +144,8 @@ class AdversarialTrainer(Trainer):
         gp_weight: float | None = None,
         amp: bool = False,
         seed: int = 0,
+        stop_on_nonfinite: bool = True,
+        check_inputs: bool = True,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         iteration_update: Callable | None = None,
@@ -185,6 +207,10 @@ class AdversarialTrainer(Trainer):
         self.gp_weight = gp_weight
         self.optim_set_to_none = optim_set_to_none
         self.rng = RandomState(seed)
+        self.rng.register_data_loader(train_data_loader)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._drop_finished_data_iterator)
+        self.stop_on_nonfinite = bool(stop_on_nonfinite)
+        self.check_inputs = bool(check_inputs)
         self.scaler_g = torch.amp.GradScaler("cuda") if use_amp else None
         self.scaler_d = torch.amp.GradScaler("cuda") if use_amp else None
         self._d_scale = 1.0 if self.adv_loss.is_wasserstein else 0.5
@@ -238,9 +264,70 @@ class AdversarialTrainer(Trainer):
         value = batchdata[key]
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"batch[{key!r}] must be a tensor, got {type(value).__name__}.")
+        if self.check_inputs and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            files = value.meta.get("filename_or_obj") if isinstance(value, MetaTensor) else None
+            if files is None:
+                files = batchdata.get(f"{key}_meta_dict", {}).get("filename_or_obj")
+            n_bad = int((~torch.isfinite(value)).sum())
+            raise DataError(
+                "" if files is None else str(files),
+                f"batch[{key!r}] holds {n_bad} NaN/Inf values at epoch {self.state.epoch}, iteration "
+                f"{self.state.iteration}; fix or drop the offending images (e.g. a failed reconstruction)",
+            )
         if isinstance(value, MetaTensor):
             value = value.as_tensor()
         return value.to(self.state.device, non_blocking=self.non_blocking, **self.to_kwargs)
+
+    def _drop_finished_data_iterator(self, engine: AdversarialTrainer) -> None:
+        """Discard the data iterator after a full pass, so the next epoch starts a fresh one.
+
+        ignite keeps the iterator and only learns that it is exhausted when the next epoch calls ``next`` on it;
+        for a shuffling ``DataLoader`` that call runs the tail of ``RandomSampler.__iter__``, which draws one more
+        ``randperm`` from the loader's generator. A run resumed from a checkpoint saved at the end of the epoch
+        has no such iterator and skips that draw, so every later epoch would see a different order. Dropping the
+        exhausted iterator here (ignite then calls ``iter(loader)`` at the next epoch, as after a resume) makes both
+        runs draw the same numbers. Epochs shorter than the loader (``epoch_length < len(loader)``) keep ignite's
+        behaviour of continuing the iterator.
+        """
+        try:
+            full_pass = engine.state.epoch_length == len(engine.data_loader)  # type: ignore[arg-type]
+        except TypeError:  # an iterable without a length
+            return
+        if full_pass:
+            engine._dataloader_iter = None
+
+    def check_finite(self, name: str, loss: torch.Tensor, components: Mapping[str, Any]) -> None:
+        """Raise :class:`~emgan_monai.errors.NonFiniteLossError` if ``loss`` is NaN/Inf (``stop_on_nonfinite``).
+
+        Parameters
+        ----------
+        name
+            Name of the total loss (``"d_loss"``, ``"g_loss"``).
+        loss
+            The scalar total loss, before its backward pass.
+        components
+            Its terms (tensors or floats), reported in the message.
+        """
+        if not self.stop_on_nonfinite or bool(torch.isfinite(loss.detach()).all()):
+            return
+        terms = {k: float(v.detach().float()) if isinstance(v, torch.Tensor) else float(v)
+                 for k, v in components.items()}
+        raise NonFiniteLossError(name, float(loss.detach().float()), self.state.epoch, self.state.iteration, terms)
+
+    def _handle_exception(self, e: BaseException) -> None:
+        """Let non-finite-loss and checkpoint errors through without firing ``EXCEPTION_RAISED``.
+
+        ignite hands exceptions to the ``EXCEPTION_RAISED`` handlers, and MONAI's ``CheckpointSaver(save_final=True)``
+        saves the current state there. After a non-finite loss (:class:`~emgan_monai.errors.NonFiniteLossError`)
+        or a checkpoint that could not be restored (:class:`~emgan_monai.errors.CheckpointError`) that state must not
+        become a checkpoint (nor overwrite ``model.pt``).
+        """
+        if isinstance(e, (NonFiniteLossError, CheckpointError)):
+            if not getattr(e, "_emgan_logged", False):  # ignite hands the error over twice (iteration, run)
+                self.logger.error("training stopped: %s", e)
+                e._emgan_logged = True  # type: ignore[attr-defined]
+            raise e
+        super()._handle_exception(e)
 
     def _step(self, loss: torch.Tensor, optimizer: Optimizer, scaler: torch.amp.GradScaler | None) -> None:
         if scaler is None:
@@ -276,6 +363,7 @@ class AdversarialTrainer(Trainer):
                 d_loss = d_loss + self.gp_weight * gp
                 stats["gp"] = gp.detach()
             stats["d_loss"] = d_loss.detach()
+            self.check_finite("d_loss", d_loss, {k: v for k, v in stats.items() if k != "d_loss"})
             self._step(d_loss, self.d_optimizer, self.scaler_d)
             if self.clip_value is not None:
                 for critic in self.d_networks.values():
@@ -292,6 +380,7 @@ class AdversarialTrainer(Trainer):
             with self.autocast():
                 terms = self._generator_terms(inputs, fakes)
                 g_loss = sum(weight * value.float() for weight, value in terms.values())
+            self.check_finite("g_loss", g_loss, {k: v for k, (_, v) in terms.items()})  # type: ignore[arg-type]
             self._step(g_loss, self.g_optimizer, self.scaler_g)  # type: ignore[arg-type]
         stats = {name: float(value.detach()) for name, (_, value) in terms.items()}
         stats["g_loss"] = float(g_loss.detach())  # type: ignore[union-attr]

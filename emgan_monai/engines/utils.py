@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from numbers import Number
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["RandomState", "ImagePool", "LinearDecayLR", "scalars"]
+__all__ = ["RandomState", "DataLoaderRandomState", "ImagePool", "LinearDecayLR", "scalars"]
 
 
 class _Stateful(Protocol):
@@ -24,6 +25,91 @@ def _dist_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def _numpy_states(obj: Any, found: dict[int, np.random.RandomState], seen: set[int], depth: int = 0) -> None:
+    """Collect the ``np.random.RandomState`` (attribute ``R``) of every MONAI ``Randomizable`` inside ``obj``.
+
+    Walks attributes, lists, tuples and dict values in a fixed order (as :func:`monai.data.utils.set_rnd` does, but
+    also into Randomizable containers such as ``Compose``), skipping tensors, arrays and strings.
+    """
+    if isinstance(obj, (str, bytes, int, float, bool, type(None), torch.Tensor, np.ndarray, torch.Generator)):
+        return
+    if id(obj) in seen or depth > 64:  # transforms nest a few levels; stop at pathological object graphs
+        return
+    seen.add(id(obj))
+    if isinstance(obj, Mapping):
+        for value in list(obj.values()):
+            _numpy_states(value, found, seen, depth + 1)
+        return
+    if isinstance(obj, (list, tuple)):
+        for value in obj:
+            _numpy_states(value, found, seen, depth + 1)
+        return
+    attrs = getattr(obj, "__dict__", None)
+    if attrs is None:
+        return
+    r = attrs.get("R")
+    if isinstance(r, np.random.RandomState):
+        found.setdefault(id(r), r)
+    for key, value in list(attrs.items()):
+        if not key.startswith("__") and key != "R":
+            _numpy_states(value, found, seen, depth + 1)
+
+
+class DataLoaderRandomState:
+    """Checkpointable random state of a training data loader: its shuffling and its random transforms.
+
+    A ``DataLoader(..., shuffle=True, generator=g)`` draws each epoch's order from ``g``; MONAI's ``DataLoader`` with
+    ``num_workers=0`` seeds the dataset's ``Randomizable`` transforms once, at construction, and they then draw from
+    their own ``np.random.RandomState`` objects epoch after epoch. Neither is in a checkpoint of networks,
+    optimisers and ``torch``'s global generator, so a resumed run would replay epoch 1's order and augmentations.
+    This object saves and restores both (as plain tensors and numbers: loadable with ``weights_only=True``).
+
+    With ``num_workers > 0`` each epoch's workers re-seed the transforms from a base seed drawn from the loader's
+    generator (or torch's global one), so restoring the generator is enough and the transforms are not collected.
+
+    Parameters
+    ----------
+    loader
+        A ``torch.utils.data.DataLoader`` (or MONAI's); other iterables give an empty state.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        generators: list[torch.Generator] = []
+        for gen in (getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None)):
+            if isinstance(gen, torch.Generator) and all(gen is not g for g in generators):
+                generators.append(gen)
+        self.generators = generators
+        found: dict[int, np.random.RandomState] = {}
+        if getattr(loader, "num_workers", 0) == 0 and getattr(loader, "dataset", None) is not None:
+            _numpy_states(loader.dataset, found, set())
+        self.transform_states = list(found.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.generators or self.transform_states)
+
+    def state_dict(self) -> dict[str, Any]:
+        transforms = []
+        for r in self.transform_states:
+            name, key, pos, has_gauss, cached = r.get_state()
+            transforms.append({"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                               "has_gauss": int(has_gauss), "cached_gaussian": float(cached)})
+        return {"generators": [g.get_state() for g in self.generators], "transforms": transforms}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        gens, transforms = list(state.get("generators", [])), list(state.get("transforms", []))
+        if len(gens) != len(self.generators) or len(transforms) != len(self.transform_states):
+            raise ValueError(
+                f"checkpoint data-loader state has {len(gens)} generator(s) and {len(transforms)} random transform(s); "
+                f"this data loader has {len(self.generators)} and {len(self.transform_states)}: the data pipeline "
+                "changed since the checkpoint was written."
+            )
+        for g, st in zip(self.generators, gens):
+            g.set_state(st.cpu())
+        for r, st in zip(self.transform_states, transforms):
+            key = st["key"].cpu().numpy().astype(np.uint32)
+            r.set_state(("MT19937", key, int(st["pos"]), int(st["has_gauss"]), float(st["cached_gaussian"])))
+
+
 class RandomState:
     """Checkpointable source of all of a trainer's randomness.
 
@@ -32,7 +118,8 @@ class RandomState:
     dropout / noise injection inside networks and shuffling DataLoaders (seeded from the global generator at the start
     of each epoch) also resume bit-exactly. Other stateful objects whose content depends on these draws (the CycleGAN
     image pools) are registered with :meth:`register` and saved with it. Pass it to ``CheckpointSaver`` /
-    ``CheckpointLoader`` as ``{"rng": trainer.rng}``.
+    ``CheckpointLoader`` as ``{"rng": trainer.rng}``. The trainers register their training data loader
+    (:meth:`register_data_loader`), so shuffling and random transforms resume exactly too.
 
     Parameters
     ----------
@@ -63,6 +150,16 @@ class RandomState:
         if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
             raise ValueError(f"object registered as {name!r} must have state_dict() and load_state_dict().")
         self._registered[name] = obj
+
+    def register_data_loader(self, loader: Any, name: str = "data_loader") -> bool:
+        """Save and restore the shuffling and augmentation random state of ``loader`` with this object.
+
+        See :class:`DataLoaderRandomState`. Returns ``True`` when the loader had any such state to register.
+        """
+        state = DataLoaderRandomState(loader)
+        if state:
+            self.register(name, state)
+        return bool(state)
 
     def randn(
         self, shape: Sequence[int], device: torch.device | str | None = None, dtype: torch.dtype = torch.float32

@@ -19,6 +19,7 @@ from emgan_monai.io.errors import ImageFileNotFoundError, ImageReadError, ImageW
 from emgan_monai.io.files import image_format, read_image, write_image
 from emgan_monai.io.mrc import MRC_SUFFIXES, MRCImage, MRCReader, MRCWriter, read_mrc, write_mrc
 from emgan_monai.io.tiff import TIFF_SUFFIXES, TiffImage, TiffReader, TiffWriter, read_tiff, write_tiff
+from emgan_monai.io.png import PNGReader
 from emgan_monai.io.save import SafeSaveImage, SafeSaveImaged
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "MRCImage",
     "MRCReader",
     "MRCWriter",
+    "PNGReader",
     "TiffImage",
     "TiffReader",
     "TiffWriter",
@@ -61,6 +63,7 @@ def register_with_monai() -> None:
             image_writer.register_writer(ext, writer)
     SUPPORTED_READERS.setdefault("mrcreader", MRCReader)
     SUPPORTED_READERS.setdefault("tiffreader", TiffReader)
+    SUPPORTED_READERS.setdefault("pngreader", PNGReader)  # tried before MONAI's lenient PILReader for .png
 
 
 register_with_monai()

@@ -36,11 +36,15 @@ from monai.transforms import SpatialResample
 from monai.utils import MetaKeys, SpaceKeys, convert_data_type, get_equivalent_dtype
 from monai.utils.type_conversion import UNSUPPORTED_TYPES
 
-from emgan_monai.io.errors import ImageFileNotFoundError, ImageReadError
+from emgan_monai.io.errors import ImageFileNotFoundError, ImageReadError, ImageTooLargeError
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
     "atomic_write",
+    "check_image_size",
     "check_readable",
+    "max_image_bytes",
+    "set_max_image_bytes",
     "normalise_unit",
     "unit_scale",
     "spatial_meta",
@@ -95,6 +99,84 @@ def unit_scale(unit_from: str | None, unit_to: str) -> float | None:
     if src == dst:
         return 1.0
     return _UNIT_IN_ANGSTROM[src] / _UNIT_IN_ANGSTROM[dst]
+
+
+#: Default limit on the decoded size of one image file (16 GiB): far above any section, stack or binned tomogram
+#: this project trains on, far below what a corrupt header can announce (an MRC header can claim 2**93 bytes).
+DEFAULT_MAX_IMAGE_BYTES: int = 16 * 2**30
+_max_image_bytes: int | None = None
+
+
+def max_image_bytes() -> int:
+    """Largest decoded image (in bytes) the readers accept.
+
+    :func:`set_max_image_bytes` wins, then the environment variable ``EMGAN_MAX_IMAGE_BYTES`` (an integer number of
+    bytes), then :data:`DEFAULT_MAX_IMAGE_BYTES`.
+    """
+    if _max_image_bytes is not None:
+        return _max_image_bytes
+    env = os.environ.get("EMGAN_MAX_IMAGE_BYTES")
+    if env:
+        try:
+            value = int(float(env))
+        except ValueError:
+            raise ValueError(f"EMGAN_MAX_IMAGE_BYTES must be a number of bytes, got {env!r}") from None
+        if value <= 0:
+            raise ValueError(f"EMGAN_MAX_IMAGE_BYTES must be positive, got {env!r}")
+        return value
+    return DEFAULT_MAX_IMAGE_BYTES
+
+
+def set_max_image_bytes(limit: int | None) -> None:
+    """Set the readers' size limit for this process (``None`` restores the environment/default)."""
+    global _max_image_bytes
+    if limit is not None and int(limit) <= 0:
+        raise ValueError(f"the image size limit must be positive, got {limit}")
+    _max_image_bytes = None if limit is None else int(limit)
+
+
+def check_image_size(
+    filename: PathLike, shape: Sequence[int], dtype: Any, max_bytes: int | None = None, what: str = "header"
+) -> int:
+    """Refuse an image whose announced ``shape`` x ``dtype`` exceeds the limit, before anything is allocated.
+
+    Parameters
+    ----------
+    filename
+        File the shape comes from (for the message).
+    shape
+        Shape announced by the file's header.
+    dtype
+        Data type announced by the header (anything :class:`numpy.dtype` takes).
+    max_bytes
+        Limit in bytes; ``None`` uses :func:`max_image_bytes`.
+    what
+        Where the shape comes from, for the message.
+
+    Returns
+    -------
+    int
+        The announced size in bytes.
+
+    Raises
+    ------
+    ImageReadError
+        A negative dimension.
+    ImageTooLargeError
+        The announced size exceeds the limit.
+    """
+    dims = [int(s) for s in shape]
+    if any(d < 0 for d in dims):
+        raise ImageReadError(filename, f"invalid {what}: negative dimension in shape {tuple(dims)}")
+    limit = max_image_bytes() if max_bytes is None else int(max_bytes)
+    nbytes = int(np.prod(dims, dtype=object)) * int(np.dtype(dtype).itemsize)  # exact: Python ints do not overflow
+    if nbytes > limit:
+        raise ImageTooLargeError(
+            filename,
+            f"the {what} announces shape {tuple(dims)} of {np.dtype(dtype)} = {nbytes:,} bytes, more than the limit "
+            f"of {limit:,} bytes (a corrupt header, or raise the limit with EMGAN_MAX_IMAGE_BYTES / max_bytes=)",
+        )
+    return nbytes
 
 
 def check_readable(filename: PathLike) -> Path:

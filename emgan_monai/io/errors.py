@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ImageReadError", "ImageFileNotFoundError", "ImageWriteError"]
+from emgan_monai.errors import DataError, DataNotFoundError
+
+__all__ = ["ImageReadError", "ImageFileNotFoundError", "ImageTooLargeError", "ImageWriteError"]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(DataError):
     """An image file could not be read: missing, truncated, corrupt or of an unsupported kind.
 
     Parameters
@@ -30,19 +32,29 @@ class ImageReadError(ValueError):
     """
 
     def __init__(self, filename: str | os.PathLike, problem: str) -> None:
-        self.filename = os.fspath(filename)
-        self.problem = problem
-        super().__init__(f"cannot read image file '{self.filename}': {problem}")
+        super().__init__(filename, problem)
+        ValueError.__init__(self, f"cannot read image file '{self.filename}': {problem}")
+
+    def __str__(self) -> str:
+        return f"cannot read image file '{self.filename}': {self.problem}"
 
     def __reduce__(self):  # keep the error picklable (DataLoader workers send errors between processes)
         return (self.__class__, (self.filename, self.problem))
 
 
-class ImageFileNotFoundError(ImageReadError, FileNotFoundError):
+class ImageFileNotFoundError(ImageReadError, DataNotFoundError):
     """The image file does not exist (also a :class:`FileNotFoundError`)."""
 
     def __str__(self) -> str:  # OSError.__str__ would drop the message built by ImageReadError
         return f"cannot read image file '{self.filename}': {self.problem}"
+
+
+class ImageTooLargeError(ImageReadError):
+    """The file's header announces more data than the configured limit; nothing was allocated.
+
+    The limit is :func:`emgan_monai.io.base.max_image_bytes` (environment variable ``EMGAN_MAX_IMAGE_BYTES``,
+    or :func:`emgan_monai.io.base.set_max_image_bytes`, or the readers' ``max_bytes`` argument).
+    """
 
 
 class ImageWriteError(ValueError):

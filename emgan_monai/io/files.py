@@ -13,14 +13,14 @@ from pathlib import PurePath
 
 import numpy as np
 from monai.config import PathLike
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from emgan_monai.io.base import atomic_write, check_readable
-from emgan_monai.io.errors import ImageReadError, ImageWriteError
+from emgan_monai.io.base import atomic_write, check_image_size, check_readable
+from emgan_monai.io.errors import ImageReadError, ImageTooLargeError, ImageWriteError
 from emgan_monai.io.mrc import MRC_SUFFIXES, read_mrc, write_mrc
 from emgan_monai.io.tiff import TIFF_SUFFIXES, read_tiff, write_tiff
 
-__all__ = ["read_image", "write_image", "image_format"]
+__all__ = ["read_image", "open_png", "read_png", "write_image", "image_format"]
 
 _PNG_SUFFIXES = ("png",)
 
@@ -82,14 +82,59 @@ def read_image(filename: PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
         spatial = [a for a in tif.axes if a in "ZQIYX" and (a in "YX" or tif.data.shape[tif.axes.index(a)] > 1)]
         voxel = tuple(float(tif.spacing.get("Z" if a in "QI" else a, 1.0)) for a in spatial)
         return tif.data, voxel
+    return read_png(filename), (1.0, 1.0)
+
+
+def open_png(filename: PathLike, max_bytes: int | None = None) -> Image.Image:
+    """Open and fully decode a PNG file with Pillow, checking the header's size before decoding.
+
+    Parameters
+    ----------
+    filename
+        Path to the file.
+    max_bytes
+        Size limit in bytes; ``None`` uses :func:`~emgan_monai.io.base.max_image_bytes`.
+
+    Returns
+    -------
+    PIL.Image.Image
+        The decoded image (its file is closed).
+
+    Raises
+    ------
+    ImageReadError
+        Missing, truncated, corrupt or empty file, or not a PNG.
+    ImageTooLargeError
+        The header announces more bytes than allowed, or more pixels than Pillow's decompression-bomb guard.
+    """
     path = check_readable(filename)
     try:
         with Image.open(path) as im:
+            if im.format != "PNG":
+                raise ImageReadError(path, f"not a PNG file (Pillow identifies it as {im.format})")
+            width, height = im.size
+            bands = len(im.getbands())
+            depth = 2 if im.mode.startswith("I;16") else 4 if im.mode in ("I", "F") else 1
+            check_image_size(path, (height, width, bands), np.dtype(f"u{depth}"), max_bytes, what="PNG header")
             im.load()
-            array = np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise ImageReadError(path, f"invalid or truncated PNG file ({e})") from e
-    return array, (1.0, 1.0)
+            img = im.copy()
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(path, f"refused by Pillow's decompression-bomb guard ({e})") from e
+    except MemoryError as e:
+        raise ImageReadError(path, f"not enough memory to decode the PNG data ({e})") from e
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ... on malformed files
+        raise ImageReadError(path, f"invalid or truncated PNG file ({type(e).__name__}: {e})") from e
+    if img.width == 0 or img.height == 0:
+        raise ImageReadError(path, f"the PNG image is empty ({img.width} x {img.height})")
+    img.filename = str(filename)  # ``copy`` drops it; MONAI's PILReader metadata report it
+    return img
+
+
+def read_png(filename: PathLike, max_bytes: int | None = None) -> np.ndarray:
+    """Read a PNG file as ``(Y, X[, S])`` with its own dtype (see :func:`open_png` for the checks and errors)."""
+    return np.asarray(open_png(filename, max_bytes=max_bytes))
 
 
 def write_image(

@@ -11,19 +11,29 @@ stores that position in ``origin`` and sets ``n*start`` to zero.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import mrcfile
+import mrcfile.utils
 import numpy as np
 from monai.config import DtypeLike, PathLike
 from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
 from monai.data.utils import is_supported_format
 from monai.utils import MetaKeys, ensure_tuple
 
-from emgan_monai.io.base import VoxelImageWriter, atomic_write, cast_array, check_readable, spatial_meta, unit_scale
+from emgan_monai.io.base import (
+    VoxelImageWriter,
+    atomic_write,
+    cast_array,
+    check_image_size,
+    check_readable,
+    spatial_meta,
+    unit_scale,
+)
 from emgan_monai.io.errors import ImageReadError, ImageWriteError
 
 __all__ = ["MRC_SUFFIXES", "MRCImage", "MRCReader", "MRCWriter", "read_mrc", "write_mrc"]
@@ -63,8 +73,41 @@ class MRCImage:
     axis_order: tuple[int, ...] = (3, 2, 1)
 
 
-def read_mrc(filename: PathLike, permissive: bool = False) -> MRCImage:
+def _is_compressed(path) -> bool:
+    with open(path, "rb") as fh:
+        magic = fh.read(3)
+    return magic[:2] == b"\x1f\x8b" or magic == b"BZh"
+
+
+def _check_mrc_header(path, permissive: bool, max_bytes: int | None) -> None:
+    """Read only the header; refuse absurd or truncated data blocks before mrcfile allocates them."""
+    with mrcfile.open(path, mode="r", permissive=permissive, header_only=True) as mrc:
+        hdr = mrc.header
+        if hdr is None:
+            raise ImageReadError(path, "no valid MRC header (file too short or not an MRC file)")
+        shape = (int(hdr.nz), int(hdr.ny), int(hdr.nx))
+        mode = int(hdr.mode)
+        nsymbt = int(hdr.nsymbt)
+        dtype = mrcfile.utils.data_dtype_from_header(hdr)
+    nbytes = check_image_size(path, shape, dtype, max_bytes, what="MRC header")
+    if nsymbt < 0:
+        raise ImageReadError(path, f"invalid MRC header: negative extended header size nsymbt={nsymbt}")
+    if mode != 101 and not _is_compressed(path):  # mode 101 packs two voxels per byte
+        expected = 1024 + nsymbt + nbytes
+        size = os.path.getsize(path)
+        if size < expected:
+            raise ImageReadError(
+                path,
+                f"truncated MRC file: the header announces {shape} voxels of {np.dtype(dtype)} "
+                f"({expected:,} bytes with headers) but the file has {size:,} bytes",
+            )
+
+
+def read_mrc(filename: PathLike, permissive: bool = False, max_bytes: int | None = None) -> MRCImage:
     """Read an MRC file.
+
+    The header is read and checked first: a data block larger than the size limit
+    (:func:`~emgan_monai.io.base.max_image_bytes`) or longer than the file is refused before anything is allocated.
 
     Parameters
     ----------
@@ -72,6 +115,8 @@ def read_mrc(filename: PathLike, permissive: bool = False) -> MRCImage:
         Path to the file.
     permissive
         Passed to :func:`mrcfile.open`; ``False`` (default) rejects invalid headers.
+    max_bytes
+        Size limit in bytes for this call; ``None`` uses :func:`~emgan_monai.io.base.max_image_bytes`.
 
     Returns
     -------
@@ -82,9 +127,12 @@ def read_mrc(filename: PathLike, permissive: bool = False) -> MRCImage:
     ------
     ImageReadError
         Missing, truncated or invalid file, or a 4D volume stack.
+    ImageTooLargeError
+        The header announces more bytes than allowed (nothing is allocated).
     """
     path = check_readable(filename)
     try:
+        _check_mrc_header(path, permissive, max_bytes)
         with mrcfile.open(path, mode="r", permissive=permissive) as mrc:
             if mrc.data is None:
                 raise ImageReadError(path, "no data block could be read (truncated file?)")
@@ -114,8 +162,12 @@ def read_mrc(filename: PathLike, permissive: bool = False) -> MRCImage:
             }
     except ImageReadError:
         raise
-    except (ValueError, OSError, EOFError) as e:
-        raise ImageReadError(path, f"invalid or truncated MRC file ({e})") from e
+    except MemoryError as e:
+        raise ImageReadError(path, f"not enough memory to read the MRC data ({e})") from e
+    except Exception as e:  # mrcfile/numpy raise ValueError, OSError, EOFError, TypeError ... on malformed input
+        raise ImageReadError(path, f"invalid or truncated MRC file ({type(e).__name__}: {e})") from e
+    if data.size == 0:
+        raise ImageReadError(path, f"the MRC data block is empty (shape {data.shape})")
     if header["mrc_is_volume_stack"] or data.ndim > 3:
         raise ImageReadError(path, f"4D MRC volume stacks are not supported (data shape {data.shape})")
     if sorted(axis_order) != [1, 2, 3]:
@@ -211,12 +263,17 @@ class MRCReader(ImageReader):
         Passed to :func:`mrcfile.open`; keep ``False`` to reject invalid files.
     dtype
         Optional dtype to cast to in ``get_data``; ``None`` keeps the file's dtype.
+    max_bytes
+        Refuse files whose header announces more bytes (see :func:`read_mrc`); ``None``: the global limit.
     """
 
-    def __init__(self, permissive: bool = False, dtype: DtypeLike = None, **kwargs: Any) -> None:
+    def __init__(
+        self, permissive: bool = False, dtype: DtypeLike = None, max_bytes: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__()
         self.permissive = permissive
         self.dtype = dtype
+        self.max_bytes = max_bytes
         if kwargs:
             raise TypeError(f"MRCReader got unexpected arguments {sorted(kwargs)}")
 
@@ -227,7 +284,8 @@ class MRCReader(ImageReader):
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> MRCImage | list[MRCImage]:
         """Read one file or a list of files into :class:`MRCImage` objects."""
         permissive = kwargs.pop("permissive", self.permissive)
-        images = [read_mrc(name, permissive=permissive) for name in ensure_tuple(data)]
+        max_bytes = kwargs.pop("max_bytes", self.max_bytes)
+        images = [read_mrc(name, permissive=permissive, max_bytes=max_bytes) for name in ensure_tuple(data)]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: MRCImage | Sequence[MRCImage]) -> tuple[np.ndarray, dict]:

@@ -41,6 +41,7 @@ from monai.utils import MetaKeys, ensure_tuple
 from emgan_monai.io.base import (
     VoxelImageWriter,
     atomic_write,
+    check_image_size,
     check_readable,
     normalise_unit,
     spatial_meta,
@@ -174,8 +175,11 @@ def _file_spacing(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None,
     return {}, None, "ome" if tif.is_ome else "plain"
 
 
-def read_tiff(filename: PathLike, axes: str | None = None) -> TiffImage:
+def read_tiff(filename: PathLike, axes: str | None = None, max_bytes: int | None = None) -> TiffImage:
     """Read the first series of a TIFF file.
+
+    The header is checked before any pixel is read: the series' shape x dtype must not exceed the size limit
+    (:func:`~emgan_monai.io.base.max_image_bytes`), and every strip/tile must lie inside the file.
 
     Parameters
     ----------
@@ -184,6 +188,8 @@ def read_tiff(filename: PathLike, axes: str | None = None) -> TiffImage:
     axes
         Override of the file's axis letters (e.g. ``"CYX"`` for a plain 3D file holding channels),
         one letter per axis of the series.
+    max_bytes
+        Size limit in bytes for this call; ``None`` uses :func:`~emgan_monai.io.base.max_image_bytes`.
 
     Returns
     -------
@@ -194,29 +200,38 @@ def read_tiff(filename: PathLike, axes: str | None = None) -> TiffImage:
     ------
     ImageReadError
         Missing, truncated or corrupt file, or ``axes`` of the wrong length.
+    ImageTooLargeError
+        The header announces more bytes than allowed (nothing is allocated).
     """
     path = check_readable(filename)
     try:
         with _tifffile_problems() as problems:
             with tifffile.TiffFile(path) as tif:
+                if not tif.series:
+                    raise ImageReadError(path, "the TIFF file holds no image series")
                 series = tif.series[0]
                 file_axes = series.axes
-                data = series.asarray()
-                spacing, unit, kind = _file_spacing(tif)
+                check_image_size(path, series.shape, series.dtype, max_bytes, what="TIFF header")
                 size = os.path.getsize(path)
-                for page in series.pages:  # every strip/tile must lie inside the file
+                for page in series.pages:  # every strip/tile must lie inside the file, checked before reading
                     if page is None:
                         continue
                     ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts) if c]
                     if ends and max(ends) > size:
                         raise ImageReadError(path, f"truncated file: image data extend to byte {max(ends)} of {size}")
+                data = series.asarray()
+                spacing, unit, kind = _file_spacing(tif)
     except ImageReadError:
         raise
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError) as e:
+    except MemoryError as e:
+        raise ImageReadError(path, f"not enough memory to decode the TIFF data ({e})") from e
+    except Exception as e:  # tifffile raises many types on malformed input (struct.error, TypeError, ...)
         raise ImageReadError(path, f"invalid or truncated TIFF file ({type(e).__name__}: {e})") from e
     bad = [p for p in problems if any(w in p.lower() for w in ("invalid", "corrupt", "truncat", "failed"))]
     if bad:
         raise ImageReadError(path, "corrupt or truncated TIFF file: " + "; ".join(bad))
+    if data.size == 0:
+        raise ImageReadError(path, f"the TIFF series is empty (shape {data.shape})")
     if axes is not None:
         axes = axes.upper()
         if len(axes) != data.ndim:
@@ -359,11 +374,14 @@ class TiffReader(ImageReader):
     ----------
     axes
         Override of the files' axis letters (see :func:`read_tiff`).
+    max_bytes
+        Refuse files whose header announces more bytes (see :func:`read_tiff`); ``None``: the global limit.
     """
 
-    def __init__(self, axes: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, axes: str | None = None, max_bytes: int | None = None, **kwargs: Any) -> None:
         super().__init__()
         self.axes = axes
+        self.max_bytes = max_bytes
         if kwargs:
             raise TypeError(f"TiffReader got unexpected arguments {sorted(kwargs)}")
 
@@ -374,7 +392,8 @@ class TiffReader(ImageReader):
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> TiffImage | list[TiffImage]:
         """Read one file or a list of files into :class:`TiffImage` objects."""
         axes = kwargs.pop("axes", self.axes)
-        images = [read_tiff(name, axes=axes) for name in ensure_tuple(data)]
+        max_bytes = kwargs.pop("max_bytes", self.max_bytes)
+        images = [read_tiff(name, axes=axes, max_bytes=max_bytes) for name in ensure_tuple(data)]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: TiffImage | Sequence[TiffImage]) -> tuple[np.ndarray, dict]:
