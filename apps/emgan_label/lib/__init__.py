@@ -1,0 +1,1 @@
+"""Inference tasks of the emgan_monai MONAI Label app."""

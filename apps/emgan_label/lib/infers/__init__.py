@@ -1,0 +1,7 @@
+"""MONAI Label inference tasks serving the emgan_monai bundles."""
+
+from .bundle_image import BundleImageInferTask
+from .drosophila_generator import DrosophilaGeneratorInferTask
+from .writer import write_result
+
+__all__ = ["BundleImageInferTask", "DrosophilaGeneratorInferTask", "write_result"]

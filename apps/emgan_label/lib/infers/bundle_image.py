@@ -1,0 +1,102 @@
+"""Image -> image inference of an emgan_monai bundle through monailabel's ``BundleInferTask``.
+
+The bundle config must define ``network_def``, ``preprocessing`` (input key ``image``), ``inferer`` and
+``postprocessing`` (output key ``pred``), as ``drosophila_skip_patch/configs/inference_mask2em.json`` does.
+``BundleInferTask`` reads only ``configs/inference.json`` by default; :class:`BundleConfigConstants` points it
+to the bundle's image-in config instead. The bundle's own savers (``SaveImaged`` and subclasses such as
+``emgan_monai.io.SafeSaveImaged``) are removed from ``postprocessing``; the result is written by
+:func:`~lib.infers.writer.write_result` as TIFF (default), NIfTI or MRC with the bundle's output dtype
+(``output_dtype`` of the config, e.g. uint16 for EM) and the input image's voxel size.
+
+Request parameters (``params`` of ``/infer/<model>``): ``result_extension`` (``.tif``, ``.nii.gz``, ``.mrc``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from monai.data import MetaTensor
+from monai.transforms import SaveImaged
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
+
+from .writer import write_result
+
+logger = logging.getLogger(__name__)
+
+
+class BundleConfigConstants(BundleConstants):
+    """``BundleConstants`` reading the given inference config(s) instead of ``inference.json``."""
+
+    def __init__(self, configs: Sequence[str]) -> None:
+        self._configs = list(configs)
+
+    def configs(self) -> Sequence[str]:
+        return self._configs
+
+
+class BundleImageInferTask(BundleInferTask):
+    """Serve a bundle's image -> image network (e.g. Drosophila mask -> EM) as a MONAI Label model.
+
+    Parameters
+    ----------
+    path
+        Bundle folder.
+    conf
+        App configuration (``--conf`` pairs).
+    config_name
+        Inference config file inside ``<path>/configs`` (``inference_mask2em.json``, ``inference.json``).
+    default_extension
+        Result format when the request does not give ``result_extension``.
+    description
+        Text shown in ``/info`` (default: the bundle metadata's ``description``).
+    kwargs
+        Passed to ``BundleInferTask`` (e.g. ``description``).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        conf: dict[str, str],
+        config_name: str = "inference.json",
+        default_extension: str = ".tif",
+        description: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            path,
+            conf,
+            const=BundleConfigConstants([config_name]),
+            type=InferType.OTHERS,
+            post_filter=[SaveImaged],
+            load_strict=True,
+            **kwargs,
+        )
+        self.default_extension = default_extension
+        self.output_dtype: str | None = None
+        if self.valid and self.bundle_config.get("output_dtype") is not None:
+            self.output_dtype = np.dtype(self.bundle_config.get_parsed_content("output_dtype")).name
+        if self.valid:
+            # BundleInferTask offers every models/*.pt as a choice; only model.pt belongs to network_def
+            self._config.pop("model_filename", None)
+            self._config.update({"result_extension": default_extension})
+            if description:
+                self.description = description
+            logger.info(f"{os.path.basename(path)}/{config_name}: output dtype {self.output_dtype or 'float32'}")
+
+    def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
+        """Write ``data["pred"]`` with the input image's voxel size; see :func:`~lib.infers.writer.write_result`."""
+        image = data.get(self.key_image)
+        meta = image.meta if isinstance(image, MetaTensor) else data.get(f"{self.key_image}_meta_dict", {})
+        path, info = write_result(
+            data[self.key_pred],
+            meta,
+            extension=extension or data.get("result_extension"),
+            dtype=dtype or self.output_dtype or "float32",
+            default_extension=self.default_extension,
+        )
+        return path, info

@@ -1,0 +1,187 @@
+"""Zoo sharing of the bundles: TorchScript through ``monai.bundle ckpt_export``, zip packages, bioimage.io packages.
+
+Everything runs on temporary copies of the bundles (shipped weights when present, seeded random weights
+otherwise, see :func:`emgan_monai.export.testing.bundle_copy_with_weights`): nothing is written into ``bundles/``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from emgan_monai.data.drosophila import build_mask, make_synthetic_stack
+from emgan_monai.export.bundle import (
+    MetadataError,
+    compare_torchscript,
+    export_torchscript,
+    inference_config,
+    list_bundles,
+    load_metadata,
+    package_bundle,
+    sha256sum,
+)
+from emgan_monai.export.testing import bundle_copy_with_weights
+from emgan_monai.io import read_image, write_image
+
+REPO = Path(__file__).resolve().parents[1]
+DROS = REPO / "bundles" / "drosophila_skip_patch"
+BUNDLES = [b for b in list_bundles(REPO / "bundles")]
+
+
+def _bundle_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, capture_output=True, text=True)
+    assert res.returncode == 0, f"monai.bundle {args[0]} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def dros(tmp_path_factory) -> Path:
+    if not DROS.is_dir():
+        pytest.skip("bundles/drosophila_skip_patch missing")
+    return bundle_copy_with_weights(DROS, tmp_path_factory.mktemp("dros") / "drosophila_skip_patch")[0]
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory) -> Path:
+    """Two drawn RGB masks (mitochondria red, membrane green, background blue), 256 x 192 and 256 x 256."""
+    tmp = tmp_path_factory.mktemp("masks")
+    stack = make_synthetic_stack(tmp / "stack", n_sections=2, size=256)
+    out = tmp / "masks"
+    out.mkdir()
+    for i, width in enumerate((192, 256)):
+        mito = read_image(stack / "mitochondria" / f"0{i}.png")[0]
+        membrane = read_image(stack / "membranes" / f"0{i}.png")[0]
+        onehot = build_mask(mito, membrane)[:, :, :width]
+        write_image(out / f"mask_{i}.png", (np.moveaxis(onehot, 0, -1) * 255).astype(np.uint8))
+    return out
+
+
+def test_ckpt_export_cli_equals_eager(dros, tmp_path):
+    """The documented command, run from another directory; the .ts carries metadata and config."""
+    from monai.data import load_net_with_metadata
+
+    cfg = dros / "configs" / "inference_mask2em.json"
+    ts = dros / "models" / "model.ts"
+    _bundle_cli("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(dros / "models" / "model.pt"),
+                "--meta_file", str(dros / "configs" / "metadata.json"), "--config_file", str(cfg),
+                "--bundle_root", str(dros), "--use_trace", "true", cwd=tmp_path)
+    assert compare_torchscript(dros, ts, config_file=cfg) <= 1e-5
+    net, meta, extra = load_net_with_metadata(str(ts), more_extra_files=("inference_mask2em.json",))
+    assert meta["version"] == load_metadata(dros)["version"]
+    assert "network_def" in json.loads(extra["inference_mask2em.json"])
+    # traced graph generalises to other valid sizes (the sliding window uses 256, other tools may not)
+    eager = torch.jit.load(str(ts))
+    x = torch.rand(1, 3, 256, 512)
+    from emgan_monai.export.bundle import build_network
+
+    with torch.no_grad():
+        assert float((eager(x) - build_network(dros, cfg)(x)).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_every_bundle_exports_torchscript(bundle, tmp_path):
+    try:
+        inference_config(bundle)
+    except FileNotFoundError:
+        pytest.fail(f"{bundle.name}: no inference config with network_def to export")
+    copy = bundle_copy_with_weights(bundle, tmp_path / bundle.name)[0]
+    ts = export_torchscript(copy, tmp_path / "model.ts")
+    assert compare_torchscript(copy, ts) <= 1e-5
+
+
+def test_package_refuses_incomplete_bundle(tmp_path, dros):
+    broken = bundle_copy_with_weights(dros, tmp_path / "broken")[0]
+    (broken / "docs" / "data_license.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="data_license.txt"):
+        package_bundle(broken, tmp_path / "dist", torchscript=False)
+    (broken / "docs" / "data_license.txt").write_text("CC BY-NC-SA 3.0")
+    meta = json.loads((broken / "configs" / "metadata.json").read_text())
+    meta["version"] = "9.9.9"
+    (broken / "configs" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(MetadataError, match="changelog"):
+        package_bundle(broken, tmp_path / "dist", torchscript=False)
+
+
+def test_package_zip_runs_from_another_directory(dros, masks, tmp_path):
+    res = package_bundle(dros, tmp_path / "dist")
+    assert res.zip_path.name == f"drosophila_skip_patch_v{load_metadata(dros)['version']}.zip"
+    assert res.torchscript_max_abs_diff is not None and res.torchscript_max_abs_diff <= 1e-5
+    members = set(res.members)
+    for required in ("configs/metadata.json", "configs/inference_mask2em.json", "models/model.pt", "models/model.ts",
+                     "docs/README.md", "docs/data_license.txt", "LICENSE", "large_files.yml"):
+        assert f"drosophila_skip_patch/{required}" in members, required
+    assert not any("/runs/" in m or "/eval/" in m for m in members)
+    with pytest.raises(FileExistsError):
+        package_bundle(dros, tmp_path / "dist", torchscript=False)
+
+    unz = tmp_path / "unzipped"
+    with zipfile.ZipFile(res.zip_path) as zf:
+        zf.extractall(unz)
+    root = unz / "drosophila_skip_patch"
+    large = yaml.safe_load((root / "large_files.yml").read_text())["large_files"]
+    assert {e["path"] for e in large} >= {"models/model.pt", "models/model.ts"}
+    for e in large:
+        assert e["hash_type"] == "sha256" and "url" not in e and not Path(e["path"]).is_absolute()
+        assert sha256sum(root / e["path"]) == e["hash_val"]
+    digest, name = (tmp_path / "dist" / f"{res.zip_path.name}.sha256").read_text().split()
+    assert name == res.zip_path.name and digest == sha256sum(res.zip_path)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "em_out"
+    _bundle_cli("run", "--config_file", str(root / "configs" / "inference_mask2em.json"), "--bundle_root", str(root),
+                "--input_dir", str(masks), "--output_dir", str(out), "--device", "$torch.device('cpu')", cwd=elsewhere)
+    for i, width in enumerate((192, 256)):
+        em, _ = read_image(out / f"mask_{i}_em.tif")
+        assert em.shape == (256, width) and em.dtype == np.uint16 and em.max() > em.min()
+        assert (out / f"mask_{i}_em.png").is_file()
+    assert not (root / "eval").exists()  # nothing written into the unpacked bundle
+
+
+def test_package_script_cli(dros, tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import package_bundle as script
+    finally:
+        sys.path.pop(0)
+    assert script.main([str(dros), "--out", str(tmp_path), "--no_torchscript", "--base_url", "https://host/x"]) == 0
+    zp = next(tmp_path.glob("*.zip"))
+    with zipfile.ZipFile(zp) as zf:
+        large = yaml.safe_load(zf.read("drosophila_skip_patch/large_files.yml"))["large_files"]
+    assert all(e["url"] == f"https://host/x/{e['path']}" for e in large)
+    assert script.main([str(dros), "--out", str(tmp_path), "--no_torchscript"]) == 1  # exists, no --overwrite
+
+
+def test_bioimageio_package_validates_offline(dros, masks, tmp_path):
+    pytest.importorskip("bioimageio.core")
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import export_bioimageio as script
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "dros.bioimageio.zip"
+    assert script.main([str(dros), "--out", str(out), "--test_input", str(masks / "mask_1.png"),
+                        "--cite", "Seed paper (test entry)|10.1000/test"]) == 0
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+        rdf = yaml.safe_load(zf.read("rdf.yaml"))
+        x = np.load(zf.open("test_input.npy"))
+    assert {"rdf.yaml", "weights.pt", "test_input.npy", "test_output.npy", "cover.png", "README.md",
+            "data_license.txt"} <= names
+    assert x.shape == (1, 3, 256, 256) and set(np.unique(x)) <= {0.0, 1.0}  # the one-hot of the drawn mask
+    assert "torchscript" in rdf["weights"]
+    dois = {c.get("doi") for c in rdf["cite"]}
+    assert {"10.6084/m9.figshare.856713", "10.1000/test"} <= dois and all("url" not in c for c in rdf["cite"])
+
+    from emgan_monai.export.bioimageio import validate_bioimageio
+
+    summary = validate_bioimageio(out)
+    assert summary.status == "passed", summary.format()
