@@ -1,0 +1,252 @@
+"""cryoet_gan bundle: workflow unit tests and every config end to end on a tiny synthetic DeepFinder-layout dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import mrcfile
+import numpy as np
+import pytest
+import torch
+
+from emgan_monai.networks import CycleGANGenerator, SubtomogramClassifier
+from emgan_monai.physics.cryoet import add_noise_snr
+from emgan_monai.workflows import cryoet as wf
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "cryoet_gan"
+CONFIGS = BUNDLE / "configs"
+
+# tiny networks / volumes shared by every CLI run
+TINY = ["--box", "16", "--generator_channels", "2", "--n_res_blocks", "1", "--dropout", "0.2"]
+
+
+# ----------------------------------------------------------------------------------------------
+# synthetic data in the DeepFinder toy layout
+# ----------------------------------------------------------------------------------------------
+def _shape(kind: int, size: int = 9) -> np.ndarray:
+    g = np.indices((size, size, size)) - size // 2
+    r = np.sqrt((g**2).sum(0))
+    if kind == 1:
+        return r <= 3
+    if kind == 2:
+        return np.all(np.abs(g) <= 2, axis=0)
+    return (np.abs(g[0]) <= 4) & (np.abs(g[1]) <= 1) & (np.abs(g[2]) <= 1)
+
+
+def _make_toy(root: Path, n_tomos: int = 3, size: int = 48, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    centres = [(12, 12, 12), (12, 34, 24), (34, 14, 32), (34, 34, 12), (24, 24, 36), (24, 36, 24)]
+    for n in range(1, n_tomos + 1):
+        target = np.zeros((size,) * 3, dtype=np.int8)
+        lines = ["<objlist>"]
+        for i, c in enumerate(centres):
+            label = i % 3 + 1
+            sl = tuple(slice(ci - 4, ci + 5) for ci in c)
+            target[sl][_shape(label)] = label
+            lines.append(f'  <object tomo_idx="{n}" class_label="{label}" x="{c[0]}" y="{c[1]}" z="{c[2]}"/>')
+        lines.append("</objlist>")
+        data = add_noise_snr(-(target > 0).astype(np.float32), 0.5, rng)
+        with h5py.File(root / f"tomo{n}_data.h5", "w") as fh:
+            fh["dataset"] = data
+        with h5py.File(root / f"tomo{n}_target.h5", "w") as fh:
+            fh["dataset"] = target
+        (root / f"tomo{n}_objlist.xml").write_text("\n".join(lines))
+    return root
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cryoet")
+    _make_toy(root / "deepfinder_toy")
+    return root
+
+
+def _run(config: str | list[str], *args: str) -> subprocess.CompletedProcess:
+    files = [str(CONFIGS / c) for c in ([config] if isinstance(config, str) else config)]
+    cfg = files[0] if len(files) == 1 else "[" + ",".join(repr(f) for f in files) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", cfg, "--bundle_root", str(BUNDLE), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+# ----------------------------------------------------------------------------------------------
+# unit tests of emgan_monai.workflows.cryoet
+# ----------------------------------------------------------------------------------------------
+def test_shape_map_binarises_and_smooths():
+    v = np.zeros((16, 16, 16), np.float32)
+    v[6:10, 6:10, 6:10] = np.linspace(0.2, 1.0, 4)[:, None, None]
+    m = wf.shape_map(v, iso=0.5, sigma=0.0)
+    assert set(np.unique(m)) == {0.0, 1.0} and m.sum() == 2 * 16  # planes with 0.73 and 1.0 of the max
+    s = wf.shape_map(v, iso=0.5, sigma=1.0)
+    assert s.max() == pytest.approx(1.0) and s.min() >= 0 and (s > 0).sum() > m.sum()
+    assert not wf.shape_map(np.zeros((8, 8, 8))).any()
+    with pytest.raises(ValueError, match="iso"):
+        wf.shape_map(v, iso=1.5)
+
+
+def test_object_map_keeps_the_central_particle():
+    t = np.zeros((16, 16, 16), np.int8)
+    t[6:10, 6:10, 6:10] = 3  # centre particle
+    t[0:3, 0:3, 0:3] = 3  # neighbour of the same class
+    t[12:15, 12:15, 12:15] = 5  # neighbour of another class
+    m = wf.object_map(t, 3)
+    assert m.sum() == 64 and m[8, 8, 8] == 1 and m[1, 1, 1] == 0
+    assert not wf.object_map(t, 7).any()
+
+
+def test_value_ranges_roundtrip():
+    z = np.array([-6.0, -3.0, 0.0, 1.5, 9.0], np.float32)
+    y = wf.subtomo_to_network(z)
+    assert y.min() == -1 and y.max() == 1
+    np.testing.assert_allclose(wf.network_to_subtomo(torch.from_numpy(y)), np.clip(z, -3, 3))
+    np.testing.assert_allclose(wf.density_to_network(np.array([0.0, 0.5, 1.0])), [-1, 0, 1])
+
+
+def test_estimate_snr_recovers_requested_snr():
+    rng = np.random.default_rng(0)
+    masks = np.zeros((6, 16, 16, 16), np.float32)
+    masks[:, 5:11, 5:11, 5:11] = 1
+    subs = np.stack([add_noise_snr(-2.0 * m + 0.3, 0.05, rng) for m in masks])
+    assert wf.estimate_snr(subs, masks) == pytest.approx(0.05, rel=0.1)
+    with pytest.raises(ValueError, match="empty"):
+        wf.estimate_snr(subs, np.zeros_like(masks))
+
+
+def test_simulate_baseline_is_zscored():
+    dens = np.zeros((3, 16, 16, 16), np.float32)
+    dens[:, 6:10, 6:10, 6:10] = 1
+    sims = wf.simulate_baseline(dens, 20.0, snr=0.1, seed=1)
+    assert sims.shape == dens.shape and sims.dtype == np.float32
+    assert abs(float(sims.mean())) < 1e-4 and float(sims.std()) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_domains_datalists_and_optimizer(toy):
+    d = wf.load_deepfinder_domains(toy, [1, 2], box=16, sigma=0.5)
+    assert len(d) == 12 and d.density.shape == (12, 16, 16, 16) and set(d.label.tolist()) == {1, 2, 3}
+    assert np.all(d.mask[:, 8, 8, 8] == 1)  # every object map holds its particle centre
+    binned = wf.load_deepfinder_domains(toy, [1], box=8, binning=2)
+    assert binned.subtomo.shape == (6, 8, 8, 8)
+    items = wf.cyclegan_datalist(d, seed=0)
+    assert items[0]["density"].shape == (1, 16, 16, 16)
+    assert all(-1 <= it["subtomo"].min() and it["subtomo"].max() <= 1 for it in items)
+    cls = wf.classifier_datalist(d)
+    assert {c["label"] for c in cls} == {0, 1, 2}
+    with pytest.raises(ValueError, match="tomogram 9"):
+        wf.load_deepfinder_domains(toy, [9])
+    g = CycleGANGenerator(3, channels=2, n_res_blocks=1)
+    assert isinstance(wf.wgan_optimizer([g.parameters()], False), torch.optim.RMSprop)
+    assert isinstance(wf.wgan_optimizer(g.parameters(), True), torch.optim.Adam)
+
+
+def test_mc_dropout_std_zero_without_dropout_positive_with(tmp_path):
+    sample = tmp_path / "maps"
+    sample.mkdir()
+    dens = np.zeros((16, 16, 16), np.float32)
+    dens[5:11, 6:10, 4:12] = 1
+    with mrcfile.new(sample / "m.mrc") as mrc:
+        mrc.set_data(dens)
+        mrc.voxel_size = 20.0
+    torch.manual_seed(0)
+    stds = {}
+    for p in (0.0, 0.5):
+        g = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=p)
+        out = wf.mc_dropout_subtomograms(g, sample, tmp_path / f"p{p}", k=4, voxel_size=20.0, box=16)
+        with mrcfile.open(tmp_path / f"p{p}" / "m_std.mrc") as mrc:
+            stds[p] = mrc.data.copy()
+            assert mrc.voxel_size.x == pytest.approx(20.0)
+        assert out["files"][0]["mean_std"] == pytest.approx(float(stds[p].mean()))
+    assert np.allclose(stds[0.0], 0.0, atol=1e-6) and stds[0.5].mean() > 1e-4
+
+
+# ----------------------------------------------------------------------------------------------
+# every config through `python -m monai.bundle run`
+# ----------------------------------------------------------------------------------------------
+def test_bundle_configs_end_to_end(toy, tmp_path):
+    # train (CycleGAN, WGAN with clipping + RMSprop)
+    run_dir = tmp_path / "train"
+    small = ["--critic_channels", "[4, 8, 8]", "--binning", "1", "--shape_sigma", "0.5"]
+    _run("train.json", "--dataset_dir", str(toy), "--output_dir", str(run_dir), "--train_tomos", "[1]",
+         "--val_tomos", "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", *TINY, *small)
+    net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2)
+    net.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    assert (run_dir / "g_sd.pt").is_file() and (run_dir / "checkpoints" / "checkpoint_final.pt").is_file()
+    # WGAN-GP variant with Adam
+    _run("train.json", "--dataset_dir", str(toy), "--output_dir", str(tmp_path / "train_gp"), "--train_tomos", "[1]",
+         "--val_tomos", "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", "--gp_weight", "10",
+         *TINY, *small)
+    ckpt = torch.load(tmp_path / "train_gp" / "checkpoints" / "checkpoint_final.pt", weights_only=True)
+    assert "betas" in ckpt["d_optimizer"]["param_groups"][0]  # Adam, not RMSprop
+
+    # classifier
+    clf_dir = tmp_path / "clf"
+    _run("train_classifier.json", "--dataset_dir", str(toy), "--output_dir", str(clf_dir), "--train_tomos", "[1]",
+         "--val_tomos", "[2]", "--max_epochs", "2", "--batch_size", "4", "--val_interval", "1", "--box", "16",
+         "--binning", "1", "--num_classes", "3")
+    clf = SubtomogramClassifier(3, num_classes=3, channels=(16, 32, 64))
+    clf.load_state_dict(torch.load(clf_dir / "classifier.pt", weights_only=True))
+
+    # inference on the embedded sample maps
+    inf_dir = tmp_path / "inference"
+    _run("inference.json", "--output_dir", str(inf_dir), "--model_path", str(run_dir / "model.pt"), "--n_samples", "2",
+         *TINY)
+    summary = json.loads((inf_dir / "synthesis.json").read_text())
+    assert summary["n_maps"] == len(list((BUNDLE / "sample").glob("*.mrc"))) >= 1
+    first = inf_dir / summary["files"][0]["samples"][1]
+    with mrcfile.open(first) as mrc:
+        assert mrc.data.shape == (16, 16, 16) and mrc.data.dtype == np.float32 and np.isfinite(mrc.data).all()
+        assert mrc.voxel_size.x == pytest.approx(20.0)
+    assert (inf_dir / "montage.png").stat().st_size > 0
+    # no silent overwrite
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "inference.json"),
+           "--bundle_root", str(BUNDLE), "--output_dir", str(inf_dir), "--model_path", str(run_dir / "model.pt"),
+           "--n_samples", "2", *TINY]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0 and "exists" in proc.stderr + proc.stdout
+
+    # MC-dropout uncertainty
+    unc_dir = tmp_path / "uncertainty"
+    _run("inference_uncertainty.json", "--output_dir", str(unc_dir), "--model_path", str(run_dir / "model.pt"),
+         "--mc_samples", "3", *TINY)
+    unc = json.loads((unc_dir / "uncertainty.json").read_text())
+    assert unc["k"] == 3 and all(f["mean_std"] > 0 for f in unc["files"])
+    assert (unc_dir / "uncertainty.png").is_file() and (unc_dir / unc["files"][0]["std"]).is_file()
+
+    # evaluation table
+    ev_dir = tmp_path / "evaluate"
+    _run("evaluate.json", "--dataset_dir", str(toy), "--output_dir", str(ev_dir), "--model_path",
+         str(run_dir / "model.pt"), "--classifier_path", str(clf_dir / "classifier.pt"), "--train_tomos", "[1]",
+         "--test_tomos", "[2, 3]", "--binning", "1", "--shape_sigma", "0.5", "--num_classes", "3", "--prdc_k", "3",
+         *TINY)
+    metrics = json.loads((ev_dir / "metrics.json").read_text())
+    for method in ("gan", "traditional_simulation"):
+        row = metrics[method]
+        for key in ("accuracy", "precision", "recall", "density", "coverage", "frechet_distance", "ssim"):
+            assert np.isfinite(row[key]), (method, key)
+        assert np.asarray(row["confusion_matrix"]).shape == (3, 3) and np.sum(row["confusion_matrix"]) == 24
+    assert metrics["setting"]["baseline_snr"] > 0
+    assert "| CryoETGAN" in (ev_dir / "metrics.md").read_text() and (ev_dir / "examples.png").is_file()
+
+
+def test_multi_gpu_config_single_process(toy, tmp_path):
+    """``train.json`` + ``multi_gpu_train.json`` under torchrun with one CPU process (gloo)."""
+    out = tmp_path / "ddp"
+    files = [str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--master_port=29533", "-m",
+           "monai.bundle", "run", "--config_file", "[" + ",".join(repr(f) for f in files) + "]", "--bundle_root",
+           str(BUNDLE), "--dataset_dir", str(toy), "--output_dir", str(out), "--train_tomos", "[1]", "--val_tomos",
+           "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", "--critic_channels", "[4, 8, 8]",
+           "--binning", "1", *TINY]
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2)
+    net.load_state_dict(torch.load(out / "model.pt", weights_only=True))
