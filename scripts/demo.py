@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # bundle -> inference configs run by the demo (each writes into <output_dir>/<bundle>/<config stem>)
 DEMOS = {
-    "drosophila_skip_patch": ["inference.json"],
+    "drosophila_skip_patch": ["inference.json", "inference_mask2em.json"],
     "confocal_enhance": ["inference.json"],
     "cryoet_gan": ["inference.json"],
 }
