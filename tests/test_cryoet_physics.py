@@ -184,3 +184,20 @@ def test_tilt_series_wbp_roundtrip():
     rec = phys.weighted_back_projection(proj, angles)
     assert rec.shape == vol.shape
     assert np.corrcoef(rec.ravel(), vol.ravel())[0, 1] > 0.95
+
+
+def test_missing_wedge_is_exactly_the_region_outside_the_tilt_range():
+    """Every Fourier sample with |angle from the k_x axis| > 60 deg (in the k_z-k_x plane) is zeroed, every one
+    inside is kept, for all k_y (tilt axis y); samples within 1 degree of the boundary are not judged."""
+    n = 48
+    mask = phys.missing_wedge_mask((n, n, n), (-60, 60), tilt_axis="y")
+    k = np.fft.fftfreq(n)
+    kz, kx = np.meshgrid(k, k, indexing="ij")
+    angle = np.degrees(np.arctan2(np.abs(kz), np.abs(kx)))
+    inside = angle < 59.0
+    outside = angle > 61.0
+    origin = (kz == 0) & (kx == 0)
+    for iy in (0, 5, n // 2):
+        plane = mask[:, iy, :]
+        assert plane[inside | origin].min() == 1.0
+        assert plane[outside & ~origin].max() == 0.0

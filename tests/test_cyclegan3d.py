@@ -94,3 +94,17 @@ def test_classifier_features():
     assert clf(x).shape == (2, 9)
     assert clf.features(x).shape == (2, 16) == (2, clf.num_features)
     assert clf.features(torch.randn(1, 1, 24, 24, 24)).shape == (1, 16)
+
+
+def test_critic_layers_have_unit_spectral_norm():
+    """After the power iterations have run (training-mode forwards), each critic convolution's weight, reshaped to
+    (out, in * k^3), has largest singular value about 1."""
+    torch.manual_seed(0)
+    critic = SpectralNormCritic(spatial_dims=3, channels=(4, 8, 16)).train()
+    for _ in range(30):
+        critic(torch.randn(1, 1, 32, 32, 32))
+    convs = [m for m in critic.modules() if isinstance(m, nn.Conv3d)]
+    for conv in convs:
+        w = conv.weight.detach().reshape(conv.weight.shape[0], -1)
+        sigma = torch.linalg.matrix_norm(w, ord=2).item()
+        assert abs(sigma - 1.0) < 0.05, sigma
