@@ -50,7 +50,7 @@ def _served_bundles() -> dict[str, Path]:
     """Bundles the app can serve: drosophila_skip_patch and those with an evaluator-style inference config."""
     out = {}
     for b in list_bundles(REPO / "bundles"):
-        if b.name == "drosophila_skip_patch":
+        if b.name in ("drosophila_skip_patch", "cryoet_gan"):
             out[b.name] = b
             continue
         try:
@@ -104,8 +104,12 @@ def server(tmp_path_factory):
     labels = onehot.argmax(0).astype(np.uint8)
     write_image(studies / "mask_labels.tif", labels, voxel_size=LABEL_PIXEL_NM, unit="nm")
     inputs = {"drosophila_mask2em": ["mask_rgb", "mask_labels"], "drosophila_generator": ["mask_rgb"]}
+    if "cryoet_gan" in served:
+        sample = sorted((bundles / "cryoet_gan" / "sample").glob("*.mrc"))[0]
+        shutil.copy2(sample, studies / "density_map.mrc")
+        inputs["cryoet_generator"] = ["density_map"]
     for name in served:
-        if name != "drosophila_skip_patch":
+        if name not in ("drosophila_skip_patch", "cryoet_gan"):
             sample = _sample_input(bundles / name)
             assert sample is not None, f"{name}: no embedded sample input to send"
             study = f"{name}_sample"
@@ -152,9 +156,11 @@ def server(tmp_path_factory):
 
 
 def _expected_models(served: dict[str, Path]) -> set[str]:
-    names = set(served) - {"drosophila_skip_patch"}
+    names = set(served) - {"drosophila_skip_patch", "cryoet_gan"}
     if "drosophila_skip_patch" in served:
         names |= {"drosophila_mask2em", "drosophila_generator"}
+    if "cryoet_gan" in served:
+        names |= {"cryoet_generator"}
     return names
 
 
@@ -178,8 +184,9 @@ def test_every_model_returns_a_valid_image(server):
         if model not in server["info"]["models"]:
             continue
         for image in images:
-            path, headers = _infer(server, model, image)
-            assert headers.get("content-type", headers.get("Content-Type", "")).startswith("image/tiff")
+            path, headers = _infer(server, model, image, suffix=".mrc" if model == "cryoet_generator" else ".tif")
+            if model != "cryoet_generator":  # MRC by default
+                assert headers.get("content-type", headers.get("Content-Type", "")).startswith("image/tiff")
             arr, voxel = read_image(path)
             assert arr.size > 0 and np.isfinite(arr.astype(np.float64)).all(), (model, image)
             assert all(v > 0 for v in voxel)
@@ -217,3 +224,18 @@ def test_generator_needs_no_image_content_and_is_seeded(server):
     em, _ = read_image(_infer(server, "drosophila_generator", "mask_rgb",
                               {"seed": 7, "output": "em", "result_extension": ".mrc"}, ".mrc")[0])
     np.testing.assert_array_equal(np.squeeze(em), a[0])
+
+
+def test_cryoet_generator_volume_voxel_size_and_uncertainty(server):
+    if "cryoet_generator" not in server["info"]["models"]:
+        pytest.skip("cryoet_gan not served")
+    sub, voxel = read_image(_infer(server, "cryoet_generator", "density_map", {"seed": 3}, ".mrc")[0])
+    again, _ = read_image(_infer(server, "cryoet_generator", "density_map", {"seed": 3}, ".mrc")[0])
+    assert sub.ndim == 3 and sub.dtype == np.float32 and np.isfinite(sub).all()
+    np.testing.assert_array_equal(sub, again)  # seeded noise
+    np.testing.assert_allclose(voxel, (20.0,) * 3, rtol=1e-4)  # the bundle's voxel size, A
+    ms, _ = read_image(_infer(server, "cryoet_generator", "density_map",
+                              {"uncertainty": True, "k": 4, "result_extension": ".tif"}, ".tif")[0])
+    assert ms.shape == (sub.shape[0], 2, *sub.shape[1:])  # ImageJ ZCYX: channels mean, std
+    std = ms[:, 1]
+    assert np.isfinite(ms).all() and (std >= 0).all() and std.max() > 0

@@ -17,6 +17,8 @@ Models (each served only when its bundle and weights exist):
 - ``drosophila_mask2em``: mask image (RGB drawing: mitochondria red, membrane green, background blue; or a label
   map 0/1/2) -> synthetic EM, uint16, through ``BundleInferTask`` on ``inference_mask2em.json``.
 - ``drosophila_generator``: noise -> mask + EM, no input image read (see ``lib/infers/drosophila_generator.py``).
+- ``cryoet_generator``: density map (MRC) -> simulated subtomogram, optional MC-dropout mean/std
+  (see ``lib/infers/cryoet_generator.py``).
 - ``<bundle>`` for every other bundle whose image-in inference config defines ``network_def``, ``preprocessing``,
   ``inferer`` and ``postprocessing`` (``confocal_enhance``: wide-field -> confocal-like image).
 """
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import monailabel
 from monailabel.datastore.local import LocalDatastore
-from lib.infers import BundleImageInferTask, DrosophilaGeneratorInferTask
+from lib.infers import BundleImageInferTask, CryoETGeneratorInferTask, DrosophilaGeneratorInferTask
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
@@ -108,6 +110,9 @@ class EMGANLabelApp(MONAILabelApp):
                     "or labels 0/1/2) -> synthetic EM image, uint16",
                 )
                 out["drosophila_generator"] = partial(DrosophilaGeneratorInferTask, path, self.conf)
+                continue
+            if bundle.name == "cryoet_gan":
+                out["cryoet_generator"] = partial(CryoETGeneratorInferTask, path, self.conf)
                 continue
             cfg = _evaluator_config(bundle)
             if cfg is not None:
