@@ -236,11 +236,17 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
     assert "| CryoETGAN" in (ev_dir / "metrics.md").read_text() and (ev_dir / "examples.png").is_file()
 
 
-def test_multi_gpu_config_single_process(toy, tmp_path):
-    """``train.json`` + ``multi_gpu_train.json`` under torchrun with one CPU process (gloo)."""
+def test_multi_gpu_config_two_ranks(toy, tmp_path):
+    """``train.json`` + ``multi_gpu_train.json`` under torchrun with two CPU processes (gloo): the ranks' generator
+    weights stay identical and rank 0 saves plain (unwrapped) weights."""
     out = tmp_path / "ddp"
-    files = [str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--master_port=29533", "-m",
+    extra = tmp_path / "save_each_rank.json"
+    extra.write_text(json.dumps({"finalize": [
+        "$torch.save(@network.module.state_dict(), os.path.join(@output_dir, 'rank' + os.environ['RANK'] + '.pt'))",
+        "$torch.distributed.is_initialized() and torch.distributed.destroy_process_group()",
+    ]}))  # fmt: skip
+    files = [str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json"), str(extra)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
            "monai.bundle", "run", "--config_file", "[" + ",".join(repr(f) for f in files) + "]", "--bundle_root",
            str(BUNDLE), "--dataset_dir", str(toy), "--output_dir", str(out), "--train_tomos", "[1]", "--val_tomos",
            "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", "--critic_channels", "[4, 8, 8]",
@@ -248,5 +254,9 @@ def test_multi_gpu_config_single_process(toy, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    w0 = torch.load(out / "rank0.pt", map_location="cpu", weights_only=True)
+    w1 = torch.load(out / "rank1.pt", map_location="cpu", weights_only=True)
+    for k in w0:
+        torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)
     net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2)
     net.load_state_dict(torch.load(out / "model.pt", weights_only=True))
