@@ -260,3 +260,18 @@ def test_multi_gpu_config_two_ranks(toy, tmp_path):
         torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)
     net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2)
     net.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+
+
+def test_density_input_is_the_folder_loader_per_file():
+    """The per-file D-domain input (used by the MONAI Label task) equals the folder loader's, is resampled to the
+    requested voxel size and box, and lies in [0, 1]."""
+    from emgan_monai.workflows.cryoet import density_input, load_density_inputs
+
+    sample = BUNDLE / "sample"
+    items = dict(load_density_inputs(sample, voxel_size=20.0, box=16, iso=0.3, sigma=0.5))
+    first = sorted(sample.glob("*.mrc"))[0]
+    one = density_input(first, voxel_size=20.0, box=16, iso=0.3, sigma=0.5)
+    assert one.shape == (16, 16, 16) and one.dtype == np.float32
+    assert 0.0 <= one.min() and one.max() <= 1.0 and one.max() > 0.5
+    np.testing.assert_array_equal(one, items[first.stem])
+    assert density_input(first, voxel_size=20.0, box=24, iso=0.3, sigma=0.5).shape == (24, 24, 24)

@@ -51,13 +51,16 @@ def seeds(tmp_path_factory) -> dict[str, tuple[bytes, str]]:
     return _seed_files(tmp_path_factory.mktemp("seeds"))
 
 
-def _read_both(path: Path) -> None:
-    """Both entry points: the numpy helper and MONAI's LoadImage. Only ImageReadError may escape."""
+def _read_both(path: Path, must_fail: bool = False) -> None:
+    """Both entry points: the numpy helper and MONAI's LoadImage. Only ImageReadError may escape, naming the file;
+    with ``must_fail`` (a file cut short of its data) reading must not silently succeed."""
     for read in (eio.read_image, LOAD):
         try:
             read(path)
         except ImageReadError as e:
             assert str(path) in str(e) or path.name in str(e)
+        else:
+            assert not must_fail, f"{read}: a truncated file {path.name} was read without error"
 
 
 _mutation = st.one_of(
@@ -88,7 +91,7 @@ def test_fuzz_mutated_real_files_raise_only_image_read_error(seeds, tmp_path, na
     path.write_bytes(bytes(b))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _read_both(path)
+        _read_both(path, must_fail=kind == "truncate" and arg < 0.9)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -416,6 +416,11 @@ def _freq_magnitude(shape: Sequence[int], voxel_size: float) -> np.ndarray:
     return np.sqrt(sum(g**2 for g in grids))
 
 
+def _ctf_on_grid(shape: Sequence[int], voxel_size: float, *ctf_args: float) -> np.ndarray:
+    """:func:`ctf_1d` of the frequency magnitude on the unshifted FFT grid of ``shape``, float32."""
+    return ctf_1d(_freq_magnitude(shape, voxel_size), *ctf_args).astype(np.float32)
+
+
 def ctf_2d(
     shape: Sequence[int],
     voxel_size: float,
@@ -432,8 +437,7 @@ def ctf_2d(
     """
     if len(shape) != 2:
         raise ValueError(f"ctf_2d expects a 2D shape, got {shape}")
-    k = _freq_magnitude(shape, voxel_size)
-    return ctf_1d(k, defocus_um, voltage_kv, cs_mm, amplitude_contrast, bfactor).astype(np.float32)
+    return _ctf_on_grid(shape, voxel_size, defocus_um, voltage_kv, cs_mm, amplitude_contrast, bfactor)
 
 
 def ctf_3d(
@@ -453,8 +457,7 @@ def ctf_3d(
     """
     if len(shape) != 3:
         raise ValueError(f"ctf_3d expects a 3D shape, got {shape}")
-    k = _freq_magnitude(shape, voxel_size)
-    return ctf_1d(k, defocus_um, voltage_kv, cs_mm, amplitude_contrast, bfactor).astype(np.float32)
+    return _ctf_on_grid(shape, voxel_size, defocus_um, voltage_kv, cs_mm, amplitude_contrast, bfactor)
 
 
 # ----------------------------------------------------------------------------------------------

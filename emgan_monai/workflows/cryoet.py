@@ -47,6 +47,7 @@ __all__ = [
     "CryoETDomains",
     "classifier_datalist",
     "cyclegan_datalist",
+    "density_input",
     "density_to_network",
     "estimate_snr",
     "evaluate_cryoet",
@@ -330,11 +331,17 @@ def load_density_inputs(
     Returns ``[(name, (box, box, box) float32 shape map in [0, 1]), ...]`` sorted by name
     (see :func:`~emgan_monai.data.cryoet.load_density` and :func:`shape_map`).
     """
-    out = []
-    for item in density_datalist(input_dir, DENSITY_SUFFIXES):
-        density = load_density(item["image"], voxel_size=voxel_size, box=box)
-        out.append((item["label"], shape_map(density, iso=iso, sigma=sigma)))
-    return out
+    return [(item["label"], density_input(item["image"], voxel_size, box, iso, sigma))
+            for item in density_datalist(input_dir, DENSITY_SUFFIXES)]
+
+
+def density_input(
+    path: str | Path, voxel_size: float = 10.0, box: int = 32, iso: float = 0.3, sigma: float = 1.0
+) -> np.ndarray:
+    """One density map (MRC) / atomic model (PDB) as the D-domain shape map the generator was trained on:
+    resampled to ``voxel_size``, centre-padded/cropped to ``box``, then :func:`shape_map`. ``(box,)*3`` float32
+    in ``[0, 1]`` (feed it through :func:`density_to_network`)."""
+    return shape_map(load_density(path, voxel_size=voxel_size, box=box), iso=iso, sigma=sigma)
 
 
 def _central_slices(volume: np.ndarray, lo: float, hi: float) -> list[np.ndarray]:

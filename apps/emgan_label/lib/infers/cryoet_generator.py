@@ -24,9 +24,8 @@ import torch
 from monai.bundle import ConfigParser
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from emgan_monai.data.cryoet import load_density
 from emgan_monai.networks import mc_dropout
-from emgan_monai.workflows.cryoet import density_to_network, network_to_subtomo, shape_map
+from emgan_monai.workflows.cryoet import density_input, density_to_network, network_to_subtomo
 
 from .writer import write_result
 
@@ -79,8 +78,8 @@ class CryoETGeneratorInferTask(InferTask):
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         req = {**self._config, **request}
-        density = load_density(req["image"], voxel_size=self.voxel_size, box=self.box)
-        x = torch.from_numpy(density_to_network(shape_map(density, iso=self.iso, sigma=self.sigma)))[None, None]
+        shape = density_input(req["image"], self.voxel_size, self.box, self.iso, self.sigma)
+        x = torch.from_numpy(density_to_network(shape))[None, None]
         net = self._network()
         torch.manual_seed(int(req.get("seed") or 0))
         noise = torch.randn(1, net.noise_channels, *[s // 4 for s in x.shape[2:]]) if net.noise_channels else None
