@@ -8,19 +8,22 @@ convolved with the intensity point-spread function (PSF). Two PSF models are off
 ``"born_wolf"`` (default)
     Scalar, aberration-free Born & Wolf model as used by the EPFL *PSF Generator*
     (Kirshner et al., J. Microsc. 249(1), 2013; Born & Wolf, *Principles of Optics*, section 8.8).
-    The amplitude at lateral distance ``r`` and defocus ``z`` is the Kirchhoff diffraction integral
-    over the normalised pupil radius ``rho`` in [0, 1]::
+    The amplitude at lateral distance ``r`` and defocus ``z`` is the diffraction integral over the normalised
+    pupil radius ``rho = sin(theta) n / NA`` in [0, 1], with the *non-paraxial* defocus phase and the aplanatic
+    (sine-condition) apodisation ``sqrt(cos theta)`` (scalar Debye / Richards-Wolf form)::
 
-        h(r, z) = integral_0^1 J0(k NA r rho) exp(-i k z NA^2 rho^2 / (2 n)) rho d rho,   k = 2 pi / lambda
+        h(r, z) = integral_0^1 J0(k NA r rho) exp(i k z (sqrt(n^2 - NA^2 rho^2) - n)) rho / sqrt(cos theta) d rho,
+        cos theta = sqrt(1 - (NA rho / n)^2),   k = 2 pi / lambda
 
     and the intensity PSF is ``|h|^2``. The integral is evaluated by Gauss-Legendre quadrature with
     ``scipy.special.j0`` on a fine radial grid (the node count grows with the largest optical
     coordinates so that the oscillating integrand stays resolved) and interpolated onto the voxel
     grid; laterally each voxel is averaged over ``oversampling**2`` sub-pixel positions, which matters
-    because typical camera/scan pixels (0.26 um) undersample an NA 1.2 Airy disc. The defocus phase is
-    the paraxial one (Born & Wolf eq. 8.8.21); at NA/n close to 1 it slightly underestimates the axial
-    extent but keeps the characteristic wide-field property that every defocused plane carries the
-    same energy (the "missing cone" that makes out-of-focus haze).
+    because typical camera/scan pixels (0.26 um) undersample an NA 1.2 Airy disc. The paraxial phase
+    ``-k z NA^2 rho^2 / (2 n)`` (Born & Wolf eq. 8.8.21) is its small-angle limit; at high NA/n it
+    *overestimates* the axial extent (NA 1.2 in water, 520 nm: axial FWHM about 0.85 um paraxial against
+    0.61 um here, the textbook 0.88 lambda / (n - sqrt(n^2 - NA^2))). Every defocused plane still carries
+    the same energy (the "missing cone" that makes out-of-focus haze).
 
 ``"gaussian"`` (fast fallback)
     Separable 3D Gaussians with the least-squares widths of Zhang, Zerubia & Olivo-Marin,
@@ -117,7 +120,7 @@ def _axis_coords(n: int, step: float) -> np.ndarray:
 def born_wolf_intensity(
     r_um: np.ndarray, z_um: np.ndarray, na: float, wavelength_um: float, n_immersion: float
 ) -> np.ndarray:
-    """Scalar Born & Wolf intensity ``|h(r, z)|^2`` on a separable (z, r) grid.
+    """Scalar Born & Wolf intensity ``|h(r, z)|^2`` (non-paraxial, aplanatic) on a separable (z, r) grid.
 
     Parameters
     ----------
@@ -131,21 +134,25 @@ def born_wolf_intensity(
     Returns
     -------
     np.ndarray
-        Unnormalised intensity, shape ``(Z, R)``, float64; ``|h(0, 0)|^2 = 1/4``.
+        Unnormalised intensity, shape ``(Z, R)``, float64 (``|h(0, 0)|^2 -> 1/4`` in the paraxial, low-NA limit).
     """
     r = np.asarray(r_um, dtype=np.float64).ravel()
     z = np.asarray(z_um, dtype=np.float64).ravel()
     k = 2.0 * np.pi / wavelength_um
     v_max = k * na * float(np.abs(r).max(initial=0.0))  # lateral optical coordinate
-    u_max = k * na**2 * float(np.abs(z).max(initial=0.0)) / n_immersion  # axial optical coordinate
-    # J0(v rho) has ~v/pi half-periods and exp(-i u rho^2/2) ~u/(4 pi) periods on [0, 1]; Gauss-Legendre with a
-    # few nodes per half-period is converged to < 1e-6 relative (checked against 4x the nodes).
-    n_nodes = int(min(8192, max(64, math.ceil(1.5 * (v_max + u_max / 2.0)) + 32)))
+    # largest defocus phase over the pupil: k |z| (n - sqrt(n^2 - NA^2)) (non-paraxial)
+    phase_max = k * float(np.abs(z).max(initial=0.0)) * (n_immersion - math.sqrt(n_immersion**2 - na**2))
+    # J0(v rho) has ~v/pi half-periods and the defocus phase ~phase_max/(2 pi) periods on [0, 1]; the apodisation
+    # 1/sqrt(cos theta) steepens near the pupil edge at high NA/n. Gauss-Legendre with a few nodes per half-period
+    # is converged to < 1e-6 relative (checked against 4x the nodes).
+    n_nodes = int(min(8192, max(96, math.ceil(1.5 * (v_max + phase_max)) + 64)))
     nodes, weights = leggauss(n_nodes)
     rho = 0.5 * (nodes + 1.0)
-    w = 0.5 * weights * rho
+    cos_theta = np.sqrt(1.0 - (na * rho / n_immersion) ** 2)
+    w = 0.5 * weights * rho / np.sqrt(cos_theta)
     bessel = j0(k * na * np.outer(r, rho))  # (R, N)
-    phase = np.exp(-0.5j * k * (na**2 / n_immersion) * np.outer(z, rho**2)) * w  # (Z, N)
+    defocus = np.sqrt(n_immersion**2 - (na * rho) ** 2) - n_immersion  # (N,), <= 0
+    phase = np.exp(1j * k * np.outer(z, defocus)) * w  # (Z, N)
     amplitude = phase @ bessel.T  # (Z, R)
     return (amplitude.real**2 + amplitude.imag**2).astype(np.float64)
 
