@@ -21,11 +21,11 @@ import torch
 from monai.data import MetaTensor
 from PIL import Image
 
+from emgan_monai.losses import L1SSIMLoss
 from emgan_monai.networks import ResidualUNetGenerator
 from emgan_monai.transforms import ScalePercentiled
 from emgan_monai.workflows.confocal import (
     InvertToInputDtyped,
-    L1SSIMLoss,
     PlanewiseInferer,
     evaluate_methods,
     image_datalist,

@@ -45,12 +45,18 @@ class PairedGANTrainer(AdversarialTrainer):
         ``"l1"``, ``"l2"``/``"mse"``, ``"smooth_l1"`` or a callable ``(fake, label) -> scalar``.
     conditional
         Show the discriminator ``cat(image, fake|label)`` on channels (conditional GAN) rather than ``fake|label``.
+    lambda_adv
+        Weight of the generator's adversarial term (1 in pix2pix). A small weight after pixel pre-training keeps the
+        fidelity of the pixel model and adds sharpness (the perception-distortion trade-off).
+    adv_ramp_iterations
+        The adversarial weight grows linearly from 0 to ``lambda_adv`` over this many iterations of the run
+        (counted from ``engine.state.iteration``, so a resumed run continues the ramp); 0 = full weight at once.
     kwargs
         Other arguments of :class:`~emgan_monai.engines.base.AdversarialTrainer`.
 
     Notes
     -----
-    ``engine.state.output`` holds ``g_loss`` (= ``g_adv + lambda_pixel * g_pixel``), ``g_adv``, ``g_pixel``,
+    ``engine.state.output`` holds ``g_loss`` (= ``w_adv * g_adv + lambda_pixel * g_pixel``), ``g_adv``, ``g_pixel``,
     ``d_loss``, ``d_real``, ``d_fake`` (``gp``) and the images ``input``, ``fake``, ``real``.
     """
 
@@ -68,6 +74,8 @@ class PairedGANTrainer(AdversarialTrainer):
         lambda_pixel: float = 100.0,
         pixel_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "l1",
         conditional: bool = True,
+        lambda_adv: float = 1.0,
+        adv_ramp_iterations: int = 0,
         **kwargs: Any,
     ) -> None:
         if isinstance(pixel_loss, str):
@@ -78,8 +86,11 @@ class PairedGANTrainer(AdversarialTrainer):
             pixel_loss = PIXEL_LOSSES[pixel_loss.lower()]()
         elif not callable(pixel_loss):
             raise ValueError(f"pixel_loss must be a name or a callable, got {type(pixel_loss).__name__}.")
-        if lambda_pixel < 0:
-            raise ValueError(f"lambda_pixel must be >= 0, got {lambda_pixel}.")
+        if lambda_pixel < 0 or lambda_adv < 0 or adv_ramp_iterations < 0:
+            raise ValueError(
+                f"lambda_pixel, lambda_adv and adv_ramp_iterations must be >= 0, got {lambda_pixel}, {lambda_adv}, "
+                f"{adv_ramp_iterations}."
+            )
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -97,6 +108,14 @@ class PairedGANTrainer(AdversarialTrainer):
         self.lambda_pixel = float(lambda_pixel)
         self.pixel_loss = pixel_loss
         self.conditional = conditional
+        self.lambda_adv = float(lambda_adv)
+        self.adv_ramp_iterations = int(adv_ramp_iterations)
+
+    def adv_weight(self) -> float:
+        """Adversarial weight at the current iteration (linear ramp to ``lambda_adv``)."""
+        if self.adv_ramp_iterations <= 0:
+            return self.lambda_adv
+        return self.lambda_adv * min(1.0, self.state.iteration / self.adv_ramp_iterations)
 
     def _prepare_inputs(self, batchdata: Any) -> dict[str, torch.Tensor]:
         image = self.to_device(batchdata, self.image_key)
@@ -124,4 +143,4 @@ class PairedGANTrainer(AdversarialTrainer):
         fake = fakes["fake"]
         adv = self.generator_adv(self.d_network, self._d_input(inputs["input"], fake))
         pixel = self.pixel_loss(fake.float(), inputs["real"].float())
-        return {"g_adv": (1.0, adv), "g_pixel": (self.lambda_pixel, pixel)}
+        return {"g_adv": (self.adv_weight(), adv), "g_pixel": (self.lambda_pixel, pixel)}

@@ -2,12 +2,14 @@
 
 from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, clip_weights, gradient_penalty, last_logits
 from .cycle import CycleConsistencyLoss, IdentityLoss
+from .pixel import L1SSIMLoss
 
 __all__ = [
     "ADVERSARIAL_CRITERIA",
     "AdversarialLoss",
     "CycleConsistencyLoss",
     "IdentityLoss",
+    "L1SSIMLoss",
     "clip_weights",
     "gradient_penalty",
     "last_logits",

@@ -66,6 +66,7 @@ __all__ = [
     "PSFModel",
     "SimulationRanges",
     "born_wolf_intensity",
+    "camera_noise",
     "confocal_psf",
     "convolve_plane",
     "gaussian_sigmas_confocal",
@@ -606,11 +607,43 @@ def synthesize_pair(
     rng = np.random.default_rng(rng)
     signal = np.clip(convolve_plane(vol, psf_wf, z_index, lateral_padding, axial_padding), 0.0, None)
     target = np.clip(convolve_plane(vol, psf_conf, z_index, lateral_padding, axial_padding), 0.0, None)
-    s_max, t_max = float(signal.max()), float(target.max())
-    expected = background + (photons * signal / s_max if s_max > 0 else signal)
-    electrons = rng.poisson(expected).astype(np.float64)
-    widefield = np.clip(electrons + rng.normal(0.0, read_noise, size=electrons.shape) + offset, 0.0, None)
+    t_max = float(target.max())
+    widefield = camera_noise(signal, photons, background, read_noise, offset, rng)
     target = photons * target / t_max if t_max > 0 else target
     if target_photons is not None:
         target = rng.poisson(target * (target_photons / photons)).astype(np.float64) * (photons / target_photons)
-    return widefield.astype(np.float32), target.astype(np.float32)
+    return widefield, target.astype(np.float32)
+
+
+def camera_noise(
+    signal: np.ndarray,
+    photons: float,
+    background: float,
+    read_noise: float,
+    offset: float,
+    rng: np.random.Generator | int | None = None,
+) -> np.ndarray:
+    """Camera image of a noise-free signal: photon budget, background, shot noise, read noise, offset, ADC floor.
+
+    ``wf = max(Poisson(photons * s / max(s) + background) + N(0, read_noise^2) + offset, 0)`` in ADU (gain 1 ADU/e-).
+
+    Parameters
+    ----------
+    signal : np.ndarray
+        Non-negative noise-free image, any shape (e.g. ``(H, W)`` or ``(1, H, W)``), any scale.
+    photons, background, read_noise, offset : float
+        See :class:`SimulationRanges`.
+    rng : np.random.Generator | int | None
+        Generator or seed.
+
+    Returns
+    -------
+    np.ndarray
+        Same shape as ``signal``, float32.
+    """
+    rng = np.random.default_rng(rng)
+    signal = np.asarray(signal, dtype=np.float64)
+    s_max = float(signal.max())
+    expected = background + (photons * signal / s_max if s_max > 0 else signal)
+    electrons = rng.poisson(np.clip(expected, 0.0, None)).astype(np.float64)
+    return np.clip(electrons + rng.normal(0.0, read_noise, size=electrons.shape) + offset, 0.0, None).astype(np.float32)

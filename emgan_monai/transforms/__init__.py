@@ -5,11 +5,14 @@
 - :class:`RandFlipsd`: independent random flips per axis, jointly for all keys (a Compose of ``RandFlipd``).
 - :class:`MaskToOneHot` / :class:`MaskToOneHotd`: binary masks in priority order -> one-hot classes
   (mitochondria / membrane / background); :class:`OneHotToRGB` / :class:`OneHotToRGBd` for display.
+- :class:`RandCameraNoised`: noise-free signal -> camera image with a fresh photon budget, background, shot and
+  read noise per sample.
 - :class:`ScalePercentile` / :class:`ScalePercentiled`: CARE percentile normalisation that records its
   parameters; :class:`InvertPercentile` / :class:`InvertPercentiled` map outputs back to the original
   range and dtype.
 """
 
+from .camera_noise import RandCameraNoised
 from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
 from .masks import DEFAULT_COLORS, ColorMaskToOneHot, ColorMaskToOneHotd, MaskToOneHot, MaskToOneHotd, OneHotToRGB, OneHotToRGBd
@@ -27,6 +30,7 @@ __all__ = [
     "OneHotToRGBd",
     "RandAreaCrop",
     "RandAreaCropd",
+    "RandCameraNoised",
     "RandFlipsd",
     "ScalePercentile",
     "ScalePercentiled",

@@ -1,4 +1,4 @@
-"""Wide-field -> confocal enhancement: data preparation, plane-wise inference, previews and the evaluation table.
+"""Wide-field -> confocal enhancement: data preparation, plane-wise inference and previews.
 
 Called by the configs of ``bundles/confocal_enhance`` (``train.json``, ``inference.json``, ``evaluate.json``).
 
@@ -18,10 +18,8 @@ Inference
     :class:`monai.inferers.SliceInferer` (overlapping windows, Gaussian blending, reflect padding).
     :class:`PreviewPNGd` writes an ``input | output`` PNG beside the TIFF output.
 
-Evaluation
-    :func:`evaluate_methods` scores the wide-field input, Richardson-Lucy deconvolution with the true wide-field PSF
-    (iterations tuned on ``val``), and any number of networks on ``test`` with SSIM / PSNR / MSE / NRMSE
-    (:func:`emgan_monai.metrics.image_quality.image_quality`), writing ``metrics.json`` and ``metrics.md``.
+The training data of the shipped weights (independent specimens, noise drawn on the fly) come from
+:mod:`emgan_monai.data.confocal_training`; the evaluation table from :mod:`emgan_monai.evaluation.confocal`.
 
 Sample
     :func:`make_sample` renders the small synthetic wide-field image shipped with the bundle from procedural nuclei
@@ -44,24 +42,19 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
-from monai.losses import SSIMLoss
 from monai.transforms import MapTransform
 from scipy import ndimage
-from torch import nn
 
 from emgan_monai.data.fluorescence import paired_datalist, split_planes, synthesize_pairs_from_stack
 from emgan_monai.io import write_image
-from emgan_monai.metrics.image_quality import image_quality, richardson_lucy_baseline, tune_rl_iterations
 from emgan_monai.physics.optics import SimulationRanges, synthesize_pair, widefield_psf
-from emgan_monai.transforms import PERCENTILE_KEY, InvertPercentile, ScalePercentile
+from emgan_monai.transforms import PERCENTILE_KEY, InvertPercentile
 from emgan_monai.visualize import montage, to_uint8
 
 __all__ = [
     "InvertToInputDtyped",
-    "L1SSIMLoss",
     "PlanewiseInferer",
     "PreviewPNGd",
-    "evaluate_methods",
     "image_datalist",
     "make_sample",
     "occupied_planes",
@@ -317,37 +310,6 @@ def image_datalist(input_dir: str | os.PathLike, key: str = "image") -> list[dic
 # ----------------------------------------------------------------------------------------------------------------
 # losses and inference
 # ----------------------------------------------------------------------------------------------------------------
-class L1SSIMLoss(nn.Module):
-    """``(1 - ssim_weight) * L1 + ssim_weight * (1 - SSIM)`` pixel loss for percentile-normalised images.
-
-    Parameters
-    ----------
-    spatial_dims : int
-        2 for ``(B, C, H, W)``, 3 for ``(B, C, H, W, D)``.
-    ssim_weight : float
-        Weight of the SSIM term in ``[0, 1]``.
-    data_range : float
-        Dynamic range for SSIM's constants (1.0 for data normalised to the 1st-99.8th percentiles).
-    win_size : int
-        SSIM Gaussian window size.
-    """
-
-    def __init__(self, spatial_dims: int = 2, ssim_weight: float = 0.2, data_range: float = 1.0, win_size: int = 7):
-        super().__init__()
-        if not 0.0 <= ssim_weight <= 1.0:
-            raise ValueError(f"ssim_weight must lie in [0, 1], got {ssim_weight}.")
-        self.ssim_weight = float(ssim_weight)
-        self.l1 = nn.L1Loss()
-        self.ssim = SSIMLoss(spatial_dims=spatial_dims, data_range=data_range, win_size=win_size)
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of ``pred`` vs ``target``, both ``(B, C, H, W[, D])``."""
-        loss = (1.0 - self.ssim_weight) * self.l1(pred, target)
-        if self.ssim_weight > 0:
-            loss = loss + self.ssim_weight * self.ssim(pred, target)
-        return loss
-
-
 class PlanewiseInferer(Inferer):
     """Tiled inference of a 2D network on 2D images or, plane by plane, on 3D stacks.
 
@@ -507,208 +469,6 @@ class PreviewPNGd(MapTransform):
             overwrite=self.overwrite,
         )
         return d
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# evaluation
-# ----------------------------------------------------------------------------------------------------------------
-def _pair_records(datalist: Sequence[Mapping[str, str]]) -> list[dict[str, Any] | None]:
-    """The ``pairs.json`` record (na, photons, ...) of each synthesised pair, ``None`` for real pairs."""
-    cache: dict[Path, dict[str, dict[str, Any]]] = {}
-    records: list[dict[str, Any] | None] = []
-    for item in datalist:
-        root = Path(item["image"]).parent.parent
-        if root not in cache:
-            meta_file = root / "pairs.json"
-            cache[root] = {}
-            if meta_file.is_file():
-                meta = json.loads(meta_file.read_text())
-                for rec in meta.get("pairs", []):
-                    cache[root][Path(rec["image"]).name] = {**rec, "_meta": meta}
-        records.append(cache[root].get(Path(item["image"]).name))
-    return records
-
-
-def _wf_psf_2d(
-    record: Mapping[str, Any] | None, optics: Mapping[str, Any], psf_shape: Sequence[int] | None
-) -> np.ndarray:
-    """z-projected true wide-field PSF of a pair (its NA and grid from ``pairs.json``), or from ``optics``."""
-    if record is not None:
-        meta = record["_meta"]
-        psf_shape = meta["psf_shape"] if psf_shape is None else psf_shape
-        ranges = meta["ranges"]
-        params = {
-            "na": record["na"],
-            "wavelength_em_um": ranges["wavelength_em_um"],
-            "n_immersion": ranges["n_immersion"],
-            "spacing_zyx_um": meta["spacing_zyx_um"],
-            "model": meta["psf_model"],
-        }
-    else:
-        params = dict(optics)
-        psf_shape = params.pop("psf_shape", psf_shape)
-    if psf_shape is None:
-        raise ValueError("rl_psf_shape (or optics['psf_shape']) is needed for the Richardson-Lucy PSF of real pairs.")
-    spacing = params.pop("spacing_zyx_um")
-    return widefield_psf(psf_shape, spacing, **params).sum(axis=0)
-
-
-def _load_plane(path: str) -> np.ndarray:
-    arr = np.squeeze(tifffile.imread(path))
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: evaluation expects 2D images, got shape {arr.shape}.")
-    return arr.astype(np.float32)
-
-
-@torch.no_grad()
-def _predict(network: nn.Module, inferer: Inferer, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """Network output for a 2D image ``(H, W)`` in the units of the percentile-normalised target."""
-    x = ScalePercentile()(torch.from_numpy(image)[None]).as_tensor()[None].to(device)  # (1, 1, H, W)
-    network.eval()
-    return inferer(x, network)[0, 0].float().cpu().numpy()
-
-
-def _mean_std(rows: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str, dict[str, float]]:
-    return {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))} for k in keys}
-
-
-def evaluate_methods(
-    val_datalist: Sequence[Mapping[str, str]],
-    test_datalist: Sequence[Mapping[str, str]],
-    networks: Mapping[str, nn.Module],
-    inferer: Inferer,
-    output_dir: str | os.PathLike,
-    device: str | torch.device = "cpu",
-    rl_candidates: Sequence[int] = (1, 2, 3, 5, 8, 12, 20, 30),
-    rl_psf_shape: Sequence[int] | None = None,
-    optics: Mapping[str, Any] | None = None,
-    normalize: Literal["percentile", "minmse"] = "minmse",
-    data_range: float = 1.0,
-    max_val_pairs: int | None = 6,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Score wide-field input, Richardson-Lucy and networks against the confocal targets of ``test_datalist``.
-
-    Every prediction is compared to its target after :func:`~emgan_monai.metrics.image_quality.normalize_pair`
-    (``"minmse"``: target percentile-normalised to 1st/99.8th = 0/1, prediction fitted to it by the least-squares
-    affine map, CSBDeep's convention, fair to methods whose output scale is arbitrary) with a fixed ``data_range``.
-
-    Parameters
-    ----------
-    val_datalist, test_datalist : Sequence[Mapping[str, str]]
-        ``[{"image": wf, "label": confocal}, ...]`` 2D pairs; ``val`` only tunes the Richardson-Lucy iterations.
-    networks : Mapping[str, nn.Module]
-        Row name -> 2D network ``(B, 1, H, W) -> (B, 1, H, W)`` on percentile-normalised input.
-    inferer : Inferer
-        How networks are applied (e.g. :class:`PlanewiseInferer`).
-    output_dir : str | os.PathLike
-        Receives ``metrics.json`` (per-image and mean/std scores, RL tuning) and ``metrics.md`` (the table).
-    device : str | torch.device
-        Device of the networks.
-    rl_candidates : Sequence[int]
-        Richardson-Lucy iteration counts tried on ``val``.
-    rl_psf_shape : Sequence[int] | None
-        Grid ``(Z, Y, X)`` of the wide-field PSF (z-projected for 2D deconvolution); ``None`` uses the grid the
-        pairs were synthesised with (from ``pairs.json``), i.e. exactly the true PSF.
-    optics : Mapping[str, Any] | None
-        For real pairs (no ``pairs.json``): ``widefield_psf`` arguments ``na``, ``wavelength_em_um``,
-        ``n_immersion``, ``spacing_zyx_um``; if ``None`` the Richardson-Lucy row is skipped for them.
-    normalize : {"percentile", "minmse"}
-        Intensity normalisation before scoring.
-    data_range : float
-        Range for SSIM/PSNR on the normalised images.
-    max_val_pairs : int | None
-        Validation pairs used for the RL tuning (evenly spaced; ``None`` = all).
-    overwrite : bool
-        Replace existing ``metrics.json`` / ``metrics.md``.
-
-    Returns
-    -------
-    dict[str, Any]
-        ``{"summary": {method: {metric: {"mean", "std"}}}, "per_image": {method: [...]}, "rl_iterations", ...}``.
-    """
-    out = Path(output_dir)
-    files = [out / "metrics.json", out / "metrics.md"]
-    if not overwrite:
-        for f in files:
-            if f.exists():
-                raise FileExistsError(f"{f} already exists; choose another output_dir or pass --overwrite true.")
-    if not test_datalist:
-        raise ValueError("evaluate_methods needs at least one test pair.")
-    device = torch.device(device)
-    metrics_keys = ("ssim", "psnr", "mse", "nrmse")
-    val_records, test_records = _pair_records(val_datalist), _pair_records(test_datalist)
-    can_rl = all(r is not None for r in test_records + val_records) or optics is not None
-    per_image: dict[str, list[dict[str, Any]]] = {"wide-field input": []}
-    rl_info: dict[str, Any] | None = None
-    if can_rl:
-        val_items = list(zip(val_datalist, val_records))
-        if max_val_pairs is not None and len(val_items) > max_val_pairs:
-            idx = np.linspace(0, len(val_items) - 1, max_val_pairs).round().astype(int)
-            val_items = [val_items[i] for i in idx]
-        # tune one iteration count over all validation pairs (each with its own true PSF)
-        scores = {int(c): [] for c in rl_candidates}
-        for item, rec in val_items:
-            psf = _wf_psf_2d(rec, optics or {}, rl_psf_shape)
-            _, s = tune_rl_iterations(
-                [(_load_plane(item["image"]), _load_plane(item["label"]))],
-                psf,
-                candidates=rl_candidates,
-                normalize=normalize,
-                return_scores=True,
-            )
-            for c, v in s.items():
-                scores[c].append(v)
-        mean_scores = {c: float(np.mean(v)) for c, v in scores.items()}
-        best = max(mean_scores, key=lambda c: (mean_scores[c], -c))
-        rl_info = {"iterations": best, "val_ssim_by_iterations": mean_scores, "val_pairs": len(val_items)}
-        rl_name = f"Richardson-Lucy ({best} it.)"
-        per_image[rl_name] = []
-    for name in networks:
-        per_image[name] = []
-    for item, rec in zip(test_datalist, test_records):
-        wf, target = _load_plane(item["image"]), _load_plane(item["label"])
-        preds = {"wide-field input": wf}
-        if rl_info is not None:
-            psf = _wf_psf_2d(rec, optics or {}, rl_psf_shape)
-            preds[rl_name] = richardson_lucy_baseline(wf, psf, rl_info["iterations"])
-        for name, net in networks.items():
-            preds[name] = _predict(net, inferer, wf, device)
-        extra = {"image": item["image"]}
-        if rec is not None:
-            extra.update({k: rec[k] for k in ("plane", "na", "photons", "background", "read_noise") if k in rec})
-        for name, pred in preds.items():
-            scores_i = image_quality(pred, target, data_range=data_range, normalize=normalize)
-            per_image[name].append({**extra, **scores_i})
-    summary = {name: _mean_std(rows, metrics_keys) for name, rows in per_image.items()}
-    result = {
-        "n_test": len(test_datalist),
-        "normalize": normalize,
-        "data_range": data_range,
-        "rl": rl_info,
-        "summary": summary,
-        "per_image": per_image,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"Held-out test pairs: {len(test_datalist)}; scores after '{normalize}' normalisation, data range "
-        f"{data_range:g} (mean +- std over images).",
-        "",
-        "| method | SSIM | PSNR (dB) | MSE | NRMSE |",
-        "|---|---|---|---|---|",
-    ]
-    for name, s in summary.items():
-        lines.append(
-            f"| {name} | {s['ssim']['mean']:.4f} +- {s['ssim']['std']:.4f} | {s['psnr']['mean']:.2f} +- "
-            f"{s['psnr']['std']:.2f} | {s['mse']['mean']:.2e} | {s['nrmse']['mean']:.4f} |"
-        )
-    write_mode = "w" if overwrite else "x"
-    with open(files[0], write_mode, encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-    with open(files[1], write_mode, encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    logger.info("\n%s", "\n".join(lines))
-    return result
 
 
 # ----------------------------------------------------------------------------------------------------------------
