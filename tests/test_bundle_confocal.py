@@ -331,3 +331,30 @@ def test_shipped_networks_beat_richardson_lucy_on_the_embedded_sample() -> None:
             pred = inferer(x, net.eval())[0, 0].numpy()
         q = image_quality(pred, target, data_range=1.0, normalize="minmse")
         assert q["ssim"] >= rl["ssim"] and q["psnr"] >= rl["psnr"], (name, q, "Richardson-Lucy", best_it, rl)
+
+
+def test_real_pairs_train_and_evaluate(tmp_path) -> None:
+    """``real_pairs.json`` merged after train.json / evaluate.json: a folder of wf/ + confocal/ TIFF pairs."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "real"
+    for sub in ("wf", "confocal"):
+        (data / sub).mkdir(parents=True)
+    for i in range(6):
+        conf = np.zeros((48, 48), np.float32)
+        conf[rng.integers(0, 48, 30), rng.integers(0, 48, 30)] = 1000.0
+        wf = rng.poisson(np.full((48, 48), 20.0) + 0.3 * conf).astype(np.uint16)
+        tifffile.imwrite(data / "wf" / f"cell{i}.tif", wf)
+        tifffile.imwrite(data / "confocal" / f"cell{i}.tif", conf)
+    common = ["--dataset_dir", str(data), "--data_cache_dir", str(tmp_path / "unused")]
+    bundle_run(["train.json", "train_pixel.json", "real_pairs.json"], *common, "--output_dir", str(tmp_path / "px"),
+               "--max_epochs", "1", *TINY_NET, "--patch_size", "32", "--batch_size", "2", "--roi_size", "32",
+               "--val_interval", "1")  # fmt: skip
+    out = tmp_path / "eval"
+    optics = "{'na': 1.2, 'wavelength_em_um': 0.52, 'n_immersion': 1.33, 'spacing_zyx_um': [0.29, 0.26, 0.26], 'psf_shape': [9, 15, 15]}"
+    bundle_run(["evaluate.json", "real_pairs.json"], *common, "--output_dir", str(out), "--optics", optics,
+               "--gan_ckpt", str(tmp_path / "px" / "model.pt"), "--pixel_ckpt", str(tmp_path / "px" / "model.pt"),
+               "--rl_candidates", "[1,2]", "--roi_size", "32", *TINY_NET)  # fmt: skip
+    result = json.loads((out / "metrics.json").read_text())
+    (held_out,) = result["sets"].values()
+    assert held_out["n"] == 1 and [Path(r["image"]).name for r in held_out["per_image"]["wide-field input"]] == ["cell5.tif"]
+    assert len(held_out["summary"]) == 4  # input, Richardson-Lucy (from --optics), two networks
