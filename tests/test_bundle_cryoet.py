@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from emgan_monai.networks import CycleGANGenerator, SubtomogramClassifier
+from emgan_monai.data.cryoet import zscore
+from emgan_monai.errors import DataError
+from emgan_monai.networks import CycleGANGenerator, PhysicsInformedGenerator, SubtomogramClassifier
 from emgan_monai.physics.cryoet import add_noise_snr
 from emgan_monai.workflows import cryoet as wf
 
@@ -23,7 +25,8 @@ BUNDLE = REPO / "bundles" / "cryoet_gan"
 CONFIGS = BUNDLE / "configs"
 
 # tiny networks / volumes shared by every CLI run
-TINY = ["--box", "16", "--generator_channels", "2", "--n_res_blocks", "1", "--dropout", "0.2"]
+TINY = ["--box", "16", "--generator_channels", "2", "--n_res_blocks", "1", "--dropout", "0.2", "--refine_channels", "4"]
+DATA = Path(os.environ.get("EMGAN_DATA", REPO.parent / "shared" / "data")) / "cryoet"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,6 +124,64 @@ def test_estimate_snr_recovers_requested_snr():
         wf.estimate_snr(subs, np.zeros_like(masks))
 
 
+def test_calibrate_snr_uses_the_measuring_estimator():
+    """The simulator's nominal SNR is not what estimate_snr reads; calibration finds the SNR whose simulations read
+    the target, so the baseline has the real data's SNR as the evaluation measures it."""
+    dens = np.zeros((12, 16, 16, 16), np.float32)
+    dens[:, 5:11, 6:10, 5:11] = 1
+    masks = (dens > 0.5).astype(np.float32)
+    target = 0.03
+    snr = wf.calibrate_snr(dens, masks, target, 20.0, seed=0)
+    sims = wf._simulate(dens, 20.0, snr, 0, {})
+    assert wf.estimate_snr(sims, masks) == pytest.approx(target, rel=0.02)
+    assert snr > 1.3 * target  # the nominal SNR differs from the estimate (about twice here)
+    with pytest.raises(ValueError, match="cannot be reached"):
+        wf.calibrate_snr(dens, masks, 1e6, 20.0, strict=True)
+    assert wf.calibrate_snr(dens, masks, 1e6, 20.0) == 1e2  # non-strict: the nearer bound
+    settings = wf.simulator_settings({"defocus_um": 5.0})
+    assert settings["defocus_um"] == 5.0 and settings["tilt_range"] == [-60.0, 60.0] and "snr" not in settings
+    with pytest.raises(ValueError, match="unknown simulator"):
+        wf.simulator_settings({"defocus": 5.0})
+
+
+def test_fit_to_box_never_crops_the_molecule_silently():
+    m = np.zeros((40, 40, 40), np.float32)
+    m[2:12, 20:30, 5:15] = 1  # off-centre, 10 voxels: fits a 16 box
+    out = wf.fit_to_box(m, 16)
+    assert out.shape == (16, 16, 16) and out.sum() == m.sum()
+    big = np.zeros((40, 40, 40), np.float32)
+    big[5:30, 10:20, 10:20] = 1  # 25 voxels long
+    with pytest.raises(DataError, match="more than the generator's box 16"):
+        wf.fit_to_box(big, 16, name="big.mrc")
+    whole = wf.fit_to_box(big, 16, allow_larger=True)
+    assert whole.shape == (40, 40, 40) and whole.sum() == big.sum()
+    assert wf.fit_to_box(np.zeros((18, 18, 18), np.float32), 16, allow_larger=True).shape == (16, 16, 16)
+
+
+def test_mmcif_maps_are_accepted(tmp_path):
+    gemmi = pytest.importorskip("gemmi")
+    pdb = tmp_path / "model.pdb"
+    lines = [f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
+             for i, (x, y, z) in enumerate(np.random.default_rng(0).uniform(-30, 30, size=(200, 3)))]
+    pdb.write_text("\n".join(lines) + "\nEND\n")
+    st = gemmi.read_structure(str(pdb))
+    st.setup_entities()
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    st.make_mmcif_document().write_file(str(folder / "big_complex.cif"))
+    import gzip
+
+    (folder / "other.cif.gz").write_bytes(gzip.compress((folder / "big_complex.cif").read_bytes()))
+    items = wf.load_density_inputs(folder, voxel_size=20.0, box=16, iso=0.3, sigma=0.5)
+    assert [name for name, _ in items] == ["big_complex", "other"]
+    from emgan_monai.physics.cryoet import density_from_pdb
+
+    ref, _ = density_from_pdb(pdb, voxel_size=20.0)
+    cif, _ = density_from_pdb(folder / "big_complex.cif", voxel_size=20.0)
+    np.testing.assert_allclose(cif, ref, atol=1e-5 * float(ref.max()))
+    np.testing.assert_array_equal(items[0][1], items[1][1])
+
+
 def test_simulate_baseline_is_zscored():
     dens = np.zeros((3, 16, 16, 16), np.float32)
     dens[:, 6:10, 6:10, 6:10] = 1
@@ -144,7 +205,18 @@ def test_domains_datalists_and_optimizer(toy):
         wf.load_deepfinder_domains(toy, [9])
     g = CycleGANGenerator(3, channels=2, n_res_blocks=1)
     assert isinstance(wf.wgan_optimizer([g.parameters()], False), torch.optim.RMSprop)
+    assert wf.wgan_optimizer([g.parameters()], False).param_groups[0]["lr"] == 5e-5  # the WGAN paper's rate
     assert isinstance(wf.wgan_optimizer(g.parameters(), True), torch.optim.Adam)
+    clip = wf.gan_optimizer([g, None], "wgan_clip")
+    assert isinstance(clip, torch.optim.RMSprop) and clip.param_groups[0]["lr"] == 5e-5
+    ls = wf.gan_optimizer(g, "lsgan")
+    assert isinstance(ls, torch.optim.Adam) and ls.param_groups[0]["betas"] == (0.5, 0.999)
+    p = PhysicsInformedGenerator(box=16, refine_channels=2)
+    groups = wf.gan_optimizer([p], "lsgan", lr=1e-5, physics_lr=3e-3).param_groups
+    assert [g_["lr"] for g_ in groups] == [1e-5, 3e-3] and len(groups[1]["params"]) == len(p.physics_parameters())
+    assert wf.gan_setting("wgan_clip", "spectral_norm") is False and wf.gan_setting("lsgan", "clip_value") is None
+    with pytest.raises(ValueError, match="gan_mode"):
+        wf.gan_setting("wgan_bogus", "lr")
 
 
 def test_mc_dropout_std_zero_without_dropout_positive_with(tmp_path):
@@ -171,20 +243,43 @@ def test_mc_dropout_std_zero_without_dropout_positive_with(tmp_path):
 # every config through `python -m monai.bundle run`
 # ----------------------------------------------------------------------------------------------
 def test_bundle_configs_end_to_end(toy, tmp_path):
-    # train (CycleGAN, WGAN with clipping + RMSprop)
-    run_dir = tmp_path / "train"
-    small = ["--critic_channels", "[4, 8, 8]", "--binning", "1", "--shape_sigma", "0.5"]
-    _run("train.json", "--dataset_dir", str(toy), "--output_dir", str(run_dir), "--train_tomos", "[1]",
-         "--val_tomos", "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", *TINY, *small)
-    net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2)
+    small = ["--critic_channels", "[4, 8, 8]", "--binning", "1", "--shape_sigma", "0.5", "--snapshot_interval", "2"]
+    common = ["--dataset_dir", str(toy), "--train_tomos", "[1]", "--val_tomos", "[2]", "--batch_size", "2",
+              "--val_interval", "1", *TINY, *small]
+    # physics-informed GAN (the default): calibrated on the training data, EMA weights saved, no cycle
+    phys_dir = tmp_path / "physics"
+    _run("train.json", "--output_dir", str(phys_dir), "--max_epochs", "1", *common)
+    phys = PhysicsInformedGenerator(box=16, refine_channels=4)
+    phys.load_state_dict(torch.load(phys_dir / "model.pt", weights_only=True))
+    calibration = json.loads((phys_dir / "calibration.json").read_text())
+    assert calibration["snr"] > 0 and calibration["gain"] > 0
+    ckpt = torch.load(phys_dir / "checkpoints" / "checkpoint_final.pt", weights_only=True)
+    assert {"g_ds", "g_ds_ema", "critic_s", "g_optimizer", "d_optimizer", "trainer", "rng"} <= set(ckpt)
+    assert "g_sd" not in ckpt and not (phys_dir / "g_sd.pt").exists()
+    assert len(ckpt["g_optimizer"]["param_groups"]) == 2  # physics parameters have their own learning rate
+    assert (phys_dir / "snapshots" / "snapshots.csv").is_file()
+    # resume continues from the checkpoint (epoch 1 -> 2)
+    _run("train.json", "--output_dir", str(phys_dir), "--max_epochs", "2", "--resume", "true", *common)
+    resumed = torch.load(phys_dir / "checkpoints" / "checkpoint_final.pt", weights_only=True)
+    assert resumed["trainer"]["epoch"] == 2
+
+    # pure CycleGAN with the paper's WGAN (weight clipping on plain critics, RMSprop at 5e-5)
+    run_dir = tmp_path / "cyclegan"
+    _run("train.json", "--output_dir", str(run_dir), "--max_epochs", "1", "--generator_kind", "cyclegan",
+         "--gan_mode", "wgan_clip", *common)
+    net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2, decoder_noise=True, input_noise_std=0.2)
     net.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    assert (run_dir / "g_sd.pt").is_file() and (run_dir / "checkpoints" / "checkpoint_final.pt").is_file()
+    ckpt = torch.load(run_dir / "checkpoints" / "checkpoint_final.pt", weights_only=True)
+    assert (run_dir / "g_sd.pt").is_file() and "g_sd" in ckpt and "critic_d" in ckpt
+    assert ckpt["d_optimizer"]["param_groups"][0]["lr"] == 5e-5 and "alpha" in ckpt["d_optimizer"]["param_groups"][0]
+    assert not any("parametrizations" in k for k in ckpt["critic_s"])  # no spectral norm under clipping
+    assert max(float(v.abs().max()) for k, v in ckpt["critic_s"].items() if k.endswith("weight")) <= 0.01 + 1e-7
     # WGAN-GP variant with Adam
-    _run("train.json", "--dataset_dir", str(toy), "--output_dir", str(tmp_path / "train_gp"), "--train_tomos", "[1]",
-         "--val_tomos", "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", "--gp_weight", "10",
-         *TINY, *small)
+    _run("train.json", "--output_dir", str(tmp_path / "train_gp"), "--max_epochs", "1", "--generator_kind",
+         "cyclegan", "--gan_mode", "wgan_gp", *common)
     ckpt = torch.load(tmp_path / "train_gp" / "checkpoints" / "checkpoint_final.pt", weights_only=True)
-    assert "betas" in ckpt["d_optimizer"]["param_groups"][0]  # Adam, not RMSprop
+    assert ckpt["d_optimizer"]["param_groups"][0]["betas"] == [0.5, 0.9] or \
+        tuple(ckpt["d_optimizer"]["param_groups"][0]["betas"]) == (0.5, 0.9)
 
     # classifier
     clf_dir = tmp_path / "clf"
@@ -194,10 +289,10 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
     clf = SubtomogramClassifier(3, num_classes=3, channels=(16, 32, 64))
     clf.load_state_dict(torch.load(clf_dir / "classifier.pt", weights_only=True))
 
-    # inference on the embedded sample maps
+    # inference on the embedded sample maps, with either generator kind
     inf_dir = tmp_path / "inference"
-    _run("inference.json", "--output_dir", str(inf_dir), "--model_path", str(run_dir / "model.pt"), "--n_samples", "2",
-         *TINY)
+    _run("inference.json", "--output_dir", str(inf_dir), "--model_path", str(phys_dir / "model.pt"), "--n_samples",
+         "2", *TINY)
     summary = json.loads((inf_dir / "synthesis.json").read_text())
     assert summary["n_maps"] == len(list((BUNDLE / "sample").glob("*.mrc"))) >= 1
     first = inf_dir / summary["files"][0]["samples"][1]
@@ -205,35 +300,88 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
         assert mrc.data.shape == (16, 16, 16) and mrc.data.dtype == np.float32 and np.isfinite(mrc.data).all()
         assert mrc.voxel_size.x == pytest.approx(20.0)
     assert (inf_dir / "montage.png").stat().st_size > 0
+    _run("inference.json", "--output_dir", str(tmp_path / "inference_cg"), "--model_path", str(run_dir / "model.pt"),
+         "--generator_kind", "cyclegan", "--n_samples", "2", *TINY)
+    # a map whose molecule is larger than the box is tiled, not cut
+    big_dir = tmp_path / "big_maps"
+    big_dir.mkdir()
+    big = np.zeros((40, 40, 40), np.float32)
+    big[4:36, 14:26, 14:26] = 1.0
+    with mrcfile.new(big_dir / "long.mrc") as mrc:
+        mrc.set_data(big)
+        mrc.voxel_size = 20.0
+    _run("inference.json", "--input_dir", str(big_dir), "--output_dir", str(tmp_path / "inference_big"),
+         "--model_path", str(phys_dir / "model.pt"), "--n_samples", "1", *TINY)
+    with mrcfile.open(tmp_path / "inference_big" / "long_sample_00.mrc") as mrc:
+        assert mrc.data.shape == (40, 40, 40)
     # no silent overwrite
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "inference.json"),
-           "--bundle_root", str(BUNDLE), "--output_dir", str(inf_dir), "--model_path", str(run_dir / "model.pt"),
+           "--bundle_root", str(BUNDLE), "--output_dir", str(inf_dir), "--model_path", str(phys_dir / "model.pt"),
            "--n_samples", "2", *TINY]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode != 0 and "exists" in proc.stderr + proc.stdout
 
-    # MC-dropout uncertainty
+    # MC-dropout uncertainty (the CycleGAN generator carries dropout)
     unc_dir = tmp_path / "uncertainty"
     _run("inference_uncertainty.json", "--output_dir", str(unc_dir), "--model_path", str(run_dir / "model.pt"),
-         "--mc_samples", "3", *TINY)
+         "--generator_kind", "cyclegan", "--mc_samples", "3", *TINY)
     unc = json.loads((unc_dir / "uncertainty.json").read_text())
     assert unc["k"] == 3 and all(f["mean_std"] > 0 for f in unc["files"])
     assert (unc_dir / "uncertainty.png").is_file() and (unc_dir / unc["files"][0]["std"]).is_file()
 
-    # evaluation table
+    # evaluation table: both generators, two calibrated baselines, real data; one normalisation
     ev_dir = tmp_path / "evaluate"
-    _run("evaluate.json", "--dataset_dir", str(toy), "--output_dir", str(ev_dir), "--model_path",
-         str(run_dir / "model.pt"), "--classifier_path", str(clf_dir / "classifier.pt"), "--train_tomos", "[1]",
+    files = {"physics_gan": ["physics", str(phys_dir / "model.pt")], "cyclegan": ["cyclegan", str(run_dir / "model.pt")]}
+    _run("evaluate.json", "--dataset_dir", str(toy), "--output_dir", str(ev_dir), "--generator_files",
+         json.dumps(files), "--classifier_path", str(clf_dir / "classifier.pt"), "--train_tomos", "[1]",
          "--test_tomos", "[2, 3]", "--binning", "1", "--shape_sigma", "0.5", "--num_classes", "3", "--prdc_k", "3",
          *TINY)
     metrics = json.loads((ev_dir / "metrics.json").read_text())
-    for method in ("gan", "traditional_simulation"):
+    for method in ("physics_gan", "cyclegan", "traditional_simulation", "traditional_simulation_wedge_noise"):
         row = metrics[method]
-        for key in ("accuracy", "precision", "recall", "density", "coverage", "frechet_distance", "ssim"):
+        for key in ("accuracy", "accuracy_se", "accuracy_se_by_map", "precision", "recall", "density", "coverage",
+                    "frechet_distance", "ssim", "std_ratio"):
             assert np.isfinite(row[key]), (method, key)
-        assert np.asarray(row["confusion_matrix"]).shape == (3, 3) and np.sum(row["confusion_matrix"]) == 24
-    assert metrics["setting"]["baseline_snr"] > 0
-    assert "| CryoETGAN" in (ev_dir / "metrics.md").read_text() and (ev_dir / "examples.png").is_file()
+        assert np.asarray(row["confusion_matrix"]).shape == (3, 3) and np.sum(row["confusion_matrix"]) == 12 * 8
+        p, n = row["accuracy"], row["n"]
+        assert row["accuracy_se"] == pytest.approx(np.sqrt(p * (1 - p) / n))
+    assert metrics["setting"]["n_samples_per_map"] == 8
+    base = metrics["setting"]["baselines"]["traditional_simulation"]
+    assert base["snr"] > 0 and base["simulator"]["defocus_um"] == 3.0
+    assert metrics["setting"]["baselines"]["traditional_simulation_wedge_noise"]["simulator"]["noise_in_wedge"] is True
+    assert set(metrics["criteria"]) == {"physics_gan", "cyclegan"}
+    assert metrics["real_heldout"]["std_ratio"] == 1.0
+    text = (ev_dir / "metrics.md").read_text()
+    assert "| physics-informed GAN" in text and "+-" in text and (ev_dir / "examples.png").is_file()
+
+
+def test_evaluation_uses_one_normalisation(toy, tmp_path):
+    """A generator that returns the real subtomogram of the same particle at half its amplitude must show std ratio
+    0.5: with per-set z-scoring (the old evaluation) it would look perfect."""
+
+    class Doubling(torch.nn.Module):
+        """Returns 0.5 x the real subtomograms of the held-out particles, in order (network units)."""
+
+        def __init__(self, volumes: np.ndarray):
+            super().__init__()
+            self.volumes = torch.from_numpy(volumes)[:, None]
+            self.i = 0
+
+        def forward(self, x):
+            out = self.volumes[self.i : self.i + len(x)]
+            self.i += len(x)
+            return out
+
+    train = wf.load_deepfinder_domains(toy, [1], box=16, sigma=0.5)
+    test = wf.load_deepfinder_domains(toy, [2, 3], box=16, sigma=0.5)
+    z = zscore(test.subtomo, train.stats())
+    doubling = Doubling(np.clip(0.5 * z / 3, -1, 1).astype(np.float32))
+    clf = SubtomogramClassifier(3, num_classes=3, channels=(4, 8, 8))
+    m = wf.evaluate_cryoet({"double": doubling}, clf, toy, tmp_path, train_tomos=[1], test_tomos=[2, 3],
+                           box=16, sigma=0.5, n_samples=1, voxel_size=20.0, prdc_k=2)
+    expected = float(np.clip(0.5 * z, -3, 3).std() / z.std())
+    assert m["double"]["std_ratio"] == pytest.approx(expected, rel=1e-3) and m["double"]["std_ratio"] < 0.55
+    assert m["criteria"]["double"]["std_within_20pct_of_real"] is False
 
 
 def test_multi_gpu_config_two_ranks(toy, tmp_path):
@@ -250,7 +398,7 @@ def test_multi_gpu_config_two_ranks(toy, tmp_path):
            "monai.bundle", "run", "--config_file", "[" + ",".join(repr(f) for f in files) + "]", "--bundle_root",
            str(BUNDLE), "--dataset_dir", str(toy), "--output_dir", str(out), "--train_tomos", "[1]", "--val_tomos",
            "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", "--critic_channels", "[4, 8, 8]",
-           "--binning", "1", *TINY]
+           "--binning", "1", "--generator_kind", "cyclegan", "--snapshot_interval", "1000", *TINY]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -258,7 +406,7 @@ def test_multi_gpu_config_two_ranks(toy, tmp_path):
     w1 = torch.load(out / "rank1.pt", map_location="cpu", weights_only=True)
     for k in w0:
         torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)
-    net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2)
+    net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2, decoder_noise=True, input_noise_std=0.2)
     net.load_state_dict(torch.load(out / "model.pt", weights_only=True))
 
 
@@ -275,3 +423,50 @@ def test_density_input_is_the_folder_loader_per_file():
     assert 0.0 <= one.min() and one.max() <= 1.0 and one.max() > 0.5
     np.testing.assert_array_equal(one, items[first.stem])
     assert density_input(first, voxel_size=20.0, box=24, iso=0.3, sigma=0.5).shape == (24, 24, 24)
+
+
+# ----------------------------------------------------------------------------------------------
+# the shipped generator must not collapse
+# ----------------------------------------------------------------------------------------------
+def _shipped(config: str, key: str):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / config))
+    parser["bundle_root"] = str(BUNDLE)
+    return parser, parser.get_parsed_content(key, instantiate=True)
+
+
+def test_shipped_generator_does_not_collapse():
+    """``models/model.pt`` with ``inference.json``'s network: on the held-out toy tomograms (when the data are
+    present) the shipped classifier must find at least 8 of the 9 classes in the generated subtomograms, no class may
+    take more than half of them, and their standard deviation must be within 20 % of the real held-out data's (one
+    normalisation: z units of the real training set). Without the data, the embedded sample maps must give varied
+    outputs with a standard deviation within 20 % of the real training data's (1 in z units)."""
+    parser, net = _shipped("inference.json", "network_def")
+    net.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True))
+    net.eval()
+    if (DATA / "deepfinder_toy" / "tomo6_data.h5").is_file():
+        ev, clf = _shipped("evaluate.json", "classifier_def")
+        clf.load_state_dict(torch.load(BUNDLE / "models" / "classifier.pt", map_location="cpu", weights_only=True))
+        kw = dict(box=ev["box"], sigma=ev["shape_sigma"], binning=ev["binning"])
+        stats = wf.load_deepfinder_domains(DATA, ev["train_tomos"], **kw).stats()
+        test = wf.load_deepfinder_domains(DATA, ev["test_tomos"], **kw)
+        real = zscore(test.subtomo, stats)
+        gen = wf.generate_subtomograms(net, test.density, 2, seed=0)
+        logits, _ = wf._classify(clf, gen, torch.device("cpu"))
+        pred = logits.argmax(1)
+        counts = np.bincount(pred, minlength=9)
+        assert np.unique(pred).size >= 8, counts
+        assert counts.max() <= 0.5 * pred.size, counts
+        assert abs(float(gen.std()) / float(real.std()) - 1.0) <= 0.2, (gen.std(), real.std())
+        accuracy = float((pred == np.concatenate([test.label - 1] * 2)).mean())
+        assert accuracy > 2 / 9, accuracy  # clearly above chance (1/9)
+    else:
+        items = wf.load_density_inputs(BUNDLE / "sample", parser["voxel_size"], parser["box"], parser["iso"],
+                                       parser["shape_sigma"])
+        maps = np.stack([m for _, m in items])
+        gen = wf.generate_subtomograms(net, maps, 4, seed=0).reshape(4, len(maps), *maps.shape[1:])
+        assert abs(float(gen.std()) - 1.0) <= 0.2
+        assert float(gen.std(axis=0).mean()) > 0.1  # samples of one map differ
+        assert float(np.abs(gen[:, 0].mean(0) - gen[:, -1].mean(0)).mean()) > 0.01  # different maps differ

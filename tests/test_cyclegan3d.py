@@ -82,8 +82,13 @@ def test_critic_spectral_norm_everywhere():
     out = critic(torch.randn(2, 1, 32, 32, 32))
     assert out.shape == (2, 1, 3, 3, 3)
     assert not any(isinstance(m, nn.Sigmoid) for m in critic.modules())
-    assert not any(isinstance(m, nn.InstanceNorm3d) for m in critic.net[0].modules())  # no norm on C64
-    assert any(isinstance(m, nn.InstanceNorm3d) for m in critic.net[1].modules())
+    # no normalisation layers by default (they would void the Lipschitz bound and hide the global amplitude)
+    norms = (nn.InstanceNorm3d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
+    assert not any(isinstance(m, norms) for m in critic.modules())
+    with_norm = SpectralNormCritic(spatial_dims=3, channels=(4, 8, 16), norm="INSTANCE")
+    assert any(isinstance(m, nn.InstanceNorm3d) for m in with_norm.net[1].modules())
+    plain = SpectralNormCritic(spatial_dims=3, channels=(4, 8, 16), spectral_norm=False)
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules())
     critic2d = SpectralNormCritic(spatial_dims=2, channels=(4, 8))
     assert critic2d(torch.randn(1, 1, 32, 32)).shape == (1, 1, 7, 7)
 
@@ -108,3 +113,31 @@ def test_critic_layers_have_unit_spectral_norm():
         w = conv.weight.detach().reshape(conv.weight.shape[0], -1)
         sigma = torch.linalg.matrix_norm(w, ord=2).item()
         assert abs(sigma - 1.0) < 0.05, sigma
+
+
+def test_critic_output_scales_with_input_amplitude():
+    """Without instance norm a critic can see the global amplitude (contrast) of its input."""
+    torch.manual_seed(0)
+    critic = SpectralNormCritic(spatial_dims=3, channels=(4, 8)).eval()
+    x = torch.randn(1, 1, 16, 16, 16)
+    assert not torch.allclose(critic(x), critic(3 * x))
+
+
+def test_generator_noise_at_every_decoder_scale_and_input_noise():
+    torch.manual_seed(0)
+    gen = CycleGANGenerator(spatial_dims=3, decoder_noise=True, input_noise_std=0.2, **SMALL).eval()
+    x = torch.zeros(2, 1, 16, 16, 16)
+    shapes = gen.noise_shapes(x)
+    assert shapes == [(2, 1, 4, 4, 4), (2, 1, 8, 8, 8), (2, 1, 16, 16, 16), (2, 1, 16, 16, 16)]
+    assert gen.decoder[1].conv.in_channels == 2 * SMALL["channels"] + 1
+    noise = gen.sample_noise(x)
+    with torch.no_grad():
+        torch.testing.assert_close(gen(x, noise=noise), gen(x, noise=noise))
+        # each noise tensor changes the output
+        base = gen(x, noise=noise)
+        for i in range(len(noise)):
+            other = [n.clone() for n in noise]
+            other[i] = torch.randn_like(other[i])
+            assert not torch.allclose(gen(x, noise=other), base), i
+    with pytest.raises(ValueError, match="noise must be"):
+        gen(x, noise=noise[:2])

@@ -82,10 +82,44 @@ def test_gradient_penalty_reproducible_and_differentiable():
 def test_clip_weights():
     net = nn.Conv2d(1, 4, 3)
     nn.init.normal_(net.weight, std=5.0)
+    nn.init.constant_(net.bias, 0.5)
     clip_weights(net, 0.01)
-    assert all(p.abs().max() <= 0.01 for p in net.parameters())
+    assert net.weight.abs().max() <= 0.01
+    assert torch.all(net.bias == 0.5)  # biases do not change the Lipschitz constant: left alone
     with pytest.raises(ValueError):
         clip_weights(net, 0.0)
+
+
+def test_clip_weights_refuses_spectral_norm():
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    net = nn.Sequential(spectral_norm(nn.Conv2d(1, 4, 3)))
+    with pytest.raises(ValueError, match="parametrised"):
+        clip_weights(net, 0.01)
+
+
+def test_gradient_penalty_uses_the_mean_of_patch_scores():
+    """A patch critic whose every patch score is sum(w * x) / P: the per-sample mean score has gradient w
+    (unit norm -> zero penalty); the old sum reduction would see P * w."""
+    w = torch.full((1, 2, 2), 0.5)  # ||w|| = 1
+    critic = lambda x: (x * w).flatten(1).sum(1).view(-1, 1, 1, 1).expand(-1, 1, 3, 3)  # noqa: E731
+    real, fake = torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_low_pass_cycle_ignores_high_frequencies():
+    from emgan_monai.losses import LowPassCycleLoss
+
+    torch.manual_seed(0)
+    x = torch.zeros(1, 1, 16, 16, 16)
+    x[..., 4:12, 4:12, 4:12] = 1.0
+    checker = (torch.arange(16).view(-1, 1, 1) + torch.arange(16).view(1, -1, 1) + torch.arange(16).view(1, 1, -1)) % 2
+    y = x + 0.5 * (2 * checker.float() - 1)  # pure Nyquist pattern on top
+    lp = LowPassCycleLoss(sigma=1.5)
+    assert lp(x, y).item() < 0.05 * CycleConsistencyLoss()(x, y).item()
+    assert lp(x, x + 0.3).item() == pytest.approx(0.3, rel=1e-4)  # low frequencies still count
+    with pytest.raises(ValueError, match="shapes differ"):
+        lp(x, y[..., :8])
 
 
 def test_cycle_and_identity():

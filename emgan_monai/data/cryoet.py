@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from emgan_monai.errors import DataError, DataNotFoundError
-from emgan_monai.physics.cryoet import density_from_pdb, pad_or_crop, resample_map
+from emgan_monai.physics.cryoet import MMCIF_SUFFIXES, density_from_pdb, pad_or_crop, resample_map
 
 __all__ = [
     "DENSITY_SUFFIXES",
@@ -51,7 +51,15 @@ __all__ = [
     "zscore",
 ]
 
-DENSITY_SUFFIXES: tuple[str, ...] = (".mrc", ".map", ".pdb", ".ent")
+DENSITY_SUFFIXES: tuple[str, ...] = (".mrc", ".map", ".pdb", ".ent", *MMCIF_SUFFIXES)
+_MODEL_SUFFIXES = (".pdb", ".ent", *MMCIF_SUFFIXES)
+
+
+def _matching_suffix(path: Path, suffixes: Sequence[str]) -> str | None:
+    """The longest of ``suffixes`` that the file name ends with (case-insensitive; ``.cif.gz`` before ``.gz``)."""
+    name = path.name.lower()
+    hits = [s.lower() for s in suffixes if name.endswith(s.lower())]
+    return max(hits, key=len) if hits else None
 _MRC_SUFFIXES = (".mrc", ".map", ".rec", ".st", ".ali")
 
 Subtomogram = tuple[np.ndarray, int, tuple[int, int, int]]
@@ -61,7 +69,7 @@ Subtomogram = tuple[np.ndarray, int, tuple[int, int, int]]
 # domain D: density maps
 # ----------------------------------------------------------------------------------------------
 def density_datalist(folder: str | Path, suffixes: Sequence[str] = DENSITY_SUFFIXES) -> list[dict[str, str]]:
-    """Datalist of the density maps (MRC) and atomic models (PDB) in a folder.
+    """Datalist of the density maps (MRC) and atomic models (PDB, mmCIF) in a folder.
 
     Parameters
     ----------
@@ -74,7 +82,7 @@ def density_datalist(folder: str | Path, suffixes: Sequence[str] = DENSITY_SUFFI
     -------
     list of dict
         ``[{"image": "/abs/1bxn.mrc", "label": "1bxn"}, ...]`` sorted by file name; the class label is
-        the file stem (e.g. the PDB id).
+        the file name without its suffix (e.g. the PDB id; ``4v6x.cif.gz`` -> ``4v6x``).
 
     Raises
     ------
@@ -85,10 +93,10 @@ def density_datalist(folder: str | Path, suffixes: Sequence[str] = DENSITY_SUFFI
     if not folder.is_dir():
         raise DataNotFoundError(folder, "density folder does not exist")
     wanted = {s.lower() for s in suffixes}
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in wanted)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and _matching_suffix(p, wanted))
     if not files:
         raise DataNotFoundError(folder, f"no density map / model files with suffixes {sorted(wanted)}")
-    return [{"image": str(p.resolve()), "label": p.stem} for p in files]
+    return [{"image": str(p.resolve()), "label": p.name[: -len(_matching_suffix(p, wanted) or "")]} for p in files]
 
 
 def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence[int] | None = None) -> np.ndarray:
@@ -124,19 +132,19 @@ def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence
     from emgan_monai.io.mrc import read_mrc
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".pdb", ".ent"):
+    suffix = _matching_suffix(path, (*_MODEL_SUFFIXES, *_MRC_SUFFIXES)) or path.suffix.lower()
+    if suffix in _MODEL_SUFFIXES:
         try:
             density, _ = density_from_pdb(path, voxel_size=voxel_size, box=box)
         except FileNotFoundError as err:
-            raise DataNotFoundError(path, "PDB file not found") from err
+            raise DataNotFoundError(path, "atomic model file not found") from err
         except DataError:
             raise
         except ValueError as err:  # e.g. no ATOM/HETATM records; the message already names the file
             raise DataError(path, str(err).split(": ", 1)[-1]) from err
         return density
     if suffix not in _MRC_SUFFIXES:
-        raise DataError(path, f"unsupported density file type {suffix!r}; expected MRC or PDB")
+        raise DataError(path, f"unsupported density file type {suffix!r}; expected MRC, PDB or mmCIF")
     # header checks (size limit, truncation) and clear errors from the project reader; permissive like mrcfile's
     # own handling of maps written by tools with sloppy headers
     with warnings.catch_warnings():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from emgan_monai.losses.cycle import CycleConsistencyLoss, IdentityLoss
+from emgan_monai.losses.cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss
 
 from .base import AdversarialTrainer, CriticPair
 from .utils import ImagePool
@@ -47,8 +47,17 @@ class CycleGANTrainer(AdversarialTrainer):
         Needs ``C_a == C_b``.
     pool_size
         Capacity of each image pool (50 in CycleGAN; 0 disables).
+    lambda_cycle_b
+        Weight of the B -> A -> B cycle (``None``: ``lambda_cycle``). A weaker B cycle suits a domain that is mostly
+        noise (cryo-ET subtomograms).
+    cycle_b_sigma
+        Gaussian low-pass (voxels) applied to both sides of the B cycle (:class:`~emgan_monai.losses.LowPassCycleLoss`);
+        0 = plain L1.
     kwargs
         Other arguments of :class:`~emgan_monai.engines.base.AdversarialTrainer`.
+
+    One-directional mode: with ``g_ba=None`` and ``d_a=None`` only ``G_ab`` is trained, against ``D_b`` (unpaired
+    translation GAN without cycle), e.g. a physics-informed simulator whose structure already ties output to input.
 
     Notes
     -----
@@ -63,8 +72,8 @@ class CycleGANTrainer(AdversarialTrainer):
         max_epochs: int,
         train_data_loader: Iterable,
         g_ab: nn.Module,
-        g_ba: nn.Module,
-        d_a: nn.Module,
+        g_ba: nn.Module | None,
+        d_a: nn.Module | None,
         d_b: nn.Module,
         g_optimizer: Optimizer,
         d_optimizer: Optimizer,
@@ -73,29 +82,41 @@ class CycleGANTrainer(AdversarialTrainer):
         lambda_cycle: float = 10.0,
         lambda_identity: float = 0.5,
         pool_size: int = 50,
+        lambda_cycle_b: float | None = None,
+        cycle_b_sigma: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if lambda_cycle < 0 or lambda_identity < 0:
             raise ValueError(f"lambda_cycle and lambda_identity must be >= 0, got {lambda_cycle}, {lambda_identity}.")
+        if (g_ba is None) != (d_a is None):
+            raise ValueError("g_ba and d_a must both be given (CycleGAN) or both be None (one-directional GAN).")
+        generators = {"g_ab": g_ab} if g_ba is None else {"g_ab": g_ab, "g_ba": g_ba}
+        critics = {"d_b": d_b} if d_a is None else {"d_a": d_a, "d_b": d_b}
         super().__init__(
             device=device,
             max_epochs=max_epochs,
             train_data_loader=train_data_loader,
             g_optimizer=g_optimizer,
             d_optimizer=d_optimizer,
-            generators={"g_ab": g_ab, "g_ba": g_ba},
-            discriminators={"d_a": d_a, "d_b": d_b},
+            generators=generators,
+            discriminators=critics,
             **kwargs,
         )
+        self.cycle = g_ba is not None
         self.g_ab, self.g_ba, self.d_a, self.d_b = g_ab, g_ba, d_a, d_b
         self.a_key, self.b_key = a_key, b_key
         self.lambda_cycle = float(lambda_cycle)
-        self.lambda_identity = float(lambda_identity)
+        self.lambda_identity = float(lambda_identity) if self.cycle else 0.0
+        self.lambda_cycle_b = self.lambda_cycle if lambda_cycle_b is None else float(lambda_cycle_b)
+        if self.lambda_cycle_b < 0:
+            raise ValueError(f"lambda_cycle_b must be >= 0, got {lambda_cycle_b}.")
         self.pool_a = ImagePool(pool_size, rng=self.rng)
         self.pool_b = ImagePool(pool_size, rng=self.rng)
         self.rng.register("pool_a", self.pool_a)
         self.rng.register("pool_b", self.pool_b)
         self.cycle_loss = CycleConsistencyLoss()
+        spatial = getattr(g_ab, "spatial_dims", 3)
+        self.cycle_loss_b = LowPassCycleLoss(cycle_b_sigma, spatial) if cycle_b_sigma > 0 else self.cycle_loss
         self.identity_loss = IdentityLoss()
 
     def _prepare_inputs(self, batchdata: Any) -> dict[str, torch.Tensor]:
@@ -104,6 +125,8 @@ class CycleGANTrainer(AdversarialTrainer):
     def _generate(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         real_a, real_b = inputs["real_a"], inputs["real_b"]
         fake_b = self.g_ab(real_a)
+        if not self.cycle:
+            return {"fake_b": fake_b}
         fake_a = self.g_ba(real_b)
         out = {"fake_b": fake_b, "rec_a": self.g_ba(fake_b), "fake_a": fake_a, "rec_b": self.g_ab(fake_a)}
         if self.lambda_identity > 0:
@@ -112,9 +135,13 @@ class CycleGANTrainer(AdversarialTrainer):
         return out
 
     def _critic_fakes(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> dict:
+        if not self.cycle:
+            return {"fake_b": self.pool_b.query(fakes["fake_b"])}
         return {"fake_a": self.pool_a.query(fakes["fake_a"]), "fake_b": self.pool_b.query(fakes["fake_b"])}
 
     def _critic_pairs(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> list[CriticPair]:
+        if not self.cycle:
+            return [("b", self.d_b, inputs["real_b"], fakes["fake_b"])]
         return [
             ("a", self.d_a, inputs["real_a"], fakes["fake_a"]),
             ("b", self.d_b, inputs["real_b"], fakes["fake_b"]),
@@ -124,9 +151,12 @@ class CycleGANTrainer(AdversarialTrainer):
         self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]
     ) -> dict[str, tuple[float, torch.Tensor]]:
         real_a, real_b = inputs["real_a"], inputs["real_b"]
+        if not self.cycle:
+            return {"g_adv": (1.0, self.generator_adv(self.d_b, fakes["fake_b"]))}
         adv = self.generator_adv(self.d_b, fakes["fake_b"]) + self.generator_adv(self.d_a, fakes["fake_a"])
-        cycle = self.cycle_loss(real_a, fakes["rec_a"].float()) + self.cycle_loss(real_b, fakes["rec_b"].float())
-        terms = {"g_adv": (1.0, adv), "g_cycle": (self.lambda_cycle, cycle)}
+        cycle_a = self.cycle_loss(real_a, fakes["rec_a"].float())
+        cycle_b = self.cycle_loss_b(real_b, fakes["rec_b"].float())
+        terms = {"g_adv": (1.0, adv), "g_cycle": (self.lambda_cycle, cycle_a), "g_cycle_b": (self.lambda_cycle_b, cycle_b)}
         if self.lambda_identity > 0:
             identity = self.identity_loss(real_a, fakes["idt_a"].float()) + self.identity_loss(
                 real_b, fakes["idt_b"].float()

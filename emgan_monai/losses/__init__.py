@@ -1,7 +1,8 @@
-"""emgan_monai.losses: adversarial (bce, least squares, hinge, Wasserstein), gradient penalty, cycle and identity."""
+"""emgan_monai.losses: adversarial (bce, least squares, hinge, Wasserstein), gradient penalty, cycle and identity,
+L1 + SSIM pixel loss."""
 
 from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, clip_weights, gradient_penalty, last_logits
-from .cycle import CycleConsistencyLoss, IdentityLoss
+from .cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss
 from .pixel import L1SSIMLoss
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "CycleConsistencyLoss",
     "IdentityLoss",
     "L1SSIMLoss",
+    "LowPassCycleLoss",
     "clip_weights",
     "gradient_penalty",
     "last_logits",

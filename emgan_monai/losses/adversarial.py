@@ -114,7 +114,10 @@ def gradient_penalty(
 ) -> torch.Tensor:
     """WGAN-GP gradient penalty ``E[(||grad_x D(x_hat)||_2 - 1)^2]`` on random interpolates.
 
-    ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U[0, 1)`` per sample.
+    ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U[0, 1)`` per sample. ``D(x_hat)`` is the per-sample
+    **mean** of the critic's scores (patch scores of a PatchGAN critic are averaged), i.e. the same reduction as the
+    Wasserstein / least-squares / hinge losses of :class:`AdversarialLoss`, so the penalty constrains the function
+    that the loss actually uses (the gradient of the *sum* of ``P`` patch scores would be ``P`` times larger).
 
     Parameters
     ----------
@@ -139,16 +142,23 @@ def gradient_penalty(
     eps = torch.rand(real.shape[0], generator=generator, device=gen_device, dtype=torch.float32)
     eps = eps.to(device=real.device, dtype=real.dtype).view(-1, *([1] * (real.ndim - 1)))
     interpolates = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
-    scores = last_logits(critic(interpolates))
+    scores = last_logits(critic(interpolates)).float()
+    per_sample = scores.reshape(scores.shape[0], -1).mean(1)
     (grads,) = torch.autograd.grad(
-        outputs=scores, inputs=interpolates, grad_outputs=torch.ones_like(scores), create_graph=True, retain_graph=True
+        outputs=per_sample.sum(), inputs=interpolates, create_graph=True, retain_graph=True
     )
     return ((grads.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 
 @torch.no_grad()
 def clip_weights(module: nn.Module, clip_value: float) -> None:
-    """Clamp every parameter of ``module`` in place to ``[-clip_value, clip_value]`` (original WGAN).
+    """Clamp the weights of ``module`` in place to ``[-clip_value, clip_value]`` (original WGAN).
+
+    Only the weights that the forward pass uses are clipped: every parameter named ``weight`` (convolutions, linear
+    layers, affine norms). Biases are left alone (they do not change the Lipschitz constant). A critic whose weights
+    are re-parametrised (e.g. :func:`torch.nn.utils.parametrizations.spectral_norm`) is refused: clipping the raw
+    ``original`` tensor bounds nothing, because the forward pass divides it by its spectral norm again. Build the
+    clipping critic without spectral norm (``SpectralNormCritic(spectral_norm=False)``).
 
     Parameters
     ----------
@@ -156,8 +166,22 @@ def clip_weights(module: nn.Module, clip_value: float) -> None:
         The critic (plain or wrapped in ``DistributedDataParallel``).
     clip_value
         Positive bound ``c``.
+
+    Raises
+    ------
+    ValueError
+        ``clip_value <= 0`` or a parametrised weight.
     """
+    from torch.nn.utils import parametrize
+
     if clip_value <= 0:
         raise ValueError(f"clip_value must be positive, got {clip_value}.")
-    for p in module.parameters():
-        p.clamp_(-clip_value, clip_value)
+    for name, sub in module.named_modules():
+        if parametrize.is_parametrized(sub):
+            raise ValueError(
+                f"clip_weights: {name or type(sub).__name__} has parametrised weights (spectral norm?); clipping their "
+                "raw values does not bound the critic. Build the critic without spectral norm for weight clipping."
+            )
+        w = getattr(sub, "weight", None)
+        if isinstance(w, nn.Parameter):
+            w.clamp_(-clip_value, clip_value)

@@ -3,6 +3,7 @@
 from .cyclegan3d import CycleGANGenerator, SpectralNormCritic, SubtomogramClassifier, mc_dropout
 from .discriminators import DISCRIMINATOR_KINDS, PatchDiscriminator, SkipPatchDiscriminator, build_discriminator
 from .mask_generator import NoiseToMaskGenerator
+from .physics_generator import PhysicsInformedGenerator, build_subtomogram_generator
 from .pix2pix_unet import Pix2PixUNet
 from .residual_unet import ResidualUNetGenerator
 
@@ -11,11 +12,13 @@ __all__ = [
     "CycleGANGenerator",
     "NoiseToMaskGenerator",
     "PatchDiscriminator",
+    "PhysicsInformedGenerator",
     "Pix2PixUNet",
     "ResidualUNetGenerator",
     "SkipPatchDiscriminator",
     "SpectralNormCritic",
     "SubtomogramClassifier",
     "build_discriminator",
+    "build_subtomogram_generator",
     "mc_dropout",
 ]

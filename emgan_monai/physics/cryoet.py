@@ -38,6 +38,9 @@ __all__ = [
     "missing_wedge_mask",
     "pad_or_crop",
     "random_rotation_matrix",
+    "MMCIF_SUFFIXES",
+    "read_atoms",
+    "read_mmcif_atoms",
     "read_pdb_atoms",
     "resample_map",
     "rotate_volume",
@@ -124,13 +127,76 @@ def read_pdb_atoms(pdb_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(coords, dtype=np.float64), np.asarray(weights, dtype=np.float64)
 
 
+#: file-name endings read as mmCIF / PDBx (:func:`read_mmcif_atoms`)
+MMCIF_SUFFIXES: tuple[str, ...] = (".cif", ".mmcif", ".cif.gz", ".mmcif.gz")
+
+
+def read_mmcif_atoms(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms of the first model of an mmCIF / PDBx file (``.cif``, ``.mmcif``, optionally gzipped), read with gemmi.
+
+    Large complexes (ribosomes, anything over 99,999 atoms or 62 chains) exist only in this format. Same rules as
+    :func:`read_pdb_atoms`: first model, alternate locations other than none/``A`` skipped, atomic numbers as
+    weights (unknown elements weighted as carbon with a warning).
+
+    Returns
+    -------
+    coords : np.ndarray
+        ``(N, 3)`` float64 coordinates in A, columns ``(x, y, z)``.
+    weights : np.ndarray
+        ``(N,)`` float64 atomic numbers.
+
+    Raises
+    ------
+    FileNotFoundError
+        Missing file.
+    ValueError
+        Unreadable file or no atoms (the message names the file).
+    """
+    import gemmi
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mmCIF file not found: {path}")
+    try:
+        structure = gemmi.read_structure(str(path), format=gemmi.CoorFormat.Mmcif)
+    except Exception as err:  # gemmi raises RuntimeError/ValueError on malformed files
+        raise ValueError(f"{path}: cannot read mmCIF: {err}") from err
+    if len(structure) == 0:
+        raise ValueError(f"{path}: no model in the mmCIF file; cannot build a density map")
+    coords, weights, unknown = [], [], set()
+    for chain in structure[0]:
+        for residue in chain:
+            for atom in residue:
+                if atom.altloc not in ("\0", "A"):
+                    continue
+                z = atom.element.atomic_number
+                if z <= 0:
+                    unknown.add(atom.element.name)
+                    z = 6
+                coords.append((atom.pos.x, atom.pos.y, atom.pos.z))
+                weights.append(z)
+    if not coords:
+        raise ValueError(f"{path}: no atoms in the first model; cannot build a density map")
+    if unknown:
+        warnings.warn(f"{path}: unknown elements {sorted(unknown)} weighted as carbon (Z=6)", stacklevel=2)
+    return np.asarray(coords, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+
+
+def read_atoms(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms of a PDB (``.pdb``, ``.ent``) or mmCIF (:data:`MMCIF_SUFFIXES`) model: ``(coords_xyz, atomic_numbers)``."""
+    name = Path(path).name.lower()
+    if name.endswith(MMCIF_SUFFIXES):
+        return read_mmcif_atoms(path)
+    return read_pdb_atoms(path)
+
+
 def density_from_pdb(
     pdb_path: str | Path,
     voxel_size: float = 10.0,
     resolution: float | None = None,
     box: int | Sequence[int] | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Noise-free electron density map of an atomic model (sum of isotropic Gaussian atoms).
+    """Noise-free electron density map of an atomic model (PDB or mmCIF; sum of isotropic Gaussian atoms).
 
     Each atom contributes a 3D Gaussian weighted by its atomic number. Atoms are first spread onto
     the grid by trilinear interpolation and the grid is then blurred with a Gaussian of standard
@@ -167,7 +233,7 @@ def density_from_pdb(
     resolution = 2.0 * voxel_size if resolution is None else float(resolution)
     if resolution <= 0:
         raise ValueError(f"resolution must be positive, got {resolution}")
-    coords_xyz, weights = read_pdb_atoms(pdb_path)
+    coords_xyz, weights = read_atoms(pdb_path)
     zyx = coords_xyz[:, ::-1]
     sigma_a = resolution / (np.pi * np.sqrt(2.0))
     sigma_vox = sigma_a / voxel_size
@@ -207,7 +273,11 @@ def _as_shape(box: int | Sequence[int], ndim: int) -> tuple[int, ...]:
 
 
 def resample_map(volume: np.ndarray, voxel_size_in: float, voxel_size_out: float, order: int = 1) -> np.ndarray:
-    """Resample a map to another voxel size with :func:`scipy.ndimage.zoom`.
+    """Resample a map to another voxel size with :func:`scipy.ndimage.zoom`, anti-aliased when downsampling.
+
+    Downsampling by ``d = voxel_size_out / voxel_size_in > 1`` first applies a Gaussian of standard deviation
+    ``(d - 1) / 2`` input voxels (the rule of :func:`skimage.transform.rescale`), so that detail finer than the new
+    voxel does not alias into the map.
 
     Parameters
     ----------
@@ -228,7 +298,10 @@ def resample_map(volume: np.ndarray, voxel_size_in: float, voxel_size_out: float
     if np.isclose(voxel_size_in, voxel_size_out):
         return np.asarray(volume, dtype=np.float32)
     factor = voxel_size_in / voxel_size_out
-    return ndimage.zoom(np.asarray(volume, dtype=np.float32), factor, order=order, mode="grid-constant", grid_mode=True)
+    volume = np.asarray(volume, dtype=np.float32)
+    if factor < 1.0:
+        volume = ndimage.gaussian_filter(volume, sigma=(1.0 / factor - 1.0) / 2.0, mode="constant")
+    return ndimage.zoom(volume, factor, order=order, mode="grid-constant", grid_mode=True)
 
 
 def pad_or_crop(volume: np.ndarray, box: int | Sequence[int], pad_value: float = 0.0) -> np.ndarray:
@@ -594,6 +667,7 @@ def simulate_subtomogram(
     bfactor: float = 0.0,
     invert_contrast: bool = True,
     rng: np.random.Generator | int | None = None,
+    noise_in_wedge: bool = False,
 ) -> np.ndarray:
     """Traditional cryo-ET subtomogram simulation from a noise-free density map.
 
@@ -619,6 +693,9 @@ def simulate_subtomogram(
         Multiply the noise-free signal by -1 (dark protein).
     rng
         ``numpy`` generator or seed for the noise.
+    noise_in_wedge
+        Pass the noise through the missing-wedge mask too (rescaled to the same variance): noise reconstructed from
+        a tilt series lacks the wedge's frequencies, noise added after the reconstruction does not.
 
     Returns
     -------
@@ -629,13 +706,19 @@ def simulate_subtomogram(
     if density.ndim != 3:
         raise ValueError(f"density must be a 3D (D, H, W) array, got shape {density.shape}")
     transfer = ctf_3d(density.shape, voxel_size, defocus_um, voltage_kv, cs_mm, amplitude_contrast, bfactor)
-    transfer = transfer * missing_wedge_mask(density.shape, tilt_range, tilt_axis)
-    signal = np.fft.ifftn(np.fft.fftn(density) * transfer).real
+    wedge = missing_wedge_mask(density.shape, tilt_range, tilt_axis)
+    signal = np.fft.ifftn(np.fft.fftn(density) * transfer * wedge).real
     if invert_contrast:
         signal = -signal
     if snr is None:
         return signal.astype(np.float32)
-    return add_noise_snr(signal, snr, rng)
+    if not noise_in_wedge:
+        return add_noise_snr(signal, snr, rng)
+    if snr <= 0:
+        raise ValueError(f"snr must be positive, got {snr}")
+    noise = np.fft.ifftn(np.fft.fftn(np.random.default_rng(rng).standard_normal(density.shape)) * wedge).real
+    noise *= np.sqrt(signal.var() / snr) / max(float(noise.std()), 1e-12)
+    return (signal + noise).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ class CryoETGeneratorInferTask(InferTask):
         x = torch.from_numpy(density_to_network(shape))[None, None]
         net = self._network()
         torch.manual_seed(int(req.get("seed") or 0))
-        noise = torch.randn(1, net.noise_channels, *[s // 4 for s in x.shape[2:]]) if net.noise_channels else None
+        noise = net.sample_noise(x)  # every noise tensor of the generator, fixed across the MC-dropout passes
         uncertainty = str(req.get("uncertainty", False)).lower() in ("1", "true", "yes")
         with torch.no_grad():
             if uncertainty:

@@ -1,0 +1,71 @@
+"""Exponential moving average (EMA) of generator weights (Karras et al. 2018; Yazici et al. 2019)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from ignite.engine import Engine, Events
+from torch import nn
+
+__all__ = ["ModelEMA"]
+
+
+class ModelEMA(nn.Module):
+    """An EMA copy of a network, updated after every training iteration: ``ema = decay * ema + (1 - decay) * w``.
+
+    GAN generators oscillate around the equilibrium; the average of their recent weights is usually a better and
+    steadier generator than the last iterate. Floating-point buffers are averaged too, integer buffers copied. The
+    EMA starts as an exact copy of the network (call :meth:`reset` after loading other weights into the network,
+    e.g. a calibration, before training). It is an ``nn.Module``: put it in the checkpoint dict for a bit-exact
+    resume, save ``ema.module`` as the shipped generator, and call it like the network.
+
+    Parameters
+    ----------
+    network
+        The trained module (a ``DistributedDataParallel`` wrapper is unwrapped).
+    decay
+        EMA decay per iteration in ``[0, 1)`` (0.999 averages over about 1,000 iterations).
+    warmup
+        With ``warmup``, the decay used at update ``t`` is ``min(decay, (1 + t) / (10 + t))`` so that the early
+        average is not dominated by the initial weights.
+    """
+
+    def __init__(self, network: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.source = [getattr(network, "module", network)]  # a list: not registered as a submodule
+        self.module = copy.deepcopy(self.source[0]).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay = float(decay)
+        self.warmup = bool(warmup)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Copy the network's current weights into the EMA and restart the warm-up."""
+        self.module.load_state_dict(self.source[0].state_dict())
+        self.updates.zero_()
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """One EMA step towards the network's current weights."""
+        t = int(self.updates)
+        d = min(self.decay, (1.0 + t) / (10.0 + t)) if self.warmup else self.decay
+        src = self.source[0].state_dict()
+        for name, value in self.module.state_dict().items():
+            new = src[name].detach()
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(new.to(value.dtype), alpha=1.0 - d)
+            else:
+                value.copy_(new)
+        self.updates += 1
+
+    def attach(self, engine: Engine) -> None:
+        """Update after every iteration of ``engine``."""
+        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda _: self.update())
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
