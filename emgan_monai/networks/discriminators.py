@@ -25,7 +25,14 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["SkipPatchDiscriminator", "PatchDiscriminator", "build_discriminator", "DISCRIMINATOR_KINDS"]
+__all__ = [
+    "SkipPatchDiscriminator",
+    "PatchDiscriminator",
+    "build_discriminator",
+    "DISCRIMINATOR_KINDS",
+    "apply_spectral_norm",
+    "minibatch_std",
+]
 
 DISCRIMINATOR_KINDS: tuple[str, ...] = ("skip_patch", "patch16", "patch70")
 
@@ -46,6 +53,39 @@ def _check_input(x: torch.Tensor, spatial_dims: int, in_channels: int, multiple:
         raise ValueError(
             f"{name}: every spatial size must be a multiple of {multiple}, got {tuple(x.shape[2:])}."
         )
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Put spectral normalisation (``torch.nn.utils.parametrizations.spectral_norm``) on every convolution of ``module``.
+
+    Returns ``module`` (changed in place). The parametrised weights keep their state-dict keys under
+    ``parametrizations.weight.original`` (Miyato et al. 2018).
+    """
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            spectral_norm(m)
+    return module
+
+
+def minibatch_std(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
+    """Append the minibatch standard-deviation channel (Karras et al. 2018) to features ``(B, C, *spatial)``.
+
+    Samples are split into groups of ``min(group_size, B)`` (the largest divisor of ``B`` not above it); within a
+    group the per-feature standard deviation across samples is averaged over channels and positions, giving one
+    number per group that is broadcast as an extra channel: ``(B, C + 1, *spatial)``. A collapsed generator (all
+    samples alike) gives a value near 0, which the discriminator can recognise.
+    """
+    b = x.shape[0]
+    g = max(1, min(int(group_size), b))
+    while b % g:
+        g -= 1
+    y = x.float().reshape(g, b // g, *x.shape[1:])
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt()  # (B/g, C, *spatial)
+    y = y.mean(dim=tuple(range(1, y.ndim)))  # (B/g,)
+    y = y.repeat(g).reshape(b, 1, *([1] * (x.ndim - 2))).expand(b, 1, *x.shape[2:]).to(x.dtype)
+    return torch.cat([x, y], dim=1)
 
 
 def _check_spatial_dims(spatial_dims: int, name: str) -> None:
@@ -153,6 +193,8 @@ class SkipPatchDiscriminator(nn.Module):
         act: tuple | str | None = _LEAKY,
         branch_channels: int | None = None,
         bias: bool = True,
+        spectral_norm: bool = False,
+        minibatch_std_group: int = 0,
     ) -> None:
         super().__init__()
         _check_spatial_dims(spatial_dims, type(self).__name__)
@@ -200,9 +242,18 @@ class SkipPatchDiscriminator(nn.Module):
                 act=act,
                 bias=bias,
             )
+        self.minibatch_std_group = int(minibatch_std_group)
         self.head = Convolution(
-            spatial_dims, len(self._taps) * branch_channels, 1, kernel_size=1, padding=0, conv_only=True, bias=bias
+            spatial_dims,
+            len(self._taps) * branch_channels + (1 if self.minibatch_std_group > 0 else 0),
+            1,
+            kernel_size=1,
+            padding=0,
+            conv_only=True,
+            bias=bias,
         )
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward_branches(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """Per-receptive-field feature maps on the output grid.
@@ -232,7 +283,10 @@ class SkipPatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 1, H/8, W/8[, D/8])`` for an input ``(B, in_channels, H, W[, D])``."""
         feats = self.forward_branches(x)
-        return self.head(torch.cat([feats[rf] for rf in self.receptive_fields], dim=1))
+        h = torch.cat([feats[rf] for rf in self.receptive_fields], dim=1)
+        if self.minibatch_std_group > 0:
+            h = minibatch_std(h, self.minibatch_std_group)
+        return self.head(h)
 
 
 class PatchDiscriminator(nn.Module):
@@ -301,6 +355,7 @@ class PatchDiscriminator(nn.Module):
         norm: tuple | str | None = "INSTANCE",
         act: tuple | str | None = _LEAKY,
         bias: bool = True,
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         _check_spatial_dims(spatial_dims, type(self).__name__)
@@ -338,6 +393,8 @@ class PatchDiscriminator(nn.Module):
             )
             c_in = c_out
         self.model = nn.Sequential(*layers)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 1, *(s // output_stride for s in spatial))`` for ``x`` of shape ``(B, C, H, W[, D])``."""
@@ -351,6 +408,8 @@ def build_discriminator(
     in_channels: int,
     channels: int = 64,
     norm: tuple | str | None = "INSTANCE",
+    spectral_norm: bool = False,
+    minibatch_std_group: int = 0,
 ) -> nn.Module:
     """Build a discriminator by name (what the bundle configs call).
 
@@ -368,6 +427,10 @@ def build_discriminator(
         Width of the first layer.
     norm
         MONAI norm name/tuple or ``None``.
+    spectral_norm
+        Spectral normalisation on every convolution (:func:`apply_spectral_norm`).
+    minibatch_std_group
+        Group size of the minibatch standard-deviation channel before the logit layer (skip-patch only; 0 = none).
 
     Returns
     -------
@@ -375,9 +438,14 @@ def build_discriminator(
         Maps ``(B, in_channels, *spatial)`` to logits ``(B, 1, *spatial / stride)``.
     """
     if kind == "skip_patch":
-        return SkipPatchDiscriminator(spatial_dims, in_channels, channels=channels, norm=norm)
+        return SkipPatchDiscriminator(spatial_dims, in_channels, channels=channels, norm=norm,
+                                      spectral_norm=spectral_norm, minibatch_std_group=minibatch_std_group)
+    if minibatch_std_group:
+        raise ValueError(f"build_discriminator: minibatch_std_group is only implemented for 'skip_patch', not {kind!r}.")
     if kind == "patch70":
-        return PatchDiscriminator(spatial_dims, in_channels, receptive_field=70, channels=channels, norm=norm)
+        return PatchDiscriminator(spatial_dims, in_channels, receptive_field=70, channels=channels, norm=norm,
+                                  spectral_norm=spectral_norm)
     if kind == "patch16":
-        return PatchDiscriminator(spatial_dims, in_channels, receptive_field=16, channels=channels, norm=norm)
+        return PatchDiscriminator(spatial_dims, in_channels, receptive_field=16, channels=channels, norm=norm,
+                                  spectral_norm=spectral_norm)
     raise ValueError(f"build_discriminator: unknown kind {kind!r}; expected one of {DISCRIMINATOR_KINDS}.")

@@ -8,7 +8,7 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["NoiseToMaskGenerator"]
+__all__ = ["LatentGridMaskGenerator", "NoiseInjection", "NoiseToMaskGenerator", "PixelNorm", "straight_through_onehot"]
 
 
 class NoiseToMaskGenerator(nn.Module):
@@ -101,3 +101,137 @@ class NoiseToMaskGenerator(nn.Module):
                 f"{', '.join(['s'] * self.spatial_dims)}), got {tuple(z.shape)}."
             )
         return torch.softmax(self.model(z), dim=1)
+
+
+class NoiseInjection(nn.Module):
+    """Add per-pixel Gaussian noise ``(B, 1, *spatial)`` times a learned per-channel scale (StyleGAN-style).
+
+    The scale starts at ``init`` (0 by default: the block starts as if there were no noise). Noise comes from
+    ``torch.randn`` (the global generator), so seed it (``torch.manual_seed`` inside ``torch.random.fork_rng``)
+    for reproducible samples.
+    """
+
+    def __init__(self, channels: int, spatial_dims: int = 2, init: float = 0.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((1, channels, *([1] * spatial_dims)), float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn((x.shape[0], 1, *x.shape[2:]), device=x.device, dtype=x.dtype)
+        return x + self.weight * noise
+
+
+class PixelNorm(nn.Module):
+    """Normalise each pixel's feature vector to unit root-mean-square over channels (no batch/spatial statistics)."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
+
+
+class _GridBlock(nn.Module):
+    """``[upsample x2] -> (conv3 -> noise -> LeakyReLU -> PixelNorm) x 2``."""
+
+    def __init__(self, spatial_dims: int, c_in: int, c_out: int, upsample: bool) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.mode = "bilinear" if spatial_dims == 2 else "trilinear"
+        layers: list[nn.Module] = []
+        for i in range(2):
+            layers += [
+                Convolution(spatial_dims, c_in if i == 0 else c_out, c_out, kernel_size=3, padding=1, conv_only=True),
+                NoiseInjection(c_out, spatial_dims),
+                nn.LeakyReLU(0.2),
+                PixelNorm(),
+            ]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = nn.functional.interpolate(x, scale_factor=2, mode=self.mode, align_corners=False)
+        return self.body(x)
+
+
+class LatentGridMaskGenerator(nn.Module):
+    r"""Noise -> mask generator from a spatial latent grid, with noise injection at every scale.
+
+    Unlike :class:`NoiseToMaskGenerator` (a stack of stride-2 transposed convolutions, which collapses into an exact
+    tiling when the generator ignores its latent), every latent pixel here is an independent code for one
+    ``f x f`` cell (``f = 2 ** (len(channels) - 1)``), neighbouring codes are mixed by 3x3 convolutions at every
+    scale, and per-pixel noise is injected after every convolution, so two cells of one sample, and two samples,
+    differ even when the latent codes are similar. Upsampling is bilinear (no transposed-convolution checkerboard),
+    normalisation is per pixel (:class:`PixelNorm`: no batch or image statistics, so the network is fully
+    convolutional and a larger latent grid gives a larger mask with the same statistics).
+
+    Layout (``c = channels``): ``z (B, latent_channels, h, w) -> block(c[0]) at h x w -> [upsample x2 ->
+    block(c[i])] for i >= 1 -> 1x1 conv -> softmax``; each block is two (3x3 conv, noise, LeakyReLU 0.2,
+    PixelNorm).
+
+    Parameters
+    ----------
+    spatial_dims
+        2 (``(B, C, H, W)``) or 3.
+    latent_channels
+        Channels of the latent grid.
+    out_channels
+        Mask classes (softmax over them).
+    channels
+        Widths from the coarsest to the finest scale; the output is ``2 ** (len(channels) - 1)`` times the latent
+        grid per axis.
+
+    Examples
+    --------
+    >>> g = LatentGridMaskGenerator(latent_channels=8, channels=(16, 8, 8))
+    >>> g(torch.randn(2, 8, 4, 4)).shape
+    torch.Size([2, 3, 16, 16])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        latent_channels: int = 16,
+        out_channels: int = 3,
+        channels: Sequence[int] = (128, 96, 64, 32, 16),
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"LatentGridMaskGenerator: spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if len(channels) == 0 or any(int(c) < 1 for c in channels):
+            raise ValueError(f"LatentGridMaskGenerator: channels must be positive ints, got {channels}.")
+        if out_channels < 2:
+            raise ValueError(f"LatentGridMaskGenerator: a softmax mask needs out_channels >= 2, got {out_channels}.")
+        self.spatial_dims = spatial_dims
+        self.latent_channels = int(latent_channels)
+        self.upsampling_factor = 2 ** (len(channels) - 1)
+        blocks = []
+        c_in = self.latent_channels
+        for i, c in enumerate(channels):
+            blocks.append(_GridBlock(spatial_dims, c_in, int(c), upsample=i > 0))
+            c_in = int(c)
+        self.blocks = nn.Sequential(*blocks)
+        self.head = Convolution(spatial_dims, c_in, out_channels, kernel_size=1, padding=0, conv_only=True)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, out_channels, h*f, w*f[, d*f])`` of the latent grid ``z``."""
+        if z.ndim != self.spatial_dims + 2 or z.shape[1] != self.latent_channels:
+            raise ValueError(
+                f"LatentGridMaskGenerator: expected noise of shape (B, {self.latent_channels}, "
+                f"{', '.join(['s'] * self.spatial_dims)}), got {tuple(z.shape)}."
+            )
+        return self.head(self.blocks(z))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Soft mask ``(B, out_channels, h*f, w*f[, d*f])`` in (0, 1), summing to 1 over channels."""
+        return torch.softmax(self.logits(z), dim=1)
+
+
+def straight_through_onehot(soft: torch.Tensor) -> torch.Tensor:
+    """Hard one-hot arg-max of ``soft`` ``(B, C, ...)`` in the forward pass, the gradient of ``soft`` backwards.
+
+    The discriminator then sees exact one-hot values for fakes, as for real masks (no win on value saturation),
+    while the generator still receives gradients (straight-through estimator, Bengio et al. 2013).
+    """
+    hard = nn.functional.one_hot(soft.argmax(1), soft.shape[1]).movedim(-1, 1).to(soft.dtype)
+    return hard + soft - soft.detach()

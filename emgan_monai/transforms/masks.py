@@ -36,10 +36,12 @@ class MaskToOneHot(Transform):
     Parameters
     ----------
     thresholds
-        One per mask: a pixel belongs to mask ``i`` when ``mask_i > thresholds[i]``. The defaults fit the
-        Drosophila PNGs: mitochondria uint8 0/255 with a few anti-aliased values (``> 127``) and
-        membranes bool / 0-1 (``> 0``). They also hold after ``LoadImage``, which casts to float32
-        without rescaling.
+        One per mask: a pixel belongs to mask ``i`` when ``mask_i > thresholds[i]``. ``None`` (the default, for all
+        masks or per mask) chooses by the mask's range, with the rule of
+        :func:`emgan_monai.data.drosophila.build_mask`: ``> 127`` for 0/255 masks (the Drosophila mitochondria PNGs,
+        with a few anti-aliased values) and ``> 0.5`` for bool or 0/1 masks (the membrane PNGs). Both hold after
+        ``LoadImage``, which casts to float32 without rescaling. (A fixed ``127`` would turn a 0/1 mask into
+        background.)
     dtype
         Output dtype (float32).
 
@@ -52,11 +54,20 @@ class MaskToOneHot(Transform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, thresholds: Sequence[float] = (127.0, 0.0), dtype: torch.dtype = torch.float32) -> None:
-        self.thresholds = tuple(float(t) for t in ensure_tuple(thresholds))
+    def __init__(
+        self, thresholds: Sequence[float | None] | None = (None, None), dtype: torch.dtype = torch.float32
+    ) -> None:
+        if thresholds is None:
+            thresholds = (None, None)
+        self.thresholds = tuple(None if t is None else float(t) for t in ensure_tuple(thresholds))
         if len(self.thresholds) == 0:
             raise ValueError("MaskToOneHot needs at least one threshold (one per mask).")
         self.dtype = dtype
+
+    @staticmethod
+    def auto_threshold(mask: torch.Tensor) -> float:
+        """``127`` for masks with values above 1 (0/255), else ``0.5`` (bool, 0/1): as ``build_mask``."""
+        return 127.0 if mask.numel() and float(mask.max()) > 1 else 0.5
 
     def __call__(self, *masks: NdarrayOrTensor) -> torch.Tensor:
         """One-hot mask ``(N + 1, H, W[, D])`` from N masks ``(1, H, W[, D])`` given in priority order."""
@@ -73,7 +84,7 @@ class MaskToOneHot(Transform):
                     f"MaskToOneHot: mask {i} has spatial shape {tuple(m_t.shape)}, mask 0 {tuple(binary[0].shape)}; "
                     "masks must be single-channel (1, H, W[, D]) or (H, W[, D]) of one shape."
                 )
-            binary.append(m_t.float() > t)
+            binary.append(m_t.float() > (self.auto_threshold(m_t.float()) if t is None else t))
         n = len(binary)
         label = torch.full(binary[0].shape, n, dtype=torch.long)  # background = last class
         for i in reversed(range(n)):  # lower index written last -> wins on overlap
@@ -109,11 +120,13 @@ class MaskToOneHotd(MapTransform):
         self,
         keys: KeysCollection = ("mito", "membrane"),
         output_key: Hashable = "label",
-        thresholds: Sequence[float] = (127.0, 0.0),
+        thresholds: Sequence[float | None] | None = None,
         delete_keys: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if thresholds is None:
+            thresholds = (None,) * len(self.keys)
         if len(ensure_tuple(thresholds)) != len(self.keys):
             raise ValueError(f"MaskToOneHotd: {len(self.keys)} keys but {len(ensure_tuple(thresholds))} thresholds.")
         self.output_key = output_key

@@ -1,14 +1,19 @@
 """Drosophila skip-patch GAN: noise -> mask -> EM synthesis, as called by the bundle's ``inference.json``.
 
-Stage 1 (``mask_net``) maps Gaussian noise ``(B, 8, 8, 8)`` to a soft 3-channel mask ``(B, 3, H, W)``
+Stage 1 (``mask_net``) maps a Gaussian latent grid (e.g. ``(B, 16, H/16, W/16)`` for
+:class:`~emgan_monai.networks.mask_generator.LatentGridMaskGenerator`) to a soft 3-channel mask ``(B, 3, H, W)``
 (mitochondria, membrane, background); stage 2 (``em_net``) maps that mask to an EM image ``(B, 1, H, W)`` in (0, 1).
+Generators with noise injection draw their noise from torch's global generator: the functions here seed it from
+``seed`` inside ``torch.random.fork_rng`` (the caller's random state is left untouched), so samples are
+reproducible.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,23 @@ from emgan_monai.visualize import montage, onehot_to_rgb, to_uint8
 __all__ = ["evaluate", "evaluate_stage1", "evaluate_stage2", "generate", "hard_mask", "load_sections", "metrics_markdown", "synthesize_pairs"]
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _seeded(seed: int):
+    """Run the block with torch's global generator seeded by ``seed``; restore the previous state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def default_latent_shape(mask_net: torch.nn.Module, resolution: int) -> list[int]:
+    """Latent shape ``[C, R / f, R / f]`` for a generator with ``latent_channels`` and ``upsampling_factor``."""
+    f = int(getattr(mask_net, "upsampling_factor", 64))
+    c = int(getattr(mask_net, "latent_channels", 8))
+    if resolution % f:
+        raise ValueError(f"resolution {resolution} is not a multiple of the generator's upsampling factor {f}")
+    return [c, resolution // f, resolution // f]
 
 
 def hard_mask(soft: torch.Tensor) -> torch.Tensor:
@@ -90,7 +112,8 @@ def synthesize_pairs(
     while done < num_pairs:
         b = min(batch_size, num_pairs - done)
         noise = torch.randn((b, *latent_shape), generator=gen).to(device)
-        soft = mask_net(noise)
+        with _seeded(seed * 1_000_003 + done):  # the generator's injected noise
+            soft = mask_net(noise)
         mask = hard_mask(soft) if harden_masks else soft
         em = em_net(mask).clamp(0, 1)
         for j in range(b):
@@ -125,30 +148,54 @@ def synthesize_pairs(
 # data loading shared by evaluation and the ablation
 
 
-def load_sections(datalist: Sequence[dict], resolution: int, em_max: float = 255.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load sections of the stack layout at ``resolution`` through the same MONAI transforms as ``train.json``.
+def load_sections(datalist: Sequence[dict], resolution: int, em_max: float = 255.0,
+                  mask_transform: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load sections of the stack layout at ``resolution``: one-hot masks and EM.
+
+    Parameters
+    ----------
+    mask_transform
+        The mask pipeline of the bundle config (e.g. ``train_mask.json``'s ``mask_preprocessing`` as a ``Compose``):
+        maps a datalist item to a dict whose ``"label"`` is the ``(3, R, R)`` one-hot mask. Passing the config's
+        transforms keeps evaluation and training on identical masks. ``None`` uses the same pipeline built here:
+        one-hot at full size, area downsampling of each class channel, argmax back to one-hot (thin membranes
+        survive; nearest-neighbour downsampling breaks them).
 
     Returns
     -------
     masks, em
-        ``(N, 3, R, R)`` one-hot masks (nearest resize) and ``(N, 1, R, R)`` EM in [0, 1] (area resize).
+        ``(N, 3, R, R)`` one-hot masks and ``(N, 1, R, R)`` EM in [0, 1] (area resize).
     """
-    from monai.transforms import (Compose, CopyItemsd, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized,
+    from monai.transforms import (AsDiscreted, Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized,
                                   ScaleIntensityRanged)
 
     from emgan_monai.transforms import MaskToOneHotd
 
-    tf = Compose([
-        LoadImaged(keys=["image", "mito", "membrane"], image_only=True),
-        EnsureChannelFirstd(keys=["image", "mito", "membrane"]),
-        CopyItemsd(keys="image", names="label"),
-        MaskToOneHotd(keys=["mito", "membrane"], output_key="image", delete_keys=True),
-        ScaleIntensityRanged(keys="label", a_min=0.0, a_max=em_max, b_min=0.0, b_max=1.0, clip=True),
-        Resized(keys=["image", "label"], spatial_size=[resolution, resolution], mode=["nearest", "area"]),
-        EnsureTyped(keys=["image", "label"], dtype=torch.float32, track_meta=False),
+    if mask_transform is None:
+        mask_transform = Compose([
+            LoadImaged(keys=["mito", "membrane"], image_only=True),
+            EnsureChannelFirstd(keys=["mito", "membrane"]),
+            MaskToOneHotd(keys=["mito", "membrane"], output_key="label", delete_keys=True),
+            Resized(keys="label", spatial_size=[resolution, resolution], mode="area"),
+            AsDiscreted(keys="label", argmax=True, to_onehot=3),
+            EnsureTyped(keys="label", dtype=torch.float32, track_meta=False),
+        ])
+    em_tf = Compose([
+        LoadImaged(keys="image", image_only=True),
+        EnsureChannelFirstd(keys="image"),
+        ScaleIntensityRanged(keys="image", a_min=0.0, a_max=em_max, b_min=0.0, b_max=1.0, clip=True),
+        Resized(keys="image", spatial_size=[resolution, resolution], mode="area"),
+        EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
     ])
-    items = [tf(dict(d)) for d in datalist]
-    return torch.stack([d["image"] for d in items]), torch.stack([d["label"] for d in items])
+    masks, ems = [], []
+    for d in datalist:
+        m = torch.as_tensor(mask_transform({k: v for k, v in d.items() if k != "image"})["label"]).float()
+        if tuple(m.shape[1:]) != (resolution, resolution):
+            raise ValueError(f"mask_transform gave masks of shape {tuple(m.shape)}, expected (3, {resolution}, "
+                             f"{resolution}): set the config's section size to the evaluation resolution")
+        masks.append(m)
+        ems.append(torch.as_tensor(em_tf({"image": d["image"]})["image"]).float())
+    return torch.stack(masks), torch.stack(ems)
 
 
 @torch.no_grad()
@@ -163,7 +210,9 @@ def generate(mask_net: torch.nn.Module, em_net: torch.nn.Module | None, n: int, 
     masks, ems = [], []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
-        m = hard_mask(mask_net(torch.randn((b, *latent_shape), generator=gen).to(device)))
+        z = torch.randn((b, *latent_shape), generator=gen).to(device)
+        with _seeded(int(seed) * 1_000_003 + start):  # the generator's injected noise
+            m = hard_mask(mask_net(z))
         masks.append(m.cpu())
         if em_net is not None:
             ems.append(em_net(m).clamp(0, 1).cpu())
@@ -183,17 +232,28 @@ def _tiles(x: torch.Tensor, tile: int) -> torch.Tensor:
 
 
 def evaluate_stage1(real_masks: torch.Tensor, fake_masks: torch.Tensor, output_dir: Path | None = None) -> dict:
-    """Morphology of generated vs real masks (and a PCA scatter PNG when ``output_dir`` is given)."""
+    """Morphology, periodicity and diversity of generated vs real masks (plus a PCA scatter PNG, an area histogram
+    and a montage of generated masks when ``output_dir`` is given).
+
+    The result holds :func:`~emgan_monai.metrics.morphology.compare_morphology`'s table and ``"periodicity"``
+    (:func:`~emgan_monai.metrics.mask_structure.compare_periodicity`: strongest off-origin spectral peak over its
+    radial mean and strongest off-origin autocorrelation, mean and max over masks; pixel disagreement between
+    samples and the sd of the mitochondria count).
+    """
+    from emgan_monai.metrics.mask_structure import compare_periodicity
     from emgan_monai.metrics.morphology import compare_morphology, mask_morphology
     from emgan_monai.metrics.pca_plot import pca_scatter
 
     real_stats = [mask_morphology(m.numpy()) for m in real_masks]
     fake_stats = [mask_morphology(m.numpy()) for m in fake_masks]
     result = compare_morphology(real_stats, fake_stats)
+    result["periodicity"] = compare_periodicity([m.numpy() for m in real_masks], [m.numpy() for m in fake_masks])
     if output_dir is not None:
         pca_scatter(real_masks.numpy(), fake_masks.numpy(), Path(output_dir) / "pca_masks.png",
                     title="Masks: real (stack 1) vs generated (stage 1)")
         _area_histogram(result, Path(output_dir) / "mito_area_hist.png")
+        tiles = [onehot_to_rgb(m.numpy()) for m in fake_masks[:16]]
+        write_image(Path(output_dir) / "generated_masks.png", montage(tiles, ncols=4), overwrite=True)
     return result
 
 
@@ -248,6 +308,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     segmenter: torch.nn.Module | None = None,
+    mask_transform: Callable | None = None,
 ) -> dict:
     """Evaluate both stages; write ``metrics.json``, ``metrics.md`` and plots into ``output_dir``.
 
@@ -265,15 +326,17 @@ def evaluate(
     if (out / "metrics.json").exists() and not overwrite:
         raise FileExistsError(f"{out / 'metrics.json'} already exists; choose another output_dir or --overwrite true")
     out.mkdir(parents=True, exist_ok=True)
-    latent_shape = list(latent_shape or (8, resolution // 64, resolution // 64))
+    latent_shape = list(latent_shape or default_latent_shape(mask_net, resolution))
     datalist = drosophila_datalist(dataset_dir)
     train, val = split_sections(datalist, n_train=n_train, n_val=n_val)
-    tr_masks, tr_em = load_sections(train, resolution)
-    va_masks, va_em = load_sections(val, resolution)
+    tr_masks, tr_em = load_sections(train, resolution, mask_transform=mask_transform)
+    va_masks, va_em = load_sections(val, resolution, mask_transform=mask_transform)
     all_masks = torch.cat([tr_masks, va_masks])
 
     fake_masks, fake_em = generate(mask_net, em_net, num_generated, latent_shape, seed=seed, device=device)
     stage1 = evaluate_stage1(all_masks, fake_masks, out)
+    stage1_heldout = evaluate_stage1(va_masks, fake_masks)
+    stage1_heldout.pop("area_hist", None)
     quality, va_pred = evaluate_stage2(em_net, va_masks, va_em, device=device)
 
     if segmenter is None:
@@ -319,6 +382,7 @@ def evaluate(
         "num_generated": num_generated,
         "seed": seed,
         "stage1_morphology": stage1,
+        "stage1_morphology_vs_heldout": stage1_heldout,
         "stage2_quality_heldout": quality,
         "stage2_fcn_score": fcn,
         "stage2_feature_distances": distances,
@@ -351,7 +415,22 @@ def metrics_markdown(m: dict) -> str:
             lines.append(f"| {k} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
     area = m["stage1_morphology"].get("mito_area", {})
     if area:
+        lines.append(f"| mitochondrion area, pooled mean | {_fmt(area.get('real_mean'))} | {_fmt(area.get('fake_mean'))} |")
         lines.append(f"| mitochondrion area: Wasserstein distance real vs generated | | {_fmt(area.get('wasserstein'))} |")
+    n_mito = m["stage1_morphology"].get("n_mitochondria", {})
+    if n_mito:
+        lines.append(f"| sd of mitochondria per image | {_fmt(n_mito.get('real_std'))} | {_fmt(n_mito.get('fake_std'))} |")
+    per = m["stage1_morphology"].get("periodicity")
+    if per:
+        lines += ["", "## Stage 1: periodicity and diversity (mean over masks; max in brackets)", "",
+                  "| statistic | real | generated |", "|---|---|---|"]
+        for key, name in (("spectral_peak", "strongest off-origin spectral peak / radial mean"),
+                          ("autocorr_peak", "strongest autocorrelation at shifts >= 12 px")):
+            v = per[key]
+            lines.append(f"| {name} | {_fmt(v['real'])} ({_fmt(v['real_max'])}) | {_fmt(v['fake'])} "
+                         f"({_fmt(v['fake_max'])}) |")
+        for key, v in per["diversity"].items():
+            lines.append(f"| {key.replace('_', ' ')} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
     q = m["stage2_quality_heldout"]
     lines += ["", "## Stage 2: generated EM from held-out masks vs real held-out EM", "",
               "| SSIM | PSNR (dB) | MSE | NRMSE |", "|---|---|---|---|",

@@ -114,7 +114,8 @@ class DrosophilaGeneratorInferTask(InferTask):
 
         g = torch.Generator().manual_seed(seed)
         z = torch.randn((1, self.latent_channels, size // factor, size // factor), generator=g).to(device)
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the mask generator's injected noise: same seed, same sample
             soft = mask_net(z)
             hard = torch.nn.functional.one_hot(soft.argmax(1), soft.shape[1]).movedim(-1, 1).float()
             em = em_net(hard).clamp(0, 1)

@@ -1,0 +1,171 @@
+"""Few-shot unconditional GAN trainer: hinge / non-saturating loss, lazy R1, DiffAugment, hard fakes, EMA.
+
+The recipe of the few-shot GAN literature (Miyato et al. 2018; Mescheder et al. 2018; Zhao et al. 2020; Karras et
+al. 2020) on top of :class:`~emgan_monai.engines.UnconditionalGANTrainer`: everything else (data, latent noise from
+``engine.rng``, non-finite checks, checkpointable state, handlers) is inherited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from emgan_monai.losses.fewshot import FEWSHOT_LOSSES, discriminator_loss, generator_loss, r1_penalty
+from emgan_monai.networks.mask_generator import straight_through_onehot
+
+from .unconditional import UnconditionalGANTrainer
+
+__all__ = ["FewShotGANTrainer", "ema_multi_avg_fn"]
+
+
+def ema_multi_avg_fn(decay: float = 0.999, warmup: bool = True) -> Callable:
+    """``multi_avg_fn`` for ``torch.optim.swa_utils.AveragedModel``: an EMA of the weights with a warm-up.
+
+    After ``n`` updates the EMA uses ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's ``ExponentialMovingAverage``
+    with ``num_updates``), so early averages are not dominated by the random initial weights; ``warmup=False`` gives
+    ``torch.optim.swa_utils.get_ema_multi_avg_fn(decay)``.
+    """
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"decay must be in [0, 1), got {decay}.")
+
+    @torch.no_grad()
+    def fn(ema_params, current_params, num_averaged) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n)) if warmup else decay
+        if torch.is_tensor(ema_params[0]) and hasattr(torch, "_foreach_lerp_"):
+            torch._foreach_lerp_(list(ema_params), list(current_params), 1.0 - d)
+        else:
+            for e, c in zip(ema_params, current_params):
+                e.lerp_(c, 1.0 - d)
+
+    return fn
+
+
+class FewShotGANTrainer(UnconditionalGANTrainer):
+    """Unconditional GAN trainer for a handful of training images.
+
+    Per iteration: ``fake = G(z)``; real and fake are shown to the discriminator as the same kind of values, so it
+    cannot win on value saturation alone: with ``fake_mode="blur"`` (default) both the one-hot reals and the softmax
+    fakes go through the same Gaussian blur (``blur_sigma`` px, :class:`monai.networks.layers.GaussianFilter`); with
+    ``"straight_through"`` the fakes are made one-hot by :func:`straight_through_onehot`; ``"soft"`` shows them as
+    they are. Then one discriminator step on ``augment(real)`` vs ``augment(fake)`` with ``loss`` (``"hinge"`` or ``"nonsaturating"``) plus, every ``r1_interval`` iterations,
+    ``r1_gamma / 2 * r1_interval * R1`` on the augmented reals (lazy regularisation, StyleGAN2); one generator step
+    through the same augmentation; then the EMA of the generator weights is updated (``g_ema``, e.g.
+    ``torch.optim.swa_utils.AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(0.999))``). Two time-scale learning
+    rates are set through the two optimisers.
+
+    Parameters
+    ----------
+    device, max_epochs, train_data_loader, g_network, g_optimizer, d_network, d_optimizer, latent_shape, real_key
+        As :class:`~emgan_monai.engines.UnconditionalGANTrainer`.
+    loss
+        ``"hinge"`` or ``"nonsaturating"`` (see :mod:`emgan_monai.losses.fewshot`).
+    r1_gamma
+        R1 weight ``gamma`` (0 disables R1).
+    r1_interval
+        Apply R1 every this many iterations, scaled by the interval.
+    augment
+        Differentiable augmentation applied to both real and fake discriminator inputs
+        (:class:`~emgan_monai.transforms.diffaugment.DiffAugment`); ``None`` for none.
+    g_ema
+        Averaged copy of the generator updated after every generator step (``update_parameters(g_network)``);
+        ``None`` for none. Put it in the checkpoint.
+    fake_mode
+        ``"blur"``, ``"straight_through"`` or ``"soft"`` (see above). Measured on the Drosophila masks: with
+        straight-through fakes the class balance of the (near-tied) arg-max flips between whole classes from one
+        step to the next and the discriminator never catches up; the shared blur trains smoothly.
+    blur_sigma
+        Standard deviation (px) of the shared blur of ``fake_mode="blur"``.
+    kwargs
+        Other arguments of :class:`~emgan_monai.engines.base.AdversarialTrainer` (``seed``, ``train_handlers``, ...).
+
+    Notes
+    -----
+    ``engine.state.output`` holds ``d_loss``, ``d_real``/``d_fake`` (loss terms), ``logit_real``/``logit_fake``
+    (mean logits), ``r1`` (on R1 iterations, else the last value), ``g_loss``/``g_adv`` and the images ``real``,
+    ``fake`` (what the discriminator saw, un-augmented), ``latent``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        loss: str = "hinge",
+        r1_gamma: float = 1.0,
+        r1_interval: int = 4,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        g_ema: nn.Module | None = None,
+        fake_mode: str = "blur",
+        blur_sigma: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        if str(loss).lower() not in FEWSHOT_LOSSES:
+            raise ValueError(f"loss must be one of {FEWSHOT_LOSSES}, got {loss!r}.")
+        if r1_gamma < 0 or int(r1_interval) < 1:
+            raise ValueError(f"r1_gamma must be >= 0 and r1_interval >= 1, got {r1_gamma}, {r1_interval}.")
+        kwargs.pop("adv_loss", None)
+        super().__init__(*args, **kwargs)
+        self.loss_kind = str(loss).lower()
+        self.r1_gamma = float(r1_gamma)
+        self.r1_interval = int(r1_interval)
+        self.augment = augment if augment is not None else (lambda x: x)
+        self.g_ema = g_ema
+        if fake_mode not in ("blur", "straight_through", "soft"):
+            raise ValueError(f"fake_mode must be 'blur', 'straight_through' or 'soft', got {fake_mode!r}.")
+        self.fake_mode = fake_mode
+        self.blur: nn.Module | None = None
+        if fake_mode == "blur":
+            from monai.networks.layers import GaussianFilter
+
+            n_spatial = len(self.latent_shape) - 1
+            self.blur = GaussianFilter(n_spatial, float(blur_sigma))
+        self._last_r1 = 0.0
+
+    def _d_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees of a real or fake batch: shared blur (``fake_mode="blur"``), then ``augment``."""
+        if self.blur is not None:
+            self.blur.to(x.device)
+            x = self.blur(x)
+        return self.augment(x)
+
+    def _generate(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        soft = self.g_network(inputs["latent"])
+        return {"fake": straight_through_onehot(soft) if self.fake_mode == "straight_through" else soft}
+
+    def _critic_phase(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        real, fake = inputs["real"], fakes["fake"]
+        do_r1 = self.r1_gamma > 0 and (self.state.iteration - 1) % self.r1_interval == 0
+        self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        real_in = self._d_input(real).detach().requires_grad_(do_r1)
+        logit_real = self.d_network(real_in)
+        logit_fake = self.d_network(self._d_input(fake.detach()))
+        loss_real, loss_fake = discriminator_loss(logit_real, logit_fake, self.loss_kind)
+        d_loss = loss_real + loss_fake
+        stats = {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+        if do_r1:
+            r1 = r1_penalty(logit_real, real_in)
+            d_loss = d_loss + 0.5 * self.r1_gamma * self.r1_interval * r1
+            self._last_r1 = float(r1.detach())
+        self.check_finite("d_loss", d_loss, stats)
+        self._step(d_loss, self.d_optimizer, self.scaler_d)
+        return {
+            "d_loss": float(d_loss.detach()),
+            "d_real": float(loss_real.detach()),
+            "d_fake": float(loss_fake.detach()),
+            "logit_real": float(logit_real.detach().float().mean()),
+            "logit_fake": float(logit_fake.detach().float().mean()),
+            "r1": self._last_r1,
+        }
+
+    def _generator_terms(
+        self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]
+    ) -> dict[str, tuple[float, torch.Tensor]]:
+        return {"g_adv": (1.0, generator_loss(self.d_network(self._d_input(fakes["fake"])), self.loss_kind))}
+
+    def _iteration(self, engine: FewShotGANTrainer, batchdata: Any) -> dict[str, Any]:  # type: ignore[override]
+        output = super()._iteration(engine, batchdata)
+        if engine.g_ema is not None:
+            engine.g_ema.update_parameters(engine.g_network)
+        return output

@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""Stage-1 metrics of the ``drosophila_skip_patch`` mask generator against wall time, from a run's checkpoints.
+
+For every ``checkpoint_*.pt`` written by ``configs/train_mask.json`` (full checkpoints: generator, EMA, discriminator,
+optimisers, trainer) the EMA generator is loaded, ``--num_samples`` masks of ``--resolution`` px are generated with a
+fixed seed and compared with the real masks of all sections at the same size (mask pipeline of the config:
+area downsampling + argmax): mitochondria per image, mean area, membrane fraction, skeleton components, hole
+fraction, sd of the mitochondria count, strongest spectral peak and autocorrelation. The wall time of a checkpoint is
+its file time minus the creation time of the run's TensorBoard event file.
+
+Writes ``curve.json`` and ``curve.png`` into ``--output_dir``. Example::
+
+    OMP_NUM_THREADS=1 python scripts/drosophila_stage1_curve.py \
+        --run_dir bundles/drosophila_skip_patch/runs/stage1_mask --output_dir bundles/drosophila_skip_patch/docs/stage1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "drosophila_skip_patch"
+
+#: (key in the morphology table, label, target rule)
+STATS = [
+    ("n_mitochondria", "mitochondria per image"),
+    ("mean_mito_area", "mean mitochondrion area (px)"),
+    ("membrane_fraction", "membrane fraction"),
+    ("membrane_components", "membrane skeleton components"),
+    ("hole_fraction", "fraction of mitochondria with holes"),
+]
+
+
+def load_ema_generator(config: dict, ckpt: Path) -> torch.nn.Module:
+    """The EMA generator of a full checkpoint (or a plain generator state dict) built from the config's network_def."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(config)
+    net = parser.get_parsed_content("network_def")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if "g_ema" in state:
+        state = {k[len("module."):]: v for k, v in state["g_ema"].items() if k.startswith("module.")}
+    elif "generator" in state:
+        state = state["generator"]
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def stage1_metrics(net: torch.nn.Module, real: torch.Tensor, num_samples: int, resolution: int, seed: int) -> dict:
+    from emgan_monai.workflows.drosophila import default_latent_shape, evaluate_stage1, generate
+
+    fake, _ = generate(net, None, num_samples, default_latent_shape(net, resolution), seed=seed)
+    table = evaluate_stage1(real, fake)
+    out = {k: {"real": table[k]["real"], "fake": table[k]["fake"]} for k, _ in STATS}
+    out["n_mitochondria_std"] = {"real": table["n_mitochondria"]["real_std"], "fake": table["n_mitochondria"]["fake_std"]}
+    out["pooled_mito_area"] = {"real": table["mito_area"]["real_mean"], "fake": table["mito_area"]["fake_mean"]}
+    for key in ("spectral_peak", "autocorr_peak"):
+        out[key] = {"real": table["periodicity"][key]["real"], "fake": table["periodicity"][key]["fake"],
+                    "real_max": table["periodicity"][key]["real_max"], "fake_max": table["periodicity"][key]["fake_max"]}
+    out["pixel_disagreement"] = table["periodicity"]["diversity"]["pixel_disagreement"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run_dir", required=True, help="output_dir of the training run (holds checkpoints/)")
+    ap.add_argument("--output_dir", required=True)
+    ap.add_argument("--config", default=str(BUNDLE / "configs" / "train_mask.json"))
+    ap.add_argument("--dataset_dir", default=None)
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--num_samples", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--every", type=int, default=1, help="use every n-th checkpoint")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    from emgan_monai.data.drosophila import drosophila_datalist
+    from emgan_monai.workflows.drosophila import load_sections
+
+    run = Path(args.run_dir)
+    parser = ConfigParser()
+    parser.read_config(args.config)
+    parser["section_size"] = args.resolution
+    if args.dataset_dir:
+        parser["dataset_dir"] = args.dataset_dir
+    mask_tf = Compose(parser.get_parsed_content("mask_preprocessing"))
+    datalist = drosophila_datalist(Path(parser.get_parsed_content("dataset_dir")) / parser["stack"])
+    real, _ = load_sections(datalist, args.resolution, mask_transform=mask_tf)
+
+    events = sorted(run.glob("events.out.tfevents.*"))
+    t0 = float(events[0].name.split(".")[3]) if events else None
+
+    def number(p: Path) -> int:
+        m = re.search(r"=(\d+)", p.name)
+        return int(m.group(1)) if m else 10**9
+
+    ckpts = sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]
+    config = parser.get()
+    rows = []
+    for ck in ckpts:
+        state = torch.load(ck, map_location="cpu", weights_only=True)
+        it = int(state["trainer"]["iteration"]) if "trainer" in state else None
+        net = load_ema_generator(config, ck)
+        row = {"checkpoint": ck.name, "iteration": it,
+               "wall_s": (ck.stat().st_mtime - t0) if t0 else None,
+               **stage1_metrics(net, real, args.num_samples, args.resolution, args.seed)}
+        rows.append(row)
+        print(json.dumps({k: row[k] for k in ("checkpoint", "iteration", "wall_s")}),
+              {k: round(row[k]["fake"], 3) for k, _ in STATS}, flush=True)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "curve.json", "w", encoding="utf-8") as f:
+        json.dump({"run_dir": str(run), "resolution": args.resolution, "num_samples": args.num_samples,
+                   "seed": args.seed, "rows": rows}, f, indent=2)
+    _plot(rows, out / "curve.png")
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    keys = [k for k, _ in STATS] + ["n_mitochondria_std", "spectral_peak"]
+    labels = dict(STATS) | {"n_mitochondria_std": "sd of mitochondria per image", "spectral_peak": "spectral peak"}
+    fig = Figure(figsize=(12, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    x = np.array([(r["wall_s"] or 0) / 60 for r in rows])
+    for i, k in enumerate(keys):
+        ax = fig.add_subplot(2, 4, i + 1)
+        ax.plot(x, [r[k]["fake"] for r in rows], "o-", label="generated")
+        ax.axhline(rows[0][k]["real"], color="k", ls="--", label="real")
+        ax.set_title(labels[k], fontsize=9)
+        ax.set_xlabel("wall time (min, 1 CPU thread)", fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    main()

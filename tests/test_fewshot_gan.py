@@ -1,0 +1,238 @@
+"""Unit tests of the few-shot stage-1 pieces: latent-grid generator, spectral-norm / minibatch-std discriminator,
+hinge and R1, DiffAugment, the few-shot trainer with EMA, the automatic mask thresholds, area + argmax downsampling
+and the periodicity / diversity metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emgan_monai.losses.fewshot import discriminator_loss, generator_loss, r1_penalty
+from emgan_monai.metrics.mask_structure import (autocorrelation_peak, compare_periodicity, mask_diversity,
+                                                spectral_peak_ratio)
+from emgan_monai.networks import build_discriminator
+from emgan_monai.networks.discriminators import minibatch_std
+from emgan_monai.networks.mask_generator import LatentGridMaskGenerator, NoiseInjection, straight_through_onehot
+from emgan_monai.transforms import MaskToOneHot
+from emgan_monai.transforms.diffaugment import DiffAugment
+
+torch.set_num_threads(1)
+
+
+def _noisy_generator(**kw) -> LatentGridMaskGenerator:
+    g = LatentGridMaskGenerator(latent_channels=4, channels=(8, 8, 4), **kw)
+    for m in g.modules():
+        if isinstance(m, NoiseInjection):
+            m.weight.data.fill_(0.5)
+    return g
+
+
+def test_latent_grid_generator_is_fully_convolutional_and_stochastic():
+    g = _noisy_generator()
+    assert g.upsampling_factor == 4
+    out = g(torch.randn(2, 4, 3, 5))
+    assert out.shape == (2, 3, 12, 20)
+    torch.testing.assert_close(out.sum(1), torch.ones(2, 12, 20))
+    assert g(torch.randn(1, 4, 8, 8)).shape == (1, 3, 32, 32)  # a larger grid is a larger mask
+    z = torch.randn(1, 4, 4, 4)
+    torch.manual_seed(0)
+    a = g(z)
+    torch.manual_seed(0)
+    b = g(z)
+    torch.manual_seed(1)
+    c = g(z)
+    torch.testing.assert_close(a, b)
+    assert (a - c).abs().max() > 1e-3  # injected noise changes the sample
+    with pytest.raises(ValueError):
+        g(torch.randn(1, 3, 4, 4))
+
+
+def test_straight_through_onehot_forward_hard_backward_soft():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    soft = torch.softmax(logits, 1)
+    hard = straight_through_onehot(soft)
+    torch.testing.assert_close(hard.detach(), hard.detach().round(), atol=1e-6, rtol=0)
+    assert set(hard.detach().round().unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(hard.detach().sum(1), torch.ones(2, 4, 4))
+    w = torch.randn(1, 3, 1, 1)
+    (g_st,) = torch.autograd.grad((hard * w).sum(), logits)
+    (g_soft,) = torch.autograd.grad((torch.softmax(logits, 1) * w).sum(), logits)
+    torch.testing.assert_close(g_st, g_soft)
+
+
+def test_minibatch_std_detects_identical_samples():
+    x = torch.randn(1, 5, 4, 4).repeat(8, 1, 1, 1)
+    y = minibatch_std(x, 4)
+    assert y.shape == (8, 6, 4, 4)
+    assert y[:, -1].abs().max() < 1e-3
+    y2 = minibatch_std(torch.randn(8, 5, 4, 4), 4)
+    assert y2[:, -1].min() > 0.3
+    assert minibatch_std(torch.randn(6, 2, 3, 3), 4).shape == (6, 3, 3, 3)  # group size falls back to a divisor
+
+
+def test_spectral_norm_skip_patch_discriminator():
+    d = build_discriminator("skip_patch", 2, 3, channels=4, norm=None, spectral_norm=True, minibatch_std_group=2)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
+    assert d(torch.rand(4, 3, 32, 32)).shape == (4, 1, 4, 4)
+    d.eval()
+    for m in convs:  # every convolution has spectral norm <= 1 (up to the power iteration's accuracy)
+        w = m.weight.flatten(1)
+        assert torch.linalg.matrix_norm(w, ord=2) < 1.05
+    plain = build_discriminator("patch70", 2, 3, channels=4, spectral_norm=True)
+    assert all(hasattr(m, "parametrizations") for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    with pytest.raises(ValueError):
+        build_discriminator("patch16", 2, 3, minibatch_std_group=2)
+
+
+def test_hinge_and_nonsaturating_losses():
+    real, fake = torch.full((2, 1, 3, 3), 2.0), torch.full((2, 1, 3, 3), -3.0)
+    lr, lf = discriminator_loss(real, fake, "hinge")
+    assert float(lr) == 0.0 and float(lf) == 0.0  # margins met: a true hinge is exactly 0
+    lr, lf = discriminator_loss(torch.zeros(1, 1), torch.zeros(1, 1), "hinge")
+    assert float(lr) == pytest.approx(1.0) and float(lf) == pytest.approx(1.0)
+    assert float(generator_loss(torch.full((1, 1), 0.5), "hinge")) == pytest.approx(-0.5)
+    lr, lf = discriminator_loss(torch.zeros(1, 1), torch.zeros(1, 1), "nonsaturating")
+    assert float(lr) == pytest.approx(np.log(2)) and float(lf) == pytest.approx(np.log(2))
+    with pytest.raises(ValueError):
+        generator_loss(torch.zeros(1), "tanh")
+
+
+def test_r1_penalty_of_a_linear_critic():
+    w = torch.randn(1, 3, 4, 4)
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    logits = (x * w).sum((1, 2, 3), keepdim=True)  # per-image score s(x) = <w, x>: gradient w
+    r1 = r1_penalty(logits, x)
+    assert float(r1) == pytest.approx(float((w**2).sum()), rel=1e-5)
+    with pytest.raises(ValueError):
+        r1_penalty(logits, torch.randn(5, 3, 4, 4))
+
+
+def test_diffaugment_is_reproducible_and_differentiable():
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    a = DiffAugment(seed=3)(x)
+    b = DiffAugment(seed=3)(x)
+    torch.testing.assert_close(a, b)
+    assert a.shape == x.shape
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    cut = DiffAugment(policy="cutout", cutout_ratio=0.5)(torch.ones(8, 1, 16, 16))
+    zeros = (cut == 0).float().mean((1, 2, 3))
+    assert torch.all(zeros >= 0.0625 - 1e-6) and torch.all(zeros <= 0.25 + 1e-6)  # clipped at the borders
+    rot = DiffAugment(policy="flip_rot")(x.detach())
+    torch.testing.assert_close(rot.sum((2, 3)), x.detach().sum((2, 3)))  # a symmetry keeps every pixel
+    with pytest.raises(ValueError):
+        DiffAugment(policy="colour")
+
+
+def test_fewshot_trainer_updates_d_g_and_ema():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from emgan_monai.engines.fewshot import FewShotGANTrainer
+
+    torch.manual_seed(0)
+    real = torch.nn.functional.one_hot(torch.randint(0, 3, (8, 16, 16)), 3).movedim(-1, 1).float()
+    loader = torch.utils.data.DataLoader([{"label": r} for r in real], batch_size=4)
+    g = LatentGridMaskGenerator(latent_channels=4, channels=(8, 4))
+    d = build_discriminator("skip_patch", 2, 3, channels=4, norm=None, spectral_norm=True, minibatch_std_group=2)
+    ema = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
+    g0 = [p.detach().clone() for p in g.parameters()]
+    d0 = [p.detach().clone() for p in d.parameters()]
+    for mode in ("blur", "straight_through"):
+        trainer = FewShotGANTrainer(
+            device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
+            g_optimizer=torch.optim.Adam(g.parameters(), 1e-3, betas=(0.0, 0.99)), d_network=d,
+            d_optimizer=torch.optim.Adam(d.parameters(), 1e-3, betas=(0.0, 0.99)), latent_shape=(4, 8, 8),
+            r1_gamma=1.0, r1_interval=2, augment=DiffAugment(), g_ema=ema, fake_mode=mode,
+        )
+        trainer.run()
+        out = trainer.state.output
+        assert np.isfinite(out["d_loss"]) and np.isfinite(out["g_loss"]) and out["r1"] > 0
+    assert any((p - q).abs().max() > 0 for p, q in zip(g.parameters(), g0))
+    assert any((p - q).abs().max() > 0 for p, q in zip(d.parameters(), d0))
+    ema_params = list(ema.module.parameters())
+    assert any((p - q).abs().max() > 0 for p, q in zip(ema_params, g0))  # the EMA moved ...
+    assert any((p - q).abs().max() > 1e-7 for p, q in zip(ema_params, g.parameters()))  # ... but is not G
+    assert int(ema.n_averaged) == 4
+    with pytest.raises(ValueError):
+        FewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
+                          g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
+                          latent_shape=(4, 8, 8), loss="tanh_hinge")
+
+
+def test_mask_to_onehot_thresholds_0_1_and_0_255_masks_alike():
+    mito01 = torch.zeros(1, 4, 4)
+    mito01[0, 0, 0] = 1.0
+    membrane = torch.zeros(1, 4, 4, dtype=torch.bool)
+    membrane[0, 1, :] = True
+    a = MaskToOneHot()(mito01, membrane)
+    b = MaskToOneHot()(mito01 * 255, membrane)
+    torch.testing.assert_close(a, b)
+    assert a[0, 0, 0] == 1 and a[1, 1].sum() == 4 and a[2].sum() == 16 - 5
+    from emgan_monai.data.drosophila import build_mask
+
+    np.testing.assert_array_equal(a.numpy(), build_mask(mito01[0].numpy(), membrane[0].numpy()))
+
+
+def test_area_argmax_downsampling_keeps_thin_membranes(tmp_path):
+    """A 2 px membrane line not aligned with the 4 px blocks vanishes with nearest neighbour, not with area + argmax."""
+    from PIL import Image
+
+    from emgan_monai.workflows.drosophila import load_sections
+
+    root = tmp_path / "stack1"
+    for sub in ("raw", "mitochondria", "membranes"):
+        (root / sub).mkdir(parents=True)
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(root / "raw" / "00.tif", rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    membrane = np.zeros((64, 64), bool)
+    membrane[[9, 10, 29, 30], :] = True  # rows 9-10 and 29-30: never row 4k (what nearest keeps at 1/4)
+    Image.fromarray(membrane).save(root / "membranes" / "00.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / "mitochondria" / "00.png")
+    datalist = [{"image": str(root / "raw" / "00.tif"), "mito": str(root / "mitochondria" / "00.png"),
+                 "membrane": str(root / "membranes" / "00.png"), "section": 0}]
+    masks, em = load_sections(datalist, 16)
+    assert masks.shape == (1, 3, 16, 16) and em.shape == (1, 1, 16, 16)
+    assert set(masks.unique().tolist()) == {0.0, 1.0}
+    m = masks[0, 1]
+    rows = m.sum(1) if m.sum(1).max() == 16 else m.sum(0)  # MONAI's PNG reader may swap the axes
+    assert rows[2] == 16 and rows[7] == 16 and rows.sum() == 32
+    assert membrane[::4, ::4].sum() == 0  # nearest neighbour would have lost both lines
+
+
+def _tiling(size: int = 128, period: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    tile = rng.integers(0, 3, (period, period))
+    return np.tile(tile, (size // period, size // period))
+
+
+def _blobs(size: int = 128, seed: int = 0) -> np.ndarray:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.normal(size=(size, size)), 3)
+    labels = np.full((size, size), 2)
+    labels[field > 0.05] = 1
+    labels[field > 0.12] = 0
+    return labels
+
+
+def test_periodicity_separates_tilings_from_aperiodic_masks():
+    tiled, blobs = _tiling(), _blobs()
+    assert autocorrelation_peak((tiled == 1).astype(float)) > 0.95
+    assert autocorrelation_peak((blobs == 1).astype(float)) < 0.5
+    assert spectral_peak_ratio((tiled == 1).astype(float)) > 5 * spectral_peak_ratio((blobs == 1).astype(float))
+    table = compare_periodicity([_blobs(seed=s) for s in range(3)], [_tiling(seed=0)] * 3)
+    assert table["autocorr_peak"]["fake"] > table["autocorr_peak"]["real"]
+    assert table["diversity"]["pixel_disagreement"]["fake"] == 0.0
+    assert table["diversity"]["pixel_disagreement"]["real"] > 0.2
+
+
+def test_mask_diversity_counts():
+    div = mask_diversity([_blobs(seed=s) for s in range(4)])
+    assert div["min_pixel_disagreement"] > 0.1 and div["n_mitochondria_std"] >= 0
+    with pytest.raises(ValueError):
+        mask_diversity([_blobs()])
