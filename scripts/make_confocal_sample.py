@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Render the synthetic wide-field sample shipped with ``bundles/confocal_enhance`` (its default inference input).
 
-The object is procedural (textured ellipsoidal nuclei, :func:`emgan_monai.workflows.confocal.procedural_nuclei`), not
+The object is procedural (textured ellipsoidal nuclei, :func:`emgan_monai.data.specimens.procedural_nuclei`), not
 real data; the wide-field image is simulated with the bundle's physics (Born & Wolf PSF, NA 1.2 water, 0.26 um pixels,
 300 photons at the brightest pixel, background 10 e-, read noise 2 e-, offset 100 ADU) and written as 16-bit TIFF.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emgan_monai.workflows.confocal import make_sample
+from emgan_monai.data.confocal_pairs import make_sample
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,6 @@
 """Tests of ``bundles/confocal_enhance``: every config end to end through ``python -m monai.bundle run`` on tiny
-synthetic data, and unit tests of :mod:`emgan_monai.workflows.confocal`.
+synthetic data, and unit tests of the pieces behind them (pair files, plane-wise inferer, dtype restoration, the
+evaluation table).
 
 The tiny stack is procedural (16 planes of 64 px, no real data); PSF grids, patches and networks are shrunk on the
 command line so that each bundle run takes a few seconds on one CPU thread.
@@ -25,15 +26,10 @@ from emgan_monai.losses import L1SSIMLoss
 from emgan_monai.networks import ResidualUNetGenerator
 from emgan_monai.transforms import ScalePercentiled
 from emgan_monai.evaluation.confocal import evaluate_methods
-from emgan_monai.workflows.confocal import (
-    InvertToInputDtyped,
-    PlanewiseInferer,
-    image_datalist,
-    make_sample,
-    occupied_planes,
-    prepare_pairs,
-    procedural_nuclei,
-)
+from emgan_monai.data.confocal_pairs import image_datalist, make_sample, occupied_planes, prepare_pairs
+from emgan_monai.data.specimens import procedural_nuclei
+from emgan_monai.inferers import PlanewiseInferer
+from emgan_monai.transforms import InvertToInputDtyped
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "confocal_enhance"

@@ -161,7 +161,7 @@ def evaluate_methods(
     networks : Mapping[str, nn.Module]
         Row name -> 2D network ``(B, 1, H, W) -> (B, 1, H, W)`` on percentile-normalised input.
     inferer : Inferer
-        How networks are applied (e.g. :class:`~emgan_monai.workflows.confocal.PlanewiseInferer`).
+        How networks are applied (e.g. :class:`~emgan_monai.inferers.PlanewiseInferer`).
     output_dir : str | os.PathLike
         Receives ``metrics.json`` and ``metrics.md``.
     device : str | torch.device

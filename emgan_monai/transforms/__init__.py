@@ -10,11 +10,14 @@
 - :class:`ScalePercentile` / :class:`ScalePercentiled`: CARE percentile normalisation that records its
   parameters; :class:`InvertPercentile` / :class:`InvertPercentiled` map outputs back to the original
   range and dtype.
+- :class:`InvertToInputDtyped`: a prediction back to the input file's intensity range and dtype;
+  :class:`PreviewPNGd`: ``input | output`` PNG previews beside the outputs.
 """
 
 from .camera_noise import RandCameraNoised
 from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
+from .output import InvertToInputDtyped, PreviewPNGd
 from .masks import DEFAULT_COLORS, ColorMaskToOneHot, ColorMaskToOneHotd, MaskToOneHot, MaskToOneHotd, OneHotToRGB, OneHotToRGBd
 
 __all__ = [
@@ -24,10 +27,12 @@ __all__ = [
     "PERCENTILE_KEY",
     "InvertPercentile",
     "InvertPercentiled",
+    "InvertToInputDtyped",
     "MaskToOneHot",
     "MaskToOneHotd",
     "OneHotToRGB",
     "OneHotToRGBd",
+    "PreviewPNGd",
     "RandAreaCrop",
     "RandAreaCropd",
     "RandCameraNoised",
