@@ -133,10 +133,22 @@ def test_synthesize_pairs_from_stack_writes_files(small_stack: Path, tmp_path: P
 
 
 def test_synthesize_pairs_uint16_and_gaussian(small_stack: Path, tmp_path: Path) -> None:
-    datalist = synthesize_pairs_from_stack(
-        small_stack, tmp_path / "g", planes=[4], psf_model="gaussian", psf_shape=(9, 15, 15), dtype="uint16"
-    )
-    assert tifffile.imread(datalist[0]["image"]).dtype == np.uint16
+    """``dtype="uint16"`` writes the float pair rounded and clipped; ``psf_model="gaussian"`` is really used."""
+    kw = dict(planes=[4], psf_shape=(9, 15, 15), seed=3)
+    as_u16 = synthesize_pairs_from_stack(small_stack, tmp_path / "g16", psf_model="gaussian", dtype="uint16", **kw)
+    as_f32 = synthesize_pairs_from_stack(small_stack, tmp_path / "g32", psf_model="gaussian", dtype="float32", **kw)
+    born = synthesize_pairs_from_stack(small_stack, tmp_path / "bw", psf_model="born_wolf", dtype="float32", **kw)
+    for key in ("image", "label"):
+        u16, f32 = tifffile.imread(as_u16[0][key]), tifffile.imread(as_f32[0][key])
+        assert u16.dtype == np.uint16 and f32.dtype == np.float32
+        # same seed, same pair: the 16-bit file is the float image rounded to the nearest count and clipped
+        np.testing.assert_array_equal(u16, np.clip(np.rint(f32), 0, 65535).astype(np.uint16))
+        assert u16.max() > u16.min()  # not a blank or saturated image
+    record = json.loads((tmp_path / "g16" / "pairs.json").read_text())
+    assert record["psf_model"] == "gaussian" and record["psf_shape"] == [9, 15, 15] and record["dtype"] == "uint16"
+    # the PSF model changes the wide-field image (same seed, same noise draws)
+    wf_gauss, wf_born = tifffile.imread(as_f32[0]["image"]), tifffile.imread(born[0]["image"])
+    assert not np.allclose(wf_gauss, wf_born)
 
 
 def test_synthesize_pairs_errors(small_stack: Path, tmp_path: Path) -> None:

@@ -105,6 +105,27 @@ def test_skip_patch_receptive_fields_3d():
     assert _sizes(_patch_box(d, x, (5, 5, 5))) == [70, 70, 70]
 
 
+def _conv_params(kernel: int, dims: int, c_in: int, c_out: int, bias: bool = True) -> int:
+    return kernel**dims * c_in * c_out + (c_out if bias else 0)
+
+
+def _skip_patch_params(dims: int, c_in: int, c: int, b: int | None = None) -> int:
+    """Parameter count of the skip-patch trunk, taps and head as tabulated in the class docstring.
+
+    Written out from the table (not from the class), instance norm without affine parameters.
+    """
+    b = c if b is None else b
+    trunk = [(4, c_in, c)] + [(3, c, c)] * 7 + [(4, c, 2 * c), (3, 2 * c, 2 * c), (3, 2 * c, 4 * c), (3, 4 * c, 4 * c)]
+    n = sum(_conv_params(k, dims, i, o) for k, i, o in trunk)
+    n += sum(_conv_params(1, dims, w, b) for w in (c, c, c, 4 * c))  # taps 16/20/32 (width c), 70 (width 4c)
+    return n + _conv_params(1, dims, 4 * b, 1)  # head
+
+
+def _patch_params(dims: int, c_in: int, c: int, rf: int) -> int:
+    widths = {70: [c_in, c, 2 * c, 4 * c, 8 * c, 1], 16: [c_in, c, 2 * c, 1]}[rf]
+    return sum(_conv_params(4, dims, i, o) for i, o in zip(widths[:-1], widths[1:]))
+
+
 def test_skip_patch_512_gives_64_and_param_count():
     d = SkipPatchDiscriminator(2, in_channels=3, channels=8)
     with torch.no_grad():
@@ -112,6 +133,10 @@ def test_skip_patch_512_gives_64_and_param_count():
         feats = d.forward_branches(torch.rand(1, 3, 64, 64))
     assert out.shape == (1, 1, 64, 64)
     assert all(f.shape == (1, 8, 8, 8) for f in feats.values()) and sorted(feats) == [16, 20, 32, 70]
+    # the layer table of the docstring, parameter for parameter (a wrong kernel, width or tap breaks it)
+    assert sum(p.numel() for p in d.parameters()) == _skip_patch_params(2, 3, 8) == 23265
+    d3 = SkipPatchDiscriminator(3, in_channels=1, channels=4, branch_channels=2)
+    assert sum(p.numel() for p in d3.parameters()) == _skip_patch_params(3, 1, 4, 2)
 
 
 @pytest.mark.parametrize("bad", [torch.rand(1, 3, 60, 64), torch.rand(1, 1, 64, 64), torch.rand(3, 64, 64)])
@@ -218,7 +243,8 @@ def test_pix2pix_unet_size_check_tanh_and_3d():
 # ----------------------------------------------------------------------------------------------------------
 
 
-def test_default_parameter_counts_below_25_mb():
+def test_default_parameter_counts_below_25_mb(tmp_path):
+    """Default 2D networks: the discriminators have exactly the documented layers, every weight file is < 25 MiB."""
     models = {
         "skip_patch(3ch)": build_discriminator("skip_patch", 2, 3),
         "patch70(3ch)": build_discriminator("patch70", 2, 3),
@@ -226,8 +252,15 @@ def test_default_parameter_counts_below_25_mb():
         "noise_to_mask": NoiseToMaskGenerator(),
         "pix2pix_unet": Pix2PixUNet(),
     }
+    expected = {"skip_patch(3ch)": _skip_patch_params(2, 3, 64), "patch70(3ch)": _patch_params(2, 3, 64, 70),
+                "patch16(3ch)": _patch_params(2, 3, 64, 16)}
+    assert expected["patch70(3ch)"] == 2_764_737  # pix2pix n_layers=3 with bias on every conv, no affine norm
     for name, m in models.items():
         n = sum(p.numel() for p in m.parameters())
-        mb = n * 4 / 2**20
-        print(f"{name}: {n} parameters, {mb:.1f} MiB fp32")
-        assert 0 < mb < 25, name
+        if name in expected:
+            assert n == expected[name], f"{name}: {n} parameters, the documented layers give {expected[name]}"
+        path = tmp_path / f"{name}.pt"
+        torch.save(m.state_dict(), path)
+        size_mib = path.stat().st_size / 2**20
+        print(f"{name}: {n} parameters, {size_mib:.1f} MiB on disk")
+        assert n * 4 / 2**20 <= size_mib < 25, name  # fp32 weights, and the file stays below the 25 MiB budget

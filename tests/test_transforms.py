@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor, set_track_meta
-from monai.transforms import AsDiscreted, Compose, RandFlipd, ScaleIntensityRangePercentiles
+from monai.transforms import AsDiscreted, Compose, ScaleIntensityRangePercentiles
 
 from emgan_monai.transforms.crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from emgan_monai.transforms.intensity import (
@@ -151,11 +151,19 @@ def test_dict_crop_inverse_through_compose():
 # ----------------------------------------------------------------------------- flips
 
 
-def test_monai_randflipd_flips_jointly():
-    img = ramp((6, 5))
-    out = RandFlipd(["image", "mask"], prob=1.0, spatial_axis=1)({"image": img, "mask": img.clone()})
-    assert torch.equal(out["image"].as_tensor(), torch.flip(img, dims=[2]))
-    assert torch.equal(out["image"].as_tensor(), out["mask"].as_tensor())
+@pytest.mark.parametrize("axes, dims", [((0, 1), [1, 2]), ((1,), [2]), ((0, 1, 2), [1, 2, 3])])
+def test_randflipsd_prob_one_flips_every_axis_prob_zero_none(axes, dims):
+    """``prob=1`` flips image and mask along exactly ``spatial_axes``; ``prob=0`` leaves them; inverse undoes it."""
+    img = ramp((4, 6, 5) if len(axes) == 3 else (6, 5))
+    data = {"image": img, "mask": img.clone() * 2}
+    out = RandFlipsd(["image", "mask"], prob=1.0, spatial_axes=axes)(data)
+    assert torch.equal(out["image"].as_tensor(), torch.flip(img, dims=dims))
+    assert torch.equal(out["mask"].as_tensor(), torch.flip(img, dims=dims) * 2)
+    flips = RandFlipsd(["image", "mask"], prob=1.0, spatial_axes=axes)
+    back = flips.inverse(flips(data))
+    assert torch.equal(back["image"].as_tensor(), img) and torch.equal(back["mask"].as_tensor(), img * 2)
+    same = RandFlipsd(["image", "mask"], prob=0.0, spatial_axes=axes)(data)
+    assert torch.equal(same["image"].as_tensor(), img) and torch.equal(same["mask"].as_tensor(), img * 2)
 
 
 def test_randflipsd_independent_axes_seeded_joint():
