@@ -21,6 +21,8 @@ import torch
 import yaml
 from monai.bundle import ConfigParser
 
+from emgan_monai.export.schema import SchemaError, validate_metadata_schema
+
 __all__ = [
     "REQUIRED_IO_FIELDS",
     "REQUIRED_METADATA_FIELDS",
@@ -501,7 +503,7 @@ def package_bundle(
         If a file the zoo requires (``configs/metadata.json``, ``LICENSE``, ``docs/README.md``,
         ``docs/data_license.txt``, ``models/model.pt``) is missing.
     MetadataError
-        If the metadata lacks required fields, or the TorchScript export differs from eager by more than ``atol``.
+        If the metadata lacks required fields or violates ``metadata_schema.json``, or the TorchScript export differs from eager by more than ``atol``.
     FileExistsError
         If the archive exists and ``overwrite`` is false.
     """
@@ -511,6 +513,10 @@ def package_bundle(
         raise FileNotFoundError(f"{bundle_dir}: cannot package, missing {missing}")
     meta = load_metadata(bundle_dir)
     check_metadata(meta, str(bundle_dir / "configs" / "metadata.json"))
+    try:
+        validate_metadata_schema(meta, where=str(bundle_dir / "configs" / "metadata.json"))
+    except SchemaError as e:
+        raise MetadataError(str(e)) from e
     name, version = meta["name"], meta["version"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
