@@ -66,6 +66,25 @@ def stage1_metrics(net: torch.nn.Module, real: torch.Tensor, num_samples: int, r
     return out
 
 
+def targets_met(row: dict) -> dict[str, bool]:
+    """The "Done when" criteria of issue 11 for one row of metrics (generated vs real)."""
+
+    def within(key: str, rel: float) -> bool:
+        real, fake = row[key]["real"], row[key]["fake"]
+        return bool(np.isfinite(fake) and abs(fake - real) <= rel * abs(real))
+
+    comp_r, comp_f = row["membrane_components"]["real"], row["membrane_components"]["fake"]
+    return {
+        "mitochondria_per_image_20pct": within("n_mitochondria", 0.2),
+        "mean_mito_area_20pct": within("pooled_mito_area", 0.2),
+        "membrane_fraction_20pct": within("membrane_fraction", 0.2),
+        "skeleton_components_2x": bool(comp_f > 0 and comp_r / 2 <= comp_f <= 2 * comp_r),
+        "holes_under_5pct": bool(row["hole_fraction"]["fake"] < 0.05),
+        "count_sd_at_least_half_real": bool(row["n_mitochondria_std"]["fake"] >= 0.5 * row["n_mitochondria_std"]["real"]),
+        "no_spectral_peak_above_real": bool(row["spectral_peak"]["fake_max"] <= row["spectral_peak"]["real_max"]),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run_dir", required=True, help="output_dir of the training run (holds checkpoints/)")
@@ -117,9 +136,14 @@ def main() -> None:
               {k: round(row[k]["fake"], 3) for k, _ in STATS}, flush=True)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        row["targets"] = targets_met(row)
+    first = {name: next(({"checkpoint": r["checkpoint"], "iteration": r["iteration"], "wall_s": r["wall_s"]}
+                         for r in rows if r["targets"][name]), None) for name in rows[0]["targets"]} if rows else {}
     with open(out / "curve.json", "w", encoding="utf-8") as f:
         json.dump({"run_dir": str(run), "resolution": args.resolution, "num_samples": args.num_samples,
-                   "seed": args.seed, "rows": rows}, f, indent=2)
+                   "seed": args.seed, "first_time_target_met": first, "rows": rows}, f, indent=2)
+    print(json.dumps(first, indent=1))
     _plot(rows, out / "curve.png")
 
 

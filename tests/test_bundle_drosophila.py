@@ -1,8 +1,8 @@
 """End-to-end tests of every config of ``bundles/drosophila_skip_patch`` through ``python -m monai.bundle run``.
 
 All runs use one tiny synthetic stack in the real folder layout (6 sections of 64 px; 4 training, 2 held-out) at
-resolution 64 (the smallest the mask generator supports: its latent is ``resolution // 64`` pixels wide); the
-training outputs are shared between tests through module-scoped fixtures.
+resolution 64 (stage 1 trains on 32 px crops of the 64 px sections, a 2 x 2 latent grid); the training outputs are
+shared between tests through module-scoped fixtures.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ BUNDLE = REPO / "bundles" / "drosophila_skip_patch"
 CONFIGS = BUNDLE / "configs"
 RES = 64
 TINY = ["--n_train", "4", "--n_val", "2", "--resolution", str(RES), "--discriminator_channels", "8"]
+#: stage 1: sections of RES px, crops of RES / 2 px, two iterations of batch 4
+TINY_MASK = ["--section_size", str(RES), "--crop_size", str(RES // 2), "--batch_size", "4", "--iterations_per_epoch", "2",
+             "--generator_channels", "[16, 8, 8, 8, 8]"]
 
 
 def bundle_run(config: str | list[str], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -65,7 +68,7 @@ def stack_dir(tmp_path_factory) -> Path:
 def stage1_run(stack_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stage1")
     bundle_run("train_mask.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
-               "--save_interval", "1", *TINY)
+               "--save_interval", "1", *TINY, *TINY_MASK)
     return out
 
 
@@ -85,13 +88,53 @@ def test_train_mask_writes_loadable_generator(stage1_run):
     weights = stage1_run / "model.pt"
     assert weights.is_file()
     assert (stage1_run / "checkpoints" / "checkpoint_final.pt").is_file()
-    net = _parsed("train_mask.json", "network_def", resolution=RES)
+    net = _parsed("train_mask.json", "network_def", generator_channels=[16, 8, 8, 8, 8])
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    latent = _parsed("train_mask.json", "latent_shape", resolution=RES)
+    latent = _parsed("train_mask.json", "latent_shape", crop_size=RES)
     with torch.no_grad():
         out = net(torch.randn(2, *latent))
     assert out.shape == (2, 3, RES, RES)
     torch.testing.assert_close(out.sum(1), torch.ones(2, RES, RES))
+    # the full checkpoint holds everything needed to continue: generator, EMA, discriminator, optimisers, step
+    ckpt = torch.load(stage1_run / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert {"generator", "g_ema", "discriminator", "g_optimizer", "d_optimizer", "trainer", "rng"} <= set(ckpt)
+    assert ckpt["trainer"]["iteration"] == 2
+
+
+def test_train_mask_finetunes_from_a_full_checkpoint(stack_dir, stage1_run, tmp_path):
+    """``--init_checkpoint`` starts a new run (new data, step 0) from the weights and optimisers of a checkpoint."""
+    out = tmp_path / "finetune"
+    init = stage1_run / "checkpoints" / "checkpoint_final.pt"
+    bundle_run("train_mask.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
+               "--init_checkpoint", str(init), *TINY, *TINY_MASK)
+    before = torch.load(init, map_location="cpu", weights_only=True)
+    after = torch.load(out / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert after["trainer"]["iteration"] == 2  # a new run ...
+    key = next(k for k in before["generator"] if k.endswith("weight"))
+    moved = (after["generator"][key] - before["generator"][key]).abs().max()
+    fresh = _parsed("train_mask.json", "network_def", generator_channels=[16, 8, 8, 8, 8]).state_dict()[key]
+    assert 0 < moved < (fresh - before["generator"][key]).abs().max()  # ... that continued from the checkpoint
+
+
+def test_evaluation_and_training_share_the_mask_transforms():
+    """evaluate.json must see the masks that train_mask.json trains on (area downsampling + argmax, same thresholds)."""
+    train = json.loads((CONFIGS / "train_mask.json").read_text())
+    evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
+    assert train["mask_preprocessing"] == evaluate["mask_preprocessing"]
+    assert evaluate["section_size"] == "@resolution"
+    for name in ("inference.json", "evaluate.json"):
+        cfg = json.loads((CONFIGS / name).read_text())
+        assert cfg["mask_network_def"] == train["network_def"]
+        for key in ("latent_channels", "latent_stride", "generator_channels"):
+            assert cfg[key] == train[key], (name, key)
+
+
+def test_paper_recipe_config_trains(stack_dir, tmp_path):
+    out = tmp_path / "paper"
+    bundle_run("train_mask_paper.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
+               *TINY)
+    net = _parsed("train_mask_paper.json", "network_def", resolution=RES)
+    net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
 
 
 def test_train_em_and_resume(stage2_runs):
@@ -187,6 +230,36 @@ def test_inference_with_shipped_weights(tmp_path):
     bundle_run("inference.json", "--output_dir", str(out))
     assert len(list(out.glob("em_*.tif"))) == 16 and len(list(out.glob("mask_*.png"))) == 16
     assert (out / "montage.png").is_file()
+
+
+#: bounds for the shipped stage-1 generator, from the real masks of stack 1 at 256 px (area + argmax): pairwise
+#: pixel disagreement between real sections 0.33-0.37, strongest spectral peak / radial mean 11-14 (mean 11.5),
+#: autocorrelation at shifts >= 12 px 0.20-0.31; an exact tiling scores ~1 and hundreds.
+MIN_DISAGREEMENT = 0.15
+MAX_SPECTRAL_PEAK = 25.0
+MAX_AUTOCORR = 0.6
+
+
+@pytest.mark.skipif(not (BUNDLE / "models" / "mask_generator.pt").is_file(),
+                    reason="shipped stage-1 weights not in bundles/drosophila_skip_patch/models/")
+def test_shipped_mask_generator_is_not_collapsed():
+    """Samples of different seeds must differ like real sections do, and no sample may be a periodic tiling."""
+    from emgan_monai.metrics.mask_structure import mask_diversity, mask_periodicity
+    from emgan_monai.workflows.drosophila import generate
+
+    net = _parsed("inference.json", "mask_network_def")
+    net.load_state_dict(torch.load(BUNDLE / "models" / "mask_generator.pt", map_location="cpu", weights_only=True))
+    latent = _parsed("inference.json", "latent_shape")
+    masks, _ = generate(net, None, 8, latent, seed=123)
+    assert masks.shape == (8, 3, 256, 256)
+    div = mask_diversity(list(masks.numpy()))
+    assert div["min_pixel_disagreement"] > MIN_DISAGREEMENT, div
+    per = [mask_periodicity(m) for m in masks.numpy()]
+    assert max(p["spectral_peak"] for p in per) < MAX_SPECTRAL_PEAK, per
+    assert max(p["autocorr_peak"] for p in per) < MAX_AUTOCORR, per
+    # every class is present in every sample (a collapse to background passes the tests above)
+    fractions = masks.mean((2, 3))
+    assert torch.all(fractions[:, 0] > 0.01) and torch.all(fractions[:, 1] > 0.05), fractions
 
 
 def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, tmp_path):

@@ -127,16 +127,16 @@ def test_diffaugment_is_reproducible_and_differentiable():
 
 
 def test_fewshot_trainer_updates_d_g_and_ema():
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    from emgan_monai.engines.fewshot import FewShotGANTrainer
+    from emgan_monai.engines.fewshot import FewShotGANTrainer, ema_multi_avg_fn
 
     torch.manual_seed(0)
     real = torch.nn.functional.one_hot(torch.randint(0, 3, (8, 16, 16)), 3).movedim(-1, 1).float()
     loader = torch.utils.data.DataLoader([{"label": r} for r in real], batch_size=4)
     g = LatentGridMaskGenerator(latent_channels=4, channels=(8, 4))
     d = build_discriminator("skip_patch", 2, 3, channels=4, norm=None, spectral_norm=True, minibatch_std_group=2)
-    ema = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
+    ema = AveragedModel(g, multi_avg_fn=ema_multi_avg_fn(0.5), use_buffers=True)
     g0 = [p.detach().clone() for p in g.parameters()]
     d0 = [p.detach().clone() for p in d.parameters()]
     for mode in ("blur", "straight_through"):
@@ -236,3 +236,18 @@ def test_mask_diversity_counts():
     assert div["min_pixel_disagreement"] > 0.1 and div["n_mitochondria_std"] >= 0
     with pytest.raises(ValueError):
         mask_diversity([_blobs()])
+
+
+def test_ema_multi_avg_fn_warms_up_and_copies_counters():
+    from emgan_monai.engines.fewshot import ema_multi_avg_fn
+
+    fn = ema_multi_avg_fn(0.99)
+    ema, cur = [torch.zeros(3), torch.tensor(0)], [torch.ones(3), torch.tensor(7)]
+    fn(ema, cur, 0)  # first update: decay min(0.99, 1 / 10) = 0.1
+    torch.testing.assert_close(ema[0], torch.full((3,), 0.9))
+    assert int(ema[1]) == 7
+    ema2 = [torch.zeros(3)]
+    ema_multi_avg_fn(0.99, warmup=False)(ema2, [torch.ones(3)], 0)
+    torch.testing.assert_close(ema2[0], torch.full((3,), 0.01))
+    with pytest.raises(ValueError):
+        ema_multi_avg_fn(1.0)

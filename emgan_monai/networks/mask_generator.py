@@ -131,10 +131,20 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
 
 
-class _GridBlock(nn.Module):
-    """``[upsample x2] -> (conv3 -> noise -> LeakyReLU -> PixelNorm) x 2``."""
+def _norm_layer(norm: str | None, channels: int, spatial_dims: int) -> nn.Module:
+    if norm is None or norm == "none":
+        return nn.Identity()
+    if norm == "pixel":
+        return PixelNorm()
+    if norm == "batch":
+        return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels)
+    raise ValueError(f"norm must be 'batch', 'pixel' or None, got {norm!r}.")
 
-    def __init__(self, spatial_dims: int, c_in: int, c_out: int, upsample: bool) -> None:
+
+class _GridBlock(nn.Module):
+    """``[upsample x2] -> (conv3 -> noise -> norm -> LeakyReLU) x 2``."""
+
+    def __init__(self, spatial_dims: int, c_in: int, c_out: int, upsample: bool, norm: str | None = "batch") -> None:
         super().__init__()
         self.upsample = upsample
         self.mode = "bilinear" if spatial_dims == 2 else "trilinear"
@@ -143,8 +153,8 @@ class _GridBlock(nn.Module):
             layers += [
                 Convolution(spatial_dims, c_in if i == 0 else c_out, c_out, kernel_size=3, padding=1, conv_only=True),
                 NoiseInjection(c_out, spatial_dims),
+                _norm_layer(norm, c_out, spatial_dims),
                 nn.LeakyReLU(0.2),
-                PixelNorm(),
             ]
         self.body = nn.Sequential(*layers)
 
@@ -161,13 +171,14 @@ class LatentGridMaskGenerator(nn.Module):
     tiling when the generator ignores its latent), every latent pixel here is an independent code for one
     ``f x f`` cell (``f = 2 ** (len(channels) - 1)``), neighbouring codes are mixed by 3x3 convolutions at every
     scale, and per-pixel noise is injected after every convolution, so two cells of one sample, and two samples,
-    differ even when the latent codes are similar. Upsampling is bilinear (no transposed-convolution checkerboard),
-    normalisation is per pixel (:class:`PixelNorm`: no batch or image statistics, so the network is fully
-    convolutional and a larger latent grid gives a larger mask with the same statistics).
+    differ even when the latent codes are similar. Upsampling is bilinear (no transposed-convolution checkerboard).
+    Normalisation is batch norm by default: it keeps every feature channel spatially varied (with per-pixel
+    normalisation, :class:`PixelNorm`, the Drosophila generator drifted to spatially constant logits whose arg-max
+    flipped between whole classes); in ``eval()`` mode it uses running statistics, so the network is fully
+    convolutional and a larger latent grid gives a larger mask with the same statistics.
 
     Layout (``c = channels``): ``z (B, latent_channels, h, w) -> block(c[0]) at h x w -> [upsample x2 ->
-    block(c[i])] for i >= 1 -> 1x1 conv -> softmax``; each block is two (3x3 conv, noise, LeakyReLU 0.2,
-    PixelNorm).
+    block(c[i])] for i >= 1 -> 1x1 conv -> softmax``; each block is two (3x3 conv, noise, norm, LeakyReLU 0.2).
 
     Parameters
     ----------
@@ -180,6 +191,8 @@ class LatentGridMaskGenerator(nn.Module):
     channels
         Widths from the coarsest to the finest scale; the output is ``2 ** (len(channels) - 1)`` times the latent
         grid per axis.
+    norm
+        ``"batch"`` (default), ``"pixel"`` or ``None``.
 
     Examples
     --------
@@ -194,6 +207,7 @@ class LatentGridMaskGenerator(nn.Module):
         latent_channels: int = 16,
         out_channels: int = 3,
         channels: Sequence[int] = (128, 96, 64, 32, 16),
+        norm: str | None = "batch",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -208,7 +222,7 @@ class LatentGridMaskGenerator(nn.Module):
         blocks = []
         c_in = self.latent_channels
         for i, c in enumerate(channels):
-            blocks.append(_GridBlock(spatial_dims, c_in, int(c), upsample=i > 0))
+            blocks.append(_GridBlock(spatial_dims, c_in, int(c), upsample=i > 0, norm=norm))
             c_in = int(c)
         self.blocks = nn.Sequential(*blocks)
         self.head = Convolution(spatial_dims, c_in, out_channels, kernel_size=1, padding=0, conv_only=True)
