@@ -115,19 +115,46 @@ def test_bit_exact_resume(mode, tmp_path):
 
 
 def test_wasserstein_clip():
+    """Original WGAN: every critic weight is clamped to [-c, c] after each critic step (biases are not clipped)."""
     trainer, save_dict = build("unconditional", max_epochs=1, adv_loss="wasserstein", clip_value=0.01, d_steps=2)
     trainer.run()
-    assert all(p.abs().max() <= 0.01 + 1e-8 for p in save_dict["d"].parameters())
+    weights = [p for n, p in save_dict["d"].named_parameters() if n.endswith("weight")]
+    assert weights and all(float(w.abs().max()) <= 0.01 + 1e-8 for w in weights)
+    # the clamp was active: the initial weights (~U(-0.25, 0.25)) end exactly on the bound
+    assert any(bool((w.abs() == 0.01).any()) for w in weights)
     assert np.isfinite(trainer.state.output["d_loss"])
 
 
-def test_wasserstein_gradient_penalty():
-    trainer, save_dict = build("paired", max_epochs=1, adv_loss="wasserstein", gp_weight=10.0)
+def test_wasserstein_gradient_penalty_value():
+    """WGAN-GP on a linear critic ``D(x) = <w, x> + b``: its input gradient is ``w`` everywhere, so the reported
+    ``gp`` must be ``(||w|| - 1)^2`` whatever the interpolation, and ``d_loss = -D(real) + D(fake) + 10 gp``."""
+    torch.manual_seed(0)
+    g = _gen(1, 1)
+    critic = nn.Conv2d(2, 1, 16)  # (B, 2, 16, 16) -> (B, 1, 1, 1): one linear score per pair
+    with torch.no_grad():
+        critic.weight.mul_(2.5 / critic.weight.norm())  # ||w|| = 2.5 -> gp = 1.5^2 = 2.25
+    w0, b0 = critic.weight.detach().clone(), critic.bias.detach().clone()
+    g0 = _gen(1, 1)
+    g0.load_state_dict(g.state_dict())
+    loader = DataLoader(_data("paired"), batch_size=BATCH, shuffle=False)
+    trainer = PairedGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
+                               g_optimizer=torch.optim.Adam(g.parameters()), d_network=critic,
+                               d_optimizer=torch.optim.Adam(critic.parameters()), adv_loss="wasserstein",
+                               gp_weight=10.0, epoch_length=1, seed=7)
     trainer.run()
     out = scalars(trainer.state.output)
-    assert out["gp"] > 0 and np.isfinite(out["gp"])
-    # d_loss = d_real + d_fake + 10 * gp (no 0.5 factor for Wasserstein)
-    assert out["d_loss"] == pytest.approx(out["d_real"] + out["d_fake"] + 10.0 * out["gp"], rel=1e-5)
+    assert out["gp"] == pytest.approx(2.25, rel=1e-5)
+    # the critic terms recomputed from the initial networks on the first batch
+    batch = next(iter(loader))
+    x, y = batch["image"], batch["label"]
+    with torch.no_grad():
+        score = lambda a, b: torch.nn.functional.conv2d(torch.cat([a, b], 1), w0, b0).mean()  # noqa: E731
+        d_real, d_fake = float(-score(x, y)), float(score(x, g0(x)))
+    assert out["d_real"] == pytest.approx(d_real, rel=1e-4, abs=1e-5)
+    assert out["d_fake"] == pytest.approx(d_fake, rel=1e-4, abs=1e-5)
+    assert out["d_loss"] == pytest.approx(d_real + d_fake + 10.0 * 2.25, rel=1e-5)
+    # the penalty acted on the critic: with ||w|| > 1 the step shrinks w (Adam moves every weight by ~lr)
+    assert float(critic.weight.norm()) < 2.5
 
 
 def test_d_steps_updates_critic_more():
@@ -251,18 +278,93 @@ def test_random_state_round_trip():
     assert torch.equal(rng.randn((5,)), a)
 
 
-def test_ddp_wrapped_networks(tmp_path):
+def _paired_trainer(loader, max_epochs: int, wrap=lambda m: m):
+    """Paired trainer on the tiny networks of :func:`build`, optionally wrapping each network (e.g. in DDP)."""
+    torch.manual_seed(0)
+    g, d = wrap(_gen(1, 1)), wrap(_disc(2))
+    g_opt = torch.optim.Adam(g.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(d.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    trainer = PairedGANTrainer(device="cpu", max_epochs=max_epochs, train_data_loader=loader, g_network=g,
+                               g_optimizer=g_opt, d_network=d, d_optimizer=d_opt, seed=7)
+    return trainer, {"g": g, "d": d, "g_opt": g_opt, "d_opt": d_opt, "trainer": trainer, "rng": trainer.rng}
+
+
+def _bare_weights(save_dict) -> dict[str, torch.Tensor]:
+    return {f"{k}.{n}": p.detach().clone() for k in ("g", "d")
+            for n, p in getattr(save_dict[k], "module", save_dict[k]).state_dict().items()}
+
+
+def _ddp_worker(rank: int, world: int, tmp: str, max_epochs: int) -> None:
+    """One rank of a 2-process gloo run: DDP-wrapped networks, a DistributedSampler, rank 0 writes checkpoints."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.utils.data.distributed import DistributedSampler
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    from emgan_monai.handlers.checkpoint import AtomicCheckpointSaver
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/pg", rank=rank, world_size=world)
     try:
-        torch.manual_seed(0)
-        g, d = DDP(_gen(1, 1)), DDP(_disc(2))
-        loader = DataLoader(_data("paired"), batch_size=BATCH)
-        trainer = PairedGANTrainer("cpu", 1, loader, g, torch.optim.Adam(g.parameters()), d,
-                                   torch.optim.Adam(d.parameters()), adv_loss="least_squares")
+        data = _data("paired")
+        sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=False)  # rank r: items r, r + 2
+        trainer, save = _paired_trainer(DataLoader(data, batch_size=BATCH, sampler=sampler), max_epochs, wrap=DDP)
+        # built on every rank (ignite's saver gathers the host names of all ranks once), attached on rank 0 only,
+        # as the bundles' multi_gpu_train.json do
+        saver = AtomicCheckpointSaver(os.path.join(tmp, "ckpt"), save, save_interval=1, n_saved=None)
+        if rank == 0:
+            saver.attach(trainer)
         trainer.run()
-        assert trainer.state.iteration == 2 and np.isfinite(trainer.state.output["g_loss"])
+        torch.save(_bare_weights(save), os.path.join(tmp, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+def test_ddp_two_ranks_match_one_process_and_resume_on_one_device(tmp_path):
+    """Two gloo ranks with half a batch each train exactly like one process on the whole batch (DDP averages the
+    gradients of the per-rank mean losses), and rank 0's checkpoint holds bare (un-prefixed) state dicts that a
+    single-device run without DDP resumes from, ending where the uninterrupted runs end."""
+    import shutil
+
+    import torch.multiprocessing as mp
+
+    from emgan_monai.handlers.checkpoint import load_checkpoint
+    from emgan_monai.handlers.resume import ResumeFromLatest
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path), 2), nprocs=2, join=True)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for k, v in rank0.items():
+        torch.testing.assert_close(rank1[k], v, rtol=0, atol=0)  # the ranks stay in sync
+
+    whole_batch = DataLoader(_data("paired"), batch_size=2 * BATCH, shuffle=False)
+    single, single_dict = _paired_trainer(whole_batch, max_epochs=2)
+    single.run()
+    expected = _bare_weights(single_dict)
+    for k, v in expected.items():
+        torch.testing.assert_close(rank0[k], v, rtol=1e-5, atol=1e-6, msg=f"DDP differs from one process at {k}")
+
+    (epoch1,) = (tmp_path / "ckpt").glob("*epoch=1.pt")
+    ckpt = load_checkpoint(epoch1)
+    for net in ("g", "d"):
+        assert set(ckpt[net]) == set(_gen(1, 1).state_dict() if net == "g" else _disc(2).state_dict())
+    resume_dir = tmp_path / "resume"
+    resume_dir.mkdir()
+    shutil.copy(epoch1, resume_dir / epoch1.name)
+    resumed, resumed_dict = _paired_trainer(whole_batch, max_epochs=2)  # plain modules, no process group
+    ResumeFromLatest(resume_dir, resumed_dict).attach(resumed)
+    resumed.run()
+    assert resumed.state.epoch == 2 and resumed.state.iteration == 2
+    for k, v in _bare_weights(resumed_dict).items():
+        torch.testing.assert_close(v, rank0[k], rtol=1e-5, atol=1e-6, msg=f"resume on one device differs at {k}")
+    # a checkpoint written from the wrappers' own state_dict() ("module." keys) resumes on one device as well
+    prefixed = dict(ckpt)
+    for net in ("g", "d"):
+        prefixed[net] = {f"module.{k}": v for k, v in ckpt[net].items()}
+    prefixed_dir = tmp_path / "prefixed"
+    prefixed_dir.mkdir()
+    torch.save(prefixed, prefixed_dir / epoch1.name)
+    again, again_dict = _paired_trainer(whole_batch, max_epochs=2)
+    ResumeFromLatest(prefixed_dir, again_dict).attach(again)
+    again.run()
+    for k, v in _bare_weights(again_dict).items():
+        torch.testing.assert_close(v, rank0[k], rtol=1e-5, atol=1e-6)

@@ -20,7 +20,7 @@ from torch.optim import Optimizer
 from emgan_monai.errors import CheckpointError, DataError, NonFiniteLossError
 from emgan_monai.losses.adversarial import AdversarialLoss, clip_weights, gradient_penalty
 
-from .utils import RandomState
+from .utils import FullPassLoader, RandomState
 
 __all__ = ["AdversarialTrainer", "CriticPair"]
 
@@ -208,7 +208,11 @@ class AdversarialTrainer(Trainer):
         self.optim_set_to_none = optim_set_to_none
         self.rng = RandomState(seed)
         self.rng.register_data_loader(train_data_loader)
-        self.add_event_handler(Events.EPOCH_COMPLETED, self._drop_finished_data_iterator)
+        self._train_loader = train_data_loader
+        try:
+            self._full_pass_loader: FullPassLoader | None = FullPassLoader(train_data_loader)
+        except TypeError:  # an iterable without a length: never wrapped
+            self._full_pass_loader = None
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.check_inputs = bool(check_inputs)
         self.scaler_g = torch.amp.GradScaler("cuda") if use_amp else None
@@ -277,24 +281,6 @@ class AdversarialTrainer(Trainer):
         if isinstance(value, MetaTensor):
             value = value.as_tensor()
         return value.to(self.state.device, non_blocking=self.non_blocking, **self.to_kwargs)
-
-    def _drop_finished_data_iterator(self, engine: AdversarialTrainer) -> None:
-        """Discard the data iterator after a full pass, so the next epoch starts a fresh one.
-
-        ignite keeps the iterator and only learns that it is exhausted when the next epoch calls ``next`` on it;
-        for a shuffling ``DataLoader`` that call runs the tail of ``RandomSampler.__iter__``, which draws one more
-        ``randperm`` from the loader's generator. A run resumed from a checkpoint saved at the end of the epoch
-        has no such iterator and skips that draw, so every later epoch would see a different order. Dropping the
-        exhausted iterator here (ignite then calls ``iter(loader)`` at the next epoch, as after a resume) makes both
-        runs draw the same numbers. Epochs shorter than the loader (``epoch_length < len(loader)``) keep ignite's
-        behaviour of continuing the iterator.
-        """
-        try:
-            full_pass = engine.state.epoch_length == len(engine.data_loader)  # type: ignore[arg-type]
-        except TypeError:  # an iterable without a length
-            return
-        if full_pass:
-            engine._dataloader_iter = None
 
     def check_finite(self, name: str, loss: torch.Tensor, components: Mapping[str, Any]) -> None:
         """Raise :class:`~emgan_monai.errors.NonFiniteLossError` if ``loss`` is NaN/Inf (``stop_on_nonfinite``).
@@ -404,5 +390,21 @@ class AdversarialTrainer(Trainer):
         return engine.state.output
 
     def run(self) -> None:  # type: ignore[override]
-        """Train; calling it again continues from the current state. The GradScalers persist across calls."""
-        Workflow.run(self)
+        """Train; calling it again continues from the current state. The GradScalers persist across calls.
+
+        When an epoch is one full pass over a sized loader (``epoch_length == len(train_data_loader)``), ignite is
+        given the loader wrapped in :class:`~emgan_monai.engines.utils.FullPassLoader`, whose iterator ends after
+        the pass without drawing the extra shuffle that a second ``next`` on an exhausted ``DataLoader`` iterator
+        would; a run resumed at an epoch boundary then sees the same data order as an uninterrupted one. Shorter
+        epochs keep ignite's behaviour of continuing the iterator across epochs.
+        """
+        loader = self._train_loader
+        try:
+            full_pass = self.state.epoch_length == len(loader)
+        except TypeError:  # an iterable without a length
+            full_pass = False
+        self.data_loader = self._full_pass_loader if full_pass else loader
+        try:
+            Workflow.run(self)
+        finally:
+            self.data_loader = loader

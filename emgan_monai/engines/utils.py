@@ -10,7 +10,48 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["RandomState", "DataLoaderRandomState", "ImagePool", "LinearDecayLR", "scalars"]
+__all__ = ["RandomState", "DataLoaderRandomState", "FullPassLoader", "ImagePool", "LinearDecayLR", "scalars"]
+
+
+class FullPassLoader:
+    """A sized iterable (e.g. a ``DataLoader``) whose iterators stop after one full pass by themselves.
+
+    ignite keeps a data iterator across epochs and learns that it is exhausted only when the next epoch calls
+    ``next`` on it once more. For a shuffling ``DataLoader`` that extra call runs the tail of
+    ``RandomSampler.__iter__``, which draws one more ``randperm`` from the loader's generator; a run resumed from a
+    checkpoint saved at the end of an epoch has no such iterator and skips that draw, so every later epoch would see
+    a different order. An iterator of this wrapper yields ``len(loader)`` batches from ``iter(loader)`` and then ends
+    without asking the loader's iterator again, so a continued and a resumed run draw the same numbers. ignite then
+    calls ``iter()`` on the wrapper at the next epoch through its public data protocol (``Engine.run(data)``).
+
+    Everything else (``len``, ``sampler``, ``dataset``, ``batch_size``, ``generator``...) is the wrapped loader's.
+
+    Parameters
+    ----------
+    loader
+        Any iterable with ``__len__``; each ``iter(loader)`` starts a new pass.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        len(loader)  # a TypeError here: only sized loaders can be wrapped
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):  # a generator: iter(loader) runs at the first next(), when ignite asks for the first batch
+        n = len(self.loader)
+        if n == 0:
+            return
+        for i, batch in enumerate(self.loader):
+            yield batch
+            if i + 1 >= n:
+                return
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "loader":  # not set yet (copy/pickle): do not recurse
+            raise AttributeError(name)
+        return getattr(self.loader, name)
 
 
 class _Stateful(Protocol):

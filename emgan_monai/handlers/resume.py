@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from emgan_monai.handlers.checkpoint import checkpoint_summary, is_complete_checkpoint, load_checkpoint
 
@@ -107,6 +109,7 @@ class ResumeFromLatest:
         first = next(iter(self.load_dict))
         if len(self.load_dict) == 1 and first not in checkpoint:  # a bare state dict for a single object
             checkpoint = {first: checkpoint}
+        checkpoint = _bare_module_states(self.load_dict, checkpoint)
         prior_max_epochs = engine.state.max_epochs
         Checkpoint.load_objects(to_load=self.load_dict, checkpoint=checkpoint, strict=True)
         if prior_max_epochs is not None and engine.state.epoch > prior_max_epochs:
@@ -118,3 +121,21 @@ class ResumeFromLatest:
         self._checkpoint = None  # free the memory
         logger.info("resume: restored %s at epoch %d, iteration %d", self.loaded_from, engine.state.epoch,
                     engine.state.iteration)
+
+
+def _bare_module_states(load_dict: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """Strip the ``module.`` prefix of network entries written from a ``DistributedDataParallel``/``DataParallel``
+    wrapper's own ``state_dict()`` (ignite's savers already store the bare module), so that such a checkpoint of a
+    multi-GPU run resumes into plain networks on one device. Entries for wrapped networks are left as they are:
+    ignite unwraps those on loading."""
+    out = dict(checkpoint)
+    for key, obj in load_dict.items():
+        state = out.get(key)
+        wrapped = isinstance(obj, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
+        if isinstance(obj, torch.nn.Module) and not wrapped and isinstance(state, Mapping) and state and all(
+            isinstance(k, str) and k.startswith("module.") for k in state
+        ):
+            state = dict(state)
+            consume_prefix_in_state_dict_if_present(state, "module.")
+            out[key] = state
+    return out
