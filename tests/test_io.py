@@ -382,18 +382,20 @@ def test_truncated_tiff_raises_naming_file(tmp_path: Path, kind: str) -> None:
         TiffReader().read(bad)
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(bad)
-    # LoadImage() selects TiffReader by suffix and lets its error through (with an explicit
-    # reader=..., MONAI would fall back to other readers, e.g. PIL reading the first page)
-    with pytest.raises(ImageReadError, match=f"truncated_{kind}.tif"):
-        LoadImage()(bad)
+    # LoadImage() selects TiffReader by suffix and lets its error through; with an explicit reader (name, dotted
+    # path or instance) MONAI would fall back to PIL, so the error comes from get_data and still names the file
+    for reader in (None, "TiffReader", "emgan_monai.io.TiffReader", TiffReader()):
+        with pytest.raises(ImageReadError, match=f"truncated_{kind}.tif"):
+            LoadImage(reader=reader)(bad)
 
 
 def test_truncated_and_corrupt_mrc_raise_naming_file(mrc10, tmp_path: Path) -> None:
     bad = _truncate(mrc10[0])
     with pytest.raises(ImageReadError, match="truncated_map10.mrc"):
         MRCReader().read(bad)
-    with pytest.raises(ImageReadError, match="truncated_map10.mrc"):
-        LoadImage()(bad)
+    for reader in (None, "MRCReader", MRCReader()):
+        with pytest.raises(ImageReadError, match="truncated_map10.mrc"):
+            LoadImage(reader=reader)(bad)
     junk = tmp_path / "junk.mrc"
     junk.write_bytes(b"\x01" * 2000)
     with pytest.raises(ImageReadError, match="junk.mrc"):
@@ -415,3 +417,19 @@ def test_missing_empty_and_unsupported_files(tmp_path: Path) -> None:
         read_image(tmp_path / "bad.png")
     Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / "ok.png")
     assert read_image(tmp_path / "ok.png")[0].shape == (3, 3)
+
+
+def test_truncated_png_with_explicit_reader_names_file(tmp_path: Path) -> None:
+    """``LoadImage(reader="PNGReader")`` on a truncated PNG: no bare PIL ``OSError``, an error naming the file."""
+    from emgan_monai.io import PNGReader
+
+    good = tmp_path / "cells.png"
+    Image.fromarray((np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)).save(good)
+    bad = _truncate(good)
+    for reader in (None, "PNGReader", PNGReader()):
+        with pytest.raises(ImageReadError, match="truncated_cells.png"):
+            LoadImage(reader=reader)(bad)
+    with pytest.raises(ImageReadError, match="truncated_cells.png"):
+        PNGReader().read(bad)  # called directly, read() raises at once
+    np.testing.assert_array_equal(np.asarray(LoadImage(reader="PNGReader", image_only=True)(good)).T,
+                                  np.asarray(Image.open(good)))

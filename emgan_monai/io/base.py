@@ -13,15 +13,21 @@ Physical units: MRC voxel sizes are in Angstrom; TIFF voxel sizes are in the uni
 
 Loading strictly: ``LoadImage()`` (no ``reader=``) picks these readers by suffix once
 :mod:`emgan_monai.io` is imported and lets their :class:`~emgan_monai.io.errors.ImageReadError`
-through. With an explicit ``reader=``, MONAI falls back to its other readers when that reader
-fails, and PIL would then read the first page of a corrupt TIFF stack without complaint.
+through. With an explicit ``reader=`` (a name or an instance), MONAI catches any exception of the
+reader's ``read`` and falls back to its other readers; PIL would then open a truncated TIFF or PNG
+lazily and fail later with a bare ``OSError: image file is truncated`` that names no file. So, when
+called by ``LoadImage``, the readers' ``read`` returns a :class:`FailedRead` instead of raising, and
+their ``get_data`` (which ``LoadImage`` calls outside its fallback loop) raises the
+:class:`~emgan_monai.io.errors.ImageReadError` naming the file (:func:`read_or_defer`). Called
+directly, ``read`` raises as usual.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,9 @@ from emgan_monai.io.errors import ImageFileNotFoundError, ImageReadError, ImageT
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
+    "FailedRead",
+    "raise_failed_reads",
+    "read_or_defer",
     "atomic_write",
     "check_image_size",
     "check_readable",
@@ -177,6 +186,62 @@ def check_image_size(
             f"of {limit:,} bytes (a corrupt header, or raise the limit with EMGAN_MAX_IMAGE_BYTES / max_bytes=)",
         )
     return nbytes
+
+
+class FailedRead:
+    """Result of a reader's ``read`` inside MONAI's ``LoadImage`` when the file could not be read.
+
+    Attributes
+    ----------
+    error : ImageReadError
+        The error, naming the file; the reader's ``get_data`` raises it (:func:`raise_failed_reads`).
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ImageReadError) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"FailedRead({self.error})"
+
+
+def _load_image_code():
+    from monai.transforms.io.array import LoadImage
+
+    return LoadImage.__call__.__code__
+
+
+def read_or_defer(read: Callable[[], Any]) -> Any:
+    """Run ``read()``; if it raises :class:`ImageReadError` and the reader's ``read`` (the caller of this function)
+    was called by MONAI's ``LoadImage``, return :class:`FailedRead` so that MONAI does not swallow the error and
+    fall back to a lenient reader; the reader's ``get_data`` then raises it. Any other caller gets the error.
+
+    Parameters
+    ----------
+    read
+        A call without arguments that reads one file (e.g. ``lambda: read_tiff(name)``).
+    """
+    try:
+        return read()
+    except ImageReadError as e:
+        # the reader's read() is at most a few frames up (a comprehension may add one); LoadImage.__call__ right above
+        frame = sys._getframe(1) if hasattr(sys, "_getframe") else None
+        code = _load_image_code()
+        for _ in range(4):
+            if frame is None:
+                break
+            if frame.f_code is code:
+                return FailedRead(e)
+            frame = frame.f_back
+        raise
+
+
+def raise_failed_reads(img: Any) -> None:
+    """Raise the error of the first :class:`FailedRead` in ``img`` (one image or a sequence of images)."""
+    for item in img if isinstance(img, (list, tuple)) else (img,):
+        if isinstance(item, FailedRead):
+            raise item.error
 
 
 def check_readable(filename: PathLike) -> Path:

@@ -31,6 +31,8 @@ from emgan_monai.io.base import (
     cast_array,
     check_image_size,
     check_readable,
+    raise_failed_reads,
+    read_or_defer,
     spatial_meta,
     unit_scale,
 )
@@ -285,11 +287,13 @@ class MRCReader(ImageReader):
         """Read one file or a list of files into :class:`MRCImage` objects."""
         permissive = kwargs.pop("permissive", self.permissive)
         max_bytes = kwargs.pop("max_bytes", self.max_bytes)
-        images = [read_mrc(name, permissive=permissive, max_bytes=max_bytes) for name in ensure_tuple(data)]
+        images = [read_or_defer(lambda name=name: read_mrc(name, permissive=permissive, max_bytes=max_bytes))
+                  for name in ensure_tuple(data)]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: MRCImage | Sequence[MRCImage]) -> tuple[np.ndarray, dict]:
-        """Return ``(array (X, Y[, Z]) or (N, X, Y[, Z]) for N files, metadata)``."""
+        """Return ``(array (X, Y[, Z]) or (N, X, Y[, Z]) for N files, metadata)``; raises a failed read's error."""
+        raise_failed_reads(img)
         arrays: list[np.ndarray] = []
         compatible_meta: dict = {}
         for image in ensure_tuple(img):

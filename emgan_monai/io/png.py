@@ -4,7 +4,7 @@ MONAI's :class:`~monai.data.PILReader` opens files lazily and lets Pillow's own 
 truncated files, returns partly decoded pixels). :class:`PNGReader` decodes each file completely at ``read`` time
 through :func:`emgan_monai.io.files.open_png`: the header's size is checked against the image size limit before
 decoding, and any corrupt, truncated or non-PNG file raises :class:`~emgan_monai.io.errors.ImageReadError` naming
-it. Output (array layout and metadata) is exactly :class:`~monai.data.PILReader`'s.
+it (under ``LoadImage(reader=...)`` from ``get_data``, so that MONAI cannot fall back to the lenient ``PILReader``). Output (array layout and metadata) is exactly :class:`~monai.data.PILReader`'s.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from monai.data import PILReader
 from monai.data.utils import is_supported_format
 from monai.utils import ensure_tuple
 
+from emgan_monai.io.base import FailedRead, raise_failed_reads, read_or_defer
 from emgan_monai.io.files import open_png
 
 __all__ = ["PNGReader"]
@@ -48,8 +49,13 @@ class PNGReader(PILReader):
         """Decode and check each file (:func:`~emgan_monai.io.files.open_png`); return the PIL image(s)."""
         images = []
         for name in ensure_tuple(data):
-            img = open_png(name, max_bytes=kwargs.get("max_bytes", self.max_bytes))
-            if callable(self.converter):
+            img = read_or_defer(lambda name=name: open_png(name, max_bytes=kwargs.get("max_bytes", self.max_bytes)))
+            if callable(self.converter) and not isinstance(img, FailedRead):
                 img = self.converter(img)
             images.append(img)
         return images if len(images) > 1 else images[0]
+
+    def get_data(self, img):
+        """As :meth:`monai.data.PILReader.get_data`; raises the error of a failed read (see :mod:`emgan_monai.io.base`)."""
+        raise_failed_reads(img)
+        return super().get_data(img)

@@ -44,6 +44,8 @@ from emgan_monai.io.base import (
     check_image_size,
     check_readable,
     normalise_unit,
+    raise_failed_reads,
+    read_or_defer,
     spatial_meta,
     unit_scale,
 )
@@ -393,11 +395,13 @@ class TiffReader(ImageReader):
         """Read one file or a list of files into :class:`TiffImage` objects."""
         axes = kwargs.pop("axes", self.axes)
         max_bytes = kwargs.pop("max_bytes", self.max_bytes)
-        images = [read_tiff(name, axes=axes, max_bytes=max_bytes) for name in ensure_tuple(data)]
+        images = [read_or_defer(lambda name=name: read_tiff(name, axes=axes, max_bytes=max_bytes))
+                  for name in ensure_tuple(data)]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: TiffImage | Sequence[TiffImage]) -> tuple[np.ndarray, dict]:
-        """Return ``(array (X, Y[, Z][, C]), metadata)``."""
+        """Return ``(array (X, Y[, Z][, C]), metadata)``; raises the error of a failed read (see ``read``)."""
+        raise_failed_reads(img)
         arrays: list[np.ndarray] = []
         compatible_meta: dict = {}
         for image in ensure_tuple(img):
