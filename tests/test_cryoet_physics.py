@@ -201,3 +201,53 @@ def test_missing_wedge_is_exactly_the_region_outside_the_tilt_range():
         plane = mask[:, iy, :]
         assert plane[inside | origin].min() == 1.0
         assert plane[outside & ~origin].max() == 0.0
+
+
+def test_resample_map_is_anti_aliased():
+    """Downsampling a Nyquist checkerboard must not alias it into a low-frequency pattern."""
+    idx = np.indices((32, 32, 32)).sum(0)
+    checker = ((idx % 2) * 2 - 1).astype(np.float32)
+    down = phys.resample_map(checker, 10.0, 20.0)
+    assert down.shape == (16, 16, 16)
+    assert float(np.abs(down[2:-2, 2:-2, 2:-2]).max()) < 0.2  # averaged out, not aliased
+    smooth = np.zeros((32, 32, 32), np.float32)
+    smooth[8:24, 8:24, 8:24] = 1
+    assert phys.resample_map(smooth, 10.0, 20.0)[8, 8, 8] > 0.9  # large structures are kept
+
+
+def test_simulate_subtomogram_noise_in_wedge():
+    dens = np.zeros((16, 16, 16), np.float32)
+    dens[5:11, 5:11, 5:11] = 1
+    wedge = phys.missing_wedge_mask((16, 16, 16))
+    white = phys.simulate_subtomogram(dens, 20.0, snr=0.05, rng=0)
+    wedged = phys.simulate_subtomogram(dens, 20.0, snr=0.05, rng=0, noise_in_wedge=True)
+    p_white = np.abs(np.fft.fftn(white)) ** 2
+    p_wedged = np.abs(np.fft.fftn(wedged)) ** 2
+    missing = wedge == 0
+    assert p_wedged[missing].mean() < 1e-6 * p_wedged[~missing].mean()  # nothing in the wedge
+    assert p_white[missing].mean() > 0.3 * p_white[~missing].mean()  # white noise fills it
+    assert wedged.var() == pytest.approx(white.var(), rel=0.2)  # same SNR
+
+
+def test_read_mmcif_atoms_matches_pdb(tmp_path):
+    gemmi = pytest.importorskip("gemmi")
+    pdb = tmp_path / "m.pdb"
+    pdb.write_text(
+        "ATOM      1  N   ALA A   1      11.104   6.134  -6.504  1.00  0.00           N\n"
+        "ATOM      2  CA  ALA A   1      11.639   6.071  -5.147  1.00  0.00           C\n"
+        "ATOM      3  CA BALA A   1      11.000   6.000  -5.000  0.50  0.00           C\n"
+        "HETATM    4 FE   HEM A   2       1.000   2.000   3.000  1.00  0.00          FE\n"
+        "END\n"
+    )
+    st = gemmi.read_structure(str(pdb))
+    st.setup_entities()
+    st.make_mmcif_document().write_file(str(tmp_path / "m.cif"))
+    a = phys.read_pdb_atoms(pdb)
+    b = phys.read_atoms(tmp_path / "m.cif")
+    order_a, order_b = np.lexsort(a[0].T), np.lexsort(b[0].T)
+    np.testing.assert_allclose(a[0][order_a], b[0][order_b], atol=1e-3)
+    np.testing.assert_array_equal(a[1][order_a], b[1][order_b])
+    assert sorted(b[1].tolist()) == [6, 7, 26]  # altloc B dropped, Fe = 26
+    with pytest.raises(ValueError, match="cannot read mmCIF"):
+        (tmp_path / "bad.cif").write_text("not a cif")
+        phys.read_atoms(tmp_path / "bad.cif")
