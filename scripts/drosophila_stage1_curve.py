@@ -36,18 +36,27 @@ STATS = [
 ]
 
 
-def load_ema_generator(config: dict, ckpt: Path) -> torch.nn.Module:
-    """The EMA generator of a full checkpoint (or a plain generator state dict) built from the config's network_def."""
+def load_ema_generator(config: dict, ckpt: Path, recalibrate: bool = True) -> torch.nn.Module:
+    """The EMA generator of a full checkpoint (or a plain generator state dict) built from the config's network_def.
+
+    With ``recalibrate`` (and a full checkpoint) the batch-norm statistics are recomputed for the averaged weights
+    (:func:`~emgan_monai.networks.mask_generator.recalibrate_batchnorm`), as for the shipped weights.
+    """
     from monai.bundle import ConfigParser
+
+    from emgan_monai.networks.mask_generator import recalibrate_batchnorm
 
     parser = ConfigParser(config)
     net = parser.get_parsed_content("network_def")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if "g_ema" in state:
+    full = "g_ema" in state
+    if full:
         state = {k[len("module."):]: v for k, v in state["g_ema"].items() if k.startswith("module.")}
     elif "generator" in state:
         state = state["generator"]
     net.load_state_dict(state)
+    if full and recalibrate:
+        recalibrate_batchnorm(net, parser.get_parsed_content("latent_shape"), seed=0)
     return net.eval()
 
 
@@ -95,6 +104,7 @@ def main() -> None:
     ap.add_argument("--num_samples", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=1, help="use every n-th checkpoint")
+    ap.add_argument("--reuse", action="store_true", help="keep the rows of checkpoints already in <output_dir>/curve.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -124,7 +134,15 @@ def main() -> None:
     ckpts = sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]
     config = parser.get()
     rows = []
+    old = {}
+    if args.reuse and (Path(args.output_dir) / "curve.json").is_file():
+        prev = json.loads((Path(args.output_dir) / "curve.json").read_text())
+        if prev.get("num_samples") == args.num_samples and prev.get("resolution") == args.resolution:
+            old = {r["checkpoint"]: r for r in prev["rows"]}
     for ck in ckpts:
+        if ck.name in old and not ck.name.endswith("final.pt"):
+            rows.append(old[ck.name])
+            continue
         state = torch.load(ck, map_location="cpu", weights_only=True)
         it = int(state["trainer"]["iteration"]) if "trainer" in state else None
         net = load_ema_generator(config, ck)

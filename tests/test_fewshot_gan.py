@@ -251,3 +251,38 @@ def test_ema_multi_avg_fn_warms_up_and_copies_counters():
     torch.testing.assert_close(ema2[0], torch.full((3,), 0.01))
     with pytest.raises(ValueError):
         ema_multi_avg_fn(1.0)
+
+
+def test_latent_grid_generator_has_no_border_cue():
+    """With circular padding, shifting the latent grid by one cell shifts the mask by one cell (no border position)."""
+    g = LatentGridMaskGenerator(latent_channels=4, channels=(8, 8, 4)).eval()
+    z = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        a, b = g(z), g(torch.roll(z, 1, dims=3))
+    err = (torch.roll(a, 4, dims=3) - b).abs().max()
+    g0 = LatentGridMaskGenerator(latent_channels=4, channels=(8, 8, 4), padding_mode="zeros").eval()
+    g0.load_state_dict(g.state_dict())
+    with torch.no_grad():
+        a0, b0 = g0(z), g0(torch.roll(z, 1, dims=3))
+    err0 = (torch.roll(a0, 4, dims=3) - b0).abs().max()
+    assert err < 5e-3 and err0 > 3 * err  # zero padding tells the border apart
+
+
+def test_recalibrate_batchnorm_matches_the_batch_statistics():
+    from emgan_monai.networks.mask_generator import recalibrate_batchnorm
+
+    g = LatentGridMaskGenerator(latent_channels=4, channels=(8, 4))
+    bn = next(m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_mean.fill_(5.0)  # stale statistics, as an EMA of another network's would be
+    state = torch.random.get_rng_state()
+    recalibrate_batchnorm(g, (4, 4, 4), batches=8, batch_size=4)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's random state is untouched
+    assert not g.training and bn.momentum == 0.1
+    assert bn.running_mean.abs().max() < 2.0
+    feats = []
+    hook = bn.register_forward_hook(lambda m, i, o: feats.append(i[0]))
+    g.train()
+    with torch.no_grad():
+        g(torch.randn(64, 4, 4, 4))
+    hook.remove()
+    torch.testing.assert_close(bn.running_mean, feats[0].mean((0, 2, 3)), atol=0.15, rtol=0)

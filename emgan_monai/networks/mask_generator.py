@@ -8,7 +8,14 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["LatentGridMaskGenerator", "NoiseInjection", "NoiseToMaskGenerator", "PixelNorm", "straight_through_onehot"]
+__all__ = [
+    "LatentGridMaskGenerator",
+    "NoiseInjection",
+    "NoiseToMaskGenerator",
+    "PixelNorm",
+    "recalibrate_batchnorm",
+    "straight_through_onehot",
+]
 
 
 class NoiseToMaskGenerator(nn.Module):
@@ -144,14 +151,17 @@ def _norm_layer(norm: str | None, channels: int, spatial_dims: int) -> nn.Module
 class _GridBlock(nn.Module):
     """``[upsample x2] -> (conv3 -> noise -> norm -> LeakyReLU) x 2``."""
 
-    def __init__(self, spatial_dims: int, c_in: int, c_out: int, upsample: bool, norm: str | None = "batch") -> None:
+    def __init__(self, spatial_dims: int, c_in: int, c_out: int, upsample: bool, norm: str | None = "batch",
+                 padding_mode: str = "circular") -> None:
         super().__init__()
         self.upsample = upsample
         self.mode = "bilinear" if spatial_dims == 2 else "trilinear"
         layers: list[nn.Module] = []
         for i in range(2):
+            conv = Convolution(spatial_dims, c_in if i == 0 else c_out, c_out, kernel_size=3, padding=1, conv_only=True)
+            conv.conv.padding_mode = padding_mode  # torch pads by this mode in forward (its padding sizes are set)
             layers += [
-                Convolution(spatial_dims, c_in if i == 0 else c_out, c_out, kernel_size=3, padding=1, conv_only=True),
+                conv,
                 NoiseInjection(c_out, spatial_dims),
                 _norm_layer(norm, c_out, spatial_dims),
                 nn.LeakyReLU(0.2),
@@ -193,6 +203,11 @@ class LatentGridMaskGenerator(nn.Module):
         grid per axis.
     norm
         ``"batch"`` (default), ``"pixel"`` or ``None``.
+    padding_mode
+        Padding of the 3x3 convolutions: ``"circular"`` (default) leaves the generator no cue of where the image
+        border is (with zero padding the Drosophila generator put its membranes and mitochondria along the top and
+        left borders, where the discriminator's stride-2 padding is asymmetric, and speckle elsewhere); ``"zeros"``,
+        ``"reflect"`` or ``"replicate"`` are the other torch modes.
 
     Examples
     --------
@@ -208,6 +223,7 @@ class LatentGridMaskGenerator(nn.Module):
         out_channels: int = 3,
         channels: Sequence[int] = (128, 96, 64, 32, 16),
         norm: str | None = "batch",
+        padding_mode: str = "circular",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -222,7 +238,7 @@ class LatentGridMaskGenerator(nn.Module):
         blocks = []
         c_in = self.latent_channels
         for i, c in enumerate(channels):
-            blocks.append(_GridBlock(spatial_dims, c_in, int(c), upsample=i > 0, norm=norm))
+            blocks.append(_GridBlock(spatial_dims, c_in, int(c), upsample=i > 0, norm=norm, padding_mode=padding_mode))
             c_in = int(c)
         self.blocks = nn.Sequential(*blocks)
         self.head = Convolution(spatial_dims, c_in, out_channels, kernel_size=1, padding=0, conv_only=True)
@@ -249,3 +265,34 @@ def straight_through_onehot(soft: torch.Tensor) -> torch.Tensor:
     """
     hard = nn.functional.one_hot(soft.argmax(1), soft.shape[1]).movedim(-1, 1).to(soft.dtype)
     return hard + soft - soft.detach()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    net: nn.Module, latent_shape: Sequence[int], batches: int = 32, batch_size: int = 8, seed: int = 0
+) -> nn.Module:
+    """Recompute the running statistics of every batch-norm layer of a noise -> image generator.
+
+    The running statistics that an EMA of the weights carries (an average of the raw generator's statistics, which
+    belonged to other weights) do not match the averaged weights; as ``torch.optim.swa_utils.update_bn`` does for
+    SWA, this resets them and averages the batch statistics of ``batches`` forward passes on ``N(0, 1)`` latents of
+    shape ``(batch_size, *latent_shape)`` (cumulative average, ``momentum=None``). The global random state (injected
+    noise) is restored afterwards. Returns ``net`` in ``eval()`` mode.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return net.eval()
+    momenta = {m: m.momentum for m in norms}
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    device = next(net.parameters()).device
+    gen = torch.Generator().manual_seed(int(seed))
+    net.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        for _ in range(int(batches)):
+            net(torch.randn((batch_size, *latent_shape), generator=gen).to(device))
+    for m in norms:
+        m.momentum = momenta[m]
+    return net.eval()
