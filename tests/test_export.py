@@ -185,3 +185,59 @@ def test_bioimageio_package_validates_offline(dros, masks, tmp_path):
 
     summary = validate_bioimageio(out)
     assert summary.status == "passed", summary.format()
+
+
+CONFOCAL = REPO / "bundles" / "confocal_enhance"
+
+
+def test_confocal_zip_runs_in_a_fresh_venv_from_its_own_wheel(tmp_path):
+    """Only the zip's contents: a new venv gets the embedded wheel (``--no-deps``, no index), its other
+    dependencies come from this environment's site-packages (a ``.pth``, which does not activate this checkout's
+    editable install), and ``configs/inference.json`` runs on the embedded sample from an unrelated folder."""
+    import site
+    import sysconfig
+
+    import tifffile
+
+    if not (CONFOCAL / "sample" / "widefield_sample.tif").is_file():
+        pytest.skip("bundles/confocal_enhance/sample missing")
+    bundle = bundle_copy_with_weights(CONFOCAL, tmp_path / "src" / "confocal_enhance")[0]
+    res = package_bundle(bundle, tmp_path / "dist", torchscript=False)
+    assert res.wheel is not None and res.wheel.startswith("confocal_enhance/wheels/emgan_monai-")
+    assert res.wheel in res.members
+    unz = tmp_path / "unzipped"
+    with zipfile.ZipFile(res.zip_path) as zf:
+        zf.extractall(unz)
+    root = unz / "confocal_enhance"
+    wheel = root / res.wheel.split("/", 1)[1]
+    readme = (root / "docs" / "README.md").read_text()
+    assert f"pip install wheels/{wheel.name}" in readme and f"--no-deps wheels/{wheel.name}" in readme
+
+    venv = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)], check=True,
+                   capture_output=True)
+    fresh_site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                     check=True, capture_output=True, text=True).stdout.strip())
+    deps = [p for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages()} if Path(p).is_dir()]
+    (fresh_site / "zz_dependencies.pth").write_text("\n".join(deps) + "\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["OMP_NUM_THREADS"] = "1"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = subprocess.run([str(py), "-c", "import emgan_monai; print(emgan_monai.__file__)"], cwd=elsewhere, env=env,
+                           check=True, capture_output=True, text=True).stdout.strip()
+    assert Path(where).is_relative_to(fresh_site), where  # the wheel's copy, not this checkout
+
+    out = tmp_path / "out"
+    run = subprocess.run([str(py), "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "inference.json"),
+                          "--bundle_root", str(root), "--output_dir", str(out), "--device", "$torch.device('cpu')"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    outputs = sorted(out.rglob("*.tif"))
+    assert len(outputs) == 1, outputs
+    pred = tifffile.imread(outputs[0])
+    sample = tifffile.imread(root / "sample" / "widefield_sample.tif")
+    assert pred.shape == sample.shape and pred.dtype == sample.dtype and pred.max() > pred.min()
+    assert not (root / "eval").exists()

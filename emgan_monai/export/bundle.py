@@ -22,6 +22,7 @@ import yaml
 from monai.bundle import ConfigParser
 
 from emgan_monai.export.schema import SchemaError, validate_metadata_schema
+from emgan_monai.export.wheel import build_package_wheel, install_note
 
 __all__ = [
     "REQUIRED_IO_FIELDS",
@@ -119,12 +120,15 @@ class PackageResult:
         Archive member names.
     torchscript_max_abs_diff
         Largest ``|TorchScript - eager|`` on the metadata's input shape (``None`` without TorchScript export).
+    wheel
+        Archive member of the embedded ``emgan_monai`` wheel (``None`` when packaged with ``wheel=False``).
     """
 
     zip_path: Path
     large_files: list[dict[str, str]]
     members: list[str] = field(default_factory=list)
     torchscript_max_abs_diff: float | None = None
+    wheel: str | None = None
 
 
 def list_bundles(bundles_dir: str | Path) -> list[Path]:
@@ -487,6 +491,7 @@ def package_bundle(
     base_url: str | None = None,
     overwrite: bool = False,
     atol: float = 1e-5,
+    wheel: bool = True,
 ) -> PackageResult:
     """Package a bundle model-zoo style into ``<out_dir>/<name>_v<version>.zip``.
 
@@ -495,7 +500,10 @@ def package_bundle(
     with a relative ``path``, ``hash_val`` (SHA-256) and ``hash_type``; ``url`` is written only when
     ``base_url`` is given (``<base_url>/<path>``), never as a placeholder. With ``torchscript`` the network is
     exported to ``models/model.ts`` inside the archive (the bundle folder is not modified) and checked against
-    the eager network within ``atol``. A ``<zip>.sha256`` file is written beside the archive.
+    the eager network within ``atol``. With ``wheel`` (the default) a wheel of ``emgan_monai`` built from this source
+    tree goes to ``<name>/wheels/`` and the packaged ``docs/README.md`` gains a section on installing it
+    (:mod:`emgan_monai.export.wheel`), so the unpacked bundle runs without this repository. A ``<zip>.sha256`` file is
+    written beside the archive.
 
     Raises
     ------
@@ -532,6 +540,12 @@ def package_bundle(
                 shutil.copytree(bundle_dir / d, stage / d, ignore=shutil.ignore_patterns(".*", "__pycache__", "*.pyc"))
         for f in _PACKAGED_FILES:
             shutil.copy2(bundle_dir / f, stage / f)
+        wheel_member = None
+        if wheel:
+            built = build_package_wheel(stage / "wheels")
+            wheel_member = f"{name}/wheels/{built.name}"
+            with open(stage / "docs" / "README.md", "a", encoding="utf-8") as fh:
+                fh.write(install_note(built.name, name))
         diff = None
         if torchscript:
             ts = export_torchscript(stage, stage / "models" / "model.ts")
@@ -565,4 +579,4 @@ def package_bundle(
                 members.append(rel.as_posix())
         tmp_zip.replace(zip_path)
     (out_dir / f"{zip_path.name}.sha256").write_text(f"{sha256sum(zip_path)}  {zip_path.name}\n", encoding="utf-8")
-    return PackageResult(zip_path, entries, members, diff)
+    return PackageResult(zip_path, entries, members, diff, wheel_member)
