@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from monai.data import MetaTensor
 from monai.engines import Trainer
-from ignite.engine import Events
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn
 from monai.engines.workflow import Workflow
 from torch import nn

@@ -511,7 +511,8 @@ def package_bundle(
         If a file the zoo requires (``configs/metadata.json``, ``LICENSE``, ``docs/README.md``,
         ``docs/data_license.txt``, ``models/model.pt``) is missing.
     MetadataError
-        If the metadata lacks required fields or violates ``metadata_schema.json``, or the TorchScript export differs from eager by more than ``atol``.
+        If the metadata lacks required fields or violates ``metadata_schema.json``, or the TorchScript export
+        differs from eager by more than ``atol``.
     FileExistsError
         If the archive exists and ``overwrite`` is false.
     """

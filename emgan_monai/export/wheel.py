@@ -34,7 +34,9 @@ def package_source_root() -> Path:
     """
     root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file() or not (root / "emgan_monai" / "__init__.py").is_file():
-        raise FileNotFoundError(f"{root}: no pyproject.toml beside the emgan_monai package; build from a source checkout")
+        raise FileNotFoundError(
+            f"{root}: no pyproject.toml beside the emgan_monai package; build the wheel from a source checkout"
+        )
     return root
 
 

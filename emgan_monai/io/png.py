@@ -4,7 +4,8 @@ MONAI's :class:`~monai.data.PILReader` opens files lazily and lets Pillow's own 
 truncated files, returns partly decoded pixels). :class:`PNGReader` decodes each file completely at ``read`` time
 through :func:`emgan_monai.io.files.open_png`: the header's size is checked against the image size limit before
 decoding, and any corrupt, truncated or non-PNG file raises :class:`~emgan_monai.io.errors.ImageReadError` naming
-it (under ``LoadImage(reader=...)`` from ``get_data``, so that MONAI cannot fall back to the lenient ``PILReader``). Output (array layout and metadata) is exactly :class:`~monai.data.PILReader`'s.
+it (under ``LoadImage(reader=...)`` from ``get_data``, so that MONAI cannot fall back to the lenient
+``PILReader``). Output (array layout and metadata) is exactly :class:`~monai.data.PILReader`'s.
 """
 
 from __future__ import annotations
@@ -56,6 +57,6 @@ class PNGReader(PILReader):
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img):
-        """As :meth:`monai.data.PILReader.get_data`; raises the error of a failed read (see :mod:`emgan_monai.io.base`)."""
+        """As :meth:`monai.data.PILReader.get_data`; raises a failed read's error (see :mod:`emgan_monai.io.base`)."""
         raise_failed_reads(img)
         return super().get_data(img)
