@@ -88,8 +88,17 @@ def test_ablation_end_to_end(tmp_path):
         for row in res["stage1"]["curve"]:
             assert {"hole_fraction", "n_mitochondria", "mito_area_wasserstein", "membrane_components",
                     "morphology_distance", "diversity"} <= set(row)
-        assert res["convergence"]["stage2_epochs_to_90pct_best_ssim"] in (1, 2)
-        assert res["convergence"]["stage1_epochs_to_90pct_improvement"] in (1, 2)
+        # convergence figures follow from the curves (recomputed here, not by the script's helpers)
+        ssim = [r["val_ssim"] for r in res["stage2"]["curve"]]
+        dist = [r["morphology_distance"] for r in res["stage1"]["curve"]]
+        assert all(math.isfinite(v) for v in ssim + dist), (ssim, dist)
+        conv = res["convergence"]
+        assert conv["stage2_best_val_ssim"] == pytest.approx(max(ssim))
+        first_90 = next(e for e, v in enumerate(ssim, 1) if v >= 0.9 * max(ssim))
+        assert conv["stage2_epochs_to_90pct_best_ssim"] == first_90
+        assert conv["stage1_best_morphology_distance"] == pytest.approx(min(dist))
+        target = min(dist) + 0.1 * (dist[0] - min(dist))
+        assert conv["stage1_epochs_to_90pct_improvement"] == next(e for e, v in enumerate(dist, 1) if v <= target)
         final = res["final"]
         assert math.isfinite(final["stage2_quality_heldout"]["ssim"])
         assert "dice_generated_from_generated_masks" in final["stage2_fcn_score"]
