@@ -228,15 +228,25 @@ def test_mc_dropout_std_zero_without_dropout_positive_with(tmp_path):
         mrc.set_data(dens)
         mrc.voxel_size = 20.0
     torch.manual_seed(0)
-    stds = {}
+    stds, sources = {}, {}
     for p in (0.0, 0.5):
-        g = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=p)
+        g = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=p, noise_channels=0)  # deterministic but dropout
         out = wf.mc_dropout_subtomograms(g, sample, tmp_path / f"p{p}", k=4, voxel_size=20.0, box=16)
         with mrcfile.open(tmp_path / f"p{p}" / "m_std.mrc") as mrc:
             stds[p] = mrc.data.copy()
             assert mrc.voxel_size.x == pytest.approx(20.0)
         assert out["files"][0]["mean_std"] == pytest.approx(float(stds[p].mean()))
+        sources[p] = out["std_source"]
     assert np.allclose(stds[0.0], 0.0, atol=1e-6) and stds[0.5].mean() > 1e-4
+    assert sources[0.5].startswith("mc_dropout") and sources[0.0].startswith("generator_noise")
+    # a stochastic generator without dropout (the shipped physics kind): the spread of its samples
+    phys = PhysicsInformedGenerator(box=16, refine_channels=0)
+    out = wf.mc_dropout_subtomograms(phys, sample, tmp_path / "phys", k=4, voxel_size=20.0, box=16)
+    assert out["std_source"].startswith("generator_noise") and out["files"][0]["mean_std"] > 0.1
+    # with dropout and fixed noise, the spread is the dropout's only
+    g = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.5, decoder_noise=True, input_noise_std=0.2).eval()
+    out = wf.mc_dropout_subtomograms(g, sample, tmp_path / "cg", k=4, voxel_size=20.0, box=16)
+    assert out["fix_noise"] is True and out["std_source"] == "mc_dropout (noise fixed)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,9 +395,10 @@ def test_evaluation_uses_one_normalisation(toy, tmp_path):
     assert m["criteria"]["double"]["std_within_20pct_of_real"] is False
 
 
-def test_multi_gpu_config_two_ranks(toy, tmp_path):
+@pytest.mark.parametrize("kind", ["cyclegan", "physics"])
+def test_multi_gpu_config_two_ranks(toy, tmp_path, kind):
     """``train.json`` + ``multi_gpu_train.json`` under torchrun with two CPU processes (gloo): the ranks' generator
-    weights stay identical and rank 0 saves plain (unwrapped) weights."""
+    weights stay identical and rank 0 saves plain (unwrapped) weights, for both generator kinds."""
     out = tmp_path / "ddp"
     extra = tmp_path / "save_each_rank.json"
     extra.write_text(json.dumps({"finalize": [
@@ -399,7 +410,7 @@ def test_multi_gpu_config_two_ranks(toy, tmp_path):
            "monai.bundle", "run", "--config_file", "[" + ",".join(repr(f) for f in files) + "]", "--bundle_root",
            str(BUNDLE), "--dataset_dir", str(toy), "--output_dir", str(out), "--train_tomos", "[1]", "--val_tomos",
            "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", "--critic_channels", "[4, 8, 8]",
-           "--binning", "1", "--generator_kind", "cyclegan", "--snapshot_interval", "1000", *TINY]
+           "--binning", "1", "--generator_kind", kind, "--snapshot_interval", "1000", *TINY]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -407,7 +418,10 @@ def test_multi_gpu_config_two_ranks(toy, tmp_path):
     w1 = torch.load(out / "rank1.pt", map_location="cpu", weights_only=True)
     for k in w0:
         torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)
-    net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2, decoder_noise=True, input_noise_std=0.2)
+    if kind == "cyclegan":
+        net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2, decoder_noise=True, input_noise_std=0.2)
+    else:
+        net = PhysicsInformedGenerator(box=16, refine_channels=4)
     net.load_state_dict(torch.load(out / "model.pt", weights_only=True))
 
 

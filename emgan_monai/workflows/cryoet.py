@@ -637,8 +637,10 @@ def mc_dropout_subtomograms(
     """Monte-Carlo dropout uncertainty: mean and per-voxel standard deviation of ``k`` generator passes.
 
     Uses :func:`emgan_monai.networks.mc_dropout` (eval mode, dropout layers active). With ``fix_noise`` the
-    generator's noise (every tensor of ``sample_noise``) is drawn once per map and reused, so the std map shows the dropout (model)
-    uncertainty only; otherwise it also contains the noise-injection variability. Writes ``name_mean.mrc``,
+    generator's noise (every tensor of ``sample_noise``) is drawn once per map and reused, so the std map shows the
+    dropout (model) uncertainty only; otherwise it also contains the noise-injection variability. A generator without
+    dropout layers (the physics-informed one without residual) gives the spread of its ``k`` stochastic samples
+    instead (``std_source`` in ``uncertainty.json``). Writes ``name_mean.mrc``,
     ``name_std.mrc`` (z units), ``uncertainty.png`` (rows: maps; columns: input, mean, std, central slices across
     axes 0 and 1; std scaled to the largest std of all maps) and ``uncertainty.json`` (mean std per map).
     """
@@ -649,11 +651,12 @@ def mc_dropout_subtomograms(
     inputs = load_density_inputs(input_dir, voxel_size, box, iso, sigma, allow_larger=tile_large_maps)
     generator = generator.to(device)
     model = _InfererModule(generator, inferer)
+    has_dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in generator.modules())
     torch.manual_seed(seed)
     results, files = [], []
     for name, m in inputs:
         x = torch.from_numpy(density_to_network(m))[None, None].to(device)
-        if fix_noise and hasattr(generator, "sample_noise"):
+        if fix_noise and has_dropout and hasattr(generator, "sample_noise"):
             if inferer is not None and tuple(x.shape[2:]) != (box,) * 3:
                 raise ValueError("fix_noise needs maps of exactly the box size when an inferer tiles the input")
             mean, std = mc_dropout(generator, x, k=k, noise=generator.sample_noise(x))
@@ -677,7 +680,9 @@ def mc_dropout_subtomograms(
         tiles += _central_slices(mean_z, -SUBTOMO_SCALE, SUBTOMO_SCALE)
         tiles += _central_slices(std_z, 0.0, std_hi)
     _write(out / "uncertainty.png", _montage(tiles, ncols=6), None, overwrite)
-    summary = {"k": k, "fix_noise": fix_noise, "voxel_size_A": voxel_size, "std_display_max": std_hi, "files": files}
+    summary = {"k": k, "fix_noise": fix_noise and has_dropout, "voxel_size_A": voxel_size, "std_display_max": std_hi,
+               "std_source": "mc_dropout" + (" (noise fixed)" if fix_noise else " + generator noise") if has_dropout
+               else "generator_noise (the generator has no dropout layers)", "files": files}
     path = out / "uncertainty.json"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite true) to replace it")

@@ -82,7 +82,10 @@ class CryoETGeneratorInferTask(InferTask):
         x = torch.from_numpy(density_to_network(shape))[None, None]
         net = self._network()
         torch.manual_seed(int(req.get("seed") or 0))
-        noise = net.sample_noise(x)  # every noise tensor of the generator, fixed across the MC-dropout passes
+        # with dropout: MC-dropout spread with every noise tensor fixed; without dropout (the shipped physics-informed
+        # generator) the spread of k stochastic samples, i.e. the generator's own noise
+        has_dropout = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in net.modules())
+        noise = net.sample_noise(x) if has_dropout else None
         uncertainty = str(req.get("uncertainty", False)).lower() in ("1", "true", "yes")
         with torch.no_grad():
             if uncertainty:
@@ -99,4 +102,6 @@ class CryoETGeneratorInferTask(InferTask):
         path, info = write_result(torch.from_numpy(vol), {"affine": affine, "unit": "angstrom"}, extension=ext,
                                   dtype="float32")
         info.update({"voxel_size_A": self.voxel_size, "channels": ["mean", "std"] if uncertainty else ["subtomogram"]})
+        if uncertainty:
+            info["std_source"] = "mc_dropout" if has_dropout else "generator_noise"
         return path, info
