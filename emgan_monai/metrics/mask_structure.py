@@ -49,13 +49,15 @@ def spectral_peak_ratio(x: np.ndarray, min_radius: float = 3.0) -> float:
     return float(ratio[valid].max()) if valid.any() else 0.0
 
 
-def autocorrelation_peak(x: np.ndarray, min_shift: int = 12, max_shift: int | None = None) -> float:
-    """Strongest normalised autocorrelation of ``x`` ``(H, W)`` at shifts of at least ``min_shift`` px.
+def autocorrelation_peak(x: np.ndarray, min_shift: int = 4, max_shift: int | None = None) -> float:
+    """Strongest normalised autocorrelation of ``x`` ``(H, W)`` outside its central lobe: a repeat of the pattern.
 
     Linear (zero-padded) autocorrelation of the mean-free image, divided by the number of overlapping pixels and
-    by the variance, so 1 means "identical after this shift". Shifts up to ``max_shift`` (default a quarter of the
-    smaller side, so that the overlap stays large) with Euclidean length ``>= min_shift`` are searched. A tiling
-    with period ``p >= min_shift`` gives values near 1; real tissue masks give small values.
+    by the variance, so 1 means "identical after this shift". The central lobe (how far a structure correlates with
+    itself) ends at the first radius whose ring mean is <= 0; shifts beyond it (and at least ``min_shift`` px), up
+    to ``max_shift`` (default a quarter of the smaller side, so that the overlap stays large), are searched. A tiling
+    with period ``p`` gives values near 1 at shift ``p``; aperiodic tissue gives small values, however large its
+    structures are.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
@@ -73,7 +75,12 @@ def autocorrelation_peak(x: np.ndarray, min_shift: int = 12, max_shift: int | No
     overlap = (h - np.abs(dy))[:, None] * (w - np.abs(dx))[None, :]
     ac = ac / np.maximum(overlap, 1) / var
     dist = np.sqrt(dy[:, None] ** 2 + dx[None, :] ** 2)
-    sel = (dist >= min_shift) & (np.abs(dy)[:, None] <= max_shift) & (np.abs(dx)[None, :] <= max_shift)
+    inside = (np.abs(dy)[:, None] <= max_shift) & (np.abs(dx)[None, :] <= max_shift)
+    ring = np.round(dist).astype(np.int64)
+    ring_mean = np.bincount(ring[inside], weights=ac[inside]) / np.maximum(np.bincount(ring[inside]), 1)
+    below = np.nonzero(ring_mean[1:] <= 0)[0]
+    lobe = int(below[0]) + 1 if below.size else max_shift + 1
+    sel = inside & (dist >= max(min_shift, lobe))
     return float(ac[sel].max()) if sel.any() else 0.0
 
 

@@ -425,7 +425,7 @@ def metrics_markdown(m: dict) -> str:
         lines += ["", "## Stage 1: periodicity and diversity (mean over masks; max in brackets)", "",
                   "| statistic | real | generated |", "|---|---|---|"]
         for key, name in (("spectral_peak", "strongest off-origin spectral peak / radial mean"),
-                          ("autocorr_peak", "strongest autocorrelation at shifts >= 12 px")):
+                          ("autocorr_peak", "strongest autocorrelation outside the central lobe")):
             v = per[key]
             lines.append(f"| {name} | {_fmt(v['real'])} ({_fmt(v['real_max'])}) | {_fmt(v['fake'])} "
                          f"({_fmt(v['fake_max'])}) |")
