@@ -185,6 +185,10 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
     out = work / f"stage1_{kind}"
     overrides = _common_overrides(args, kind, out, args.epochs_mask)
     overrides["image_interval"] = max(args.epochs_mask, 1)
+    # the few-shot recipe trains on crops of sections downsampled to section_size: sections at --resolution,
+    # crops of half of it (its latent grid is 1/16 of the crop)
+    overrides["section_size"] = args.resolution
+    overrides["crop_size"] = args.resolution // 2
     if args.discriminator_channels:
         overrides["discriminator_channels"] = args.discriminator_channels
     parser = _parser("train_mask.json", overrides)
@@ -194,7 +198,9 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
     def attach(p):
         trainer = p.get_parsed_content("train#trainer")
         net = p.get_parsed_content("network")
-        latent_shape = p.get_parsed_content("latent_shape")
+        from emgan_monai.workflows.drosophila import default_latent_shape
+
+        latent_shape = default_latent_shape(net, args.resolution)  # masks of the real sections' size
 
         def evaluate_masks(engine) -> None:
             fake, _ = generate(net, None, args.eval_samples, latent_shape, seed=args.seed + 12345, device=args.device)
