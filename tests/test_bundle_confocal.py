@@ -306,8 +306,9 @@ def test_evaluate_methods_ranks_an_oracle_first(stack_dir, tmp_path) -> None:
 def test_shipped_networks_beat_richardson_lucy_on_the_embedded_sample() -> None:
     """Quality guard of the shipped weights on ``sample/`` (procedural nuclei, never trained on).
 
-    Richardson-Lucy gets the true PSF of the sample (NA 1.2, the synthesis grid) and the iteration count that is
-    best *on this very image*, an advantage no user has; both networks must still match or beat it in SSIM and PSNR.
+    Richardson-Lucy gets the true PSF of the sample (NA 1.2, the synthesis grid). Against the protocol of
+    ``evaluate.json`` (iterations tuned on the validation pairs: 30) both networks must win in SSIM and PSNR; against
+    the iteration count that is best *on this very image* (an oracle no user has) they must still win in PSNR.
     """
     from emgan_monai.metrics.image_quality import image_quality, richardson_lucy_baseline, tune_rl_iterations
     from emgan_monai.physics.optics import widefield_psf
@@ -315,8 +316,9 @@ def test_shipped_networks_beat_richardson_lucy_on_the_embedded_sample() -> None:
     wf = tifffile.imread(BUNDLE / "sample" / "widefield_sample.tif").astype(np.float32)
     target = tifffile.imread(BUNDLE / "sample" / "reference" / "confocal_sample.tif").astype(np.float32)
     psf = widefield_psf((61, 63, 63), (0.29, 0.26, 0.26), na=1.2).sum(axis=0)
-    best_it = tune_rl_iterations([(wf, target)], psf, candidates=(2, 5, 10, 20, 40, 80))
-    rl = image_quality(richardson_lucy_baseline(wf, psf, best_it), target, data_range=1.0, normalize="minmse")
+    rl_val = image_quality(richardson_lucy_baseline(wf, psf, 30), target, data_range=1.0, normalize="minmse")
+    oracle_it = tune_rl_iterations([(wf, target)], psf, candidates=(1, 2, 3, 5, 10, 20, 40))
+    rl_oracle = image_quality(richardson_lucy_baseline(wf, psf, oracle_it), target, data_range=1.0, normalize="minmse")
     x = ScalePercentiled("image")({"image": torch.from_numpy(wf)[None]})["image"].as_tensor()[None]
     inferer = PlanewiseInferer(roi_size=256, sw_batch_size=2)
     for name in ("model_pixel.pt", "model.pt"):
@@ -326,7 +328,8 @@ def test_shipped_networks_beat_richardson_lucy_on_the_embedded_sample() -> None:
         with torch.no_grad():
             pred = inferer(x, net.eval())[0, 0].numpy()
         q = image_quality(pred, target, data_range=1.0, normalize="minmse")
-        assert q["ssim"] >= rl["ssim"] and q["psnr"] >= rl["psnr"], (name, q, "Richardson-Lucy", best_it, rl)
+        assert q["ssim"] >= rl_val["ssim"] and q["psnr"] >= rl_val["psnr"], (name, q, "Richardson-Lucy 30 it.", rl_val)
+        assert q["psnr"] >= rl_oracle["psnr"] + 1.0, (name, q, f"Richardson-Lucy {oracle_it} it. (oracle)", rl_oracle)
 
 
 def test_real_pairs_train_and_evaluate(tmp_path) -> None:
