@@ -35,7 +35,7 @@ import numpy as np
 import scipy.signal
 import tifffile
 
-from ..physics.optics import SimulationRanges, camera_noise, confocal_psf, widefield_psf
+from ..physics.optics import SimulationRanges, camera_noise
 from .fluorescence import paired_datalist
 from .specimens import SPECIMEN_KINDS, make_specimen
 
@@ -118,17 +118,8 @@ def render_clean_planes(
     lateral += 1 - lateral % 2
     psf_shape = (2 * depth - 1, lateral, lateral)
     planes = list(range(depth)) if planes is None else [int(p) for p in planes]
-    common = {"na": na, "n_immersion": ranges.n_immersion}
-    psf_wf = widefield_psf(psf_shape, spacing_zyx_um, wavelength_em_um=ranges.wavelength_em_um, **common)
     conf_shape = (min(confocal_extent, psf_shape[0]), min(confocal_extent, lateral), min(confocal_extent, lateral))
-    psf_conf = confocal_psf(
-        conf_shape,
-        spacing_zyx_um,
-        wavelength_ex_um=ranges.wavelength_ex_um,
-        wavelength_em_um=ranges.wavelength_em_um,
-        pinhole_au=ranges.pinhole_au,
-        **common,
-    )
+    psf_wf, psf_conf = ranges.psfs(na, psf_shape, spacing_zyx_um, conf_shape)
     out = []
     for psf in (psf_wf, psf_conf):
         pad = psf.shape[1] // 2

@@ -30,9 +30,7 @@ from emgan_monai.errors import DataError, DataNotFoundError
 from emgan_monai.physics.optics import (
     PSFModel,
     SimulationRanges,
-    confocal_psf,
     synthesize_pair,
-    widefield_psf,
 )
 
 __all__ = ["paired_datalist", "split_planes", "synthesize_pairs_from_stack"]
@@ -328,16 +326,7 @@ def synthesize_pairs_from_stack(
             pair_seed = [int(seed), plane, rep]
             rng = np.random.default_rng(pair_seed)
             params = ranges.sample(rng)
-            optics = {"na": params["na"], "n_immersion": ranges.n_immersion, "model": psf_model}
-            psf_wf = widefield_psf(psf_shape, spacing_zyx_um, wavelength_em_um=ranges.wavelength_em_um, **optics)
-            psf_conf = confocal_psf(
-                psf_shape,
-                spacing_zyx_um,
-                wavelength_ex_um=ranges.wavelength_ex_um,
-                wavelength_em_um=ranges.wavelength_em_um,
-                pinhole_au=ranges.pinhole_au,
-                **optics,
-            )
+            psf_wf, psf_conf = ranges.psfs(params["na"], psf_shape, spacing_zyx_um, model=psf_model)
             wf, conf = synthesize_pair(
                 volume,
                 plane,

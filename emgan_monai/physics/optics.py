@@ -543,6 +543,33 @@ class SimulationRanges:
         """JSON-serialisable view (for provenance records)."""
         return asdict(self)
 
+    def psfs(
+        self,
+        na: float,
+        shape_zyx: Sequence[int],
+        spacing_zyx_um: Sequence[float],
+        confocal_shape_zyx: Sequence[int] | None = None,
+        model: PSFModel = "born_wolf",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Wide-field and confocal PSFs at ``na`` with these wavelengths, immersion and pinhole.
+
+        Returns
+        -------
+        tuple[np.ndarray, np.ndarray]
+            ``(psf_wf (shape_zyx), psf_conf (confocal_shape_zyx or shape_zyx))``, each summing to 1.
+        """
+        common = {"na": na, "n_immersion": self.n_immersion, "model": model}
+        psf_wf = widefield_psf(shape_zyx, spacing_zyx_um, wavelength_em_um=self.wavelength_em_um, **common)
+        psf_conf = confocal_psf(
+            shape_zyx if confocal_shape_zyx is None else confocal_shape_zyx,
+            spacing_zyx_um,
+            wavelength_ex_um=self.wavelength_ex_um,
+            wavelength_em_um=self.wavelength_em_um,
+            pinhole_au=self.pinhole_au,
+            **common,
+        )
+        return psf_wf, psf_conf
+
 
 def synthesize_pair(
     volume_zyx: np.ndarray,
