@@ -110,3 +110,30 @@ def test_confocal_inference_processes_every_readable_file(folder: Path, tmp_path
     assert listed[1].startswith(f"  {folder / 'd_4d.tif'}: ValueError:")
     assert "this bundle accepts single-channel 2D images (Y, X) or 3D stacks (Z, Y, X)" in listed[1]
     assert "Padding size" not in run.stderr
+
+
+def test_drosophila_mask2em_processes_every_readable_file(tmp_path: Path) -> None:
+    bundle = REPO / "bundles" / "drosophila_skip_patch"
+    if not (bundle / "models" / "model.pt").is_file():
+        pytest.skip("bundles/drosophila_skip_patch/models/model.pt missing")
+    d = tmp_path / "masks"
+    d.mkdir()
+    good = sorted((bundle / "sample" / "masks").glob("*.png"))[0].read_bytes()
+    (d / "a_good.png").write_bytes(good)
+    (d / "b_bad.png").write_bytes(good[: len(good) // 3])
+    (d / "c_good.png").write_bytes(good)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+         str(bundle / "configs" / "inference_mask2em.json"), "--input_dir", str(d), "--output_dir", str(out),
+         "--device", "$torch.device('cpu')"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
+    written = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert any("a_good" in n for n in written) and any("c_good" in n for n in written), written
+    assert not any("b_bad" in n for n in written)
+    err = run.stderr.splitlines()
+    listed = err[err.index("1 of 3 input(s) failed:") + 1 :]
+    assert len(listed) == 1 and listed[0].startswith(f"  {d / 'b_bad.png'}:") and "Traceback" not in run.stderr
