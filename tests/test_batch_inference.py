@@ -137,3 +137,26 @@ def test_drosophila_mask2em_processes_every_readable_file(tmp_path: Path) -> Non
     err = run.stderr.splitlines()
     listed = err[err.index("1 of 3 input(s) failed:") + 1 :]
     assert len(listed) == 1 and listed[0].startswith(f"  {d / 'b_bad.png'}:") and "Traceback" not in run.stderr
+
+
+def test_cryoet_inference_processes_every_readable_map(tmp_path: Path) -> None:
+    bundle = REPO / "bundles" / "cryoet_gan"
+    if not (bundle / "models" / "model.pt").is_file():
+        pytest.skip("bundles/cryoet_gan/models/model.pt missing")
+    d = tmp_path / "maps"
+    d.mkdir()
+    good = (bundle / "sample" / "1bxn.mrc").read_bytes()
+    (d / "a_good.mrc").write_bytes(good)
+    (d / "b_bad.mrc").write_bytes(good[:500])
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
+         "--input_dir", str(d), "--output_dir", str(out), "--device", "$torch.device('cpu')", "--n_samples", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.mrc")) == ["a_good_input.mrc", "a_good_sample_00.mrc", "a_good_sample_01.mrc"]
+    err = run.stderr.splitlines()
+    listed = err[err.index("1 of 2 input(s) failed:") + 1 :]
+    assert len(listed) == 1 and listed[0].startswith(f"  {d / 'b_bad.mrc'}:") and "Traceback" not in run.stderr

@@ -30,7 +30,7 @@ from monai.data import Dataset
 from monai.transforms import MapTransform
 from torch.utils.data import IterableDataset, get_worker_info
 
-__all__ = ["BatchFailures", "RequireShaped", "TolerantDataset", "failure_reason", "report_failures"]
+__all__ = ["BatchFailures", "RequireShaped", "TolerantDataset", "failure_reason", "report_failure_list", "report_failures"]
 
 
 def failure_reason(error: BaseException) -> str:
@@ -109,7 +109,15 @@ class TolerantDataset(IterableDataset):
 
 
 def report_failures(dataset: TolerantDataset, stream: Any = None, exit_code: int = 1) -> None:
-    """Print one line per failed input (``file: reason``) and exit with ``exit_code``; nothing if all succeeded.
+    """Print one line per failed input of ``dataset`` (``file: reason``) and exit with ``exit_code``; nothing if all
+    succeeded (see :func:`report_failure_list`)."""
+    report_failure_list(dataset.failures, len(dataset.failures) + dataset.succeeded, stream, exit_code)
+
+
+def report_failure_list(
+    failures: Sequence[tuple[str, str]], total: int | None = None, stream: Any = None, exit_code: int = 1
+) -> None:
+    """Print ``failures`` (``(file, reason)`` pairs) one per line and exit with ``exit_code``; nothing if empty.
 
     Raises
     ------
@@ -117,11 +125,10 @@ def report_failures(dataset: TolerantDataset, stream: Any = None, exit_code: int
         With ``exit_code`` when any input failed (a ``SystemExit`` passes through MONAI's config evaluation without
         another traceback).
     """
-    if not dataset.failures:
+    if not failures:
         return
     stream = sys.stderr if stream is None else stream
-    total = len(dataset.failures) + dataset.succeeded
-    print(str(BatchFailures(dataset.failures, total)), file=stream, flush=True)
+    print(str(BatchFailures(failures, total)), file=stream, flush=True)
     raise SystemExit(exit_code)
 
 

@@ -38,6 +38,7 @@ from emgan_monai.data.cryoet import (
     subtomograms_from_deepfinder,
     zscore,
 )
+from emgan_monai.data.batch import failure_reason, report_failure_list
 from emgan_monai.io import write_image
 from emgan_monai.physics.cryoet import pad_or_crop, simulate_subtomogram
 from emgan_monai.visualize import montage, to_uint8
@@ -582,7 +583,14 @@ def synthesize_subtomograms(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = load_density_inputs(input_dir, voxel_size, box, iso, sigma, allow_larger=tile_large_maps)
+    inputs, failures = [], []
+    items = density_datalist(input_dir, DENSITY_SUFFIXES)
+    for item in items:  # every readable map is processed; the others are listed at the end (exit status 1)
+        try:
+            inputs.append((item["label"], density_input(item["image"], voxel_size, box, iso, sigma, tile_large_maps)))
+        except (OSError, ValueError, RuntimeError) as err:
+            failures.append((str(item["image"]), failure_reason(err)))
+            logger.warning("skipping %s: %s", item["image"], failures[-1][1])
     model = _InfererModule(generator, inferer).to(device).eval()
     torch.manual_seed(seed)
     rows, files = [], []
@@ -596,9 +604,9 @@ def synthesize_subtomograms(
             tiles += _central_slices(sample, -SUBTOMO_SCALE, SUBTOMO_SCALE)
         rows.append(tiles)
         files.append(entry)
-    ncols = len(rows[0])
-    png = _montage([t for row in rows for t in row], ncols=ncols)
-    _write(out / "montage.png", png, None, overwrite)
+    if rows:
+        png = _montage([t for row in rows for t in row], ncols=len(rows[0]))
+        _write(out / "montage.png", png, None, overwrite)
     summary = {
         "generator": "D -> S (density map -> subtomogram)",
         "n_maps": len(inputs),
@@ -608,12 +616,14 @@ def synthesize_subtomograms(
         "value_units": "z-score of the training subtomograms (dark = dense)",
         "montage": "rows: maps; columns: input, then samples; each as (central slice across axis 0, across axis 1)",
         "files": files,
+        "failed": [{"file": f, "reason": r} for f, r in failures],
     }
     path = out / "synthesis.json"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite true) to replace it")
     path.write_text(json.dumps(summary, indent=2))
     logger.info("wrote %d x %d subtomograms to %s", len(inputs), n_samples, out)
+    report_failure_list(failures, len(items))
     return summary
 
 
