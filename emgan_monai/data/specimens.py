@@ -37,14 +37,17 @@ __all__ = ["SPECIMEN_KINDS", "filaments", "make_specimen", "membranes", "procedu
 DEFAULT_SPACING = (0.29, 0.26, 0.26)
 
 
-def _grid(shape_zyx: Sequence[int], spacing_zyx_um: Sequence[float]) -> tuple[tuple[int, int, int], np.ndarray]:
+def _grid(
+    shape_zyx: Sequence[int], spacing_zyx_um: Sequence[float], rng: np.random.Generator | int | None
+) -> tuple[tuple[int, int, int], np.ndarray, np.random.Generator, np.ndarray]:
+    """Checked grid ``(Z, Y, X)``, voxel size (um), generator and physical extent (um) of a specimen."""
     shape = tuple(int(s) for s in shape_zyx)
     spacing = np.asarray(spacing_zyx_um, dtype=np.float64)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape_zyx must be three positive integers, got {tuple(shape_zyx)}.")
     if spacing.shape != (3,) or np.any(spacing <= 0):
         raise ValueError(f"spacing_zyx_um must be three positive sizes in um, got {spacing_zyx_um}.")
-    return shape, spacing  # type: ignore[return-value]
+    return shape, spacing, np.random.default_rng(rng), np.array(shape) * spacing  # type: ignore[return-value]
 
 
 def _splat(vol: np.ndarray, points_vox: np.ndarray, weights: np.ndarray) -> None:
@@ -103,9 +106,7 @@ def filaments(
     np.ndarray
         ``(Z, Y, X)`` float32 density.
     """
-    shape, spacing = _grid(shape_zyx, spacing_zyx_um)
-    rng = np.random.default_rng(rng)
-    extent = np.array(shape) * spacing
+    shape, spacing, rng, extent = _grid(shape_zyx, spacing_zyx_um, rng)
     if n_filaments is None:
         n_filaments = max(3, int(extent[1] * extent[2] / 8.0))
     vol = np.zeros(shape, dtype=np.float64)
@@ -145,9 +146,7 @@ def vesicles(
     np.ndarray
         ``(Z, Y, X)`` float32 density.
     """
-    shape, spacing = _grid(shape_zyx, spacing_zyx_um)
-    rng = np.random.default_rng(rng)
-    extent = np.array(shape) * spacing
+    shape, spacing, rng, extent = _grid(shape_zyx, spacing_zyx_um, rng)
     if n_vesicles is None:
         n_vesicles = max(3, int(extent.prod() / 40.0))
     vol = np.zeros(shape, dtype=np.float64)
@@ -186,9 +185,7 @@ def membranes(
     np.ndarray
         ``(Z, Y, X)`` float32 density.
     """
-    shape, spacing = _grid(shape_zyx, spacing_zyx_um)
-    rng = np.random.default_rng(rng)
-    extent = np.array(shape) * spacing
+    shape, spacing, rng, extent = _grid(shape_zyx, spacing_zyx_um, rng)
     cell = rng.uniform(*cell_size_um)
     margin = cell
     n_seeds = max(4, int(np.prod(extent + 2 * margin) / cell**3))
@@ -217,9 +214,7 @@ def puncta(
     np.ndarray
         ``(Z, Y, X)`` float32 density.
     """
-    shape, spacing = _grid(shape_zyx, spacing_zyx_um)
-    rng = np.random.default_rng(rng)
-    extent = np.array(shape) * spacing
+    shape, spacing, rng, extent = _grid(shape_zyx, spacing_zyx_um, rng)
     n = max(5, rng.poisson(density_per_um3 * float(extent.prod())))
     points = rng.uniform(0.0, 1.0, (n, 3)) * (np.array(shape) - 1)
     vol = np.zeros(shape, dtype=np.float64)
