@@ -315,6 +315,9 @@ def _ddp_worker(rank: int, world: int, tmp: str, max_epochs: int) -> None:
             saver.attach(trainer)
         trainer.run()
         torch.save(_bare_weights(save), os.path.join(tmp, f"rank{rank}.pt"))
+        # both ranks leave together: a rank that tears gloo down while the other still holds its pairs can abort
+        # ("terminate called without an active exception", SIGABRT), seen once in CI
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
