@@ -129,7 +129,8 @@ def test_diffaugment_is_reproducible_and_differentiable():
 def test_fewshot_trainer_updates_d_g_and_ema():
     from torch.optim.swa_utils import AveragedModel
 
-    from emgan_monai.engines.fewshot import FewShotGANTrainer, ema_multi_avg_fn
+    from emgan_monai.engines.fewshot import FewShotGANTrainer
+    from emgan_monai.handlers import ema_multi_avg_fn
 
     torch.manual_seed(0)
     real = torch.nn.functional.one_hot(torch.randint(0, 3, (8, 16, 16)), 3).movedim(-1, 1).float()
@@ -239,7 +240,7 @@ def test_mask_diversity_counts():
 
 
 def test_ema_multi_avg_fn_warms_up_and_copies_counters():
-    from emgan_monai.engines.fewshot import ema_multi_avg_fn
+    from emgan_monai.handlers import ema_multi_avg_fn
 
     fn = ema_multi_avg_fn(0.99)
     ema, cur = [torch.zeros(3), torch.tensor(0)], [torch.ones(3), torch.tensor(7)]

@@ -23,11 +23,13 @@ Layout written to ``cache_dir``: ``train_<hash>.npz`` (noise-free planes) and ``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -289,23 +291,24 @@ def prepare_confocal_data(
     key = _request_hash(request)
     train_file = cache / f"train_{key}.npz"
     eval_root = cache / f"eval_{key}"
-    stack = load_stack_volume(stack_path)
-    blocks = stack_blocks(stack)
-    specimens: dict[str, list[tuple[str, np.ndarray]]] = {"train": [("nuclei", blocks["train"])], "val": [],
-                                                          "loso": []}  # fmt: skip
+    # specimens are built only when something has to be rendered (a cached request reads the cache alone)
+    blocks = functools.cache(lambda: stack_blocks(load_stack_volume(stack_path)))
+    specimens: dict[str, list[tuple[str, Callable[[], np.ndarray]]]] = {
+        "train": [("nuclei", lambda: blocks()["train"])], "val": [], "loso": []}  # fmt: skip
     for k_i, kind in enumerate(train_kinds):
         for j in range(n_procedural_train):
-            specimens["train"].append((f"{kind}{j}", make_specimen(kind, procedural_shape, spacing_zyx_um,
-                                                                    rng=[seed, 0, k_i, j])))  # fmt: skip
-        specimens["val"].append((f"{kind}", make_specimen(kind, procedural_shape, spacing_zyx_um, rng=[seed, 1, k_i])))
+            specimens["train"].append((f"{kind}{j}", partial(make_specimen, kind, procedural_shape, spacing_zyx_um,
+                                                             rng=[seed, 0, k_i, j])))  # fmt: skip
+        specimens["val"].append((kind, partial(make_specimen, kind, procedural_shape, spacing_zyx_um, rng=[seed, 1, k_i])))
     for j in range(2):
-        specimens["loso"].append((f"{heldout_kind}{j}", make_specimen(heldout_kind, procedural_shape, spacing_zyx_um,
-                                                                       rng=[seed, 2, j])))  # fmt: skip
+        specimens["loso"].append((f"{heldout_kind}{j}", partial(make_specimen, heldout_kind, procedural_shape,
+                                                                spacing_zyx_um, rng=[seed, 2, j])))  # fmt: skip
 
     if not train_file.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         signals, labels, names, nas = [], [], [], []
-        for s_i, (name, vol) in enumerate(specimens["train"]):
+        for s_i, (name, build) in enumerate(specimens["train"]):
+            vol = build()
             planes = _occupied(vol, occupancy)
             for n_i in range(n_na_train):
                 na = float(np.random.default_rng([seed, 3, s_i, n_i]).uniform(*ranges.na))
@@ -329,17 +332,18 @@ def prepare_confocal_data(
 
     result: dict[str, list[dict[str, Any]]] = {"train": train}
     eval_sets = {
-        "val": [("nuclei", blocks["val"])] + specimens["val"],
-        "test": [("nuclei", blocks["test"])],
+        "val": [("nuclei", lambda: blocks()["val"])] + specimens["val"],
+        "test": [("nuclei", lambda: blocks()["test"])],
         "loso": specimens["loso"],
     }
     for split_i, (split, items) in enumerate(eval_sets.items()):
         result[split] = []
-        for s_i, (name, vol) in enumerate(items):
+        for s_i, (name, build) in enumerate(items):
             out = eval_root / split / name
             if (out / "pairs.json").is_file():
                 result[split] += paired_datalist(out, check_shapes=False)
                 continue
+            vol = build()
             planes = _even(_occupied(vol, occupancy), n_eval_planes)
             result[split] += _write_eval_pairs(out, vol, name, planes, seed * 1000 + 100 * split_i + s_i, ranges,
                                                spacing_zyx_um, psf_max_lateral)  # fmt: skip

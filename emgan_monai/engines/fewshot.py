@@ -18,31 +18,7 @@ from emgan_monai.networks.mask_generator import straight_through_onehot
 
 from .unconditional import UnconditionalGANTrainer
 
-__all__ = ["FewShotGANTrainer", "ema_multi_avg_fn"]
-
-
-def ema_multi_avg_fn(decay: float = 0.999, warmup: bool = True) -> Callable:
-    """``multi_avg_fn`` for ``torch.optim.swa_utils.AveragedModel``: an EMA of the weights with a warm-up.
-
-    After ``n`` updates the EMA uses ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's ``ExponentialMovingAverage``
-    with ``num_updates``), so early averages are not dominated by the random initial weights; ``warmup=False`` gives
-    ``torch.optim.swa_utils.get_ema_multi_avg_fn(decay)``.
-    """
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"decay must be in [0, 1), got {decay}.")
-
-    @torch.no_grad()
-    def fn(ema_params, current_params, num_averaged) -> None:
-        n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n)) if warmup else decay
-        floats = [(e, c) for e, c in zip(ema_params, current_params) if e.is_floating_point()]
-        if floats:
-            torch._foreach_lerp_([e for e, _ in floats], [c for _, c in floats], 1.0 - d)
-        for e, c in zip(ema_params, current_params):
-            if not e.is_floating_point():  # counters such as BatchNorm's num_batches_tracked
-                e.copy_(c)
-
-    return fn
+__all__ = ["FewShotGANTrainer"]
 
 
 class FewShotGANTrainer(UnconditionalGANTrainer):
@@ -55,7 +31,7 @@ class FewShotGANTrainer(UnconditionalGANTrainer):
     fakes as they are. Then one discriminator step on ``augment(real)`` vs ``augment(fake)`` with ``loss`` (``"hinge"`` or ``"nonsaturating"``) plus, every ``r1_interval`` iterations,
     ``r1_gamma / 2 * r1_interval * R1`` on the augmented reals (lazy regularisation, StyleGAN2); one generator step
     through the same augmentation; then the EMA of the generator weights is updated (``g_ema``, e.g.
-    ``torch.optim.swa_utils.AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(0.999))``). Two time-scale learning
+    ``torch.optim.swa_utils.AveragedModel(G, multi_avg_fn=emgan_monai.handlers.ema_multi_avg_fn(0.999))``). Two time-scale learning
     rates are set through the two optimisers.
 
     Parameters

@@ -8,7 +8,37 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-__all__ = ["ModelEMA"]
+__all__ = ["ModelEMA", "ema_decay", "ema_multi_avg_fn", "ema_update_"]
+
+
+def ema_decay(updates: float, decay: float, warmup: bool = True) -> float:
+    """Decay of EMA update number ``updates``: ``min(decay, (1 + n) / (10 + n))`` with warm-up (as TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``), so early averages are not dominated by the initial weights."""
+    return min(decay, (1.0 + updates) / (10.0 + updates)) if warmup else decay
+
+
+@torch.no_grad()
+def ema_update_(ema_tensors, current_tensors, d: float) -> None:
+    """In place: floating-point ``ema = d * ema + (1 - d) * current``; other tensors (counters such as BatchNorm's
+    ``num_batches_tracked``) are copied."""
+    floats = [(e, c) for e, c in zip(ema_tensors, current_tensors) if e.is_floating_point()]
+    if floats:
+        torch._foreach_lerp_([e for e, _ in floats], [c.detach().to(e.dtype) for e, c in floats], 1.0 - d)
+    for e, c in zip(ema_tensors, current_tensors):
+        if not e.is_floating_point():
+            e.copy_(c)
+
+
+def ema_multi_avg_fn(decay: float = 0.999, warmup: bool = True):
+    """``multi_avg_fn`` for ``torch.optim.swa_utils.AveragedModel``: the EMA of :class:`ModelEMA` (same warm-up);
+    ``warmup=False`` gives ``torch.optim.swa_utils.get_ema_multi_avg_fn(decay)``."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"decay must be in [0, 1), got {decay}.")
+
+    def fn(ema_params, current_params, num_averaged) -> None:
+        ema_update_(ema_params, current_params, ema_decay(float(num_averaged), decay, warmup))
+
+    return fn
 
 
 class ModelEMA(nn.Module):
@@ -52,15 +82,9 @@ class ModelEMA(nn.Module):
     @torch.no_grad()
     def update(self) -> None:
         """One EMA step towards the network's current weights."""
-        t = int(self.updates)
-        d = min(self.decay, (1.0 + t) / (10.0 + t)) if self.warmup else self.decay
         src = self.source[0].state_dict()
-        for name, value in self.module.state_dict().items():
-            new = src[name].detach()
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(new.to(value.dtype), alpha=1.0 - d)
-            else:
-                value.copy_(new)
+        ema = self.module.state_dict()
+        ema_update_(list(ema.values()), [src[name] for name in ema], ema_decay(int(self.updates), self.decay, self.warmup))
         self.updates += 1
 
     def attach(self, engine: Engine) -> None:
