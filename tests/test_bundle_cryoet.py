@@ -403,7 +403,7 @@ def test_multi_gpu_config_two_ranks(toy, tmp_path, kind):
     extra = tmp_path / "save_each_rank.json"
     extra.write_text(json.dumps({"finalize": [
         "$torch.save(@network.module.state_dict(), os.path.join(@output_dir, 'rank' + os.environ['RANK'] + '.pt'))",
-        "$torch.distributed.is_initialized() and torch.distributed.destroy_process_group()",
+        "$emgan_monai.engines.utils.leave_process_group()",
     ]}))  # fmt: skip
     files = [str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json"), str(extra)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",

@@ -10,7 +10,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["RandomState", "DataLoaderRandomState", "FullPassLoader", "ImagePool", "LinearDecayLR", "scalars"]
+__all__ = [
+    "RandomState", "DataLoaderRandomState", "FullPassLoader", "ImagePool", "LinearDecayLR", "scalars",
+    "leave_process_group",
+]
 
 
 class FullPassLoader:
@@ -52,6 +55,19 @@ class FullPassLoader:
         if name == "loader":  # not set yet (copy/pickle): do not recurse
             raise AttributeError(name)
         return getattr(self.loader, name)
+
+
+def leave_process_group() -> None:
+    """Wait for every rank, then destroy the default process group (no-op when none is initialised).
+
+    The bundles' ``multi_gpu_train.json`` call this in ``finalize``. Rank 0 usually finishes later than the others
+    (it alone saves checkpoints and runs rank-0 handlers); a rank that tears gloo down while its peer still holds
+    the connection can abort on exit ("terminate called without an active exception", SIGABRT). The barrier makes
+    all ranks leave together.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class _Stateful(Protocol):
