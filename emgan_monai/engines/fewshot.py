@@ -13,12 +13,62 @@ from typing import Any
 import torch
 from torch import nn
 
+from emgan_monai.losses.adversarial import last_logits
 from emgan_monai.losses.fewshot import FEWSHOT_LOSSES, discriminator_loss, generator_loss, r1_penalty
 from emgan_monai.networks.mask_generator import straight_through_onehot
 
+from .paired import PairedGANTrainer
 from .unconditional import UnconditionalGANTrainer
 
-__all__ = ["FewShotGANTrainer"]
+__all__ = ["FewShotGANTrainer", "PairedFewShotGANTrainer"]
+
+
+def _check_fewshot(loss: str, r1_gamma: float, r1_interval: int) -> None:
+    if str(loss).lower() not in FEWSHOT_LOSSES:
+        raise ValueError(f"loss must be one of {FEWSHOT_LOSSES}, got {loss!r}.")
+    if r1_gamma < 0 or int(r1_interval) < 1:
+        raise ValueError(f"r1_gamma must be >= 0 and r1_interval >= 1, got {r1_gamma}, {r1_interval}.")
+
+
+def _configure_fewshot(engine: Any, loss: str, r1_gamma: float, r1_interval: int,
+                       augment: Callable[[torch.Tensor], torch.Tensor] | None, g_ema: nn.Module | None) -> None:
+    """Set the few-shot attributes (``loss_kind``, R1, ``augment``, ``g_ema``) on a trainer."""
+    engine.loss_kind = str(loss).lower()
+    engine.r1_gamma = float(r1_gamma)
+    engine.r1_interval = int(r1_interval)
+    engine.augment = augment if augment is not None else (lambda x: x)
+    engine.g_ema = g_ema
+    engine._last_r1 = 0.0
+
+
+def _fewshot_critic_step(engine: Any, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    """One discriminator step of the few-shot recipe on un-augmented inputs ``real`` and (detached) ``fake``.
+
+    ``loss(D(augment(real)), D(augment(fake)))`` plus, every ``r1_interval`` iterations,
+    ``r1_gamma / 2 * r1_interval * R1`` on the augmented reals. Returns the scalar statistics of the step.
+    """
+    do_r1 = engine.r1_gamma > 0 and (engine.state.iteration - 1) % engine.r1_interval == 0
+    engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+    real_in = engine.augment(real).detach().requires_grad_(do_r1)
+    logit_real = engine.d_network(real_in)
+    logit_fake = engine.d_network(engine.augment(fake))
+    loss_real, loss_fake = discriminator_loss(logit_real, logit_fake, engine.loss_kind)
+    d_loss = loss_real + loss_fake
+    stats = {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+    if do_r1:
+        r1 = r1_penalty(logit_real, real_in)
+        d_loss = d_loss + 0.5 * engine.r1_gamma * engine.r1_interval * r1
+        engine._last_r1 = float(r1.detach())
+    engine.check_finite("d_loss", d_loss, stats)
+    engine._step(d_loss, engine.d_optimizer, engine.scaler_d)
+    return {
+        "d_loss": float(d_loss.detach()),
+        "d_real": float(loss_real.detach()),
+        "d_fake": float(loss_fake.detach()),
+        "logit_real": float(last_logits(logit_real).detach().float().mean()),
+        "logit_fake": float(last_logits(logit_fake).detach().float().mean()),
+        "r1": engine._last_r1,
+    }
 
 
 class FewShotGANTrainer(UnconditionalGANTrainer):
@@ -80,17 +130,10 @@ class FewShotGANTrainer(UnconditionalGANTrainer):
         blur_sigma: float = 1.0,
         **kwargs: Any,
     ) -> None:
-        if str(loss).lower() not in FEWSHOT_LOSSES:
-            raise ValueError(f"loss must be one of {FEWSHOT_LOSSES}, got {loss!r}.")
-        if r1_gamma < 0 or int(r1_interval) < 1:
-            raise ValueError(f"r1_gamma must be >= 0 and r1_interval >= 1, got {r1_gamma}, {r1_interval}.")
+        _check_fewshot(loss, r1_gamma, r1_interval)
         kwargs.pop("adv_loss", None)
         super().__init__(*args, **kwargs)
-        self.loss_kind = str(loss).lower()
-        self.r1_gamma = float(r1_gamma)
-        self.r1_interval = int(r1_interval)
-        self.augment = augment if augment is not None else (lambda x: x)
-        self.g_ema = g_ema
+        _configure_fewshot(self, loss, r1_gamma, r1_interval, augment, g_ema)
         if fake_mode not in ("blur", "straight_through", "soft"):
             raise ValueError(f"fake_mode must be 'blur', 'straight_through' or 'soft', got {fake_mode!r}.")
         self.fake_mode = fake_mode
@@ -100,50 +143,86 @@ class FewShotGANTrainer(UnconditionalGANTrainer):
 
             n_spatial = len(self.latent_shape) - 1
             self.blur = GaussianFilter(n_spatial, float(blur_sigma))
-        self._last_r1 = 0.0
 
-    def _d_input(self, x: torch.Tensor) -> torch.Tensor:
-        """What the discriminator sees of a real or fake batch: shared blur (``fake_mode="blur"``), then ``augment``."""
-        if self.blur is not None:
-            self.blur.to(x.device)
-            x = self.blur(x)
-        return self.augment(x)
+    def _blurred(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared blur of ``fake_mode="blur"`` (identity otherwise); ``augment`` follows in the critic."""
+        if self.blur is None:
+            return x
+        self.blur.to(x.device)
+        return self.blur(x)
 
     def _generate(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         soft = self.g_network(inputs["latent"])
         return {"fake": straight_through_onehot(soft) if self.fake_mode == "straight_through" else soft}
 
     def _critic_phase(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        real, fake = inputs["real"], fakes["fake"]
-        do_r1 = self.r1_gamma > 0 and (self.state.iteration - 1) % self.r1_interval == 0
-        self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
-        real_in = self._d_input(real).detach().requires_grad_(do_r1)
-        logit_real = self.d_network(real_in)
-        logit_fake = self.d_network(self._d_input(fake.detach()))
-        loss_real, loss_fake = discriminator_loss(logit_real, logit_fake, self.loss_kind)
-        d_loss = loss_real + loss_fake
-        stats = {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
-        if do_r1:
-            r1 = r1_penalty(logit_real, real_in)
-            d_loss = d_loss + 0.5 * self.r1_gamma * self.r1_interval * r1
-            self._last_r1 = float(r1.detach())
-        self.check_finite("d_loss", d_loss, stats)
-        self._step(d_loss, self.d_optimizer, self.scaler_d)
-        return {
-            "d_loss": float(d_loss.detach()),
-            "d_real": float(loss_real.detach()),
-            "d_fake": float(loss_fake.detach()),
-            "logit_real": float(logit_real.detach().float().mean()),
-            "logit_fake": float(logit_fake.detach().float().mean()),
-            "r1": self._last_r1,
-        }
+        return _fewshot_critic_step(self, self._blurred(inputs["real"]), self._blurred(fakes["fake"].detach()))
 
     def _generator_terms(
         self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]
     ) -> dict[str, tuple[float, torch.Tensor]]:
-        return {"g_adv": (1.0, generator_loss(self.d_network(self._d_input(fakes["fake"])), self.loss_kind))}
+        return {"g_adv": (1.0, generator_loss(self.d_network(self.augment(self._blurred(fakes["fake"]))), self.loss_kind))}
 
     def _iteration(self, engine: FewShotGANTrainer, batchdata: Any) -> dict[str, Any]:  # type: ignore[override]
+        output = super()._iteration(engine, batchdata)
+        if engine.g_ema is not None:
+            engine.g_ema.update_parameters(engine.g_network)
+        return output
+
+
+class PairedFewShotGANTrainer(PairedGANTrainer):
+    """Paired (conditional) GAN trainer with the few-shot recipe, for image translation from a handful of pairs.
+
+    As :class:`~emgan_monai.engines.PairedGANTrainer` (``fake = G(input)``, pixel term
+    ``lambda_pixel * pixel_loss(fake, real)``, adversarial weight ramped to ``lambda_adv``), with the
+    discriminator step and adversarial term of :class:`FewShotGANTrainer`: true hinge or non-saturating loss, lazy
+    R1 on the augmented reals, DiffAugment on the discriminator inputs ``cat(input, real | fake)`` (one
+    augmentation of the concatenated channels, so condition and image stay aligned) and an EMA of the generator.
+    A spectral-norm discriminator is set in the config. Pair it with a structure-only pixel loss (e.g.
+    :class:`~emgan_monai.losses.LowPassCycleLoss`) when the condition does not fix the texture.
+
+    Parameters
+    ----------
+    args, kwargs
+        As :class:`~emgan_monai.engines.PairedGANTrainer` (``adv_loss`` is ignored: ``loss`` rules).
+    loss, r1_gamma, r1_interval, augment, g_ema
+        As :class:`FewShotGANTrainer`.
+
+    Notes
+    -----
+    ``engine.state.output`` holds ``d_loss``, ``d_real``, ``d_fake``, ``logit_real``, ``logit_fake``, ``r1``,
+    ``g_loss``, ``g_adv``, ``g_pixel`` and the images ``input``, ``real``, ``fake``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        loss: str = "hinge",
+        r1_gamma: float = 1.0,
+        r1_interval: int = 4,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        g_ema: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _check_fewshot(loss, r1_gamma, r1_interval)
+        kwargs.pop("adv_loss", None)
+        kwargs.setdefault("conditional", True)
+        super().__init__(*args, **kwargs)
+        _configure_fewshot(self, loss, r1_gamma, r1_interval, augment, g_ema)
+
+    def _critic_phase(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        image = inputs["input"]
+        return _fewshot_critic_step(self, self._d_input(image, inputs["real"]), self._d_input(image, fakes["fake"]))
+
+    def _generator_terms(
+        self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]
+    ) -> dict[str, tuple[float, torch.Tensor]]:
+        fake = fakes["fake"]
+        adv = generator_loss(self.d_network(self.augment(self._d_input(inputs["input"], fake))), self.loss_kind)
+        pixel = self.pixel_loss(fake.float(), inputs["real"].float())
+        return {"g_adv": (self.adv_weight(), adv), "g_pixel": (self.lambda_pixel, pixel)}
+
+    def _iteration(self, engine: PairedFewShotGANTrainer, batchdata: Any) -> dict[str, Any]:  # type: ignore[override]
         output = super()._iteration(engine, batchdata)
         if engine.g_ema is not None:
             engine.g_ema.update_parameters(engine.g_network)

@@ -3,6 +3,7 @@
 from .cyclegan3d import CycleGANGenerator, SpectralNormCritic, SubtomogramClassifier, mc_dropout
 from .discriminators import DISCRIMINATOR_KINDS, PatchDiscriminator, SkipPatchDiscriminator, build_discriminator
 from .mask_generator import NoiseToMaskGenerator
+from .noise_unet import NoiseUNet
 from .physics_generator import PhysicsInformedGenerator, build_subtomogram_generator
 from .pix2pix_unet import Pix2PixUNet
 from .residual_unet import ResidualUNetGenerator
@@ -11,6 +12,7 @@ __all__ = [
     "DISCRIMINATOR_KINDS",
     "CycleGANGenerator",
     "NoiseToMaskGenerator",
+    "NoiseUNet",
     "PatchDiscriminator",
     "PhysicsInformedGenerator",
     "Pix2PixUNet",
