@@ -331,7 +331,7 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
 
     from emgan_monai.engines.fewshot import PairedFewShotGANTrainer
     from emgan_monai.handlers import ema_multi_avg_fn
-    from emgan_monai.losses import LowPassCycleLoss
+    from emgan_monai.losses import LowPassCycleLoss, RadialSpectrumLoss
 
     torch.manual_seed(0)
     mask = torch.nn.functional.one_hot(torch.randint(0, 3, (8, 16, 16)), 3).movedim(-1, 1).float()
@@ -354,11 +354,13 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
         g_optimizer=torch.optim.Adam(g.parameters(), 1e-3, betas=(0.0, 0.99)), d_network=d,
         d_optimizer=torch.optim.Adam(d.parameters(), 1e-3, betas=(0.0, 0.99)), r1_gamma=1.0, r1_interval=1,
         augment=Recording(), g_ema=ema, lambda_pixel=5.0, pixel_loss=LowPassCycleLoss(sigma=1.0, spatial_dims=2),
+        texture_loss=RadialSpectrumLoss(n_bins=4), lambda_texture=0.5,
     )  # fmt: skip
     trainer.run()
     out = trainer.state.output
-    assert {"g_adv", "g_pixel", "d_real", "d_fake", "r1"} <= set(out) and out["r1"] > 0
-    assert np.isfinite(out["g_loss"]) and abs(out["g_loss"] - out["g_adv"] - 5.0 * out["g_pixel"]) < 1e-4
+    assert {"g_adv", "g_pixel", "g_texture", "d_real", "d_fake", "r1"} <= set(out) and out["r1"] > 0
+    total = out["g_adv"] + 5.0 * out["g_pixel"] + 0.5 * out["g_texture"]
+    assert np.isfinite(out["g_loss"]) and abs(out["g_loss"] - total) < 1e-4 and out["g_texture"] > 0
     # the discriminator judges cat(mask, EM): 4 channels, the condition first, the real EM of the same pair
     assert all(x.shape[1] == 4 for x in seen)
     torch.testing.assert_close(seen[0][:, :3], mask[:4])
@@ -371,3 +373,7 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
         PairedFewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
                                 g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
                                 loss="bce")
+    with pytest.raises(ValueError, match="texture_loss"):
+        PairedFewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
+                                g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
+                                lambda_texture=1.0)

@@ -129,3 +129,27 @@ def test_cycle_and_identity():
     assert IdentityLoss()(x, y).item() == pytest.approx(0.25)
     with pytest.raises(ValueError, match="shapes differ"):
         IdentityLoss()(x, torch.zeros(2, 2, 4, 4))
+
+
+def test_radial_spectrum_loss_sees_missing_texture_not_its_position():
+    from emgan_monai.losses import RadialSpectrumLoss, radial_power_spectrum
+
+    g = torch.Generator().manual_seed(0)
+    grain = torch.rand(2, 1, 64, 64, generator=g)
+    other_grain = torch.rand(2, 1, 64, 64, generator=g)  # same statistics, another realisation
+    smooth = torch.nn.functional.avg_pool2d(grain, 5, stride=1, padding=2)
+    loss = RadialSpectrumLoss(n_bins=8)
+    assert loss(grain, grain) < 1e-6
+    assert loss(other_grain, grain) < 0.1  # the realisation is free ...
+    assert loss(smooth, grain) > 5 * loss(other_grain, grain)  # ... the lost detail is not
+    assert loss(torch.roll(grain, (7, 11), dims=(2, 3)), grain) < 0.1  # nor is where the detail lies
+    spec = radial_power_spectrum(smooth, n_bins=8)
+    assert spec.shape == (2, 1, 8) and (spec[..., -1] < spec[..., 0]).all()  # low-pass: less power at high f
+    x = smooth.clone().requires_grad_(True)
+    loss(x, grain).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert RadialSpectrumLoss(n_bins=8, min_frequency=0.25)(smooth, grain) > loss(smooth, grain)  # HF rings only
+    with pytest.raises(ValueError, match="differ"):
+        loss(grain, grain[:, :, :32])
+    with pytest.raises(ValueError, match="H, W >= 8"):
+        radial_power_spectrum(torch.rand(1, 1, 4, 4))

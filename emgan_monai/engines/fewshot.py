@@ -187,11 +187,14 @@ class PairedFewShotGANTrainer(PairedGANTrainer):
         As :class:`~emgan_monai.engines.PairedGANTrainer` (``adv_loss`` is ignored: ``loss`` rules).
     loss, r1_gamma, r1_interval, augment, g_ema
         As :class:`FewShotGANTrainer`.
+    texture_loss, lambda_texture
+        An optional texture-statistics term ``lambda_texture * texture_loss(fake, real)`` (e.g.
+        :class:`~emgan_monai.losses.RadialSpectrumLoss`): reported as ``g_texture``.
 
     Notes
     -----
     ``engine.state.output`` holds ``d_loss``, ``d_real``, ``d_fake``, ``logit_real``, ``logit_fake``, ``r1``,
-    ``g_loss``, ``g_adv``, ``g_pixel`` and the images ``input``, ``real``, ``fake``.
+    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``] and the images ``input``, ``real``, ``fake``.
     """
 
     def __init__(
@@ -202,13 +205,19 @@ class PairedFewShotGANTrainer(PairedGANTrainer):
         r1_interval: int = 4,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         g_ema: nn.Module | None = None,
+        texture_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        lambda_texture: float = 0.0,
         **kwargs: Any,
     ) -> None:
         _check_fewshot(loss, r1_gamma, r1_interval)
+        if lambda_texture < 0 or (lambda_texture > 0 and texture_loss is None):
+            raise ValueError(f"lambda_texture must be >= 0 and needs a texture_loss, got {lambda_texture}.")
         kwargs.pop("adv_loss", None)
         kwargs.setdefault("conditional", True)
         super().__init__(*args, **kwargs)
         _configure_fewshot(self, loss, r1_gamma, r1_interval, augment, g_ema)
+        self.texture_loss = texture_loss
+        self.lambda_texture = float(lambda_texture)
 
     def _critic_phase(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> dict[str, float]:
         image = inputs["input"]
@@ -220,7 +229,10 @@ class PairedFewShotGANTrainer(PairedGANTrainer):
         fake = fakes["fake"]
         adv = generator_loss(self.d_network(self.augment(self._d_input(inputs["input"], fake))), self.loss_kind)
         pixel = self.pixel_loss(fake.float(), inputs["real"].float())
-        return {"g_adv": (self.adv_weight(), adv), "g_pixel": (self.lambda_pixel, pixel)}
+        terms = {"g_adv": (self.adv_weight(), adv), "g_pixel": (self.lambda_pixel, pixel)}
+        if self.texture_loss is not None and self.lambda_texture > 0:
+            terms["g_texture"] = (self.lambda_texture, self.texture_loss(fake.float(), inputs["real"].float()))
+        return terms
 
     def _iteration(self, engine: PairedFewShotGANTrainer, batchdata: Any) -> dict[str, Any]:  # type: ignore[override]
         output = super()._iteration(engine, batchdata)

@@ -25,13 +25,14 @@ __all__ = ["NoiseUNet"]
 class _NoisyConvBlock(nn.Module):
     """``(conv3 -> [noise] -> norm -> LeakyReLU(0.2)) x 2``: ``(B, c_in, *S)`` -> ``(B, c_out, *S)``."""
 
-    def __init__(self, spatial_dims: int, c_in: int, c_out: int, norm: tuple | str | None, noise: bool) -> None:
+    def __init__(self, spatial_dims: int, c_in: int, c_out: int, norm: tuple | str | None, noise: bool,
+                 noise_init: float = 0.0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(2):
             layers.append(Convolution(spatial_dims, c_in if i == 0 else c_out, c_out, kernel_size=3, conv_only=True))
             if noise:
-                layers.append(NoiseInjection(c_out, spatial_dims))
+                layers.append(NoiseInjection(c_out, spatial_dims, init=noise_init))
             if norm is not None:
                 layers.append(get_norm_layer(norm, spatial_dims=spatial_dims, channels=c_out))
             layers.append(nn.LeakyReLU(0.2))
@@ -69,6 +70,9 @@ class NoiseUNet(nn.Module):
         alike); ``None`` for none.
     noise
         Inject noise in the decoder and bottleneck blocks (``False``: a deterministic U-Net of the same shape).
+    noise_init
+        Initial per-channel noise scale. Not 0: a loss on texture statistics (power at each scale) has zero
+        gradient with respect to a noise scale of exactly 0 (power grows with its square).
     out_act
         ``"sigmoid"`` (output in ``(0, 1)``), ``"tanh"`` or ``None``.
 
@@ -87,6 +91,7 @@ class NoiseUNet(nn.Module):
         channels: Sequence[int] = (32, 64, 96, 128),
         norm: tuple | str | None = ("INSTANCE", {"affine": True}),
         noise: bool = True,
+        noise_init: float = 0.1,
         out_act: str | None = "sigmoid",
     ) -> None:
         super().__init__()
@@ -109,13 +114,15 @@ class NoiseUNet(nn.Module):
             is_bottom = i == len(channels) - 1
             self.down.append(nn.Sequential(
                 Convolution(spatial_dims, channels[i - 1], channels[i], strides=2, kernel_size=3, conv_only=True),
-                _NoisyConvBlock(spatial_dims, channels[i], channels[i], norm, noise=noise and is_bottom),
+                _NoisyConvBlock(spatial_dims, channels[i], channels[i], norm, noise=noise and is_bottom,
+                                noise_init=noise_init),
             ))  # fmt: skip
         self.up_conv = nn.ModuleList()
         self.up_block = nn.ModuleList()
         for i in range(len(channels) - 2, -1, -1):
             self.up_conv.append(Convolution(spatial_dims, channels[i + 1], channels[i], kernel_size=3, conv_only=True))
-            self.up_block.append(_NoisyConvBlock(spatial_dims, 2 * channels[i], channels[i], norm, noise=noise))
+            self.up_block.append(_NoisyConvBlock(spatial_dims, 2 * channels[i], channels[i], norm, noise=noise,
+                                                 noise_init=noise_init))
         self.head = Convolution(spatial_dims, channels[0], out_channels, kernel_size=1, conv_only=True)
         self.out_act = get_act_layer(out_act) if out_act is not None else nn.Identity()
 
