@@ -153,3 +153,25 @@ def test_radial_spectrum_loss_sees_missing_texture_not_its_position():
         loss(grain, grain[:, :, :32])
     with pytest.raises(ValueError, match="H, W >= 8"):
         radial_power_spectrum(torch.rand(1, 1, 4, 4))
+
+
+def test_texture_statistics_loss_terms():
+    from emgan_monai.losses import TextureStatisticsLoss, sorted_values_distance
+    from emgan_monai.losses.texture import gradient_magnitude
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(2, 1, 32, 32, generator=g)
+    perm = a.flatten(2)[..., torch.randperm(32 * 32, generator=g)].reshape(a.shape)
+    assert sorted_values_distance(perm, a) < 1e-7  # same values anywhere: same histogram
+    assert abs(float(sorted_values_distance(a + 0.1, a)) - 0.1) < 1e-5  # a shift of 0.1 is a W1 of 0.1
+    ramp = torch.linspace(0, 1, 16).repeat(16, 1)[None, None]
+    torch.testing.assert_close(gradient_magnitude(ramp), torch.full((1, 1, 15, 15), 1 / 15))
+    only_hist = TextureStatisticsLoss(w_spectrum=0.0, w_intensity=1.0, w_gradient=0.0)
+    torch.testing.assert_close(only_hist(a + 0.1, a), sorted_values_distance(a + 0.1, a))
+    full = TextureStatisticsLoss(n_bins=8)
+    smooth = torch.nn.functional.avg_pool2d(a, 3, stride=1, padding=1)
+    assert full(smooth, a) > 3 * full(torch.rand(2, 1, 32, 32, generator=g), a)
+    with pytest.raises(ValueError, match="weights"):
+        TextureStatisticsLoss(w_gradient=-1.0)
+    with pytest.raises(ValueError, match="differ"):
+        sorted_values_distance(a, a[:1])

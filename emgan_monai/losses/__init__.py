@@ -1,10 +1,10 @@
 """emgan_monai.losses: adversarial (bce, least squares, hinge, Wasserstein), gradient penalty, cycle and identity,
-L1 + SSIM pixel loss, radial power-spectrum loss."""
+L1 + SSIM pixel loss, texture-statistics losses (power spectrum, value and gradient distributions)."""
 
 from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, clip_weights, gradient_penalty, last_logits
 from .cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss
 from .pixel import L1SSIMLoss
-from .spectrum import RadialSpectrumLoss, radial_power_spectrum
+from .texture import RadialSpectrumLoss, TextureStatisticsLoss, radial_power_spectrum, sorted_values_distance
 
 __all__ = [
     "ADVERSARIAL_CRITERIA",
@@ -14,8 +14,10 @@ __all__ = [
     "L1SSIMLoss",
     "LowPassCycleLoss",
     "RadialSpectrumLoss",
+    "TextureStatisticsLoss",
     "clip_weights",
     "gradient_penalty",
     "last_logits",
     "radial_power_spectrum",
+    "sorted_values_distance",
 ]

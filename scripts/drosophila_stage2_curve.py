@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Stage-2 texture realism and structure of the ``drosophila_skip_patch`` mask -> EM generator against wall time.
+
+For every ``checkpoint_*.pt`` of a ``configs/train.json`` run (full checkpoints: generator, EMA, discriminator,
+optimisers, trainer) the EMA generator draws ``--n_draws`` EM images from each held-out mask (area + argmax masks,
+as in ``evaluate.json``) and is scored against the real held-out sections:
+
+- texture Frechet distance of 128-px tile features (:func:`emgan_monai.metrics.texture.texture_distance`, features
+  z-scored with the real training sections), with the same-run reference points real training sections and
+  naively painted masks (class means of the training sections, Gaussian blur 1.5 px);
+- high-frequency power relative to the real held-out sections;
+- FCN Dice of a segmenter trained once on the real training sections (generated vs real held-out EM).
+
+The wall time of a checkpoint is its file time minus the creation time of the run's TensorBoard event file.
+Writes ``curve.json`` and ``curve.png`` into ``--output_dir``. Example::
+
+    OMP_NUM_THREADS=1 python scripts/drosophila_stage2_curve.py --run_dir runs/stage2 \
+        --output_dir bundles/drosophila_skip_patch/docs/stage2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "drosophila_skip_patch"
+
+
+def load_ema_generator(config: dict, ckpt: Path) -> torch.nn.Module:
+    """The EMA generator of a full checkpoint (or a plain state dict) built from the config's ``network_def``."""
+    from monai.bundle import ConfigParser
+
+    net = ConfigParser(config).get_parsed_content("network_def")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if "g_ema" in state:
+        state = {k[len("module."):]: v for k, v in state["g_ema"].items() if k.startswith("module.")}
+    elif "generator" in state:
+        state = state["generator"]
+    net.load_state_dict(state)
+    return net.eval()
+
+
+@torch.no_grad()
+def draws(net: torch.nn.Module, masks: torch.Tensor, n_draws: int, seed: int) -> torch.Tensor:
+    """``(n_draws * N, 1, H, W)``: ``n_draws`` seeded samples of ``net`` on every mask ``(N, 3, H, W)``."""
+    out = []
+    for d in range(n_draws):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1000 + d)
+            out.append(net(masks).clamp(0, 1))
+    return torch.cat(out)
+
+
+def painted(masks: torch.Tensor, tr_masks: torch.Tensor, tr_em: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """The naive method: each class painted with its mean grey level in the training sections, then blurred."""
+    from scipy.ndimage import gaussian_filter
+
+    means = (tr_masks * tr_em).sum((0, 2, 3)) / tr_masks.sum((0, 2, 3)).clamp_min(1)
+    flat = (masks * means[None, :, None, None]).sum(1, keepdim=True).numpy()
+    return torch.from_numpy(np.stack([gaussian_filter(f, (0, sigma, sigma)) for f in flat]).astype(np.float32))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run_dir", required=True, help="output_dir of the training run (holds checkpoints/)")
+    ap.add_argument("--output_dir", required=True)
+    ap.add_argument("--config", default=str(BUNDLE / "configs" / "train.json"))
+    ap.add_argument("--eval_config", default=str(BUNDLE / "configs" / "evaluate.json"))
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--n_draws", type=int, default=2)
+    ap.add_argument("--segmenter_steps", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--every", type=int, default=1, help="use every n-th checkpoint")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    from emgan_monai.data.drosophila import drosophila_datalist, split_sections
+    from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
+    from emgan_monai.metrics.texture import high_frequency_power, texture_distance, texture_features
+    from emgan_monai.workflows.drosophila import load_sections
+
+    parser = ConfigParser()
+    parser.read_config(args.config)
+    parser["resolution"] = args.resolution
+    ev = ConfigParser()
+    ev.read_config(args.eval_config)
+    ev["resolution"] = args.resolution
+    mask_tf = Compose(ev.get_parsed_content("mask_preprocessing"))
+    datalist = drosophila_datalist(Path(parser.get_parsed_content("dataset_dir")) / parser["stack"])
+    train, val = split_sections(datalist, n_train=parser["n_train"], n_val=parser["n_val"])
+    tr_masks, tr_em = load_sections(train, args.resolution, mask_transform=mask_tf)
+    va_masks, va_em = load_sections(val, args.resolution, mask_transform=mask_tf)
+
+    ref_feat = texture_features(tr_em)
+    va_feat = texture_features(va_em)
+    hf_real = high_frequency_power(va_em)
+    references = {
+        "real_train": texture_distance(va_feat, ref_feat, scale_from=ref_feat),
+        "painted_masks": texture_distance(va_feat, texture_features(painted(va_masks, tr_masks, tr_em)),
+                                          scale_from=ref_feat),
+    }
+    segmenter = train_segmenter(tr_em, tr_masks, steps=args.segmenter_steps, seed=args.seed,
+                                patch_size=min(128, args.resolution))
+    roi = min(128, args.resolution)
+    dice_real = segmentation_dice(segmenter, va_em, va_masks, roi_size=roi)["mean"]
+    print(json.dumps({"references": references, "dice_real_heldout": dice_real}), flush=True)
+
+    run = Path(args.run_dir)
+    events = sorted(run.glob("events.out.tfevents.*"))
+    t0 = float(events[0].name.split(".")[3]) if events else None
+
+    def number(p: Path) -> int:
+        m = re.search(r"=(\d+)", p.name)
+        return int(m.group(1)) if m else 10**9
+
+    config = parser.get()
+    rows = []
+    for ck in sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]:
+        state = torch.load(ck, map_location="cpu", weights_only=True)
+        net = load_ema_generator(config, ck)
+        fake = draws(net, va_masks, args.n_draws, args.seed)
+        dist = texture_distance(va_feat, texture_features(fake), scale_from=ref_feat)
+        row = {
+            "checkpoint": ck.name,
+            "iteration": int(state["trainer"]["iteration"]) if "trainer" in state else None,
+            "wall_s": (ck.stat().st_mtime - t0) if t0 else None,
+            "texture_frechet": dist,
+            "vs_real_train": dist / references["real_train"],
+            "vs_painted": dist / references["painted_masks"],
+            "hf_power_ratio": high_frequency_power(fake) / hf_real,
+            "dice_mean": segmentation_dice(segmenter, fake[: len(va_masks)], va_masks, roi_size=roi)["mean"],
+            "draw_difference": float((fake[: len(va_masks)] - fake[len(va_masks): 2 * len(va_masks)]).abs().mean())
+            if args.n_draws > 1 else 0.0,
+        }
+        row["targets"] = {
+            "texture_within_3x_real": bool(row["vs_real_train"] <= 3.0),
+            "texture_at_most_fifth_of_painting": bool(row["vs_painted"] <= 0.2),
+            "dice_95pct_of_real": bool(row["dice_mean"] >= 0.95 * dice_real),
+        }
+        rows.append(row)
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+    first = {name: next(({"checkpoint": r["checkpoint"], "iteration": r["iteration"], "wall_s": r["wall_s"]}
+                         for r in rows if r["targets"][name]), None) for name in rows[0]["targets"]} if rows else {}
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "curve.json", "w", encoding="utf-8") as f:
+        json.dump({"run_dir": str(run), "resolution": args.resolution, "n_draws": args.n_draws, "seed": args.seed,
+                   "references": references, "dice_real_heldout": dice_real, "first_time_target_met": first,
+                   "rows": rows}, f, indent=2)
+    print(json.dumps(first, indent=1))
+    if rows:
+        _plot(rows, references, dice_real, out / "curve.png")
+
+
+def _plot(rows: list[dict], references: dict, dice_real: float, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    t = [(r["wall_s"] or 0) / 60 for r in rows]
+    fig = Figure(figsize=(12, 3.6), dpi=100)
+    ax = fig.add_subplot(131)
+    ax.semilogy(t, [r["texture_frechet"] for r in rows], "o-", label="generated")
+    ax.axhline(references["real_train"], color="g", ls="--", label="real train (reference)")
+    ax.axhline(3 * references["real_train"], color="g", ls=":", label="target: 3x real")
+    ax.axhline(references["painted_masks"], color="r", ls="--", label="painted masks")
+    ax.set(xlabel="wall time (min)", title="texture Frechet vs real held-out")
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(132)
+    ax.plot(t, [r["hf_power_ratio"] for r in rows], "o-")
+    ax.axhline(1.0, color="g", ls="--")
+    ax.set(xlabel="wall time (min)", title="high-frequency power / real")
+    ax = fig.add_subplot(133)
+    ax.plot(t, [r["dice_mean"] for r in rows], "o-", label="generated")
+    ax.axhline(dice_real, color="g", ls="--", label="real held-out")
+    ax.axhline(0.95 * dice_real, color="g", ls=":", label="target: 95 % of real")
+    ax.set(xlabel="wall time (min)", title="FCN Dice (mean of mito, membrane)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    FigureCanvasAgg(fig).print_png(str(path))
+
+
+if __name__ == "__main__":
+    main()
