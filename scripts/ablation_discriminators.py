@@ -18,7 +18,7 @@ added:
   ``SupervisedEvaluator`` computes every ``val_interval`` (= ``--eval_every``) epochs, read from
   ``evaluator.state.metrics``.
 
-The final generators of each kind are then scored with :func:`emgan_monai.workflows.drosophila.evaluate` (one
+The final generators of each kind are then scored with :func:`emgan_monai.evaluation.drosophila.evaluate` (one
 segmenter, trained once on the real training sections, is shared by all kinds so their FCN-scores and feature
 distances are comparable).
 
@@ -420,7 +420,8 @@ def run_ablation(args) -> dict:
     from emgan_monai.metrics.fcn_score import train_segmenter
     from emgan_monai.metrics.morphology import mask_morphology
     from emgan_monai.visualize import montage, onehot_to_rgb
-    from emgan_monai.workflows.drosophila import evaluate, generate, load_sections
+    from emgan_monai.evaluation.drosophila import evaluate
+    from emgan_monai.workflows.drosophila import generate, load_sections
 
     t0 = time.perf_counter()
     for kind in args.kinds:

@@ -212,7 +212,8 @@ def test_evaluate_metrics(stack_dir, stage1_run, stage2_runs, tmp_path):
                "--resolution", str(RES), "--n_train", "4", "--n_val", "2", "--num_generated", "4",
                "--segmenter_steps", "4", "--generator_channels", "[16, 8, 8, 8, 8]")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"stage1_morphology", "stage2_quality_heldout", "stage2_fcn_score", "stage2_feature_distances"} <= set(metrics)
+    assert {"stage1_morphology", "stage2_quality_heldout", "stage2_fcn_score", "stage2_feature_distances",
+            "stage2_texture"} <= set(metrics)
     for key in ("hole_fraction", "n_mitochondria", "membrane_fraction", "membrane_components", "mito_area"):
         assert key in metrics["stage1_morphology"]
     per = metrics["stage1_morphology"]["periodicity"]
@@ -224,7 +225,20 @@ def test_evaluate_metrics(stack_dir, stage1_run, stage2_runs, tmp_path):
     assert set(metrics["stage2_fcn_score"]) == {"dice_real_heldout", "dice_generated_from_heldout_masks",
                                                 "dice_generated_from_generated_masks"}
     assert math.isfinite(metrics["stage2_feature_distances"]["frechet"])
+    # texture of generated EM and same-run baselines vs the held-out sections (tiny data: no ordering asserted
+    # between real_train and painted_masks, only that every value exists and noise adds high-frequency power)
+    texture = metrics["stage2_texture"]
+    assert list(texture["sets"]) == ["real_train", "blurred_real", "noisy_real", "painted_masks",
+                                     "generated_from_heldout_masks", "generated_from_generated_masks"]
+    for name, row in texture["sets"].items():
+        assert math.isfinite(row["texture_frechet"]) and row["texture_frechet"] >= 0, name
+        assert math.isfinite(row["hf_power_ratio"]), name
+    assert texture["sets"]["noisy_real"]["hf_power_ratio"] > 1
+    assert texture["tile"] == RES // 2 and texture["n_draws"] == 4
+    assert texture["sets"]["generated_from_heldout_masks"]["n_tiles"] == 4 * texture["n_heldout_tiles"]
+    assert texture["draw_diversity"] >= 0 and all(math.isfinite(v) for v in texture["ratios"].values())
     assert (out / "pca_masks.png").is_file() and (out / "metrics.md").is_file()
+    assert "## Stage 2: texture realism" in (out / "metrics.md").read_text()
 
 
 @pytest.mark.skipif(not ((BUNDLE / "models" / "model.pt").is_file() and (BUNDLE / "models" / "mask_generator.pt").is_file()),

@@ -1,5 +1,7 @@
 """Drosophila skip-patch GAN: noise -> mask -> EM synthesis, as called by the bundle's ``inference.json``.
 
+The evaluation of the bundle (``evaluate.json``) lives in :mod:`emgan_monai.evaluation.drosophila`.
+
 Stage 1 (``mask_net``) maps a Gaussian latent grid (e.g. ``(B, 16, H/16, W/16)`` for
 :class:`~emgan_monai.networks.mask_generator.LatentGridMaskGenerator`) to a soft 3-channel mask ``(B, 3, H, W)``
 (mitochondria, membrane, background); stage 2 (``em_net``) maps that mask to an EM image ``(B, 1, H, W)`` in (0, 1).
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from emgan_monai.io import write_image
 from emgan_monai.visualize import montage, onehot_to_rgb, to_uint8
 
-__all__ = ["evaluate", "evaluate_stage1", "evaluate_stage2", "generate", "hard_mask", "load_sections", "metrics_markdown", "synthesize_pairs"]
+__all__ = ["default_latent_shape", "generate", "hard_mask", "load_sections", "synthesize_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +114,10 @@ def synthesize_pairs(
     while done < num_pairs:
         b = min(batch_size, num_pairs - done)
         noise = torch.randn((b, *latent_shape), generator=gen).to(device)
-        with _seeded(seed * 1_000_003 + done):  # the generator's injected noise
+        with _seeded(seed * 1_000_003 + done):  # the generators' injected noise
             soft = mask_net(noise)
-        mask = hard_mask(soft) if harden_masks else soft
-        em = em_net(mask).clamp(0, 1)
+            mask = hard_mask(soft) if harden_masks else soft
+            em = em_net(mask).clamp(0, 1)
         for j in range(b):
             i = done + j
             m = mask[j].float().cpu().numpy()
@@ -145,7 +147,7 @@ def synthesize_pairs(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# data loading shared by evaluation and the ablation
+# data loading and sampling shared by evaluation and the ablation
 
 
 def load_sections(datalist: Sequence[dict], resolution: int, em_max: float = 255.0,
@@ -201,7 +203,10 @@ def load_sections(datalist: Sequence[dict], resolution: int, em_max: float = 255
 @torch.no_grad()
 def generate(mask_net: torch.nn.Module, em_net: torch.nn.Module | None, n: int, latent_shape: Sequence[int],
              seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 8):
-    """``n`` synthetic masks ``(n, 3, H, W)`` (hard one-hot) and, if ``em_net`` is given, EM ``(n, 1, H, W)``."""
+    """``n`` synthetic masks ``(n, 3, H, W)`` (hard one-hot) and, if ``em_net`` is given, EM ``(n, 1, H, W)``.
+
+    The noise both generators may inject is drawn under a seed derived from ``seed`` and the batch start.
+    """
     device = torch.device(device)
     mask_net.eval().to(device)
     if em_net is not None:
@@ -211,237 +216,9 @@ def generate(mask_net: torch.nn.Module, em_net: torch.nn.Module | None, n: int, 
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
         z = torch.randn((b, *latent_shape), generator=gen).to(device)
-        with _seeded(int(seed) * 1_000_003 + start):  # the generator's injected noise
+        with _seeded(int(seed) * 1_000_003 + start):  # the generators' injected noise
             m = hard_mask(mask_net(z))
+            if em_net is not None:
+                ems.append(em_net(m).clamp(0, 1).cpu())
         masks.append(m.cpu())
-        if em_net is not None:
-            ems.append(em_net(m).clamp(0, 1).cpu())
     return torch.cat(masks), (torch.cat(ems) if ems else None)
-
-
-def _tiles(x: torch.Tensor, tile: int) -> torch.Tensor:
-    """Non-overlapping ``tile`` x ``tile`` tiles of ``(N, C, H, W)`` -> ``(N * k, C, tile, tile)``."""
-    n, c, h, w = x.shape
-    x = x[:, :, : h - h % tile, : w - w % tile]
-    x = x.unfold(2, tile, tile).unfold(3, tile, tile)
-    return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, tile, tile)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# evaluation
-
-
-def evaluate_stage1(real_masks: torch.Tensor, fake_masks: torch.Tensor, output_dir: Path | None = None) -> dict:
-    """Morphology, periodicity and diversity of generated vs real masks (plus a PCA scatter PNG, an area histogram
-    and a montage of generated masks when ``output_dir`` is given).
-
-    The result holds :func:`~emgan_monai.metrics.morphology.compare_morphology`'s table and ``"periodicity"``
-    (:func:`~emgan_monai.metrics.mask_structure.compare_periodicity`: strongest off-origin spectral peak over its
-    radial mean and strongest off-origin autocorrelation, mean and max over masks; pixel disagreement between
-    samples and the sd of the mitochondria count).
-    """
-    from emgan_monai.metrics.mask_structure import compare_periodicity
-    from emgan_monai.metrics.morphology import compare_morphology, mask_morphology
-    from emgan_monai.metrics.pca_plot import pca_scatter
-
-    real_stats = [mask_morphology(m.numpy()) for m in real_masks]
-    fake_stats = [mask_morphology(m.numpy()) for m in fake_masks]
-    result = compare_morphology(real_stats, fake_stats)
-    result["periodicity"] = compare_periodicity([m.numpy() for m in real_masks], [m.numpy() for m in fake_masks])
-    if output_dir is not None:
-        pca_scatter(real_masks.numpy(), fake_masks.numpy(), Path(output_dir) / "pca_masks.png",
-                    title="Masks: real (stack 1) vs generated (stage 1)")
-        _area_histogram(result, Path(output_dir) / "mito_area_hist.png")
-        tiles = [onehot_to_rgb(m.numpy()) for m in fake_masks[:16]]
-        write_image(Path(output_dir) / "generated_masks.png", montage(tiles, ncols=4), overwrite=True)
-    return result
-
-
-def _area_histogram(morph: dict, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    hist = morph.get("area_hist")
-    if not hist or not len(hist.get("edges", [])):
-        return
-    edges = np.asarray(hist["edges"])
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    width = 0.4 * (edges[1] - edges[0])
-    fig = Figure(figsize=(5, 3.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(111)
-    ax.bar(centres - width / 2, hist["real"], width=width, label="real")
-    ax.bar(centres + width / 2, hist["fake"], width=width, label="generated")
-    ax.set_xlabel("mitochondrion area (px)")
-    ax.set_ylabel("count")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-def evaluate_stage2(em_net: torch.nn.Module, val_masks: torch.Tensor, val_em: torch.Tensor,
-                    device: str | torch.device = "cpu") -> tuple[dict, torch.Tensor]:
-    """Paired SSIM / PSNR / MSE / NRMSE of ``em_net(val_masks)`` against the real held-out EM (data range 1)."""
-    from emgan_monai.metrics.image_quality import image_quality
-
-    em_net.eval().to(device)
-    with torch.no_grad():
-        pred = torch.cat([em_net(m[None].to(device)).clamp(0, 1).cpu() for m in val_masks])
-    per = [image_quality(p[0].numpy(), t[0].numpy(), data_range=1.0) for p, t in zip(pred, val_em)]
-    keys = per[0].keys()
-    return {k: float(np.mean([q[k] for q in per])) for k in keys} | {"per_section": per}, pred
-
-
-def evaluate(
-    mask_net: torch.nn.Module,
-    em_net: torch.nn.Module,
-    dataset_dir: str | Path,
-    output_dir: str | Path,
-    resolution: int = 256,
-    n_train: int = 16,
-    n_val: int = 4,
-    num_generated: int = 64,
-    latent_shape: Sequence[int] | None = None,
-    seed: int = 0,
-    segmenter_steps: int = 600,
-    feature_tile: int = 128,
-    device: str | torch.device = "cpu",
-    overwrite: bool = False,
-    segmenter: torch.nn.Module | None = None,
-    mask_transform: Callable | None = None,
-) -> dict:
-    """Evaluate both stages; write ``metrics.json``, ``metrics.md`` and plots into ``output_dir``.
-
-    Stage 1: morphology of ``num_generated`` generated masks vs the real masks of all sections (mitochondria per
-    image, area distribution, hole fraction, membrane fraction and connectivity) and a PCA scatter.
-    Stage 2: paired SSIM / PSNR / MSE / NRMSE on the held-out sections; FCN-score (a small U-Net segmenter trained
-    on the real training sections, its Dice on generated EM against the conditioning mask next to its Dice on the
-    real held-out EM) and Frechet / kernel distances between segmenter features of generated and real EM tiles.
-    """
-    from emgan_monai.data.drosophila import drosophila_datalist, split_sections
-    from emgan_monai.metrics.distances import frechet_distance, kernel_distance
-    from emgan_monai.metrics.fcn_score import segmentation_dice, segmenter_features, train_segmenter
-
-    out = Path(output_dir)
-    if (out / "metrics.json").exists() and not overwrite:
-        raise FileExistsError(f"{out / 'metrics.json'} already exists; choose another output_dir or --overwrite true")
-    out.mkdir(parents=True, exist_ok=True)
-    latent_shape = list(latent_shape or default_latent_shape(mask_net, resolution))
-    datalist = drosophila_datalist(dataset_dir)
-    train, val = split_sections(datalist, n_train=n_train, n_val=n_val)
-    tr_masks, tr_em = load_sections(train, resolution, mask_transform=mask_transform)
-    va_masks, va_em = load_sections(val, resolution, mask_transform=mask_transform)
-    all_masks = torch.cat([tr_masks, va_masks])
-
-    fake_masks, fake_em = generate(mask_net, em_net, num_generated, latent_shape, seed=seed, device=device)
-    stage1 = evaluate_stage1(all_masks, fake_masks, out)
-    stage1_heldout = evaluate_stage1(va_masks, fake_masks)
-    stage1_heldout.pop("area_hist", None)
-    quality, va_pred = evaluate_stage2(em_net, va_masks, va_em, device=device)
-
-    if segmenter is None:
-        patch = min(128, resolution)
-        segmenter = train_segmenter(tr_em, tr_masks, steps=segmenter_steps, seed=seed, patch_size=patch,
-                                    device=device)
-    roi = min(128, resolution)
-    fcn = {
-        "dice_real_heldout": segmentation_dice(segmenter, va_em, va_masks, roi_size=roi),
-        "dice_generated_from_heldout_masks": segmentation_dice(segmenter, va_pred, va_masks, roi_size=roi),
-        "dice_generated_from_generated_masks": segmentation_dice(segmenter, fake_em, fake_masks, roi_size=roi),
-    }
-    tile = min(feature_tile, resolution)
-    real_feat = segmenter_features(segmenter, _tiles(torch.cat([tr_em, va_em]), tile))
-    fake_feat = segmenter_features(segmenter, _tiles(fake_em, tile))
-    kid = kernel_distance(real_feat, fake_feat, subsets=50, subset_size=min(len(real_feat), len(fake_feat), 100),
-                          seed=seed)
-    distances = {
-        "frechet": frechet_distance(real_feat, fake_feat),
-        "kernel_mean": float(kid.mean),
-        "kernel_std": float(kid.std),
-        "n_real_tiles": int(len(real_feat)),
-        "n_generated_tiles": int(len(fake_feat)),
-        "tile": tile,
-    }
-    # a reference point for the distances: held-out real tiles vs training real tiles
-    ref_feat_a = segmenter_features(segmenter, _tiles(tr_em, tile))
-    ref_feat_b = segmenter_features(segmenter, _tiles(va_em, tile))
-    distances["kernel_real_train_vs_heldout"] = float(
-        kernel_distance(ref_feat_a, ref_feat_b, subsets=50, subset_size=min(len(ref_feat_a), len(ref_feat_b)),
-                        seed=seed).mean
-    )
-
-    # a montage a person can check: conditioning mask | generated EM | real EM for each held-out section
-    tiles = []
-    for m, p, t in zip(va_masks, va_pred, va_em):
-        tiles += [onehot_to_rgb(m.numpy()), to_uint8(p[0].numpy()), to_uint8(t[0].numpy())]
-    write_image(out / "heldout_montage.png", montage(tiles, ncols=3), overwrite=overwrite)
-
-    metrics = {
-        "resolution": resolution,
-        "sections": {"train": [d["section"] for d in train], "val": [d["section"] for d in val]},
-        "num_generated": num_generated,
-        "seed": seed,
-        "stage1_morphology": stage1,
-        "stage1_morphology_vs_heldout": stage1_heldout,
-        "stage2_quality_heldout": quality,
-        "stage2_fcn_score": fcn,
-        "stage2_feature_distances": distances,
-    }
-    with open(out / "metrics.json", "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2, default=_jsonable)
-    (out / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
-    logger.info("evaluation written to %s", out)
-    return metrics
-
-
-def _jsonable(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def _fmt(v) -> str:
-    return "nan" if v is None else f"{v:.4g}" if isinstance(v, (float, int, np.floating)) else str(v)
-
-
-def metrics_markdown(m: dict) -> str:
-    """A markdown summary of :func:`evaluate`'s metrics."""
-    lines = ["## Stage 1: mask morphology (real = all sections, generated = stage-1 samples)", "",
-             "| statistic | real | generated |", "|---|---|---|"]
-    for k, v in m["stage1_morphology"].items():
-        if isinstance(v, dict) and "real" in v and "fake" in v and np.ndim(v["real"]) == 0:
-            lines.append(f"| {k} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
-    area = m["stage1_morphology"].get("mito_area", {})
-    if area:
-        lines.append(f"| mitochondrion area, pooled mean | {_fmt(area.get('real_mean'))} | {_fmt(area.get('fake_mean'))} |")
-        lines.append(f"| mitochondrion area: Wasserstein distance real vs generated | | {_fmt(area.get('wasserstein'))} |")
-    n_mito = m["stage1_morphology"].get("n_mitochondria", {})
-    if n_mito:
-        lines.append(f"| sd of mitochondria per image | {_fmt(n_mito.get('real_std'))} | {_fmt(n_mito.get('fake_std'))} |")
-    per = m["stage1_morphology"].get("periodicity")
-    if per:
-        lines += ["", "## Stage 1: periodicity and diversity (mean over masks; max in brackets)", "",
-                  "| statistic | real | generated |", "|---|---|---|"]
-        for key, name in (("spectral_peak", "strongest off-origin spectral peak / radial mean"),
-                          ("autocorr_peak", "strongest autocorrelation outside the central lobe")):
-            v = per[key]
-            lines.append(f"| {name} | {_fmt(v['real'])} ({_fmt(v['real_max'])}) | {_fmt(v['fake'])} "
-                         f"({_fmt(v['fake_max'])}) |")
-        for key, v in per["diversity"].items():
-            lines.append(f"| {key.replace('_', ' ')} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
-    q = m["stage2_quality_heldout"]
-    lines += ["", "## Stage 2: generated EM from held-out masks vs real held-out EM", "",
-              "| SSIM | PSNR (dB) | MSE | NRMSE |", "|---|---|---|---|",
-              f"| {_fmt(q['ssim'])} | {_fmt(q['psnr'])} | {_fmt(q['mse'])} | {_fmt(q['nrmse'])} |", "",
-              "## FCN-score (segmenter trained on real training sections; Dice against the conditioning mask)", "",
-              "| EM given to the segmenter | Dice mito | Dice membrane | mean |", "|---|---|---|---|"]
-    for name, d in m["stage2_fcn_score"].items():
-        lines.append(f"| {name} | {_fmt(d['mito'])} | {_fmt(d['membrane'])} | {_fmt(d['mean'])} |")
-    dist = m["stage2_feature_distances"]
-    lines += ["", "## Segmenter-feature distances, generated vs real EM tiles", "",
-              "| Frechet | kernel (KID) | KID real train vs real held-out (reference) |", "|---|---|---|",
-              f"| {_fmt(dist['frechet'])} | {_fmt(dist['kernel_mean'])} +- {_fmt(dist['kernel_std'])} | "
-              f"{_fmt(dist['kernel_real_train_vs_heldout'])} |", ""]
-    return "\n".join(lines)

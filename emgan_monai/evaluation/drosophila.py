@@ -1,0 +1,393 @@
+"""Evaluation of the ``drosophila_skip_patch`` bundle: both stages of noise -> mask -> EM against real sections.
+
+:func:`evaluate` (called by the bundle's ``evaluate.json``) splits a stack into training and held-out sections and
+writes ``metrics.json`` and ``metrics.md`` with:
+
+* stage 1 (:func:`evaluate_stage1`): morphology, periodicity and diversity of generated vs real masks;
+* stage 2 (:func:`evaluate_stage2`): paired SSIM / PSNR / MSE / NRMSE of EM generated from held-out masks;
+  the FCN-score and segmenter-feature distances (a small U-Net trained on the real training sections);
+* stage 2 texture (:func:`evaluate_texture`): hand-made texture features of tiles
+  (:mod:`emgan_monai.metrics.texture`) of generated EM and of baselines computed in the same run (real training
+  sections, blurred and noisy real sections, masks painted with class grey levels), each against the real
+  held-out sections, with the high-frequency power relative to theirs. The paired scores and the segmenter's
+  features reward the right layout and do not see whether the grain of real ssTEM is there; these rows do.
+
+Masks are ``(N, 3, H, W)`` one-hot (0 mitochondria, 1 membrane, 2 background), EM ``(N, 1, H, W)`` in [0, 1].
+Stage 2 may be stochastic (noise from torch's global generator inside ``forward``): every draw is made under a
+fixed seed, so results are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+from ..io import write_image
+from ..metrics.texture import high_frequency_power, texture_distance, texture_features
+from ..visualize import montage, onehot_to_rgb, to_uint8
+from ..workflows.drosophila import _seeded, default_latent_shape, generate, load_sections
+
+__all__ = ["TEXTURE_SETS", "evaluate", "evaluate_stage1", "evaluate_stage2", "evaluate_texture", "metrics_markdown",
+           "stage2_draws"]
+
+logger = logging.getLogger(__name__)
+
+#: rows of the texture table, in order: real references, degraded references, the naive method, the model
+TEXTURE_SETS = ("real_train", "blurred_real", "noisy_real", "painted_masks", "generated_from_heldout_masks",
+                "generated_from_generated_masks")
+#: degradations of the real training sections in the texture table
+BLUR_SIGMA, NOISE_SD, PAINT_SIGMA = 2.0, 0.15, 1.5
+#: radial frequency (cycles / pixel) above which power counts as high-frequency
+HF_CUTOFF = 0.25
+
+
+def _tiles(x: torch.Tensor, tile: int) -> torch.Tensor:
+    """Non-overlapping ``tile`` x ``tile`` tiles of ``(N, C, H, W)`` -> ``(N * k, C, tile, tile)``."""
+    n, c, h, w = x.shape
+    x = x[:, :, : h - h % tile, : w - w % tile]
+    x = x.unfold(2, tile, tile).unfold(3, tile, tile)
+    return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, tile, tile)
+
+
+def evaluate_stage1(real_masks: torch.Tensor, fake_masks: torch.Tensor, output_dir: Path | None = None) -> dict:
+    """Morphology, periodicity and diversity of generated vs real masks (plus a PCA scatter PNG, an area histogram
+    and a montage of generated masks when ``output_dir`` is given).
+
+    The result holds :func:`~emgan_monai.metrics.morphology.compare_morphology`'s table and ``"periodicity"``
+    (:func:`~emgan_monai.metrics.mask_structure.compare_periodicity`: strongest off-origin spectral peak over its
+    radial mean and strongest off-origin autocorrelation, mean and max over masks; pixel disagreement between
+    samples and the sd of the mitochondria count).
+    """
+    from ..metrics.mask_structure import compare_periodicity
+    from ..metrics.morphology import compare_morphology, mask_morphology
+    from ..metrics.pca_plot import pca_scatter
+
+    real_stats = [mask_morphology(m.numpy()) for m in real_masks]
+    fake_stats = [mask_morphology(m.numpy()) for m in fake_masks]
+    result = compare_morphology(real_stats, fake_stats)
+    result["periodicity"] = compare_periodicity([m.numpy() for m in real_masks], [m.numpy() for m in fake_masks])
+    if output_dir is not None:
+        pca_scatter(real_masks.numpy(), fake_masks.numpy(), Path(output_dir) / "pca_masks.png",
+                    title="Masks: real (stack 1) vs generated (stage 1)")
+        _area_histogram(result, Path(output_dir) / "mito_area_hist.png")
+        tiles = [onehot_to_rgb(m.numpy()) for m in fake_masks[:16]]
+        write_image(Path(output_dir) / "generated_masks.png", montage(tiles, ncols=4), overwrite=True)
+    return result
+
+
+def _area_histogram(morph: dict, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    hist = morph.get("area_hist")
+    if not hist or not len(hist.get("edges", [])):
+        return
+    edges = np.asarray(hist["edges"])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    width = 0.4 * (edges[1] - edges[0])
+    fig = Figure(figsize=(5, 3.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    ax.bar(centres - width / 2, hist["real"], width=width, label="real")
+    ax.bar(centres + width / 2, hist["fake"], width=width, label="generated")
+    ax.set_xlabel("mitochondrion area (px)")
+    ax.set_ylabel("count")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+@torch.no_grad()
+def stage2_draws(em_net: torch.nn.Module, masks: torch.Tensor, n_draws: int = 1, seed: int = 0,
+                 device: str | torch.device = "cpu") -> torch.Tensor:
+    """``n_draws`` stage-2 outputs per mask: ``(N, 3, H, W)`` -> ``(n_draws, N, 1, H, W)`` in [0, 1] on the CPU.
+
+    Draw ``d`` runs under torch's global generator seeded with ``seed + 1000 + d`` (a generator with noise
+    injection gives a different section per draw; a deterministic one the same ``n_draws`` times).
+    """
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    em_net.eval().to(device)
+    draws = []
+    for d in range(n_draws):
+        with _seeded(seed + 1000 + d):
+            draws.append(torch.cat([em_net(m[None].to(device)).clamp(0, 1).cpu() for m in masks]))
+    return torch.stack(draws)
+
+
+def evaluate_stage2(em_net: torch.nn.Module, val_masks: torch.Tensor, val_em: torch.Tensor,
+                    device: str | torch.device = "cpu", n_draws: int = 1, seed: int = 0) -> tuple[dict, torch.Tensor]:
+    """Paired SSIM / PSNR / MSE / NRMSE of draw 0 of ``em_net(val_masks)`` against the real held-out EM.
+
+    Returns
+    -------
+    quality, draws
+        Means over sections (data range 1) with ``"per_section"``, and all draws ``(n_draws, N, 1, H, W)``
+        (:func:`stage2_draws`).
+    """
+    from ..metrics.image_quality import image_quality
+
+    draws = stage2_draws(em_net, val_masks, n_draws, seed=seed, device=device)
+    per = [image_quality(p[0].numpy(), t[0].numpy(), data_range=1.0) for p, t in zip(draws[0], val_em)]
+    keys = per[0].keys()
+    return {k: float(np.mean([q[k] for q in per])) for k in keys} | {"per_section": per}, draws
+
+
+def evaluate_texture(tr_masks: torch.Tensor, tr_em: torch.Tensor, va_masks: torch.Tensor, va_em: torch.Tensor,
+                     heldout_draws: torch.Tensor, generated_em: torch.Tensor, tile: int = 128, stride: int = 32,
+                     seed: int = 0) -> dict[str, Any]:
+    """Texture of generated EM and of same-run baselines against the real held-out sections ``va_em``.
+
+    Sets (:data:`TEXTURE_SETS`): ``real_train`` (the real training sections ``tr_em``: the real-vs-real
+    reference), ``blurred_real`` (``tr_em`` blurred, Gaussian sigma 2 px), ``noisy_real`` (``tr_em`` plus Gaussian
+    noise of sd 0.15, clipped to [0, 1], seeded by ``seed``), ``painted_masks`` (``va_masks`` painted with the mean
+    grey level of each class on the training sections, then Gaussian sigma 1.5 px: the naive method),
+    ``generated_from_heldout_masks`` (all draws of ``heldout_draws``) and ``generated_from_generated_masks``.
+
+    Per set: ``texture_frechet`` = :func:`~emgan_monai.metrics.texture.texture_distance` of the held-out tiles and
+    the set's tiles, z-scored with the real training tiles (one scale for all rows); ``hf_power_ratio`` = its
+    :func:`~emgan_monai.metrics.texture.high_frequency_power` over that of ``va_em``; ``n_tiles``.
+
+    Parameters
+    ----------
+    tr_masks, tr_em
+        Training masks ``(N_t, 3, H, W)`` and EM ``(N_t, 1, H, W)``.
+    va_masks, va_em
+        Held-out masks ``(N_v, 3, H, W)`` and EM ``(N_v, 1, H, W)``.
+    heldout_draws
+        Stage-2 outputs on ``va_masks``, ``(D, N_v, 1, H, W)`` (:func:`stage2_draws`).
+    generated_em
+        EM of generated masks ``(N_g, 1, H, W)``.
+    tile, stride
+        Tiles of :func:`~emgan_monai.metrics.texture.texture_features`.
+
+    Returns
+    -------
+    dict
+        ``{"sets": {name: {"texture_frechet", "hf_power_ratio", "n_tiles"}}, "draw_diversity", "ratios", ...}``;
+        ``draw_diversity`` is the mean absolute difference of draws 0 and 1 (``None`` for a single draw), ``ratios``
+        the generated-from-held-out-masks distance over the ``real_train`` and ``painted_masks`` distances.
+    """
+    tr, va = tr_em.numpy().astype(np.float64), va_em.numpy().astype(np.float64)
+    masks_tr = tr_masks.numpy().astype(np.float64)
+    class_means = (masks_tr * tr).sum((0, 2, 3)) / np.maximum(masks_tr.sum((0, 2, 3)), 1.0)  # (3,)
+    painted = (va_masks.numpy() * class_means[None, :, None, None]).sum(1, keepdims=True)
+    noise = np.random.default_rng(seed).normal(0.0, NOISE_SD, tr.shape)
+    draws = heldout_draws.numpy()
+    sets = {
+        "real_train": tr,
+        "blurred_real": gaussian_filter(tr, sigma=(0, 0, BLUR_SIGMA, BLUR_SIGMA)),
+        "noisy_real": np.clip(tr + noise, 0.0, 1.0),
+        "painted_masks": np.clip(gaussian_filter(painted, sigma=(0, 0, PAINT_SIGMA, PAINT_SIGMA)), 0.0, 1.0),
+        "generated_from_heldout_masks": draws.reshape(-1, *draws.shape[2:]),
+        "generated_from_generated_masks": generated_em.numpy(),
+    }
+    ref_feats = texture_features(va, tile, stride)
+    scale_feats = texture_features(tr, tile, stride)
+    ref_hf = high_frequency_power(va, HF_CUTOFF)
+    rows = {}
+    for name in TEXTURE_SETS:
+        feats = scale_feats if name == "real_train" else texture_features(sets[name], tile, stride)
+        rows[name] = {
+            "texture_frechet": texture_distance(ref_feats, feats, scale_from=scale_feats),
+            "hf_power_ratio": high_frequency_power(sets[name], HF_CUTOFF) / ref_hf if ref_hf > 0 else None,
+            "n_tiles": int(len(feats)),
+        }
+    generated = rows["generated_from_heldout_masks"]["texture_frechet"]
+    ratios = {f"generated_over_{ref}": generated / rows[ref]["texture_frechet"] if rows[ref]["texture_frechet"] > 0
+              else None for ref in ("real_train", "painted_masks")}
+    return {
+        "sets": rows,
+        "draw_diversity": float(np.abs(draws[0] - draws[1]).mean()) if len(draws) > 1 else None,
+        "ratios": ratios,
+        "n_draws": int(len(draws)),
+        "class_means": {"mito": float(class_means[0]), "membrane": float(class_means[1]),
+                        "background": float(class_means[2])},
+        "tile": tile,
+        "stride": stride,
+        "hf_cutoff": HF_CUTOFF,
+        "n_heldout_tiles": int(len(ref_feats)),
+    }
+
+
+def evaluate(
+    mask_net: torch.nn.Module,
+    em_net: torch.nn.Module,
+    dataset_dir: str | Path,
+    output_dir: str | Path,
+    resolution: int = 256,
+    n_train: int = 16,
+    n_val: int = 4,
+    num_generated: int = 64,
+    latent_shape: Sequence[int] | None = None,
+    seed: int = 0,
+    segmenter_steps: int = 600,
+    feature_tile: int = 128,
+    n_draws: int = 4,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+    segmenter: torch.nn.Module | None = None,
+    mask_transform: Callable | None = None,
+) -> dict:
+    """Evaluate both stages; write ``metrics.json``, ``metrics.md`` and plots into ``output_dir``.
+
+    Stage 1: morphology of ``num_generated`` generated masks vs the real masks of all sections (mitochondria per
+    image, area distribution, hole fraction, membrane fraction and connectivity) and a PCA scatter.
+    Stage 2: paired SSIM / PSNR / MSE / NRMSE on the held-out sections (draw 0); FCN-score (a small U-Net segmenter
+    trained on the real training sections, its Dice on generated EM against the conditioning mask next to its Dice
+    on the real held-out EM) and Frechet / kernel distances between segmenter features of generated and real EM
+    tiles; texture realism (:func:`evaluate_texture`, ``"stage2_texture"``) of ``n_draws`` draws per held-out mask,
+    of the generated EM and of same-run baselines, on tiles of ``min(feature_tile, resolution // 2)`` px every
+    quarter tile.
+    """
+    from ..data.drosophila import drosophila_datalist, split_sections
+    from ..metrics.distances import frechet_distance, kernel_distance
+    from ..metrics.fcn_score import segmentation_dice, segmenter_features, train_segmenter
+
+    out = Path(output_dir)
+    if (out / "metrics.json").exists() and not overwrite:
+        raise FileExistsError(f"{out / 'metrics.json'} already exists; choose another output_dir or --overwrite true")
+    out.mkdir(parents=True, exist_ok=True)
+    latent_shape = list(latent_shape or default_latent_shape(mask_net, resolution))
+    datalist = drosophila_datalist(dataset_dir)
+    train, val = split_sections(datalist, n_train=n_train, n_val=n_val)
+    tr_masks, tr_em = load_sections(train, resolution, mask_transform=mask_transform)
+    va_masks, va_em = load_sections(val, resolution, mask_transform=mask_transform)
+    all_masks = torch.cat([tr_masks, va_masks])
+
+    fake_masks, fake_em = generate(mask_net, em_net, num_generated, latent_shape, seed=seed, device=device)
+    stage1 = evaluate_stage1(all_masks, fake_masks, out)
+    stage1_heldout = evaluate_stage1(va_masks, fake_masks)
+    stage1_heldout.pop("area_hist", None)
+    quality, va_draws = evaluate_stage2(em_net, va_masks, va_em, device=device, n_draws=n_draws, seed=seed)
+    va_pred = va_draws[0]
+
+    if segmenter is None:
+        patch = min(128, resolution)
+        segmenter = train_segmenter(tr_em, tr_masks, steps=segmenter_steps, seed=seed, patch_size=patch,
+                                    device=device)
+    roi = min(128, resolution)
+    fcn = {
+        "dice_real_heldout": segmentation_dice(segmenter, va_em, va_masks, roi_size=roi),
+        "dice_generated_from_heldout_masks": segmentation_dice(segmenter, va_pred, va_masks, roi_size=roi),
+        "dice_generated_from_generated_masks": segmentation_dice(segmenter, fake_em, fake_masks, roi_size=roi),
+    }
+    tile = min(feature_tile, resolution)
+    real_feat = segmenter_features(segmenter, _tiles(torch.cat([tr_em, va_em]), tile))
+    fake_feat = segmenter_features(segmenter, _tiles(fake_em, tile))
+    kid = kernel_distance(real_feat, fake_feat, subsets=50, subset_size=min(len(real_feat), len(fake_feat), 100),
+                          seed=seed)
+    distances = {
+        "frechet": frechet_distance(real_feat, fake_feat),
+        "kernel_mean": float(kid.mean),
+        "kernel_std": float(kid.std),
+        "n_real_tiles": int(len(real_feat)),
+        "n_generated_tiles": int(len(fake_feat)),
+        "tile": tile,
+    }
+    # a reference point for the distances: held-out real tiles vs training real tiles
+    ref_feat_a = segmenter_features(segmenter, _tiles(tr_em, tile))
+    ref_feat_b = segmenter_features(segmenter, _tiles(va_em, tile))
+    distances["kernel_real_train_vs_heldout"] = float(
+        kernel_distance(ref_feat_a, ref_feat_b, subsets=50, subset_size=min(len(ref_feat_a), len(ref_feat_b)),
+                        seed=seed).mean
+    )
+    texture_tile = min(feature_tile, resolution // 2)
+    texture = evaluate_texture(tr_masks, tr_em, va_masks, va_em, va_draws, fake_em, tile=texture_tile,
+                               stride=max(1, texture_tile // 4), seed=seed)
+
+    # a montage a person can check: conditioning mask | generated EM | real EM for each held-out section
+    tiles = []
+    for m, p, t in zip(va_masks, va_pred, va_em):
+        tiles += [onehot_to_rgb(m.numpy()), to_uint8(p[0].numpy()), to_uint8(t[0].numpy())]
+    write_image(out / "heldout_montage.png", montage(tiles, ncols=3), overwrite=overwrite)
+
+    metrics = {
+        "resolution": resolution,
+        "sections": {"train": [d["section"] for d in train], "val": [d["section"] for d in val]},
+        "num_generated": num_generated,
+        "seed": seed,
+        "stage1_morphology": stage1,
+        "stage1_morphology_vs_heldout": stage1_heldout,
+        "stage2_quality_heldout": quality,
+        "stage2_fcn_score": fcn,
+        "stage2_feature_distances": distances,
+        "stage2_texture": texture,
+    }
+    with open(out / "metrics.json", "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2, default=_jsonable)
+    (out / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
+    logger.info("evaluation written to %s", out)
+    return metrics
+
+
+def _jsonable(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _fmt(v) -> str:
+    return "nan" if v is None else f"{v:.4g}" if isinstance(v, (float, int, np.floating)) else str(v)
+
+
+def metrics_markdown(m: dict) -> str:
+    """A markdown summary of :func:`evaluate`'s metrics."""
+    lines = ["## Stage 1: mask morphology (real = all sections, generated = stage-1 samples)", "",
+             "| statistic | real | generated |", "|---|---|---|"]
+    for k, v in m["stage1_morphology"].items():
+        if isinstance(v, dict) and "real" in v and "fake" in v and np.ndim(v["real"]) == 0:
+            lines.append(f"| {k} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
+    area = m["stage1_morphology"].get("mito_area", {})
+    if area:
+        lines.append(f"| mitochondrion area, pooled mean | {_fmt(area.get('real_mean'))} | {_fmt(area.get('fake_mean'))} |")
+        lines.append(f"| mitochondrion area: Wasserstein distance real vs generated | | {_fmt(area.get('wasserstein'))} |")
+    n_mito = m["stage1_morphology"].get("n_mitochondria", {})
+    if n_mito:
+        lines.append(f"| sd of mitochondria per image | {_fmt(n_mito.get('real_std'))} | {_fmt(n_mito.get('fake_std'))} |")
+    per = m["stage1_morphology"].get("periodicity")
+    if per:
+        lines += ["", "## Stage 1: periodicity and diversity (mean over masks; max in brackets)", "",
+                  "| statistic | real | generated |", "|---|---|---|"]
+        for key, name in (("spectral_peak", "strongest off-origin spectral peak / radial mean"),
+                          ("autocorr_peak", "strongest autocorrelation outside the central lobe")):
+            v = per[key]
+            lines.append(f"| {name} | {_fmt(v['real'])} ({_fmt(v['real_max'])}) | {_fmt(v['fake'])} "
+                         f"({_fmt(v['fake_max'])}) |")
+        for key, v in per["diversity"].items():
+            lines.append(f"| {key.replace('_', ' ')} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
+    q = m["stage2_quality_heldout"]
+    lines += ["", "## Stage 2: generated EM from held-out masks vs real held-out EM", "",
+              "| SSIM | PSNR (dB) | MSE | NRMSE |", "|---|---|---|---|",
+              f"| {_fmt(q['ssim'])} | {_fmt(q['psnr'])} | {_fmt(q['mse'])} | {_fmt(q['nrmse'])} |", "",
+              "## FCN-score (segmenter trained on real training sections; Dice against the conditioning mask)", "",
+              "| EM given to the segmenter | Dice mito | Dice membrane | mean |", "|---|---|---|---|"]
+    for name, d in m["stage2_fcn_score"].items():
+        lines.append(f"| {name} | {_fmt(d['mito'])} | {_fmt(d['membrane'])} | {_fmt(d['mean'])} |")
+    dist = m["stage2_feature_distances"]
+    lines += ["", "## Segmenter-feature distances, generated vs real EM tiles", "",
+              "| Frechet | kernel (KID) | KID real train vs real held-out (reference) |", "|---|---|---|",
+              f"| {_fmt(dist['frechet'])} | {_fmt(dist['kernel_mean'])} +- {_fmt(dist['kernel_std'])} | "
+              f"{_fmt(dist['kernel_real_train_vs_heldout'])} |", ""]
+    tex = m.get("stage2_texture")
+    if tex:
+        lines += [f"## Stage 2: texture realism (features of {tex['tile']}-px tiles vs real held-out sections)", "",
+                  "| set | texture Frechet | HF power / real |", "|---|---|---|"]
+        for name, row in tex["sets"].items():
+            lines.append(f"| {name} | {_fmt(row['texture_frechet'])} | {_fmt(row['hf_power_ratio'])} |")
+        r = tex["ratios"]
+        lines += ["", f"Texture Frechet in z-scores of the real training tiles; HF power = fraction of spectral power "
+                      f"above {tex['hf_cutoff']:g} cycles / pixel. Generated from held-out masks ({tex['n_draws']} "
+                      f"draws per mask) over real train: {_fmt(r['generated_over_real_train'])}; over painted masks: "
+                      f"{_fmt(r['generated_over_painted_masks'])}. Mean |draw 0 - draw 1|: "
+                      f"{_fmt(tex['draw_diversity'])} (0 for a deterministic generator).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""Tests of :mod:`emgan_monai.evaluation.drosophila` pieces that need no trained bundle: stage-2 draws and the
+texture table (the end-to-end ``evaluate.json`` run is in ``test_bundle_drosophila.py``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+from torch import nn
+
+from emgan_monai.evaluation.drosophila import TEXTURE_SETS, evaluate_texture, metrics_markdown, stage2_draws
+
+GREY = torch.tensor([0.3, 0.2, 0.6])  # mito, membrane, background
+
+
+def _grain(noise: np.ndarray) -> np.ndarray:
+    """The EM grain of these tests: white noise ``(N, 1, H, W)`` smoothed by a Gaussian of sigma 0.7 px."""
+    return gaussian_filter(noise, sigma=(0, 0, 0.7, 0.7))
+
+
+class _Painter(nn.Module):
+    """``(B, 3, H, W)`` masks -> class grey levels ``(B, 1, H, W)``, plus grain of global-RNG noise of sd ``noise``."""
+
+    def __init__(self, noise: float = 0.0) -> None:
+        super().__init__()
+        self.noise = noise
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        x = (m * GREY[None, :, None, None]).sum(1, keepdim=True)
+        return x + torch.from_numpy(_grain(self.noise * torch.randn_like(x).numpy())) if self.noise else x
+
+
+def _masks(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    field = gaussian_filter(rng.normal(size=(n, size, size)), sigma=(0, 3, 3))
+    labels = np.digitize(field, np.quantile(field, [0.1, 0.3]))  # 10 % mito, 20 % membrane, background
+    return torch.nn.functional.one_hot(torch.from_numpy(labels), 3).movedim(-1, 1).float()
+
+
+def _em(masks: torch.Tensor, seed: int) -> torch.Tensor:
+    """Grey levels of the classes with a fine grain (:func:`_grain` of noise of sd 0.12), in [0, 1]."""
+    grain = _grain(np.random.default_rng(seed).normal(0, 0.12, (len(masks), 1, *masks.shape[2:])))
+    return (_Painter()(masks) + torch.from_numpy(grain).float()).clamp(0, 1)
+
+
+def test_stage2_draws_are_seeded_and_differ_only_for_a_stochastic_generator():
+    masks = _masks(3)
+    state = torch.random.get_rng_state()
+    noisy = stage2_draws(_Painter(0.1), masks, n_draws=3, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is left alone
+    assert noisy.shape == (3, 3, 1, 64, 64) and 0 <= noisy.min() and noisy.max() <= 1
+    assert not torch.equal(noisy[0], noisy[1])
+    torch.testing.assert_close(stage2_draws(_Painter(0.1), masks, n_draws=3, seed=5), noisy, rtol=0, atol=0)
+    plain = stage2_draws(_Painter(), masks, n_draws=2)
+    assert torch.equal(plain[0], plain[1])
+
+
+def test_texture_table_orders_the_baselines():
+    tr_masks, va_masks = _masks(6, seed=1), _masks(3, seed=2)
+    tr_em, va_em = _em(tr_masks, 3), _em(va_masks, 4)
+    deterministic = stage2_draws(_Painter(), va_masks, n_draws=2)
+    table = evaluate_texture(tr_masks, tr_em, va_masks, va_em, deterministic, _em(_masks(4, seed=5), 6),
+                             tile=32, stride=8)
+    rows = table["sets"]
+    assert tuple(rows) == TEXTURE_SETS
+    for row in rows.values():
+        assert math.isfinite(row["texture_frechet"]) and math.isfinite(row["hf_power_ratio"])
+    assert rows["real_train"]["n_tiles"] == 6 * 25 and table["n_heldout_tiles"] == 3 * 25
+    assert rows["generated_from_heldout_masks"]["n_tiles"] == 2 * 3 * 25  # every draw counts
+    # class means measured on the training sections (the grain averages out)
+    np.testing.assert_allclose(list(table["class_means"].values()), GREY.numpy(), atol=0.02)
+    # real vs real is the closest; blur and noise move the high-frequency power the right way
+    others = [rows[k]["texture_frechet"] for k in TEXTURE_SETS if k not in ("real_train", "generated_from_generated_masks")]
+    assert rows["real_train"]["texture_frechet"] < min(others)
+    assert rows["blurred_real"]["hf_power_ratio"] < 0.5 < 1.5 < rows["noisy_real"]["hf_power_ratio"]
+    assert table["draw_diversity"] == 0.0
+    assert table["ratios"]["generated_over_real_train"] == rows["generated_from_heldout_masks"]["texture_frechet"] / \
+        rows["real_train"]["texture_frechet"]
+    # a generator that adds the right grain comes closer to the real texture than the painter
+    grainy = stage2_draws(_Painter(0.12), va_masks, n_draws=2)
+    table2 = evaluate_texture(tr_masks, tr_em, va_masks, va_em, grainy, _em(_masks(4, seed=5), 6), tile=32, stride=8)
+    assert table2["draw_diversity"] > 0.01
+    assert table2["ratios"]["generated_over_painted_masks"] < table["ratios"]["generated_over_painted_masks"]
+    markdown = metrics_markdown_section(table)
+    assert "| painted_masks |" in markdown and "32-px tiles" in markdown
+
+
+def metrics_markdown_section(table: dict) -> str:
+    """The texture part of :func:`metrics_markdown` (the other sections need a full evaluation)."""
+    text = metrics_markdown({
+        "stage1_morphology": {}, "stage2_quality_heldout": {k: 0.0 for k in ("ssim", "psnr", "mse", "nrmse")},
+        "stage2_fcn_score": {}, "stage2_feature_distances": {k: 0.0 for k in ("frechet", "kernel_mean", "kernel_std",
+                                                                              "kernel_real_train_vs_heldout")},
+        "stage2_texture": table,
+    })
+    return text[text.index("## Stage 2: texture"):]
