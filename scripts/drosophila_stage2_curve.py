@@ -5,9 +5,9 @@ For every ``checkpoint_*.pt`` of a ``configs/train.json`` run (full checkpoints:
 optimisers, trainer) the EMA generator draws ``--n_draws`` EM images from each held-out mask (area + argmax masks,
 as in ``evaluate.json``) and is scored against the real held-out sections:
 
-- texture Frechet distance of 128-px tile features (:func:`emgan_monai.metrics.texture.texture_distance`, features
-  z-scored with the real training sections), with the same-run reference points real training sections and
-  naively painted masks (class means of the training sections, Gaussian blur 1.5 px);
+- texture Frechet distance of 128-px tile features (:func:`emgan_monai.evaluation.drosophila.evaluate_texture`,
+  the table of ``evaluate.json``), with its same-run reference points (real training sections, blurred and noisy
+  real sections, naively painted masks);
 - high-frequency power relative to the real held-out sections;
 - FCN Dice of a segmenter trained once on the real training sections (generated vs real held-out EM).
 
@@ -25,7 +25,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "drosophila_skip_patch"
@@ -43,26 +42,6 @@ def load_ema_generator(config: dict, ckpt: Path) -> torch.nn.Module:
         state = state["generator"]
     net.load_state_dict(state)
     return net.eval()
-
-
-@torch.no_grad()
-def draws(net: torch.nn.Module, masks: torch.Tensor, n_draws: int, seed: int) -> torch.Tensor:
-    """``(n_draws * N, 1, H, W)``: ``n_draws`` seeded samples of ``net`` on every mask ``(N, 3, H, W)``."""
-    out = []
-    for d in range(n_draws):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1000 + d)
-            out.append(net(masks).clamp(0, 1))
-    return torch.cat(out)
-
-
-def painted(masks: torch.Tensor, tr_masks: torch.Tensor, tr_em: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
-    """The naive method: each class painted with its mean grey level in the training sections, then blurred."""
-    from scipy.ndimage import gaussian_filter
-
-    means = (tr_masks * tr_em).sum((0, 2, 3)) / tr_masks.sum((0, 2, 3)).clamp_min(1)
-    flat = (masks * means[None, :, None, None]).sum(1, keepdim=True).numpy()
-    return torch.from_numpy(np.stack([gaussian_filter(f, (0, sigma, sigma)) for f in flat]).astype(np.float32))
 
 
 def main() -> None:
@@ -83,8 +62,8 @@ def main() -> None:
     from monai.transforms import Compose
 
     from emgan_monai.data.drosophila import drosophila_datalist, split_sections
+    from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
-    from emgan_monai.metrics.texture import high_frequency_power, texture_distance, texture_features
     from emgan_monai.workflows.drosophila import load_sections
 
     parser = ConfigParser()
@@ -99,19 +78,11 @@ def main() -> None:
     tr_masks, tr_em = load_sections(train, args.resolution, mask_transform=mask_tf)
     va_masks, va_em = load_sections(val, args.resolution, mask_transform=mask_tf)
 
-    ref_feat = texture_features(tr_em)
-    va_feat = texture_features(va_em)
-    hf_real = high_frequency_power(va_em)
-    references = {
-        "real_train": texture_distance(va_feat, ref_feat, scale_from=ref_feat),
-        "painted_masks": texture_distance(va_feat, texture_features(painted(va_masks, tr_masks, tr_em)),
-                                          scale_from=ref_feat),
-    }
     segmenter = train_segmenter(tr_em, tr_masks, steps=args.segmenter_steps, seed=args.seed,
                                 patch_size=min(128, args.resolution))
     roi = min(128, args.resolution)
     dice_real = segmentation_dice(segmenter, va_em, va_masks, roi_size=roi)["mean"]
-    print(json.dumps({"references": references, "dice_real_heldout": dice_real}), flush=True)
+    references: dict = {}
 
     run = Path(args.run_dir)
     events = sorted(run.glob("events.out.tfevents.*"))
@@ -126,8 +97,12 @@ def main() -> None:
     for ck in sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]:
         state = torch.load(ck, map_location="cpu", weights_only=True)
         net = load_ema_generator(config, ck)
-        fake = draws(net, va_masks, args.n_draws, args.seed)
-        dist = texture_distance(va_feat, texture_features(fake), scale_from=ref_feat)
+        fake = stage2_draws(net, va_masks, args.n_draws, seed=args.seed)  # (D, N, 1, H, W)
+        tex = evaluate_texture(tr_masks, tr_em, va_masks, va_em, fake)
+        if not references:
+            references = {k: v["texture_frechet"] for k, v in tex["sets"].items() if not k.startswith("generated")}
+            print(json.dumps({"references": references, "dice_real_heldout": dice_real}), flush=True)
+        dist = tex["sets"]["generated_from_heldout_masks"]["texture_frechet"]
         row = {
             "checkpoint": ck.name,
             "iteration": int(state["trainer"]["iteration"]) if "trainer" in state else None,
@@ -135,10 +110,9 @@ def main() -> None:
             "texture_frechet": dist,
             "vs_real_train": dist / references["real_train"],
             "vs_painted": dist / references["painted_masks"],
-            "hf_power_ratio": high_frequency_power(fake) / hf_real,
-            "dice_mean": segmentation_dice(segmenter, fake[: len(va_masks)], va_masks, roi_size=roi)["mean"],
-            "draw_difference": float((fake[: len(va_masks)] - fake[len(va_masks): 2 * len(va_masks)]).abs().mean())
-            if args.n_draws > 1 else 0.0,
+            "hf_power_ratio": tex["sets"]["generated_from_heldout_masks"]["hf_power_ratio"],
+            "dice_mean": segmentation_dice(segmenter, fake[0], va_masks, roi_size=roi)["mean"],
+            "draw_difference": tex["draw_diversity"] or 0.0,
         }
         row["targets"] = {
             "texture_within_3x_real": bool(row["vs_real_train"] <= 3.0),

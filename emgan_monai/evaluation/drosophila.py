@@ -141,7 +141,7 @@ def evaluate_stage2(em_net: torch.nn.Module, val_masks: torch.Tensor, val_em: to
 
 
 def evaluate_texture(tr_masks: torch.Tensor, tr_em: torch.Tensor, va_masks: torch.Tensor, va_em: torch.Tensor,
-                     heldout_draws: torch.Tensor, generated_em: torch.Tensor, tile: int = 128, stride: int = 32,
+                     heldout_draws: torch.Tensor, generated_em: torch.Tensor | None = None, tile: int = 128, stride: int = 32,
                      seed: int = 0) -> dict[str, Any]:
     """Texture of generated EM and of same-run baselines against the real held-out sections ``va_em``.
 
@@ -164,7 +164,7 @@ def evaluate_texture(tr_masks: torch.Tensor, tr_em: torch.Tensor, va_masks: torc
     heldout_draws
         Stage-2 outputs on ``va_masks``, ``(D, N_v, 1, H, W)`` (:func:`stage2_draws`).
     generated_em
-        EM of generated masks ``(N_g, 1, H, W)``.
+        EM of generated masks ``(N_g, 1, H, W)``; ``None`` leaves that row out.
     tile, stride
         Tiles of :func:`~emgan_monai.metrics.texture.texture_features`.
 
@@ -187,13 +187,14 @@ def evaluate_texture(tr_masks: torch.Tensor, tr_em: torch.Tensor, va_masks: torc
         "noisy_real": np.clip(tr + noise, 0.0, 1.0),
         "painted_masks": np.clip(gaussian_filter(painted, sigma=(0, 0, PAINT_SIGMA, PAINT_SIGMA)), 0.0, 1.0),
         "generated_from_heldout_masks": draws.reshape(-1, *draws.shape[2:]),
-        "generated_from_generated_masks": generated_em.numpy(),
     }
+    if generated_em is not None:
+        sets["generated_from_generated_masks"] = generated_em.numpy()
     ref_feats = texture_features(va, tile, stride)
     scale_feats = texture_features(tr, tile, stride)
     ref_hf = high_frequency_power(va, HF_CUTOFF)
     rows = {}
-    for name in TEXTURE_SETS:
+    for name in (n for n in TEXTURE_SETS if n in sets):
         feats = scale_feats if name == "real_train" else texture_features(sets[name], tile, stride)
         rows[name] = {
             "texture_frechet": texture_distance(ref_feats, feats, scale_from=scale_feats),

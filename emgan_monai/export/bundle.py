@@ -406,7 +406,8 @@ def export_torchscript(
 
     Tracing is the default because the generators validate their input with Python-level shape checks that
     ``torch.jit.script`` cannot compile; the traced graph has no data-dependent control flow (dropout is off in
-    ``eval()``), so it generalises to other sizes that the network accepts (multiples of ``2**num_downs``).
+    ``eval()``), so it generalises to other sizes that the network accepts (multiples of its ``size_multiple``);
+    noise that a generator draws inside ``forward`` stays a random op of the traced graph.
 
     Parameters
     ----------

@@ -8,8 +8,8 @@ different images different samples. The networks and weights are those of the bu
 Request parameters (``params``):
 
 - ``seed`` (int): latent seed; default: CRC-32 of the image id.
-- ``size`` (int): side of the square result in pixels, a multiple of the stage-2 U-Net's ``2**num_downs``
-  (256 for the shipped weights); default the bundle's ``resolution``. Larger sizes are a larger field of view
+- ``size`` (int): side of the square result in pixels, a multiple of the stage-2 network's ``size_multiple``
+  (8 for the shipped NoiseUNet) and of the stage-1 latent stride (16); default the bundle's ``resolution``. Larger sizes are a larger field of view
   at the same pixel size (both generators are fully convolutional).
 - ``output`` (``"both"``, ``"em"``, ``"mask"``): ``both`` (default) gives 2 channels, EM then the mask label
   map (0 mitochondria, 1 membrane, 2 background: the label convention of ``ColorMaskToOneHotd``).
@@ -23,6 +23,7 @@ the bundle resizes them to ``resolution`` px, so one pixel is ``4.6 * 1024 / res
 from __future__ import annotations
 
 import logging
+import math
 import os
 import zlib
 from typing import Any
@@ -102,10 +103,10 @@ class DrosophilaGeneratorInferTask(InferTask):
             device = torch.device("cpu")
         mask_net, em_net = self._networks(device)
         size = int(req.get("size") or self.resolution)
-        multiple = int(getattr(em_net, "size_multiple", 1))
+        factor = int(getattr(mask_net, "upsampling_factor", 64))
+        multiple = math.lcm(int(getattr(em_net, "size_multiple", 1)), factor)
         if size <= 0 or size % multiple:
             raise ValueError(f"size must be a positive multiple of {multiple} for this model, got {size}")
-        factor = int(getattr(mask_net, "upsampling_factor", 64))
         seed_param = req.get("seed")
         seed = int(seed_param) if seed_param not in (None, "") else zlib.crc32(str(req.get("image", "")).encode())
         output = str(req.get("output", "both")).lower()
