@@ -3,21 +3,28 @@
 Sub-packages
 ------------
 io          MONAI ImageReader / ImageWriter for MRC and TIFF
-transforms  dictionary transforms MONAI lacks (area-fraction crop, one-hot masks, percentile normalisation)
-networks    generators and discriminators built from MONAI blocks
+transforms  dictionary transforms MONAI lacks (area-fraction crop, one-hot masks, percentile normalisation),
+            cryo-ET value ranges
+networks    generators and discriminators built from MONAI blocks; the physics-informed subtomogram generator
 losses      adversarial, cycle and identity losses
-engines     ignite/MONAI trainers for unconditional, paired and unpaired GANs
+engines     ignite/MONAI trainers for unconditional, paired and unpaired GANs; cryo-ET GAN modes and optimisers
 handlers    ignite handlers (TensorBoard image grids, progress bars)
-metrics     pure metric functions (PRDC, Frechet/kernel distances, mask morphology)
-physics     optics and cryo-ET simulators
-data        dataset builders turning folders into MONAI datalists
+metrics     pure metric functions (PRDC, Frechet/kernel distances, mask morphology, image quality, accuracy)
+physics     optics and cryo-ET simulators; SNR calibration of the traditional baseline
+data        dataset builders turning folders into MONAI datalists; cryo-ET domains and density-map inputs
+inferers    MONAI inferers MONAI lacks; synthesis with the generator bundles (Drosophila, cryo-ET)
+evaluation  one module per bundle: its model against its baselines on held-out data
+export      TorchScript, zoo zips, bioimage.io packages
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("io", "transforms", "networks", "losses", "engines", "handlers", "metrics", "physics", "data")
+_SUBMODULES = (
+    "io", "transforms", "networks", "losses", "engines", "handlers", "metrics", "physics", "data", "inferers",
+    "evaluation", "export",
+)
 
 
 def __getattr__(name):

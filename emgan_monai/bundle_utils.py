@@ -1,9 +1,12 @@
-"""Small helpers that bundle configs call to find their folders.
+"""Small helpers that bundle configs call: finding their folders, saving a JSON record.
 
 A bundle config is run either from the repository root (``bundles/<name>/configs/...``), from inside the bundle
 folder (``configs/...``) or from an unpacked zip anywhere. MONAI does not expose the config's own path to config
 expressions, so ``"bundle_root": "$emgan_monai.bundle_utils.bundle_root('<name>')"`` resolves it; ``--bundle_root``
 on the command line always wins.
+
+:func:`save_json` writes a record (e.g. the generator calibration of the cryo-ET ``train.json``) from a config
+expression.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["bundle_root", "data_dir", "require_files"]
+__all__ = ["bundle_root", "data_dir", "require_files", "save_json"]
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -66,3 +70,11 @@ def require_files(datalist: list, folder: str, pattern: str) -> list:
     if not datalist:
         raise FileNotFoundError(f"no input files matching '{pattern}' in {folder} (set --input_dir / --input_pattern)")
     return datalist
+
+
+def save_json(obj: Any, path: str | Path) -> str:
+    """Write ``obj`` as indented JSON (folders created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2))
+    return str(path)

@@ -1,4 +1,4 @@
-"""Turning tensors into images a person can look at: RGB masks, 8-bit EM, montages."""
+"""Turning tensors into images a person can look at: RGB masks, 8-bit EM, central slices of volumes, montages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["onehot_to_rgb", "to_uint8", "montage"]
+__all__ = ["central_slices", "onehot_to_rgb", "to_uint8", "montage"]
 
 # mitochondria red, membrane green, background blue (seed paper's convention)
 MASK_COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
@@ -38,6 +38,13 @@ def to_uint8(image: np.ndarray, lo: float | None = 0.0, hi: float | None = 1.0) 
     hi = float(np.nanmax(image)) if hi is None else hi
     scaled = (image - lo) / max(hi - lo, 1e-12)
     return np.round(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def central_slices(volume: np.ndarray, lo: float, hi: float) -> list[np.ndarray]:
+    """Central ``(H, W)`` slice across axis 0 and ``(D, W)`` slice across axis 1 of a ``(D, H, W)`` volume, as uint8
+    tiles scaled from ``[lo, hi]`` (:func:`to_uint8`)."""
+    c0, c1 = volume.shape[0] // 2, volume.shape[1] // 2
+    return [to_uint8(volume[c0], lo, hi), to_uint8(volume[:, c1], lo, hi)]
 
 
 def montage(tiles: Sequence[np.ndarray], ncols: int, pad: int = 4, fill: int = 255) -> np.ndarray:

@@ -180,7 +180,7 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
     from ignite.engine import Events
 
     from emgan_monai.metrics.morphology import compare_morphology, mask_morphology
-    from emgan_monai.workflows.drosophila import generate
+    from emgan_monai.inferers.drosophila_synthesis import generate
 
     out = work / f"stage1_{kind}"
     overrides = _common_overrides(args, kind, out, args.epochs_mask)
@@ -198,7 +198,7 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
     def attach(p):
         trainer = p.get_parsed_content("train#trainer")
         net = p.get_parsed_content("network")
-        from emgan_monai.workflows.drosophila import default_latent_shape
+        from emgan_monai.inferers.drosophila_synthesis import default_latent_shape
 
         latent_shape = default_latent_shape(net, args.resolution)  # masks of the real sections' size
 
@@ -421,7 +421,8 @@ def run_ablation(args) -> dict:
     from emgan_monai.metrics.morphology import mask_morphology
     from emgan_monai.visualize import montage, onehot_to_rgb
     from emgan_monai.evaluation.drosophila import evaluate
-    from emgan_monai.workflows.drosophila import generate, load_sections
+    from emgan_monai.data.drosophila import load_sections
+    from emgan_monai.inferers.drosophila_synthesis import generate
 
     t0 = time.perf_counter()
     for kind in args.kinds:

@@ -3,7 +3,7 @@
 ``train.json`` saves the (EMA) D -> S generator every ``snapshot_interval`` iterations to
 ``<output_dir>/snapshots/g_ds_<iteration>.pt`` with the wall time in ``snapshots.csv``
 (:class:`emgan_monai.handlers.WallTimeSnapshots`). This script evaluates every snapshot with
-:func:`emgan_monai.workflows.cryoet.evaluate_cryoet` (one call: same baselines, same classifier, same normalisation)
+:func:`emgan_monai.evaluation.cryoet.evaluate_cryoet` (one call: same baselines, same classifier, same normalisation)
 and writes ``curve.csv`` and ``curve.md`` (iteration, wall time, accuracy +- SE, Frechet distance, coverage, classes
 predicted, std ratio) plus the full ``metrics.json`` to ``--out``. The curve is a record, not a selection rule:
 the shipped weights are the run's final EMA weights.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from emgan_monai.bundle_utils import data_dir  # noqa: E402
 from emgan_monai.networks import SubtomogramClassifier, build_subtomogram_generator  # noqa: E402
-from emgan_monai.workflows.cryoet import evaluate_cryoet  # noqa: E402
+from emgan_monai.evaluation.cryoet import evaluate_cryoet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -62,7 +62,7 @@ def load_ema_generator(config: dict, ckpt: Path, recalibrate: bool = True) -> to
 
 def stage1_metrics(net: torch.nn.Module, real: torch.Tensor, num_samples: int, resolution: int, seed: int) -> dict:
     from emgan_monai.evaluation.drosophila import evaluate_stage1
-    from emgan_monai.workflows.drosophila import default_latent_shape, generate
+    from emgan_monai.inferers.drosophila_synthesis import default_latent_shape, generate
 
     fake, _ = generate(net, None, num_samples, default_latent_shape(net, resolution), seed=seed)
     table = evaluate_stage1(real, fake)
@@ -113,7 +113,7 @@ def main() -> None:
     from monai.transforms import Compose
 
     from emgan_monai.data.drosophila import drosophila_datalist
-    from emgan_monai.workflows.drosophila import load_sections
+    from emgan_monai.data.drosophila import load_sections
 
     run = Path(args.run_dir)
     parser = ConfigParser()

@@ -64,7 +64,7 @@ def main() -> None:
     from emgan_monai.data.drosophila import drosophila_datalist, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
-    from emgan_monai.workflows.drosophila import load_sections
+    from emgan_monai.data.drosophila import load_sections
 
     parser = ConfigParser()
     parser.read_config(args.config)

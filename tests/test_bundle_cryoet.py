@@ -15,10 +15,18 @@ import pytest
 import torch
 
 from emgan_monai.data.cryoet import zscore
+from emgan_monai.data.cryoet_density_inputs import fit_to_box, load_density_inputs
+from emgan_monai.data.cryoet_domains import (classifier_datalist, cyclegan_datalist, load_deepfinder_domains,
+                                             object_map, shape_map)
+from emgan_monai.engines.gan_modes import gan_optimizer, gan_setting, wgan_optimizer
 from emgan_monai.errors import DataError
+from emgan_monai.evaluation.cryoet import _classify, evaluate_cryoet
+from emgan_monai.inferers.cryoet_synthesis import generate_subtomograms, mc_dropout_subtomograms
 from emgan_monai.networks import CycleGANGenerator, PhysicsInformedGenerator, SubtomogramClassifier
 from emgan_monai.physics.cryoet import add_noise_snr
-from emgan_monai.workflows import cryoet as wf
+from emgan_monai.physics.simulator_calibration import (_simulate, calibrate_snr, estimate_snr, simulate_baseline,
+                                                       simulator_settings)
+from emgan_monai.transforms.cryoet_value_range import density_to_network, network_to_subtomo, subtomo_to_network
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "cryoet_gan"
@@ -82,18 +90,18 @@ def _run(config: str | list[str], *args: str) -> subprocess.CompletedProcess:
 
 
 # ----------------------------------------------------------------------------------------------
-# unit tests of emgan_monai.workflows.cryoet
+# unit tests of the cryo-ET bundle's Python (data, transforms, engines, physics, inferers, evaluation)
 # ----------------------------------------------------------------------------------------------
 def test_shape_map_binarises_and_smooths():
     v = np.zeros((16, 16, 16), np.float32)
     v[6:10, 6:10, 6:10] = np.linspace(0.2, 1.0, 4)[:, None, None]
-    m = wf.shape_map(v, iso=0.5, sigma=0.0)
+    m = shape_map(v, iso=0.5, sigma=0.0)
     assert set(np.unique(m)) == {0.0, 1.0} and m.sum() == 2 * 16  # planes with 0.73 and 1.0 of the max
-    s = wf.shape_map(v, iso=0.5, sigma=1.0)
+    s = shape_map(v, iso=0.5, sigma=1.0)
     assert s.max() == pytest.approx(1.0) and s.min() >= 0 and (s > 0).sum() > m.sum()
-    assert not wf.shape_map(np.zeros((8, 8, 8))).any()
+    assert not shape_map(np.zeros((8, 8, 8))).any()
     with pytest.raises(ValueError, match="iso"):
-        wf.shape_map(v, iso=1.5)
+        shape_map(v, iso=1.5)
 
 
 def test_object_map_keeps_the_central_particle():
@@ -101,17 +109,17 @@ def test_object_map_keeps_the_central_particle():
     t[6:10, 6:10, 6:10] = 3  # centre particle
     t[0:3, 0:3, 0:3] = 3  # neighbour of the same class
     t[12:15, 12:15, 12:15] = 5  # neighbour of another class
-    m = wf.object_map(t, 3)
+    m = object_map(t, 3)
     assert m.sum() == 64 and m[8, 8, 8] == 1 and m[1, 1, 1] == 0
-    assert not wf.object_map(t, 7).any()
+    assert not object_map(t, 7).any()
 
 
 def test_value_ranges_roundtrip():
     z = np.array([-6.0, -3.0, 0.0, 1.5, 9.0], np.float32)
-    y = wf.subtomo_to_network(z)
+    y = subtomo_to_network(z)
     assert y.min() == -1 and y.max() == 1
-    np.testing.assert_allclose(wf.network_to_subtomo(torch.from_numpy(y)), np.clip(z, -3, 3))
-    np.testing.assert_allclose(wf.density_to_network(np.array([0.0, 0.5, 1.0])), [-1, 0, 1])
+    np.testing.assert_allclose(network_to_subtomo(torch.from_numpy(y)), np.clip(z, -3, 3))
+    np.testing.assert_allclose(density_to_network(np.array([0.0, 0.5, 1.0])), [-1, 0, 1])
 
 
 def test_estimate_snr_recovers_requested_snr():
@@ -119,9 +127,9 @@ def test_estimate_snr_recovers_requested_snr():
     masks = np.zeros((6, 16, 16, 16), np.float32)
     masks[:, 5:11, 5:11, 5:11] = 1
     subs = np.stack([add_noise_snr(-2.0 * m + 0.3, 0.05, rng) for m in masks])
-    assert wf.estimate_snr(subs, masks) == pytest.approx(0.05, rel=0.1)
+    assert estimate_snr(subs, masks) == pytest.approx(0.05, rel=0.1)
     with pytest.raises(ValueError, match="empty"):
-        wf.estimate_snr(subs, np.zeros_like(masks))
+        estimate_snr(subs, np.zeros_like(masks))
 
 
 def test_calibrate_snr_uses_the_measuring_estimator():
@@ -131,31 +139,31 @@ def test_calibrate_snr_uses_the_measuring_estimator():
     dens[:, 5:11, 6:10, 5:11] = 1
     masks = (dens > 0.5).astype(np.float32)
     target = 0.03
-    snr = wf.calibrate_snr(dens, masks, target, 20.0, seed=0)
-    sims = wf._simulate(dens, 20.0, snr, 0, {})
-    assert wf.estimate_snr(sims, masks) == pytest.approx(target, rel=0.02)
+    snr = calibrate_snr(dens, masks, target, 20.0, seed=0)
+    sims = _simulate(dens, 20.0, snr, 0, {})
+    assert estimate_snr(sims, masks) == pytest.approx(target, rel=0.02)
     assert snr > 1.3 * target  # the nominal SNR differs from the estimate (about twice here)
     with pytest.raises(ValueError, match="cannot be reached"):
-        wf.calibrate_snr(dens, masks, 1e6, 20.0, strict=True)
-    assert wf.calibrate_snr(dens, masks, 1e6, 20.0) == 1e2  # non-strict: the nearer bound
-    settings = wf.simulator_settings({"defocus_um": 5.0})
+        calibrate_snr(dens, masks, 1e6, 20.0, strict=True)
+    assert calibrate_snr(dens, masks, 1e6, 20.0) == 1e2  # non-strict: the nearer bound
+    settings = simulator_settings({"defocus_um": 5.0})
     assert settings["defocus_um"] == 5.0 and settings["tilt_range"] == [-60.0, 60.0] and "snr" not in settings
     with pytest.raises(ValueError, match="unknown simulator"):
-        wf.simulator_settings({"defocus": 5.0})
+        simulator_settings({"defocus": 5.0})
 
 
 def test_fit_to_box_never_crops_the_molecule_silently():
     m = np.zeros((40, 40, 40), np.float32)
     m[2:12, 20:30, 5:15] = 1  # off-centre, 10 voxels: fits a 16 box
-    out = wf.fit_to_box(m, 16)
+    out = fit_to_box(m, 16)
     assert out.shape == (16, 16, 16) and out.sum() == m.sum()
     big = np.zeros((40, 40, 40), np.float32)
     big[5:30, 10:20, 10:20] = 1  # 25 voxels long
     with pytest.raises(DataError, match="more than the generator's box 16"):
-        wf.fit_to_box(big, 16, name="big.mrc")
-    whole = wf.fit_to_box(big, 16, allow_larger=True)
+        fit_to_box(big, 16, name="big.mrc")
+    whole = fit_to_box(big, 16, allow_larger=True)
     assert whole.shape == (40, 40, 40) and whole.sum() == big.sum()
-    assert wf.fit_to_box(np.zeros((18, 18, 18), np.float32), 16, allow_larger=True).shape == (16, 16, 16)
+    assert fit_to_box(np.zeros((18, 18, 18), np.float32), 16, allow_larger=True).shape == (16, 16, 16)
 
 
 def test_mmcif_maps_are_accepted(tmp_path):
@@ -172,7 +180,7 @@ def test_mmcif_maps_are_accepted(tmp_path):
     import gzip
 
     (folder / "other.cif.gz").write_bytes(gzip.compress((folder / "big_complex.cif").read_bytes()))
-    items = wf.load_density_inputs(folder, voxel_size=20.0, box=16, iso=0.3, sigma=0.5)
+    items = load_density_inputs(folder, voxel_size=20.0, box=16, iso=0.3, sigma=0.5)
     assert [name for name, _ in items] == ["big_complex", "other"]
     from emgan_monai.physics.cryoet import density_from_pdb
 
@@ -185,38 +193,38 @@ def test_mmcif_maps_are_accepted(tmp_path):
 def test_simulate_baseline_is_zscored():
     dens = np.zeros((3, 16, 16, 16), np.float32)
     dens[:, 6:10, 6:10, 6:10] = 1
-    sims = wf.simulate_baseline(dens, 20.0, snr=0.1, seed=1)
+    sims = simulate_baseline(dens, 20.0, snr=0.1, seed=1)
     assert sims.shape == dens.shape and sims.dtype == np.float32
     assert abs(float(sims.mean())) < 1e-4 and float(sims.std()) == pytest.approx(1.0, rel=1e-3)
 
 
 def test_domains_datalists_and_optimizer(toy):
-    d = wf.load_deepfinder_domains(toy, [1, 2], box=16, sigma=0.5)
+    d = load_deepfinder_domains(toy, [1, 2], box=16, sigma=0.5)
     assert len(d) == 12 and d.density.shape == (12, 16, 16, 16) and set(d.label.tolist()) == {1, 2, 3}
     assert np.all(d.mask[:, 8, 8, 8] == 1)  # every object map holds its particle centre
-    binned = wf.load_deepfinder_domains(toy, [1], box=8, binning=2)
+    binned = load_deepfinder_domains(toy, [1], box=8, binning=2)
     assert binned.subtomo.shape == (6, 8, 8, 8)
-    items = wf.cyclegan_datalist(d, seed=0)
+    items = cyclegan_datalist(d, seed=0)
     assert items[0]["density"].shape == (1, 16, 16, 16)
     assert all(-1 <= it["subtomo"].min() and it["subtomo"].max() <= 1 for it in items)
-    cls = wf.classifier_datalist(d)
+    cls = classifier_datalist(d)
     assert {c["label"] for c in cls} == {0, 1, 2}
     with pytest.raises(ValueError, match="tomogram 9"):
-        wf.load_deepfinder_domains(toy, [9])
+        load_deepfinder_domains(toy, [9])
     g = CycleGANGenerator(3, channels=2, n_res_blocks=1)
-    assert isinstance(wf.wgan_optimizer([g.parameters()], False), torch.optim.RMSprop)
-    assert wf.wgan_optimizer([g.parameters()], False).param_groups[0]["lr"] == 5e-5  # the WGAN paper's rate
-    assert isinstance(wf.wgan_optimizer(g.parameters(), True), torch.optim.Adam)
-    clip = wf.gan_optimizer([g, None], "wgan_clip")
+    assert isinstance(wgan_optimizer([g.parameters()], False), torch.optim.RMSprop)
+    assert wgan_optimizer([g.parameters()], False).param_groups[0]["lr"] == 5e-5  # the WGAN paper's rate
+    assert isinstance(wgan_optimizer(g.parameters(), True), torch.optim.Adam)
+    clip = gan_optimizer([g, None], "wgan_clip")
     assert isinstance(clip, torch.optim.RMSprop) and clip.param_groups[0]["lr"] == 5e-5
-    ls = wf.gan_optimizer(g, "lsgan")
+    ls = gan_optimizer(g, "lsgan")
     assert isinstance(ls, torch.optim.Adam) and ls.param_groups[0]["betas"] == (0.5, 0.999)
     p = PhysicsInformedGenerator(box=16, refine_channels=2)
-    groups = wf.gan_optimizer([p], "lsgan", lr=1e-5, physics_lr=3e-3).param_groups
+    groups = gan_optimizer([p], "lsgan", lr=1e-5, physics_lr=3e-3).param_groups
     assert [g_["lr"] for g_ in groups] == [1e-5, 3e-3] and len(groups[1]["params"]) == len(p.physics_parameters())
-    assert wf.gan_setting("wgan_clip", "spectral_norm") is False and wf.gan_setting("lsgan", "clip_value") is None
+    assert gan_setting("wgan_clip", "spectral_norm") is False and gan_setting("lsgan", "clip_value") is None
     with pytest.raises(ValueError, match="gan_mode"):
-        wf.gan_setting("wgan_bogus", "lr")
+        gan_setting("wgan_bogus", "lr")
 
 
 def test_mc_dropout_std_zero_without_dropout_positive_with(tmp_path):
@@ -231,7 +239,7 @@ def test_mc_dropout_std_zero_without_dropout_positive_with(tmp_path):
     stds, sources = {}, {}
     for p in (0.0, 0.5):
         g = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=p, noise_channels=0)  # deterministic but dropout
-        out = wf.mc_dropout_subtomograms(g, sample, tmp_path / f"p{p}", k=4, voxel_size=20.0, box=16)
+        out = mc_dropout_subtomograms(g, sample, tmp_path / f"p{p}", k=4, voxel_size=20.0, box=16)
         with mrcfile.open(tmp_path / f"p{p}" / "m_std.mrc") as mrc:
             stds[p] = mrc.data.copy()
             assert mrc.voxel_size.x == pytest.approx(20.0)
@@ -241,11 +249,11 @@ def test_mc_dropout_std_zero_without_dropout_positive_with(tmp_path):
     assert sources[0.5].startswith("mc_dropout") and sources[0.0].startswith("generator_noise")
     # a stochastic generator without dropout (the shipped physics kind): the spread of its samples
     phys = PhysicsInformedGenerator(box=16, refine_channels=0)
-    out = wf.mc_dropout_subtomograms(phys, sample, tmp_path / "phys", k=4, voxel_size=20.0, box=16)
+    out = mc_dropout_subtomograms(phys, sample, tmp_path / "phys", k=4, voxel_size=20.0, box=16)
     assert out["std_source"].startswith("generator_noise") and out["files"][0]["mean_std"] > 0.1
     # with dropout and fixed noise, the spread is the dropout's only
     g = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.5, decoder_noise=True, input_noise_std=0.2).eval()
-    out = wf.mc_dropout_subtomograms(g, sample, tmp_path / "cg", k=4, voxel_size=20.0, box=16)
+    out = mc_dropout_subtomograms(g, sample, tmp_path / "cg", k=4, voxel_size=20.0, box=16)
     assert out["fix_noise"] is True and out["std_source"] == "mc_dropout (noise fixed)"
 
 
@@ -383,12 +391,12 @@ def test_evaluation_uses_one_normalisation(toy, tmp_path):
             self.i += len(x)
             return out
 
-    train = wf.load_deepfinder_domains(toy, [1], box=16, sigma=0.5)
-    test = wf.load_deepfinder_domains(toy, [2, 3], box=16, sigma=0.5)
+    train = load_deepfinder_domains(toy, [1], box=16, sigma=0.5)
+    test = load_deepfinder_domains(toy, [2, 3], box=16, sigma=0.5)
     z = zscore(test.subtomo, train.stats())
     doubling = Doubling(np.clip(0.5 * z / 3, -1, 1).astype(np.float32))
     clf = SubtomogramClassifier(3, num_classes=3, channels=(4, 8, 8))
-    m = wf.evaluate_cryoet({"double": doubling}, clf, toy, tmp_path, train_tomos=[1], test_tomos=[2, 3],
+    m = evaluate_cryoet({"double": doubling}, clf, toy, tmp_path, train_tomos=[1], test_tomos=[2, 3],
                            box=16, sigma=0.5, n_samples=1, voxel_size=20.0, prdc_k=2)
     expected = float(np.clip(0.5 * z, -3, 3).std() / z.std())
     assert m["double"]["std_ratio"] == pytest.approx(expected, rel=1e-3) and m["double"]["std_ratio"] < 0.55
@@ -428,7 +436,7 @@ def test_multi_gpu_config_two_ranks(toy, tmp_path, kind):
 def test_density_input_is_the_folder_loader_per_file():
     """The per-file D-domain input (used by the MONAI Label task) equals the folder loader's, is resampled to the
     requested voxel size and box, and lies in [0, 1]."""
-    from emgan_monai.workflows.cryoet import density_input, load_density_inputs
+    from emgan_monai.data.cryoet_density_inputs import density_input, load_density_inputs
 
     sample = BUNDLE / "sample"
     items = dict(load_density_inputs(sample, voxel_size=20.0, box=16, iso=0.3, sigma=0.5))
@@ -458,11 +466,11 @@ def _collapse_report(net: torch.nn.Module) -> dict:
     ev, clf = _shipped("evaluate.json", "classifier_def")
     clf.load_state_dict(torch.load(BUNDLE / "models" / "classifier.pt", map_location="cpu", weights_only=True))
     kw = dict(box=ev["box"], sigma=ev["shape_sigma"], binning=ev["binning"])
-    stats = wf.load_deepfinder_domains(DATA, ev["train_tomos"], **kw).stats()
-    test = wf.load_deepfinder_domains(DATA, ev["test_tomos"], **kw)
+    stats = load_deepfinder_domains(DATA, ev["train_tomos"], **kw).stats()
+    test = load_deepfinder_domains(DATA, ev["test_tomos"], **kw)
     real = zscore(test.subtomo, stats)
-    gen = wf.generate_subtomograms(net, test.density, 2, seed=0)
-    logits, _ = wf._classify(clf, gen, torch.device("cpu"))
+    gen = generate_subtomograms(net, test.density, 2, seed=0)
+    logits, _ = _classify(clf, gen, torch.device("cpu"))
     pred = logits.argmax(1)
     counts = np.bincount(pred, minlength=9)
     return {"classes": int(np.unique(pred).size), "largest_fraction": float(counts.max() / pred.size),
@@ -483,9 +491,9 @@ def test_collapse_check_rejects_a_collapsed_generator():
     """The check used on the shipped weights fails for a generator that ignores its input (one fixed real subtomogram
     for every map, as the 0.1.0 weights effectively did) and for one with the right texture at half amplitude."""
     ev, _ = _shipped("evaluate.json", "classifier_def")
-    train = wf.load_deepfinder_domains(DATA, ev["train_tomos"], box=ev["box"], sigma=ev["shape_sigma"],
+    train = load_deepfinder_domains(DATA, ev["train_tomos"], box=ev["box"], sigma=ev["shape_sigma"],
                                        binning=ev["binning"])
-    fixed = torch.from_numpy(wf.subtomo_to_network(zscore(train.subtomo[0], train.stats())))[None, None]
+    fixed = torch.from_numpy(subtomo_to_network(zscore(train.subtomo[0], train.stats())))[None, None]
 
     class Constant(torch.nn.Module):
         def forward(self, x):
@@ -516,10 +524,10 @@ def test_shipped_generator_does_not_collapse():
         report = _collapse_report(net)
         assert not _collapsed(report), report
     else:
-        items = wf.load_density_inputs(BUNDLE / "sample", parser["voxel_size"], parser["box"], parser["iso"],
+        items = load_density_inputs(BUNDLE / "sample", parser["voxel_size"], parser["box"], parser["iso"],
                                        parser["shape_sigma"])
         maps = np.stack([m for _, m in items])
-        gen = wf.generate_subtomograms(net, maps, 4, seed=0).reshape(4, len(maps), *maps.shape[1:])
+        gen = generate_subtomograms(net, maps, 4, seed=0).reshape(4, len(maps), *maps.shape[1:])
         assert abs(float(gen.std()) - 1.0) <= 0.2
         assert float(gen.std(axis=0).mean()) > 0.1  # samples of one map differ
         assert float(np.abs(gen[:, 0].mean(0) - gen[:, -1].mean(0)).mean()) > 0.01  # different maps differ

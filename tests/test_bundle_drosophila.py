@@ -281,7 +281,7 @@ MAX_AUTOCORR = 0.4
 def test_shipped_mask_generator_is_not_collapsed():
     """Samples of different seeds must differ like real sections do, and no sample may be a periodic tiling."""
     from emgan_monai.metrics.mask_structure import mask_diversity, mask_periodicity
-    from emgan_monai.workflows.drosophila import generate
+    from emgan_monai.inferers.drosophila_synthesis import generate
 
     net = _parsed("inference.json", "mask_network_def")
     net.load_state_dict(torch.load(BUNDLE / "models" / "mask_generator.pt", map_location="cpu", weights_only=True))
@@ -353,7 +353,7 @@ def test_shipped_em_generator_keeps_texture(real_data):
 
     from emgan_monai.data.drosophila import drosophila_datalist, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
-    from emgan_monai.workflows.drosophila import load_sections
+    from emgan_monai.data.drosophila import load_sections
 
     mask_tf = Compose(_parsed("evaluate.json", "mask_preprocessing"))
     train, val = split_sections(drosophila_datalist(stack), n_train=16, n_val=4)

@@ -180,7 +180,7 @@ def test_area_argmax_downsampling_keeps_thin_membranes(tmp_path):
     """A 2 px membrane line not aligned with the 4 px blocks vanishes with nearest neighbour, not with area + argmax."""
     from PIL import Image
 
-    from emgan_monai.workflows.drosophila import load_sections
+    from emgan_monai.data.drosophila import load_sections
 
     root = tmp_path / "stack1"
     for sub in ("raw", "mitochondria", "membranes"):

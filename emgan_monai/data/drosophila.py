@@ -10,15 +10,18 @@ Seed 000's paired task maps a 3-channel one-hot mask (mitochondria / membrane / 
 winning where both are set) to the EM section. :func:`drosophila_datalist` turns the folder into a MONAI
 datalist, :func:`split_sections` splits it by section, :func:`build_mask` is the plain numpy one-hot core and
 :func:`make_synthetic_stack` writes a small EM-like stack with the same layout for tests and CI.
+:func:`load_sections` loads a datalist as ``(N, 3, R, R)`` one-hot masks and ``(N, 1, R, R)`` EM tensors at one
+resolution (evaluation, ablation and scripts).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from emgan_monai.errors import DataError, DataNotFoundError
 
@@ -32,6 +35,7 @@ __all__ = [
     "split_sections",
     "build_mask",
     "make_synthetic_stack",
+    "load_sections",
 ]
 
 IMAGE_DIR = "raw"
@@ -297,3 +301,53 @@ def make_synthetic_stack(
         Image.fromarray((mito * 255).astype(np.uint8)).save(folder / MITO_DIR / f"{name}.png")
         Image.fromarray(membrane).save(folder / MEMBRANE_DIR / f"{name}.png")
     return folder
+
+
+def load_sections(datalist: Sequence[dict], resolution: int, em_max: float = 255.0,
+                  mask_transform: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load sections of the stack layout at ``resolution``: one-hot masks and EM.
+
+    Parameters
+    ----------
+    mask_transform
+        The mask pipeline of the bundle config (e.g. ``train_mask.json``'s ``mask_preprocessing`` as a ``Compose``):
+        maps a datalist item to a dict whose ``"label"`` is the ``(3, R, R)`` one-hot mask. Passing the config's
+        transforms keeps evaluation and training on identical masks. ``None`` uses the same pipeline built here:
+        one-hot at full size, area downsampling of each class channel, argmax back to one-hot (thin membranes
+        survive; nearest-neighbour downsampling breaks them).
+
+    Returns
+    -------
+    masks, em
+        ``(N, 3, R, R)`` one-hot masks and ``(N, 1, R, R)`` EM in [0, 1] (area resize).
+    """
+    from monai.transforms import (AsDiscreted, Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized,
+                                  ScaleIntensityRanged)
+
+    from emgan_monai.transforms import MaskToOneHotd
+
+    if mask_transform is None:
+        mask_transform = Compose([
+            LoadImaged(keys=["mito", "membrane"], image_only=True),
+            EnsureChannelFirstd(keys=["mito", "membrane"]),
+            MaskToOneHotd(keys=["mito", "membrane"], output_key="label", delete_keys=True),
+            Resized(keys="label", spatial_size=[resolution, resolution], mode="area"),
+            AsDiscreted(keys="label", argmax=True, to_onehot=3),
+            EnsureTyped(keys="label", dtype=torch.float32, track_meta=False),
+        ])
+    em_tf = Compose([
+        LoadImaged(keys="image", image_only=True),
+        EnsureChannelFirstd(keys="image"),
+        ScaleIntensityRanged(keys="image", a_min=0.0, a_max=em_max, b_min=0.0, b_max=1.0, clip=True),
+        Resized(keys="image", spatial_size=[resolution, resolution], mode="area"),
+        EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
+    ])
+    masks, ems = [], []
+    for d in datalist:
+        m = torch.as_tensor(mask_transform({k: v for k, v in d.items() if k != "image"})["label"]).float()
+        if tuple(m.shape[1:]) != (resolution, resolution):
+            raise ValueError(f"mask_transform gave masks of shape {tuple(m.shape)}, expected (3, {resolution}, "
+                             f"{resolution}): set the config's section size to the evaluation resolution")
+        masks.append(m)
+        ems.append(torch.as_tensor(em_tf({"image": d["image"]})["image"]).float())
+    return torch.stack(masks), torch.stack(ems)

@@ -32,7 +32,8 @@ from scipy.ndimage import gaussian_filter
 from ..io import write_image
 from ..metrics.texture import high_frequency_power, texture_distance, texture_features
 from ..visualize import montage, onehot_to_rgb, to_uint8
-from ..workflows.drosophila import _seeded, default_latent_shape, generate, load_sections
+from ..data.drosophila import load_sections
+from ..inferers.drosophila_synthesis import _seeded, default_latent_shape, generate
 
 __all__ = ["TEXTURE_SETS", "evaluate", "evaluate_stage1", "evaluate_stage2", "evaluate_texture", "metrics_markdown",
            "stage2_draws"]

@@ -12,9 +12,12 @@
   range and dtype.
 - :class:`InvertToInputDtyped`: a prediction back to the input file's intensity range and dtype;
   :class:`PreviewPNGd`: ``input | output`` PNG previews beside the outputs.
+- :data:`SUBTOMO_SCALE`, :func:`density_to_network`, :func:`subtomo_to_network`, :func:`network_to_subtomo`: the
+  cryo-ET GAN's value ranges, shape maps and z-scored subtomograms <-> the generators' ``[-1, 1]``.
 """
 
 from .camera_noise import RandCameraNoised
+from .cryoet_value_range import SUBTOMO_SCALE, density_to_network, network_to_subtomo, subtomo_to_network
 from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
 from .output import InvertToInputDtyped, PreviewPNGd
@@ -37,7 +40,11 @@ __all__ = [
     "RandAreaCropd",
     "RandCameraNoised",
     "RandFlipsd",
+    "SUBTOMO_SCALE",
     "ScalePercentile",
     "ScalePercentiled",
     "area_crop_size",
+    "density_to_network",
+    "network_to_subtomo",
+    "subtomo_to_network",
 ]

@@ -220,7 +220,7 @@ class OneHotToRGBd(MapTransform):
 class ColorMaskToOneHot(Transform):
     """A user's mask image -> one-hot ``(3, H, W[, D])`` float32 (mitochondria, membrane, background).
 
-    Accepts what people draw or what :func:`~emgan_monai.workflows.drosophila.synthesize_pairs` writes:
+    Accepts what people draw or what :func:`~emgan_monai.inferers.drosophila_synthesis.synthesize_pairs` writes:
 
     - ``(3, ...)`` or ``(4, ...)`` RGB(A) colour masks: each pixel goes to the closest of ``colors`` (default
       mitochondria red, membrane green, background blue);

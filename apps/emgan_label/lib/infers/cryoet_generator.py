@@ -25,7 +25,8 @@ from monai.bundle import ConfigParser
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from emgan_monai.networks import mc_dropout
-from emgan_monai.workflows.cryoet import density_input, density_to_network, network_to_subtomo
+from emgan_monai.data.cryoet_density_inputs import density_input
+from emgan_monai.transforms.cryoet_value_range import density_to_network, network_to_subtomo
 
 from .writer import write_result
 

@@ -1,6 +1,14 @@
-"""Drosophila skip-patch GAN: noise -> mask -> EM synthesis, as called by the bundle's ``inference.json``.
+"""Drosophila skip-patch GAN inference: noise -> mask -> EM, as called by the bundle's ``inference.json``.
 
-The evaluation of the bundle (``evaluate.json``) lives in :mod:`emgan_monai.evaluation.drosophila`.
+- :func:`synthesize_pairs` (``inference.json``): ``num_pairs`` synthetic (mask, EM) pairs written as PNG / TIFF, a
+  montage and ``synthesis.json``;
+- :func:`generate`: ``n`` hard masks and EM in memory (evaluation, ablation, scripts);
+- :func:`hard_mask`: soft mask -> one-hot arg-max, what stage 2 was trained on;
+- :func:`default_latent_shape`: the latent grid a stage-1 generator needs for a resolution;
+- :func:`_seeded`: seeds the generators' injected noise without touching the caller's random state.
+
+The evaluation of the bundle (``evaluate.json``) lives in :mod:`emgan_monai.evaluation.drosophila`; the sections it
+loads come from :func:`emgan_monai.data.drosophila.load_sections`.
 
 Stage 1 (``mask_net``) maps a Gaussian latent grid (e.g. ``(B, 16, H/16, W/16)`` for
 :class:`~emgan_monai.networks.mask_generator.LatentGridMaskGenerator`) to a soft 3-channel mask ``(B, 3, H, W)``
@@ -14,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,7 +33,7 @@ from tqdm.auto import tqdm
 from emgan_monai.io import write_image
 from emgan_monai.visualize import montage, onehot_to_rgb, to_uint8
 
-__all__ = ["default_latent_shape", "generate", "hard_mask", "load_sections", "synthesize_pairs"]
+__all__ = ["default_latent_shape", "generate", "hard_mask", "synthesize_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,60 +152,6 @@ def synthesize_pairs(
         json.dump(record, f, indent=2)
     logger.info("wrote %d pairs and %s", num_pairs, out / "montage.png")
     return record
-
-
-# --------------------------------------------------------------------------------------------------------------
-# data loading and sampling shared by evaluation and the ablation
-
-
-def load_sections(datalist: Sequence[dict], resolution: int, em_max: float = 255.0,
-                  mask_transform: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load sections of the stack layout at ``resolution``: one-hot masks and EM.
-
-    Parameters
-    ----------
-    mask_transform
-        The mask pipeline of the bundle config (e.g. ``train_mask.json``'s ``mask_preprocessing`` as a ``Compose``):
-        maps a datalist item to a dict whose ``"label"`` is the ``(3, R, R)`` one-hot mask. Passing the config's
-        transforms keeps evaluation and training on identical masks. ``None`` uses the same pipeline built here:
-        one-hot at full size, area downsampling of each class channel, argmax back to one-hot (thin membranes
-        survive; nearest-neighbour downsampling breaks them).
-
-    Returns
-    -------
-    masks, em
-        ``(N, 3, R, R)`` one-hot masks and ``(N, 1, R, R)`` EM in [0, 1] (area resize).
-    """
-    from monai.transforms import (AsDiscreted, Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized,
-                                  ScaleIntensityRanged)
-
-    from emgan_monai.transforms import MaskToOneHotd
-
-    if mask_transform is None:
-        mask_transform = Compose([
-            LoadImaged(keys=["mito", "membrane"], image_only=True),
-            EnsureChannelFirstd(keys=["mito", "membrane"]),
-            MaskToOneHotd(keys=["mito", "membrane"], output_key="label", delete_keys=True),
-            Resized(keys="label", spatial_size=[resolution, resolution], mode="area"),
-            AsDiscreted(keys="label", argmax=True, to_onehot=3),
-            EnsureTyped(keys="label", dtype=torch.float32, track_meta=False),
-        ])
-    em_tf = Compose([
-        LoadImaged(keys="image", image_only=True),
-        EnsureChannelFirstd(keys="image"),
-        ScaleIntensityRanged(keys="image", a_min=0.0, a_max=em_max, b_min=0.0, b_max=1.0, clip=True),
-        Resized(keys="image", spatial_size=[resolution, resolution], mode="area"),
-        EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
-    ])
-    masks, ems = [], []
-    for d in datalist:
-        m = torch.as_tensor(mask_transform({k: v for k, v in d.items() if k != "image"})["label"]).float()
-        if tuple(m.shape[1:]) != (resolution, resolution):
-            raise ValueError(f"mask_transform gave masks of shape {tuple(m.shape)}, expected (3, {resolution}, "
-                             f"{resolution}): set the config's section size to the evaluation resolution")
-        masks.append(m)
-        ems.append(torch.as_tensor(em_tf({"image": d["image"]})["image"]).float())
-    return torch.stack(masks), torch.stack(ems)
 
 
 @torch.no_grad()
