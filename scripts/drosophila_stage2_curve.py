@@ -30,20 +30,6 @@ import torch
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "drosophila_skip_patch"
 
 
-def load_ema_generator(config: dict, ckpt: Path) -> torch.nn.Module:
-    """The EMA generator of a full checkpoint (or a plain state dict) built from the config's ``network_def``."""
-    from monai.bundle import ConfigParser
-
-    net = ConfigParser(config).get_parsed_content("network_def")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if "g_ema" in state:
-        state = {k[len("module."):]: v for k, v in state["g_ema"].items() if k.startswith("module.")}
-    elif "generator" in state:
-        state = state["generator"]
-    net.load_state_dict(state)
-    return net.eval()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run_dir", required=True, help="output_dir of the training run (holds checkpoints/)")
@@ -58,8 +44,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
+    import sys
+
     from monai.bundle import ConfigParser
     from monai.transforms import Compose
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from drosophila_stage1_curve import load_ema_generator
 
     from emgan_monai.data.drosophila import drosophila_datalist, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
@@ -96,7 +87,7 @@ def main() -> None:
     rows = []
     for ck in sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]:
         state = torch.load(ck, map_location="cpu", weights_only=True)
-        net = load_ema_generator(config, ck)
+        net = load_ema_generator(config, ck, recalibrate=False)
         fake = stage2_draws(net, va_masks, args.n_draws, seed=args.seed)  # (D, N, 1, H, W)
         tex = evaluate_texture(tr_masks, tr_em, va_masks, va_em, fake)
         if not references:
