@@ -103,19 +103,29 @@ def test_train_mask_writes_loadable_generator(stage1_run):
     assert ckpt["trainer"]["iteration"] == 2
 
 
-def test_train_mask_finetunes_from_a_full_checkpoint(stack_dir, stage1_run, tmp_path):
+def _finetune_moves_from(config: str, init: Path, out: Path, args: list[str], net_overrides: dict) -> None:
     """``--init_checkpoint`` starts a new run (new data, step 0) from the weights and optimisers of a checkpoint."""
-    out = tmp_path / "finetune"
-    init = stage1_run / "checkpoints" / "checkpoint_final.pt"
-    bundle_run("train_mask.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
-               "--init_checkpoint", str(init), *TINY, *TINY_MASK)
+    bundle_run(config, *args, "--output_dir", str(out), "--max_epochs", "1", "--init_checkpoint", str(init))
     before = torch.load(init, map_location="cpu", weights_only=True)
     after = torch.load(out / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
     assert after["trainer"]["iteration"] == 2  # a new run ...
     key = next(k for k in before["generator"] if k.endswith("weight"))
     moved = (after["generator"][key] - before["generator"][key]).abs().max()
-    fresh = _parsed("train_mask.json", "network_def", generator_channels=[16, 8, 8, 8, 8]).state_dict()[key]
+    fresh = _parsed(config, "network_def", **net_overrides).state_dict()[key]
     assert 0 < moved < (fresh - before["generator"][key]).abs().max()  # ... that continued from the checkpoint
+
+
+def test_train_mask_finetunes_from_a_full_checkpoint(stack_dir, stage1_run, tmp_path):
+    _finetune_moves_from("train_mask.json", stage1_run / "checkpoints" / "checkpoint_final.pt", tmp_path / "ft1",
+                         ["--dataset_dir", str(stack_dir), *TINY, *TINY_MASK],
+                         {"generator_channels": [16, 8, 8, 8, 8]})
+
+
+def test_train_em_finetunes_from_a_full_checkpoint(stack_dir, stage2_runs, tmp_path):
+    _finetune_moves_from("train.json", stage2_runs["dir"] / "checkpoints" / "checkpoint_final.pt", tmp_path / "ft2",
+                         ["--dataset_dir", str(stack_dir), "--batch_size", "2", "--iterations_per_epoch", "2",
+                          "--val_interval", "1", *TINY, *TINY_EM],
+                         {"em_channels": [4, 8, 8, 8]})
 
 
 def test_evaluation_and_training_share_the_mask_transforms():
@@ -371,3 +381,50 @@ def test_shipped_em_generator_keeps_texture(real_data):
                                                               "real_train"))
     assert gen < MAX_TEXTURE_VS_PAINTED * paint, (gen, paint)
     assert gen < MAX_TEXTURE_VS_REAL * real, (gen, real)
+
+
+def test_real_stack_train_then_mask2em(real_data, tmp_path):
+    """Stage 2 (``train.json``) for one epoch of two iterations on the REAL stack 1 at 64 px, then
+    ``inference_mask2em.json`` with its weights on two real held-out masks (area + argmax to 64 px, as RGB PNG)."""
+    data = real_data / "drosophila_vnc"
+    if not (data / "stack1" / "raw").is_dir():
+        pytest.skip(f"real Drosophila data not found at {data / 'stack1'}")
+    from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
+
+    run = tmp_path / "run"
+    proc = bundle_run("train.json", "--dataset_dir", str(data), "--output_dir", str(run), "--max_epochs", "1",
+                      "--batch_size", "2", "--iterations_per_epoch", "2", "--val_interval", "1", "--save_interval", "1",
+                      *TINY, *TINY_EM)
+    assert proc.returncode == 0
+    log = proc.stdout + proc.stderr
+    assert "Epoch[1] Complete" in log and "val_ssim" in log, log[-3000:]
+    ckpt = torch.load(run / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert {"generator", "g_ema", "discriminator", "g_optimizer", "d_optimizer", "trainer", "rng"} <= set(ckpt)
+    assert ckpt["trainer"]["iteration"] == 2 and ckpt["trainer"]["epoch_length"] == 2
+    net = _parsed("train.json", "network_def", em_channels=[4, 8, 8, 8])
+    saved = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    net.load_state_dict(saved)
+    assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+
+    # two real held-out masks (sections 4 and 5 of the n_train=4 / n_val=2 split) as colour PNGs; one cropped to an
+    # odd, non-square shape
+    _, val = split_sections(drosophila_datalist(data / "stack1"), n_train=4, n_val=2)
+    masks, _ = load_sections(val, RES)
+    assert masks.shape == (2, 3, RES, RES)
+    colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)  # mitochondria, membrane, background
+    rgb = colours[masks.argmax(1).numpy()]
+    assert len(np.unique(masks.argmax(1).numpy())) >= 2  # real structure, not an empty mask
+    masks_dir = tmp_path / "masks"
+    masks_dir.mkdir()
+    shapes = {"real_a": (RES, RES), "real_b": (57, 50)}
+    Image.fromarray(rgb[0]).save(masks_dir / "real_a.png")
+    Image.fromarray(rgb[1][:57, :50]).save(masks_dir / "real_b.png")
+    out = tmp_path / "em"
+    bundle_run("inference_mask2em.json", "--input_dir", str(masks_dir), "--output_dir", str(out),
+               "--em_weights", str(run / "model.pt"), *TINY_EM, "--resolution", str(RES))
+    for stem, shape in shapes.items():
+        em = tifffile.imread(out / f"{stem}_em.tif")
+        assert em.dtype == np.uint16 and em.shape == shape
+        assert np.isfinite(em).all() and em.std() > 0, (stem, em.min(), em.max())
+        png = np.asarray(Image.open(out / f"{stem}_em.png"))
+        assert png.dtype == np.uint8 and png.shape == shape and png.std() > 0
