@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -357,3 +358,64 @@ def test_real_pairs_train_and_evaluate(tmp_path) -> None:
     (held_out,) = result["sets"].values()
     assert held_out["n"] == 1 and [Path(r["image"]).name for r in held_out["per_image"]["wide-field input"]] == ["cell5.tif"]
     assert len(held_out["summary"]) == 4  # input, Richardson-Lucy (from --optics), two networks
+
+
+def test_real_nuclei_stack_train_then_inference(real_data, tmp_path) -> None:
+    """The two-stage recipe for one epoch each on pairs rendered from the REAL confocal nuclei stack (``fluorescence/
+    nuclei.tif``, shrunk patches and networks), then ``inference.json`` with the GAN weights on the held-out wide-field
+    planes of that stack and on a raw uint16 sub-stack of the real stack."""
+    folder = real_data / "fluorescence"
+    if not (folder / "nuclei.tif").is_file():
+        pytest.skip(f"real confocal stack not found at {folder / 'nuclei.tif'}")
+    tiny = list(TINY_TRAIN)
+    tiny[tiny.index("--batch_size") + 1] = "16"  # a few iterations per epoch
+    common = ["--dataset_dir", str(folder), "--data_cache_dir", str(tmp_path / "data"), "--max_epochs", "1",
+              "--stack_repeats", "1", *tiny]  # fmt: skip
+    pixel = bundle_run(["train.json", "train_pixel.json"], *common, "--output_dir", str(tmp_path / "pixel"))
+    assert pixel.returncode == 0
+    gan_dir = tmp_path / "gan"
+    gan = bundle_run("train.json", *common, "--output_dir", str(gan_dir), "--init_ckpt",
+                     str(tmp_path / "pixel" / "model.pt"), "--adv_ramp_iterations", "2")  # fmt: skip
+    pixel_log, log = pixel.stdout + pixel.stderr, gan.stdout + gan.stderr
+    assert "rendered nuclei" in pixel_log, pixel_log[-3000:]  # pairs were rendered from the real stack (then cached)
+    assert "val_ssim" in log and "g_adv" in log, log[-3000:]
+    n_train = int(re.search(r"confocal data: \{'train': (\d+)", pixel_log + log).group(1))
+    assert n_train > 16
+    ckpt = torch.load(gan_dir / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert {"generator", "discriminator", "g_optimizer", "d_optimizer", "trainer", "rng"} <= set(ckpt)
+    steps = math.ceil(n_train / 16)
+    assert ckpt["trainer"]["iteration"] == steps and ckpt["trainer"]["epoch_length"] == steps
+
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"bundle_root": str(BUNDLE), "generator_channels": [8, 16, 32, 64]})
+    net = parser.get_parsed_content("network_def", instantiate=True)
+    saved = torch.load(gan_dir / "model.pt", map_location="cpu", weights_only=True)
+    net.load_state_dict(saved)
+    assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+
+    # inputs: the held-out wide-field planes rendered from the real stack, and a raw real 3D uint16 sub-stack
+    inp = tmp_path / "in"
+    inp.mkdir()
+    heldout = sorted((tmp_path / "data").glob("eval_*/test/*/wf/*.tif"))
+    assert heldout, "no held-out test planes were written"
+    expected = {}
+    for path in heldout[:2]:
+        plane = tifffile.imread(path)
+        tifffile.imwrite(inp / path.name, plane)
+        expected[path.stem] = (plane.shape, plane.dtype)
+    real = tifffile.imread(folder / "nuclei.tif")[28:31, 40:137, 60:143]
+    assert real.dtype == np.uint16
+    tifffile.imwrite(inp / "real_nuclei.tif", real, imagej=True, metadata={"axes": "ZYX"})
+    expected["real_nuclei"] = (real.shape, real.dtype)
+    out = tmp_path / "out"
+    bundle_run("inference.json", "--input_dir", str(inp), "--output_dir", str(out), "--ckpt_path",
+               str(gan_dir / "model.pt"), "--roi_size", "32", *TINY_NET)  # fmt: skip
+    for stem, (shape, dtype) in expected.items():
+        pred = tifffile.imread(out / f"{stem}_confocal.tif")
+        assert pred.shape == shape and pred.dtype == dtype, (stem, pred.shape, pred.dtype)
+        values = pred.astype(np.float64)
+        assert np.isfinite(values).all() and values.std() > 0, stem
+        assert (out / f"{stem}_preview.png").is_file()
