@@ -8,7 +8,8 @@ Folder layout (``stack1`` of the public dataset, doi 10.6084/m9.figshare.856713)
 
 Seed 000's paired task maps a 3-channel one-hot mask (mitochondria / membrane / background, mitochondria
 winning where both are set) to the EM section. :func:`drosophila_datalist` turns the folder into a MONAI
-datalist, :func:`split_sections` splits it by section, :func:`build_mask` is the plain numpy one-hot core and
+datalist, :func:`split_sections` splits it by section, :func:`build_mask` is the numpy face of
+:class:`~emgan_monai.transforms.MaskToOneHot` and
 :func:`make_synthetic_stack` writes a small EM-like stack with the same layout for tests and CI.
 :func:`load_sections` loads a datalist as ``(N, 3, R, R)`` one-hot masks and ``(N, 1, R, R)`` EM tensors at one
 resolution (evaluation, ablation and scripts).
@@ -201,17 +202,11 @@ def split_sections(
     return list(items[:n_train]), list(items[n_train : n_train + n_val])
 
 
-def _binarise(mask: np.ndarray, threshold: float | None) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.dtype == bool:
-        return mask
-    if threshold is None:  # 0/255 masks (anti-aliased): > 127; 0/1 or [0, 1] masks: > 0.5
-        threshold = 127 if mask.size and mask.max() > 1 else 0.5
-    return mask > threshold
-
-
 def build_mask(mito: np.ndarray, membrane: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """One-hot mask (mitochondria / membrane / background) from the two binary masks of a section.
+
+    The numpy face of :class:`~emgan_monai.transforms.MaskToOneHot`, which holds the one thresholding and priority
+    rule of both.
 
     Parameters
     ----------
@@ -225,11 +220,16 @@ def build_mask(mito: np.ndarray, membrane: np.ndarray, threshold: float | None =
     np.ndarray
         ``(3, H, W)`` float32 one-hot in the order of :data:`MASK_CHANNELS`; mitochondria wins where both are set.
     """
-    mi, me = _binarise(mito, threshold), _binarise(membrane, threshold)
+    from monai.utils import convert_to_numpy
+
+    from emgan_monai.transforms.masks import MaskToOneHot
+
+    mi, me = (np.require(m, requirements="W") for m in (mito, membrane))  # torch warns on read-only arrays
     if mi.shape != me.shape:
         raise ValueError(f"mito and membrane masks differ in shape: {mi.shape} vs {me.shape}.")
-    me = me & ~mi
-    return np.stack([mi, me, ~(mi | me)]).astype(np.float32)
+    # a leading channel axis, which MaskToOneHot strips again: any mask shape comes back as (3, *shape)
+    onehot = MaskToOneHot((threshold, threshold))(mi[None], me[None])
+    return convert_to_numpy(onehot, dtype=np.float32)
 
 
 def make_synthetic_stack(

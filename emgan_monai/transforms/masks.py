@@ -37,8 +37,8 @@ class MaskToOneHot(Transform):
     ----------
     thresholds
         One per mask: a pixel belongs to mask ``i`` when ``mask_i > thresholds[i]``. ``None`` (the default, for all
-        masks or per mask) chooses by the mask's range, with the rule of
-        :func:`emgan_monai.data.drosophila.build_mask`: ``> 127`` for 0/255 masks (the Drosophila mitochondria PNGs,
+        masks or per mask) chooses by the mask's range (the rule :func:`emgan_monai.data.drosophila.build_mask`
+        calls this transform for): ``> 127`` for 0/255 masks (the Drosophila mitochondria PNGs,
         with a few anti-aliased values) and ``> 0.5`` for bool or 0/1 masks (the membrane PNGs). Both hold after
         ``LoadImage``, which casts to float32 without rescaling. (A fixed ``127`` would turn a 0/1 mask into
         background.)
@@ -66,8 +66,16 @@ class MaskToOneHot(Transform):
 
     @staticmethod
     def auto_threshold(mask: torch.Tensor) -> float:
-        """``127`` for masks with values above 1 (0/255), else ``0.5`` (bool, 0/1): as ``build_mask``."""
+        """``127`` for masks with values above 1 (0/255), else ``0.5`` (bool, 0/1)."""
         return 127.0 if mask.numel() and float(mask.max()) > 1 else 0.5
+
+    @classmethod
+    def binarise(cls, mask: torch.Tensor, threshold: float | None) -> torch.Tensor:
+        """``mask > threshold`` (``None``: :meth:`auto_threshold`); a bool mask is taken as it is."""
+        if mask.dtype == torch.bool:
+            return mask
+        mask = mask if mask.is_floating_point() else mask.float()
+        return mask > (cls.auto_threshold(mask) if threshold is None else threshold)
 
     def __call__(self, *masks: NdarrayOrTensor) -> torch.Tensor:
         """One-hot mask ``(N + 1, H, W[, D])`` from N masks ``(1, H, W[, D])`` given in priority order."""
@@ -84,7 +92,7 @@ class MaskToOneHot(Transform):
                     f"MaskToOneHot: mask {i} has spatial shape {tuple(m_t.shape)}, mask 0 {tuple(binary[0].shape)}; "
                     "masks must be single-channel (1, H, W[, D]) or (H, W[, D]) of one shape."
                 )
-            binary.append(m_t.float() > (self.auto_threshold(m_t.float()) if t is None else t))
+            binary.append(self.binarise(m_t, t))
         n = len(binary)
         label = torch.full(binary[0].shape, n, dtype=torch.long)  # background = last class
         for i in reversed(range(n)):  # lower index written last -> wins on overlap
