@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from monai.transforms import rescale_array
 from monai.utils import optional_import
+
+from emgan_monai.visualize import make_grid
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -58,23 +60,6 @@ def image_tiles(images: torch.Tensor | np.ndarray, max_images: int = 4) -> list[
         else:
             rows.append([np.repeat(rescale_array(ch[None], 0.0, 1.0, dtype=np.float32), 3, axis=0) for ch in sample])
     return rows
-
-
-def make_grid(rows: Sequence[Sequence[np.ndarray]], padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
-    """Assemble rows of ``(3, H, W)`` tiles into one ``(3, H_total, W_total)`` image (ragged rows are padded)."""
-    if not rows or not any(rows):
-        raise ValueError("no tiles to assemble.")
-    tile_h = max(t.shape[1] for row in rows for t in row)
-    tile_w = max(t.shape[2] for row in rows for t in row)
-    ncols = max(len(row) for row in rows)
-    h = len(rows) * (tile_h + padding) + padding
-    w = ncols * (tile_w + padding) + padding
-    grid = np.full((3, h, w), pad_value, dtype=np.float32)
-    for r, row in enumerate(rows):
-        for c, tile in enumerate(row):
-            y, x = padding + r * (tile_h + padding), padding + c * (tile_w + padding)
-            grid[:, y : y + tile.shape[1], x : x + tile.shape[2]] = tile
-    return grid
 
 
 class TensorBoardImageGrid:
