@@ -139,6 +139,12 @@ def test_evaluation_and_training_share_the_mask_transforms():
         assert cfg["mask_network_def"] == train["network_def"]
         for key in ("latent_channels", "latent_stride", "generator_channels"):
             assert cfg[key] == train[key], (name, key)
+    # every config that loads the stage-2 weights builds train.json's network with train.json's sizes
+    train_em = json.loads((CONFIGS / "train.json").read_text())
+    for name in ("inference.json", "evaluate.json", "inference_mask2em.json"):
+        cfg = json.loads((CONFIGS / name).read_text())
+        assert cfg["network_def"] == train_em["network_def"], name
+        assert (cfg["em_channels"], cfg["em_noise"]) == (train_em["em_channels"], train_em["em_noise"]), name
 
 
 def test_paper_recipe_config_trains(stack_dir, tmp_path):
