@@ -369,6 +369,13 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
     assert any((p - q).abs().max() > 0 for p, q in zip(d.parameters(), d0))
     assert int(ema.n_averaged) == 2
     assert any((p - q).abs().max() > 1e-7 for p, q in zip(ema.module.parameters(), g.parameters()))
+    # DiffAugment's own generator is checkpointed with the trainer's random state (bit-exact resume)
+    saved = trainer.rng.state_dict()
+    first = trainer.augment(torch.rand(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)))
+    trainer.augment(first)  # advance it
+    trainer.rng.load_state_dict(saved)
+    again = trainer.augment(torch.rand(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(first, again)
     with pytest.raises(ValueError, match="loss must be one of"):
         PairedFewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
                                 g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,

@@ -18,7 +18,7 @@ from emgan_monai.handlers.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundles" / "drosophila_skip_patch" / "configs" / "train.json"
-PAUSE_AT = 5  # iteration 5 = first iteration of epoch 3 (2 sections, batch 1): after checkpoint_epoch=2.pt
+PAUSE_AT = 5  # iteration 5 = first iteration of epoch 3 (2 iterations of batch 1 per epoch): after checkpoint_epoch=2.pt
 
 # merged after train.json: the same `run` list plus a handler that, at iteration PAUSE_AT, tells the test it got
 # there and then waits to be killed (so the kill lands at a known point, from outside, as a real SIGKILL)
@@ -39,9 +39,9 @@ def _command(config: str, data: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", config,
         "--dataset_dir", str(data), "--output_dir", str(out), "--device", "cpu",
-        "--n_train", "2", "--n_val", "1", "--resolution", "32", "--generator_channels", "4",
-        "--discriminator_channels", "4", "--max_epochs", "4", "--save_interval", "1", "--val_interval", "2",
-        "--seed", "3", *extra,
+        "--n_train", "2", "--n_val", "1", "--resolution", "32", "--em_channels", "[4, 4, 8, 8]",
+        "--batch_size", "1", "--iterations_per_epoch", "2", "--discriminator_channels", "4", "--max_epochs", "4",
+        "--save_interval", "1", "--val_interval", "2", "--seed", "3", *extra,
     ]  # fmt: skip
 
 
@@ -86,7 +86,7 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted_run(tmp_path):
     assert got["trainer"]["iteration"] == ref["trainer"]["iteration"] == 8
     before_kill = load_checkpoint(ckpts / "checkpoint_epoch=2.pt")
     compared = 0
-    for name in ("generator", "discriminator"):
+    for name in ("generator", "g_ema", "discriminator"):
         for key, value in ref[name].items():
             assert torch.allclose(got[name][key], value, atol=1e-6, rtol=0), f"{name}.{key} differs after resume"
             compared += 1

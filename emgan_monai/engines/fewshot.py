@@ -19,6 +19,7 @@ from emgan_monai.networks.mask_generator import straight_through_onehot
 
 from .paired import PairedGANTrainer
 from .unconditional import UnconditionalGANTrainer
+from .utils import GeneratorState
 
 __all__ = ["FewShotGANTrainer", "PairedFewShotGANTrainer"]
 
@@ -32,7 +33,13 @@ def _check_fewshot(loss: str, r1_gamma: float, r1_interval: int) -> None:
 
 def _configure_fewshot(engine: Any, loss: str, r1_gamma: float, r1_interval: int,
                        augment: Callable[[torch.Tensor], torch.Tensor] | None, g_ema: nn.Module | None) -> None:
-    """Set the few-shot attributes (``loss_kind``, R1, ``augment``, ``g_ema``) on a trainer."""
+    """Set the few-shot attributes (``loss_kind``, R1, ``augment``, ``g_ema``) on a trainer.
+
+    An ``augment`` that owns a ``torch.Generator`` (``DiffAugment``) has it registered with ``engine.rng``, so that a
+    resumed run draws the same augmentations as an uninterrupted one.
+    """
+    if isinstance(getattr(augment, "generator", None), torch.Generator):
+        engine.rng.register("augment", GeneratorState(augment.generator))
     engine.loss_kind = str(loss).lower()
     engine.r1_gamma = float(r1_gamma)
     engine.r1_interval = int(r1_interval)

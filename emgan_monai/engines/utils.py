@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 __all__ = [
     "RandomState", "DataLoaderRandomState", "FullPassLoader", "ImagePool", "LinearDecayLR", "scalars",
-    "leave_process_group",
+    "leave_process_group", "GeneratorState",
 ]
 
 
@@ -165,6 +165,23 @@ class DataLoaderRandomState:
         for r, st in zip(self.transform_states, transforms):
             key = st["key"].cpu().numpy().astype(np.uint32)
             r.set_state(("MT19937", key, int(st["pos"]), int(st["has_gauss"]), float(st["cached_gaussian"])))
+
+
+class GeneratorState:
+    """``state_dict`` / ``load_state_dict`` of one :class:`torch.Generator`, to register with :class:`RandomState`.
+
+    For modules that own a generator (e.g. :class:`~emgan_monai.transforms.diffaugment.DiffAugment`): registered with
+    the trainer's ``rng``, its draws resume bit-exactly from a checkpoint.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.generator.set_state(state["state"].cpu())
 
 
 class RandomState:
