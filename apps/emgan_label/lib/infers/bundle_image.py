@@ -8,17 +8,22 @@ to the bundle's image-in config instead. The bundle's own savers (``SaveImaged``
 :func:`~lib.infers.writer.write_result` as TIFF (default), NIfTI or MRC with the bundle's output dtype
 (``output_dtype`` of the config, e.g. uint16 for EM) and the input image's voxel size.
 
-Request parameters (``params`` of ``/infer/<model>``): ``result_extension`` (``.tif``, ``.nii.gz``, ``.mrc``).
+Request parameters (``params`` of ``/infer/<model>``): ``result_extension`` (``.tif``, ``.nii.gz``, ``.mrc``);
+``seed`` (int) for networks that draw noise inside ``forward`` (the Drosophila mask -> EM generator gives a new
+section at every call): torch's global generator is seeded with it for the request (default: CRC-32 of the image
+id), so the same image and seed give the same result.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from monai.data import MetaTensor
 from monai.transforms import SaveImaged
 from monailabel.interfaces.tasks.infer_v2 import InferType
@@ -83,10 +88,18 @@ class BundleImageInferTask(BundleInferTask):
         if self.valid:
             # BundleInferTask offers every models/*.pt as a choice; only model.pt belongs to network_def
             self._config.pop("model_filename", None)
-            self._config.update({"result_extension": default_extension})
+            self._config.update({"result_extension": default_extension, "seed": ""})
             if description:
                 self.description = description
             logger.info(f"{os.path.basename(path)}/{config_name}: output dtype {self.output_dtype or 'float32'}")
+
+    def __call__(self, request: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """Run the request with torch's global generator seeded by ``seed`` (default: CRC-32 of the image id)."""
+        seed = request.get("seed", self._config.get("seed"))
+        seed = int(seed) if seed not in (None, "") else zlib.crc32(str(request.get("image", "")).encode())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return super().__call__(request, *args, **kwargs)
 
     def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
         """Write ``data["pred"]`` with the input image's voxel size; see :func:`~lib.infers.writer.write_result`."""
