@@ -1,8 +1,10 @@
-"""Few-shot unconditional GAN trainer: hinge / non-saturating loss, lazy R1, DiffAugment, hard fakes, EMA.
+"""Few-shot GAN trainers: hinge / non-saturating loss, lazy R1, DiffAugment, EMA; unconditional and paired.
 
 The recipe of the few-shot GAN literature (Miyato et al. 2018; Mescheder et al. 2018; Zhao et al. 2020; Karras et
-al. 2020) on top of :class:`~emgan_monai.engines.UnconditionalGANTrainer`: everything else (data, latent noise from
-``engine.rng``, non-finite checks, checkpointable state, handlers) is inherited.
+al. 2020) as one mixin (:class:`FewShotRecipe`: discriminator step, adversarial generator term, EMA update) on top of
+:class:`~emgan_monai.engines.UnconditionalGANTrainer` (:class:`FewShotGANTrainer`) and
+:class:`~emgan_monai.engines.PairedGANTrainer` (:class:`PairedFewShotGANTrainer`): everything else (data, latent
+noise from ``engine.rng``, non-finite checks, checkpointable state, handlers) is inherited.
 """
 
 from __future__ import annotations
@@ -21,64 +23,85 @@ from .paired import PairedGANTrainer
 from .unconditional import UnconditionalGANTrainer
 from .utils import GeneratorState
 
-__all__ = ["FewShotGANTrainer", "PairedFewShotGANTrainer"]
+__all__ = ["FewShotGANTrainer", "FewShotRecipe", "PairedFewShotGANTrainer"]
 
 
-def _check_fewshot(loss: str, r1_gamma: float, r1_interval: int) -> None:
-    if str(loss).lower() not in FEWSHOT_LOSSES:
-        raise ValueError(f"loss must be one of {FEWSHOT_LOSSES}, got {loss!r}.")
-    if r1_gamma < 0 or int(r1_interval) < 1:
-        raise ValueError(f"r1_gamma must be >= 0 and r1_interval >= 1, got {r1_gamma}, {r1_interval}.")
+class FewShotRecipe:
+    """Mixin of the few-shot recipe for an :class:`~emgan_monai.engines.base.AdversarialTrainer` subclass.
 
-
-def _configure_fewshot(engine: Any, loss: str, r1_gamma: float, r1_interval: int,
-                       augment: Callable[[torch.Tensor], torch.Tensor] | None, g_ema: nn.Module | None) -> None:
-    """Set the few-shot attributes (``loss_kind``, R1, ``augment``, ``g_ema``) on a trainer.
-
-    An ``augment`` that owns a ``torch.Generator`` (``DiffAugment``) has it registered with ``engine.rng``, so that a
-    resumed run draws the same augmentations as an uninterrupted one.
+    Adds the keyword arguments ``loss``, ``r1_gamma``, ``r1_interval``, ``augment`` and ``g_ema`` (see
+    :class:`FewShotGANTrainer`), the discriminator step :meth:`fewshot_critic_step`, the adversarial generator term
+    :meth:`fewshot_generator_adv` and the EMA update after every iteration. An ``augment`` that owns a
+    ``torch.Generator`` (``DiffAugment``) has it registered with ``engine.rng``, so that a resumed run draws the same
+    augmentations as an uninterrupted one. ``adv_loss`` of the base trainer is ignored (``loss`` rules).
     """
-    if isinstance(getattr(augment, "generator", None), torch.Generator):
-        engine.rng.register("augment", GeneratorState(augment.generator))
-    engine.loss_kind = str(loss).lower()
-    engine.r1_gamma = float(r1_gamma)
-    engine.r1_interval = int(r1_interval)
-    engine.augment = augment if augment is not None else (lambda x: x)
-    engine.g_ema = g_ema
-    engine._last_r1 = 0.0
+
+    def __init__(
+        self,
+        *args: Any,
+        loss: str = "hinge",
+        r1_gamma: float = 1.0,
+        r1_interval: int = 4,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        g_ema: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if str(loss).lower() not in FEWSHOT_LOSSES:
+            raise ValueError(f"loss must be one of {FEWSHOT_LOSSES}, got {loss!r}.")
+        if r1_gamma < 0 or int(r1_interval) < 1:
+            raise ValueError(f"r1_gamma must be >= 0 and r1_interval >= 1, got {r1_gamma}, {r1_interval}.")
+        kwargs.pop("adv_loss", None)
+        super().__init__(*args, **kwargs)
+        if isinstance(getattr(augment, "generator", None), torch.Generator):
+            self.rng.register("augment", GeneratorState(augment.generator))
+        self.loss_kind = str(loss).lower()
+        self.r1_gamma = float(r1_gamma)
+        self.r1_interval = int(r1_interval)
+        self.augment = augment if augment is not None else (lambda x: x)
+        self.g_ema = g_ema
+        self._last_r1 = 0.0
+
+    def fewshot_critic_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        """One discriminator step on un-augmented discriminator inputs ``real`` and (detached) ``fake``.
+
+        ``loss(D(augment(real)), D(augment(fake)))`` plus, every ``r1_interval`` iterations,
+        ``r1_gamma / 2 * r1_interval * R1`` on the augmented reals. Returns the scalar statistics of the step.
+        """
+        do_r1 = self.r1_gamma > 0 and (self.state.iteration - 1) % self.r1_interval == 0
+        self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        real_in = self.augment(real).detach().requires_grad_(do_r1)
+        logit_real = self.d_network(real_in)
+        logit_fake = self.d_network(self.augment(fake))
+        loss_real, loss_fake = discriminator_loss(logit_real, logit_fake, self.loss_kind)
+        d_loss = loss_real + loss_fake
+        stats = {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+        if do_r1:
+            r1 = r1_penalty(logit_real, real_in)
+            d_loss = d_loss + 0.5 * self.r1_gamma * self.r1_interval * r1
+            self._last_r1 = float(r1.detach())
+        self.check_finite("d_loss", d_loss, stats)
+        self._step(d_loss, self.d_optimizer, self.scaler_d)
+        return {
+            "d_loss": float(d_loss.detach()),
+            "d_real": float(loss_real.detach()),
+            "d_fake": float(loss_fake.detach()),
+            "logit_real": float(last_logits(logit_real).detach().float().mean()),
+            "logit_fake": float(last_logits(logit_fake).detach().float().mean()),
+            "r1": self._last_r1,
+        }
+
+    def fewshot_generator_adv(self, fake: torch.Tensor) -> torch.Tensor:
+        """Adversarial generator loss of the un-augmented discriminator input ``fake`` (through ``augment``)."""
+        return generator_loss(self.d_network(self.augment(fake)), self.loss_kind)
+
+    def _iteration(self, engine: Any, batchdata: Any) -> dict[str, Any]:
+        output = super()._iteration(engine, batchdata)
+        if engine.g_ema is not None:
+            engine.g_ema.update_parameters(engine.g_network)
+        return output
 
 
-def _fewshot_critic_step(engine: Any, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
-    """One discriminator step of the few-shot recipe on un-augmented inputs ``real`` and (detached) ``fake``.
-
-    ``loss(D(augment(real)), D(augment(fake)))`` plus, every ``r1_interval`` iterations,
-    ``r1_gamma / 2 * r1_interval * R1`` on the augmented reals. Returns the scalar statistics of the step.
-    """
-    do_r1 = engine.r1_gamma > 0 and (engine.state.iteration - 1) % engine.r1_interval == 0
-    engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-    real_in = engine.augment(real).detach().requires_grad_(do_r1)
-    logit_real = engine.d_network(real_in)
-    logit_fake = engine.d_network(engine.augment(fake))
-    loss_real, loss_fake = discriminator_loss(logit_real, logit_fake, engine.loss_kind)
-    d_loss = loss_real + loss_fake
-    stats = {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
-    if do_r1:
-        r1 = r1_penalty(logit_real, real_in)
-        d_loss = d_loss + 0.5 * engine.r1_gamma * engine.r1_interval * r1
-        engine._last_r1 = float(r1.detach())
-    engine.check_finite("d_loss", d_loss, stats)
-    engine._step(d_loss, engine.d_optimizer, engine.scaler_d)
-    return {
-        "d_loss": float(d_loss.detach()),
-        "d_real": float(loss_real.detach()),
-        "d_fake": float(loss_fake.detach()),
-        "logit_real": float(last_logits(logit_real).detach().float().mean()),
-        "logit_fake": float(last_logits(logit_fake).detach().float().mean()),
-        "r1": engine._last_r1,
-    }
-
-
-class FewShotGANTrainer(UnconditionalGANTrainer):
+class FewShotGANTrainer(FewShotRecipe, UnconditionalGANTrainer):
     """Unconditional GAN trainer for a handful of training images.
 
     Per iteration: ``fake = G(z)``; real and fake are shown to the discriminator as the same kind of values, so it
@@ -125,22 +148,8 @@ class FewShotGANTrainer(UnconditionalGANTrainer):
     ``fake`` (what the discriminator saw, un-augmented), ``latent``.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        loss: str = "hinge",
-        r1_gamma: float = 1.0,
-        r1_interval: int = 4,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        g_ema: nn.Module | None = None,
-        fake_mode: str = "straight_through",
-        blur_sigma: float = 1.0,
-        **kwargs: Any,
-    ) -> None:
-        _check_fewshot(loss, r1_gamma, r1_interval)
-        kwargs.pop("adv_loss", None)
+    def __init__(self, *args: Any, fake_mode: str = "straight_through", blur_sigma: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _configure_fewshot(self, loss, r1_gamma, r1_interval, augment, g_ema)
         if fake_mode not in ("blur", "straight_through", "soft"):
             raise ValueError(f"fake_mode must be 'blur', 'straight_through' or 'soft', got {fake_mode!r}.")
         self.fake_mode = fake_mode
@@ -163,21 +172,15 @@ class FewShotGANTrainer(UnconditionalGANTrainer):
         return {"fake": straight_through_onehot(soft) if self.fake_mode == "straight_through" else soft}
 
     def _critic_phase(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        return _fewshot_critic_step(self, self._blurred(inputs["real"]), self._blurred(fakes["fake"].detach()))
+        return self.fewshot_critic_step(self._blurred(inputs["real"]), self._blurred(fakes["fake"].detach()))
 
     def _generator_terms(
         self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]
     ) -> dict[str, tuple[float, torch.Tensor]]:
-        return {"g_adv": (1.0, generator_loss(self.d_network(self.augment(self._blurred(fakes["fake"]))), self.loss_kind))}
-
-    def _iteration(self, engine: FewShotGANTrainer, batchdata: Any) -> dict[str, Any]:  # type: ignore[override]
-        output = super()._iteration(engine, batchdata)
-        if engine.g_ema is not None:
-            engine.g_ema.update_parameters(engine.g_network)
-        return output
+        return {"g_adv": (1.0, self.fewshot_generator_adv(self._blurred(fakes["fake"])))}
 
 
-class PairedFewShotGANTrainer(PairedGANTrainer):
+class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
     """Paired (conditional) GAN trainer with the few-shot recipe, for image translation from a handful of pairs.
 
     As :class:`~emgan_monai.engines.PairedGANTrainer` (``fake = G(input)``, pixel term
@@ -207,42 +210,28 @@ class PairedFewShotGANTrainer(PairedGANTrainer):
     def __init__(
         self,
         *args: Any,
-        loss: str = "hinge",
-        r1_gamma: float = 1.0,
-        r1_interval: int = 4,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        g_ema: nn.Module | None = None,
         texture_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         lambda_texture: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        _check_fewshot(loss, r1_gamma, r1_interval)
         if lambda_texture < 0 or (lambda_texture > 0 and texture_loss is None):
             raise ValueError(f"lambda_texture must be >= 0 and needs a texture_loss, got {lambda_texture}.")
-        kwargs.pop("adv_loss", None)
         kwargs.setdefault("conditional", True)
         super().__init__(*args, **kwargs)
-        _configure_fewshot(self, loss, r1_gamma, r1_interval, augment, g_ema)
         self.texture_loss = texture_loss
         self.lambda_texture = float(lambda_texture)
 
     def _critic_phase(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> dict[str, float]:
         image = inputs["input"]
-        return _fewshot_critic_step(self, self._d_input(image, inputs["real"]), self._d_input(image, fakes["fake"]))
+        return self.fewshot_critic_step(self._d_input(image, inputs["real"]), self._d_input(image, fakes["fake"]))
 
     def _generator_terms(
         self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]
     ) -> dict[str, tuple[float, torch.Tensor]]:
         fake = fakes["fake"]
-        adv = generator_loss(self.d_network(self.augment(self._d_input(inputs["input"], fake))), self.loss_kind)
+        adv = self.fewshot_generator_adv(self._d_input(inputs["input"], fake))
         pixel = self.pixel_loss(fake.float(), inputs["real"].float())
         terms = {"g_adv": (self.adv_weight(), adv), "g_pixel": (self.lambda_pixel, pixel)}
         if self.texture_loss is not None and self.lambda_texture > 0:
             terms["g_texture"] = (self.lambda_texture, self.texture_loss(fake.float(), inputs["real"].float()))
         return terms
-
-    def _iteration(self, engine: PairedFewShotGANTrainer, batchdata: Any) -> dict[str, Any]:  # type: ignore[override]
-        output = super()._iteration(engine, batchdata)
-        if engine.g_ema is not None:
-            engine.g_ema.update_parameters(engine.g_network)
-        return output

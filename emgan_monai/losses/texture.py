@@ -9,10 +9,27 @@ Portilla & Simoncelli 2000; Risser et al. 2017).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 __all__ = ["RadialSpectrumLoss", "TextureStatisticsLoss", "radial_power_spectrum", "sorted_values_distance"]
+
+
+@functools.lru_cache(maxsize=16)
+def _window_and_rings(h: int, w: int, n_bins: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """2D Hann window ``(h, w)`` and ring-averaging matrix ``(h * w, n_bins)`` (columns sum to 1; DC and the corners
+    beyond 0.5 cycles / px in no ring), computed once per shape and device: the loss runs at every training step."""
+    window = torch.outer(torch.hann_window(h, periodic=False, device=device),
+                         torch.hann_window(w, periodic=False, device=device))  # fmt: skip
+    fy = torch.fft.fftfreq(h, device=device)
+    fx = torch.fft.fftfreq(w, device=device)
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    ring = torch.clamp((radius / 0.5 * n_bins).long(), max=n_bins)  # n_bins: corners beyond 0.5 cycles / px
+    ring[0, 0] = n_bins  # DC out
+    onehot = nn.functional.one_hot(ring.flatten(), n_bins + 1)[:, :n_bins].float()  # (h * w, n_bins)
+    return window, onehot / onehot.sum(0).clamp_min(1.0)
 
 
 def radial_power_spectrum(x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8) -> torch.Tensor:
@@ -39,18 +56,10 @@ def radial_power_spectrum(x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8) 
         raise ValueError(f"radial_power_spectrum: expected (B, C, H, W) with H, W >= 8, got {tuple(x.shape)}.")
     h, w = x.shape[-2:]
     x = x.float()
-    window = torch.outer(torch.hann_window(h, periodic=False, device=x.device),
-                         torch.hann_window(w, periodic=False, device=x.device))  # fmt: skip
+    window, rings = _window_and_rings(h, w, n_bins, x.device)
     spec = torch.fft.fft2((x - x.mean(dim=(-2, -1), keepdim=True)) * window)
     power = spec.real.square() + spec.imag.square()
-    fy = torch.fft.fftfreq(h, device=x.device)
-    fx = torch.fft.fftfreq(w, device=x.device)
-    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    ring = torch.clamp((radius / 0.5 * n_bins).long(), max=n_bins)  # n_bins: corners beyond 0.5 cycles / px
-    ring[0, 0] = n_bins  # DC out
-    onehot = nn.functional.one_hot(ring.flatten(), n_bins + 1)[:, :n_bins].to(power.dtype)  # (H*W, n_bins)
-    counts = onehot.sum(0).clamp_min(1.0)
-    mean_power = power.flatten(-2) @ onehot / counts
+    mean_power = power.flatten(-2) @ rings
     return torch.log10(mean_power + eps)
 
 
