@@ -44,6 +44,7 @@ def load_ema_generator(config: dict, ckpt: Path, recalibrate: bool = True) -> to
     """
     from monai.bundle import ConfigParser
 
+    from emgan_monai.handlers import averaged_model_state
     from emgan_monai.networks.mask_generator import recalibrate_batchnorm
 
     parser = ConfigParser(config)
@@ -51,7 +52,7 @@ def load_ema_generator(config: dict, ckpt: Path, recalibrate: bool = True) -> to
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     full = "g_ema" in state
     if full:
-        state = {k[len("module."):]: v for k, v in state["g_ema"].items() if k.startswith("module.")}
+        state = averaged_model_state(state["g_ema"])
     elif "generator" in state:
         state = state["generator"]
     net.load_state_dict(state)

@@ -23,6 +23,8 @@ import torch
 from monai.data import MetaTensor
 from PIL import Image
 
+from conftest import load_trained_network
+
 from emgan_monai.losses import L1SSIMLoss
 from emgan_monai.networks import ResidualUNetGenerator
 from emgan_monai.transforms import ScalePercentiled
@@ -386,15 +388,7 @@ def test_real_nuclei_stack_train_then_inference(real_data, tmp_path) -> None:
     steps = math.ceil(n_train / 16)
     assert ckpt["trainer"]["iteration"] == steps and ckpt["trainer"]["epoch_length"] == steps
 
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
-    parser.update({"bundle_root": str(BUNDLE), "generator_channels": [8, 16, 32, 64]})
-    net = parser.get_parsed_content("network_def", instantiate=True)
-    saved = torch.load(gan_dir / "model.pt", map_location="cpu", weights_only=True)
-    net.load_state_dict(saved)
-    assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+    load_trained_network(CONFIGS / "train.json", BUNDLE, gan_dir / "model.pt", generator_channels=[8, 16, 32, 64])
 
     # inputs: the held-out wide-field planes rendered from the real stack, and a raw real 3D uint16 sub-stack
     inp = tmp_path / "in"

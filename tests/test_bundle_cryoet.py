@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_trained_network
+
 from emgan_monai.data.cryoet import zscore
 from emgan_monai.data.cryoet_density_inputs import fit_to_box, load_density_inputs
 from emgan_monai.data.cryoet_domains import (classifier_datalist, cyclegan_datalist, load_deepfinder_domains,
@@ -555,16 +557,8 @@ def test_real_toy_tomograms_train_then_inference(tmp_path):
     assert int(ckpt["trainer"]["iteration"]) == 2 and int(ckpt["trainer"]["epoch_length"]) == 2
     calibration = json.loads((run / "calibration.json").read_text())
     assert np.isfinite(calibration["snr"]) and calibration["snr"] > 0 and calibration["gain"] > 0
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
-    parser.update({"bundle_root": str(BUNDLE), "box": 16, "generator_channels": 2, "n_res_blocks": 1, "dropout": 0.2,
-                   "refine_channels": 4})
-    net = parser.get_parsed_content("network_def", instantiate=True)
-    saved = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-    net.load_state_dict(saved)
-    assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+    load_trained_network(CONFIGS / "train.json", BUNDLE, run / "model.pt", box=16, generator_channels=2,
+                         n_res_blocks=1, dropout=0.2, refine_channels=4)
 
     maps = tmp_path / "maps"
     maps.mkdir()

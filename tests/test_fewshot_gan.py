@@ -384,3 +384,19 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
         PairedFewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
                                 g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
                                 lambda_texture=1.0)
+
+
+def test_averaged_model_state_is_the_networks_state_dict():
+    from torch.optim.swa_utils import AveragedModel
+
+    from emgan_monai.handlers import averaged_model_state, ema_multi_avg_fn
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    ema = AveragedModel(net, multi_avg_fn=ema_multi_avg_fn(0.9), use_buffers=True)
+    state = averaged_model_state(ema.state_dict())
+    assert state.keys() == net.state_dict().keys()  # n_averaged dropped, prefix gone
+    fresh = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh[0].weight, net[0].weight)
+    with pytest.raises(ValueError, match="AveragedModel"):
+        averaged_model_state(net.state_dict())

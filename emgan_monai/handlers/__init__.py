@@ -1,8 +1,8 @@
 """emgan_monai.handlers: ignite handlers (TensorBoard image grids, progress bar)."""
 
-from .ema import ModelEMA, ema_multi_avg_fn
+from .ema import ModelEMA, averaged_model_state, ema_multi_avg_fn
 from .image_grid import TensorBoardImageGrid, default_image_transform, image_tiles, make_grid
 from .progress import ProgressBar
 from .snapshots import WallTimeSnapshots
 
-__all__ = ["ModelEMA", "ema_multi_avg_fn", "ProgressBar", "TensorBoardImageGrid", "WallTimeSnapshots", "default_image_transform", "image_tiles", "make_grid"]
+__all__ = ["ModelEMA", "averaged_model_state", "ema_multi_avg_fn", "ProgressBar", "TensorBoardImageGrid", "WallTimeSnapshots", "default_image_transform", "image_tiles", "make_grid"]

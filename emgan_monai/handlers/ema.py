@@ -8,7 +8,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-__all__ = ["ModelEMA", "ema_decay", "ema_multi_avg_fn", "ema_update_"]
+__all__ = ["ModelEMA", "averaged_model_state", "ema_decay", "ema_multi_avg_fn", "ema_update_"]
 
 
 def ema_decay(updates: float, decay: float, warmup: bool = True) -> float:
@@ -27,6 +27,21 @@ def ema_update_(ema_tensors, current_tensors, d: float) -> None:
     for e, c in zip(ema_tensors, current_tensors):
         if not e.is_floating_point():
             e.copy_(c)
+
+
+def averaged_model_state(state) -> dict:
+    """The averaged network's own state dict from a ``torch.optim.swa_utils.AveragedModel`` state dict (e.g. the
+    ``g_ema`` entry of a few-shot checkpoint): ``module.``-prefixed entries without the prefix, ``n_averaged`` dropped.
+
+    Raises
+    ------
+    ValueError
+        If ``state`` holds no ``module.`` entry (not an ``AveragedModel`` state dict).
+    """
+    out = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
+    if not out:
+        raise ValueError(f"not an AveragedModel state dict (keys: {sorted(state)[:5]}...).")
+    return out
 
 
 def ema_multi_avg_fn(decay: float = 0.999, warmup: bool = True):
