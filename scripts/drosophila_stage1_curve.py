@@ -36,31 +36,6 @@ STATS = [
 ]
 
 
-def load_ema_generator(config: dict, ckpt: Path, recalibrate: bool = True) -> torch.nn.Module:
-    """The EMA generator of a full checkpoint (or a plain generator state dict) built from the config's network_def.
-
-    With ``recalibrate`` (and a full checkpoint) the batch-norm statistics are recomputed for the averaged weights
-    (:func:`~emgan_monai.networks.mask_generator.recalibrate_batchnorm`), as for the shipped weights.
-    """
-    from monai.bundle import ConfigParser
-
-    from emgan_monai.handlers import averaged_model_state
-    from emgan_monai.networks.mask_generator import recalibrate_batchnorm
-
-    parser = ConfigParser(config)
-    net = parser.get_parsed_content("network_def")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    full = "g_ema" in state
-    if full:
-        state = averaged_model_state(state["g_ema"])
-    elif "generator" in state:
-        state = state["generator"]
-    net.load_state_dict(state)
-    if full and recalibrate:
-        recalibrate_batchnorm(net, parser.get_parsed_content("latent_shape"), seed=0)
-    return net.eval()
-
-
 def stage1_metrics(net: torch.nn.Module, real: torch.Tensor, num_samples: int, resolution: int, seed: int) -> dict:
     from emgan_monai.evaluation.drosophila import evaluate_stage1
     from emgan_monai.inferers.drosophila_synthesis import default_latent_shape, generate
@@ -114,6 +89,7 @@ def main() -> None:
     from monai.transforms import Compose
 
     from emgan_monai.data.drosophila import drosophila_datalist
+    from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
     from emgan_monai.data.drosophila import load_sections
 
     run = Path(args.run_dir)

@@ -44,18 +44,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    import sys
-
     from monai.bundle import ConfigParser
     from monai.transforms import Compose
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from drosophila_stage1_curve import load_ema_generator
-
-    from emgan_monai.data.drosophila import drosophila_datalist, split_sections
+    from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
+    from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
-    from emgan_monai.data.drosophila import load_sections
 
     parser = ConfigParser()
     parser.read_config(args.config)

@@ -36,11 +36,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from drosophila_stage1_curve import load_ema_generator
     from monai.bundle import ConfigParser
+
+    from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
 
     name = "mask_generator" if args.stage == 1 else "model"
     parser = ConfigParser()

@@ -184,6 +184,26 @@ def test_train_em_and_resume(stage2_runs):
     assert em.shape == (1, 1, RES, RES) and 0 <= em.min() and em.max() <= 1
 
 
+def test_load_ema_generator_reads_full_checkpoints_and_plain_weights(stage2_runs):
+    """The scripts' loader gives the EMA generator of a full checkpoint and the weights of a plain state dict."""
+    from monai.bundle import ConfigParser
+
+    from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"bundle_root": str(BUNDLE), "em_channels": [4, 8, 8, 8]})
+    ckpt = stage2_runs["dir"] / "checkpoints" / "checkpoint_final.pt"
+    from_ckpt = load_ema_generator(parser.get(), ckpt, recalibrate=False)
+    assert not from_ckpt.training
+    ema = averaged_model_state(torch.load(ckpt, map_location="cpu", weights_only=True)["g_ema"])
+    for k, v in from_ckpt.state_dict().items():
+        torch.testing.assert_close(v, ema[k], rtol=0, atol=0)
+    from_plain = load_ema_generator(parser.get(), stage2_runs["dir"] / "model.pt")
+    for k, v in from_plain.state_dict().items():
+        torch.testing.assert_close(v, ema[k], rtol=0, atol=0)  # model.pt is that EMA
+
+
 def test_paper_stage2_recipe_config_trains(stack_dir, tmp_path):
     """``train_paper.json``: the pix2pix recipe of the paper (kept for a GPU) still trains and saves its U-Net."""
     out = tmp_path / "paper2"

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from emgan_monai.io import write_image
 from emgan_monai.visualize import montage, onehot_to_rgb, to_uint8
 
-__all__ = ["default_latent_shape", "generate", "hard_mask", "synthesize_pairs"]
+__all__ = ["default_latent_shape", "generate", "hard_mask", "load_ema_generator", "synthesize_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,3 +176,31 @@ def generate(mask_net: torch.nn.Module, em_net: torch.nn.Module | None, n: int, 
                 ems.append(em_net(m).clamp(0, 1).cpu())
         masks.append(m.cpu())
     return torch.cat(masks), (torch.cat(ems) if ems else None)
+
+
+def load_ema_generator(config: dict, ckpt: str | Path, recalibrate: bool = True) -> torch.nn.Module:
+    """The EMA generator of a full training checkpoint (or a plain generator state dict), in ``eval()`` mode.
+
+    ``config`` is a training config's content (``train_mask.json`` for stage 1, ``train.json`` for stage 2); the
+    network is its ``network_def``; a full checkpoint gives its ``g_ema`` entry, one without EMA its ``generator``.
+
+    With ``recalibrate`` (and a full checkpoint) the batch-norm statistics are recomputed for the averaged weights
+    (:func:`~emgan_monai.networks.mask_generator.recalibrate_batchnorm`), as for the shipped weights.
+    """
+    from monai.bundle import ConfigParser
+
+    from emgan_monai.handlers.ema import averaged_model_state
+    from emgan_monai.networks.mask_generator import recalibrate_batchnorm
+
+    parser = ConfigParser(config)
+    net = parser.get_parsed_content("network_def")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    full = "g_ema" in state
+    if full:
+        state = averaged_model_state(state["g_ema"])
+    elif "generator" in state:
+        state = state["generator"]
+    net.load_state_dict(state)
+    if full and recalibrate:
+        recalibrate_batchnorm(net, parser.get_parsed_content("latent_shape"), seed=0)
+    return net.eval()
