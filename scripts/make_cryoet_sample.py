@@ -2,10 +2,10 @@
 """Build the embedded sample of the ``cryoet_gan`` bundle: small density maps from CC0 PDB models.
 
 ``python scripts/make_cryoet_sample.py [--pdb_dir DIR] [--out_dir bundles/cryoet_gan/sample]`` writes, for each model,
-``<pdb_id>.mrc``: a noise-free density map (Gaussian atom model, :func:`emgan_monai.physics.cryoet.density_from_pdb`)
-at 10 A/voxel, resolution 20 A, in a 32^3 box, float32, voxel size in the header. The default models are
-1BXN (rubisco) and 3J9I (20S proteasome) from ``$EMGAN_DATA/cryoet/pdb`` (or ``../shared/data/cryoet/pdb``); PDB
-entries are CC0 and can be downloaded from https://files.rcsb.org/download/<ID>.pdb.
+``<pdb_id>.mrc``: a noise-free density map (Gaussian atom model,
+:func:`emgan_monai.physics.atomic_models.density_from_pdb`) at 10 A/voxel, resolution 20 A, in a 32^3 box, float32,
+voxel size in the header. The default models are 1BXN (rubisco) and 3J9I (20S proteasome) from
+``$EMGAN_DATA/cryoet/pdb`` (or ``../shared/data/cryoet/pdb``); PDB entries are CC0 and can be downloaded from https://files.rcsb.org/download/<ID>.pdb.
 The bundle's inference resamples them to its own voxel size.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from emgan_monai.bundle_utils import data_dir
 from emgan_monai.io import write_image
-from emgan_monai.physics.cryoet import density_from_pdb
+from emgan_monai.physics.atomic_models import density_from_pdb
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ from emgan_monai.errors import DataError
 from emgan_monai.evaluation.cryoet import _classify, evaluate_cryoet
 from emgan_monai.inferers.cryoet_synthesis import generate_subtomograms, mc_dropout_subtomograms
 from emgan_monai.networks import CycleGANGenerator, PhysicsInformedGenerator, SubtomogramClassifier
-from emgan_monai.physics.cryoet import add_noise_snr
+from emgan_monai.physics.subtomogram_simulator import add_noise_snr
 from emgan_monai.physics.simulator_calibration import (_simulate, calibrate_snr, estimate_snr, simulate_baseline,
                                                        simulator_settings)
 from emgan_monai.transforms.cryoet_value_range import density_to_network, network_to_subtomo, subtomo_to_network
@@ -184,7 +184,7 @@ def test_mmcif_maps_are_accepted(tmp_path):
     (folder / "other.cif.gz").write_bytes(gzip.compress((folder / "big_complex.cif").read_bytes()))
     items = load_density_inputs(folder, voxel_size=20.0, box=16, iso=0.3, sigma=0.5)
     assert [name for name, _ in items] == ["big_complex", "other"]
-    from emgan_monai.physics.cryoet import density_from_pdb
+    from emgan_monai.physics.atomic_models import density_from_pdb
 
     ref, _ = density_from_pdb(pdb, voxel_size=20.0)
     cif, _ = density_from_pdb(folder / "big_complex.cif", voxel_size=20.0)

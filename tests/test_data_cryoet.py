@@ -169,7 +169,7 @@ def test_save_subtomograms_and_unpaired(tmp_path):
 @pytest.mark.skipif(not (DEEPFINDER / "tomo1_data.h5").is_file(), reason="real DeepFinder toy data absent")
 def test_deepfinder_axis_convention_matches_wedge_mask():
     """Array axis 0 is the beam and axis 1 the tilt axis: the y-axis wedge mask explains the spectrum."""
-    from emgan_monai.physics.cryoet import missing_wedge_mask
+    from emgan_monai.physics.subtomogram_simulator import missing_wedge_mask
 
     tomo = dc.load_tomogram(DEEPFINDER / "tomo1_data.h5")
     power = np.abs(np.fft.fftn(tomo - tomo.mean())) ** 2

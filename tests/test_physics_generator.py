@@ -16,7 +16,8 @@ from emgan_monai.networks import (
     build_subtomogram_generator,
 )
 from emgan_monai.networks.physics_generator import ctf_torch, soft_wedge
-from emgan_monai.physics.cryoet import ctf_1d, missing_wedge_mask, simulate_subtomogram
+from emgan_monai.physics.ctf import ctf_1d
+from emgan_monai.physics.subtomogram_simulator import missing_wedge_mask, simulate_subtomogram
 
 
 def _maps(n: int = 4, box: int = 16, seed: int = 0) -> torch.Tensor:

@@ -26,7 +26,7 @@ from emgan_monai.data.fluorescence import paired_datalist
 from emgan_monai.errors import DataError, DataNotFoundError
 from emgan_monai.io.base import max_image_bytes, set_max_image_bytes
 from emgan_monai.io.errors import ImageReadError, ImageTooLargeError
-from emgan_monai.physics.cryoet import read_pdb_atoms
+from emgan_monai.physics.atomic_models import read_pdb_atoms
 from emgan_monai.transforms import ColorMaskToOneHot, MaskToOneHot, ScalePercentile
 
 REPO = Path(__file__).resolve().parents[1]

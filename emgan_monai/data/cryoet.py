@@ -15,7 +15,7 @@ Axis conventions
 Arrays are returned in the axis order of their source array; for MRC files and the HIV TIFF this is
 ``(z, y, x)``. The DeepFinder toy HDF5 arrays are indexed ``array[x, y, z]`` by their XML object
 lists, but their missing wedge shows that array axis 0 is the beam direction and axis 1 the tilt
-axis, i.e. the same geometry as :func:`emgan_monai.physics.cryoet.missing_wedge_mask` with
+axis, i.e. the same geometry as :func:`emgan_monai.physics.subtomogram_simulator.missing_wedge_mask` with
 ``tilt_axis="y"``; subtomograms are therefore returned in the HDF5 axis order, unchanged.
 """
 
@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from emgan_monai.errors import DataError, DataNotFoundError
-from emgan_monai.physics.cryoet import MMCIF_SUFFIXES, density_from_pdb, pad_or_crop, resample_map
+from emgan_monai.physics.atomic_models import MMCIF_SUFFIXES, density_from_pdb
+from emgan_monai.physics.volume_geometry import pad_or_crop, resample_map
 
 __all__ = [
     "DENSITY_SUFFIXES",
@@ -104,7 +105,7 @@ def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence
 
     MRC maps are resampled from the voxel size in their header (:func:`resample_map`) and then
     centre-padded/cropped (:func:`pad_or_crop`). PDB models go through
-    :func:`emgan_monai.physics.cryoet.density_from_pdb` (resolution ``2 * voxel_size``, centred).
+    :func:`emgan_monai.physics.atomic_models.density_from_pdb` (resolution ``2 * voxel_size``, centred).
 
     Parameters
     ----------

@@ -15,7 +15,7 @@ import numpy as np
 
 from emgan_monai.data.cryoet import DENSITY_SUFFIXES, density_datalist, load_density
 from emgan_monai.data.cryoet_domains import shape_map
-from emgan_monai.physics.cryoet import pad_or_crop
+from emgan_monai.physics.volume_geometry import pad_or_crop
 
 __all__ = ["density_input", "fit_to_box", "load_density_inputs"]
 

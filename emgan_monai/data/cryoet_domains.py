@@ -43,7 +43,7 @@ def shape_map(volume: np.ndarray, iso: float = 0.3, sigma: float = 1.0) -> np.nd
     """Noise-free shape map in ``[0, 1]``: binarise at ``iso * max`` and smooth with a Gaussian.
 
     The same rule turns a binary object label (``iso`` anywhere in ``(0, 1)``) and a density map from
-    :func:`~emgan_monai.physics.cryoet.density_from_pdb` or an MRC template (its molecular envelope at
+    :func:`~emgan_monai.physics.atomic_models.density_from_pdb` or an MRC template (its molecular envelope at
     ``iso`` of its maximum) into the D-domain maps the generators were trained on.
 
     Parameters

@@ -2,8 +2,9 @@
 
 :class:`PhysicsInformedGenerator` maps a noise-free shape/density map to a subtomogram in three differentiable steps,
 
-1. **image formation** (the traditional simulator of :func:`emgan_monai.physics.cryoet.simulate_subtomogram`, in
-   torch): ``s = -IFFT(FFT(m) * CTF(|k|; defocus, B) * W(k; tilt_max))``, contrast-inverted;
+1. **image formation** (the traditional simulator of
+   :func:`emgan_monai.physics.subtomogram_simulator.simulate_subtomogram`, in torch):
+   ``s = -IFFT(FFT(m) * CTF(|k|; defocus, B) * W(k; tilt_max))``, contrast-inverted;
 2. **detector / reconstruction noise**: ``n = IFFT(FFT(white) * A(|k|) * ((1 - w) + w * W(k)))``, i.e. white
    Gaussian noise coloured by a learnable radial amplitude profile ``A`` (one value per frequency shell) and passed
    through the missing wedge with a learnable weight ``w`` (noise reconstructed from a tilt series lacks the wedge's
@@ -18,9 +19,9 @@ normalisation), the generator starts at the baseline's quality; adversarial trai
 then move the physics and the residual.
 
 Volumes are ``(B, 1, D, H, W)`` tensors, axis 2 the beam direction, axis 3 the tilt axis (as
-:func:`~emgan_monai.physics.cryoet.missing_wedge_mask` with ``tilt_axis="y"``). Input: the generator's map range
-``[-1, 1]`` (``2 * occupancy - 1``); output: ``clamp(z / z_scale, -1, 1)``, like the real subtomograms fed to the
-critics.
+:func:`~emgan_monai.physics.subtomogram_simulator.missing_wedge_mask` with ``tilt_axis="y"``).
+Input: the generator's map range ``[-1, 1]`` (``2 * occupancy - 1``); output: ``clamp(z / z_scale, -1, 1)``, like the
+real subtomograms fed to the critics.
 
 :func:`init_generator` starts a generator at the calibrated traditional baseline and :func:`load_generators` builds
 generators of :func:`build_subtomogram_generator` kinds from saved weights (the cryo-ET bundle's ``evaluate.json``).
@@ -40,7 +41,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Dropout
 from torch import nn
 
-from emgan_monai.physics.cryoet import electron_wavelength
+from emgan_monai.physics.ctf import electron_wavelength
 from emgan_monai.physics.simulator_calibration import calibrate_baseline
 from emgan_monai.transforms.cryoet_value_range import density_to_network
 
@@ -67,7 +68,7 @@ def ctf_torch(
     cs_mm: float = 2.7,
     amplitude_contrast: float = 0.07,
 ) -> torch.Tensor:
-    """Differentiable :func:`~emgan_monai.physics.cryoet.ctf_1d` (same formula and sign convention).
+    """Differentiable :func:`~emgan_monai.physics.ctf.ctf_1d` (same formula and sign convention).
 
     ``CTF(k) = [sqrt(1 - A^2) sin(chi) + A cos(chi)] * exp(-B k^2 / 4)``,
     ``chi = pi lambda dz k^2 - pi / 2 Cs lambda^3 k^4``; ``freq`` in 1/A (any shape), defocus in um (> 0 underfocus),

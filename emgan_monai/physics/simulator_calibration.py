@@ -2,7 +2,8 @@
 
 - :func:`estimate_snr`: median SNR of subtomograms under ``s = a * mask + b + noise``;
 - :func:`calibrate_snr`: the simulator SNR whose simulations :func:`estimate_snr` reads like the real data;
-- :func:`simulator_settings`: every setting :func:`~emgan_monai.physics.cryoet.simulate_subtomogram` runs with;
+- :func:`simulator_settings`: every setting
+  :func:`~emgan_monai.physics.subtomogram_simulator.simulate_subtomogram` runs with;
 - :class:`BaselineCalibration` / :func:`calibrate_baseline`: a simulator calibrated on the real training
   subtomograms, with the z-score units of its simulated training set;
 - :func:`simulate_baseline`: simulate and z-score a stack of maps.
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emgan_monai.data.cryoet import ZScoreStats, zscore
-from emgan_monai.physics.cryoet import simulate_subtomogram
+from emgan_monai.physics.subtomogram_simulator import simulate_subtomogram
 
 if TYPE_CHECKING:
     from emgan_monai.data.cryoet_domains import CryoETDomains
@@ -42,9 +43,9 @@ def estimate_snr(subtomos: np.ndarray, masks: np.ndarray) -> float:
     """Median SNR of subtomograms under the model ``s = a * mask + b + noise``.
 
     ``a, b`` are fitted by least squares per particle; SNR is ``var(a * mask) / var(residual)``. This is *not* the
-    SNR parameter of :func:`~emgan_monai.physics.cryoet.add_noise_snr` (``var(CTF-filtered map) / var(noise)``):
-    a simulation at nominal SNR ``x`` reads about ``x / 2`` here. :func:`calibrate_snr` therefore searches the
-    simulator SNR whose simulations this estimator reads like the real data.
+    SNR parameter of :func:`~emgan_monai.physics.subtomogram_simulator.add_noise_snr`
+    (``var(CTF-filtered map) / var(noise)``): a simulation at nominal SNR ``x`` reads about ``x / 2`` here.
+    :func:`calibrate_snr` therefore searches the simulator SNR whose simulations this estimator reads like the real data.
 
     Parameters
     ----------
@@ -108,8 +109,8 @@ def calibrate_snr(
 
 
 def simulator_settings(simulator_kwargs: dict | None = None) -> dict[str, Any]:
-    """The settings :func:`~emgan_monai.physics.cryoet.simulate_subtomogram` runs with: its defaults updated by
-    ``simulator_kwargs`` (recorded in the metrics, so the record is what ran)."""
+    """The settings :func:`~emgan_monai.physics.subtomogram_simulator.simulate_subtomogram` runs with:
+    its defaults updated by ``simulator_kwargs`` (recorded in the metrics, so the record is what ran)."""
     import inspect
 
     defaults = {k: v.default for k, v in inspect.signature(simulate_subtomogram).parameters.items()
@@ -168,8 +169,8 @@ def simulate_baseline(
     densities: np.ndarray, voxel_size: float, snr: float, seed: int = 0, stats: ZScoreStats | None = None,
     **simulator_kwargs: Any,
 ) -> np.ndarray:
-    """Traditional simulation (:func:`~emgan_monai.physics.cryoet.simulate_subtomogram`) of every map, z-scored
-    with ``stats`` (e.g. :attr:`BaselineCalibration.stats`; ``None``: the simulated set's own statistics).
+    """Traditional simulation (:func:`~emgan_monai.physics.subtomogram_simulator.simulate_subtomogram`) of every map,
+    z-scored with ``stats`` (e.g. :attr:`BaselineCalibration.stats`; ``None``: the simulated set's own statistics).
 
     Returns ``(N, B, B, B)`` float32.
     """
