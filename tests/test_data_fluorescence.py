@@ -11,7 +11,7 @@ import tifffile
 from scipy.ndimage import gaussian_filter
 
 from emgan_monai.data.fluorescence import paired_datalist, split_planes, synthesize_pairs_from_stack
-from emgan_monai.physics.optics import SimulationRanges
+from emgan_monai.physics.pair_synthesis import SimulationRanges
 
 
 def _write_pairs(root: Path, names: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], dtype=np.uint16) -> None:

@@ -1,4 +1,5 @@
-"""Tests for emgan_monai.physics.optics and emgan_monai.metrics.image_quality (metrics, Richardson-Lucy)."""
+"""Tests for emgan_monai.physics.optics (PSFs), emgan_monai.physics.pair_synthesis and emgan_monai.metrics.image_quality
+(metrics, Richardson-Lucy)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,14 @@ from emgan_monai.metrics.image_quality import (
     tune_rl_iterations,
 )
 from emgan_monai.physics.optics import (
-    SimulationRanges,
     confocal_psf,
-    convolve_plane,
     gaussian_sigmas_confocal,
     gaussian_sigmas_widefield,
     pinhole_disc,
     psf_fwhm,
-    synthesize_pair,
     widefield_psf,
 )
+from emgan_monai.physics.pair_synthesis import SimulationRanges, convolve_plane, synthesize_pair
 
 SPACING = (0.29, 0.26, 0.26)  # cells3d voxel size (z, y, x) um
 FINE = (0.05, 0.02, 0.02)

@@ -23,7 +23,8 @@ import tifffile
 import torch
 
 from ..io import write_image
-from ..physics.optics import SimulationRanges, confocal_psf, synthesize_pair, widefield_psf
+from ..physics.optics import confocal_psf, widefield_psf
+from ..physics.pair_synthesis import SimulationRanges, synthesize_pair
 from .fluorescence import paired_datalist, split_planes, synthesize_pairs_from_stack
 from .specimens import procedural_nuclei
 

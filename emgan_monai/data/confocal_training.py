@@ -37,7 +37,7 @@ import numpy as np
 import scipy.signal
 import tifffile
 
-from ..physics.optics import SimulationRanges, camera_noise
+from ..physics.pair_synthesis import SimulationRanges, camera_noise
 from .fluorescence import paired_datalist
 from .specimens import SPECIMEN_KINDS, make_specimen
 

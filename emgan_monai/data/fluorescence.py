@@ -8,7 +8,7 @@ Real pairs live in two sibling folders with matching file names::
 and :func:`paired_datalist` turns them into a MONAI datalist ``[{"image": wf, "label": confocal}, ...]``.
 
 Without real pairs, :func:`synthesize_pairs_from_stack` makes them from a confocal stack used as the
-fluorophore density (see :mod:`emgan_monai.physics.optics` for the image-formation model) and writes
+fluorophore density (see :mod:`emgan_monai.physics.pair_synthesis` for the image-formation model) and writes
 them in the same ``wf/`` + ``confocal/`` layout, so that ``paired_datalist(out_dir)`` reads them back,
 together with ``pairs.json`` recording every pair's acquisition parameters.
 
@@ -27,11 +27,8 @@ import numpy as np
 import tifffile
 
 from emgan_monai.errors import DataError, DataNotFoundError
-from emgan_monai.physics.optics import (
-    PSFModel,
-    SimulationRanges,
-    synthesize_pair,
-)
+from emgan_monai.physics.optics import PSFModel
+from emgan_monai.physics.pair_synthesis import SimulationRanges, synthesize_pair
 
 __all__ = ["paired_datalist", "split_planes", "synthesize_pairs_from_stack"]
 
@@ -250,7 +247,7 @@ def synthesize_pairs_from_stack(
     The stack (background-subtracted: its ``dark_percentile`` percentile is removed and negatives clipped) is
     the fluorophore density. For every requested plane and repetition, acquisition parameters are drawn from
     ``ranges`` (NA, photon budget, background, read noise), wide-field and confocal PSFs are computed for that
-    NA and :func:`emgan_monai.physics.optics.synthesize_pair` renders the pair. Each pair is seeded by
+    NA and :func:`emgan_monai.physics.pair_synthesis.synthesize_pair` renders the pair. Each pair is seeded by
     ``(seed, plane, repetition)``, so any pair can be regenerated alone.
 
     Outputs (files of the same name are overwritten): ``out_dir/wf/zPPP_rRR.tif`` (input, ADU), ``out_dir/confocal/zPPP_rRR.tif`` (target, noise-free,

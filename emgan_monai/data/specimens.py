@@ -3,7 +3,7 @@
 A restoration network trained on one kind of structure (e.g. the nuclei of one confocal stack) learns that kind's
 shapes as a prior and generalises poorly to others. These generators draw fluorophore densities of several kinds
 of structure on a voxel grid, in physical units, so that wide-field / confocal training pairs can be rendered from
-them with :mod:`emgan_monai.physics.optics` exactly as from a real stack.
+them with :mod:`emgan_monai.physics.pair_synthesis` exactly as from a real stack.
 
 Every function returns a non-negative ``float32`` volume of shape ``(Z, Y, X)`` whose brightest structures are
 about 1, and is deterministic for a given ``rng`` seed. Sizes are given in micrometres and converted with

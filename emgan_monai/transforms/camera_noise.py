@@ -3,7 +3,7 @@
 A denoiser trained on a fixed set of noisy images sees each noise realisation again and again and can memorise
 it. :class:`RandCameraNoised` instead keeps the *noise-free* wide-field signal and draws the acquisition (photon
 budget, background, shot noise, read noise) anew every time a sample is loaded, with the camera model of
-:func:`emgan_monai.physics.optics.camera_noise`.
+:func:`emgan_monai.physics.pair_synthesis.camera_noise`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
-from ..physics.optics import camera_noise
+from ..physics.pair_synthesis import camera_noise
 
 __all__ = ["RandCameraNoised"]
 
