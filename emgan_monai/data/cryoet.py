@@ -17,6 +17,11 @@ Arrays are returned in the axis order of their source array; for MRC files and t
 lists, but their missing wedge shows that array axis 0 is the beam direction and axis 1 the tilt
 axis, i.e. the same geometry as :func:`emgan_monai.physics.subtomogram_simulator.missing_wedge_mask` with
 ``tilt_axis="y"``; subtomograms are therefore returned in the HDF5 axis order, unchanged.
+
+One module, about 550 lines, for one concept: the files of the two unpaired domains, from their sources (maps,
+models, tomograms) to normalised MRC files and the datalist that pairs them; the domain objects built on them are
+in :mod:`emgan_monai.data.cryoet_domains`, the generator's density-map inputs in
+:mod:`emgan_monai.data.cryoet_density_inputs`.
 """
 
 from __future__ import annotations

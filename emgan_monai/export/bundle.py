@@ -3,6 +3,11 @@
 Everything here works on a bundle folder (``configs/metadata.json``, ``configs/inference*.json``, ``models/``,
 ``docs/``, ``LICENSE``) and is generic over the bundles of this repository: the network is always the config's
 ``network_def`` and its weights ``models/model.pt``, as in the MONAI model zoo.
+
+One module, about 600 lines, for one concept: turning a bundle folder into a checked deliverable. Reading its
+configs (:func:`inference_config`, :func:`bundle_parser`, :func:`build_network`), checking its metadata against the
+network, exporting TorchScript and zipping it are the steps of that one pipeline and share the same config and
+metadata helpers; splitting them would make each step re-derive the bundle's network and I/O spec.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ called by ``LoadImage``, the readers' ``read`` returns a :class:`FailedRead` ins
 their ``get_data`` (which ``LoadImage`` calls outside its fallback loop) raises the
 :class:`~emgan_monai.io.errors.ImageReadError` naming the file (:func:`read_or_defer`). Called
 directly, ``read`` raises as usual.
+
+One module, about 520 lines, for one concept: the rules both formats' readers and writers must follow identically
+(axis order, units, size limits, strict failure, atomic writes, the common writer class); splitting it would put
+those rules in more than one place.
 """
 
 from __future__ import annotations

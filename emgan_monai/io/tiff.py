@@ -18,6 +18,9 @@ Voxel size, in this order of precedence:
 voxel size as ``XResolution``/``YResolution`` + ImageJ ``spacing``/``unit``, and OME-TIFF with
 ``PhysicalSize*`` for other dtypes. Resolutions are written as exact rationals so that voxel sizes
 such as 0.26 um read back bit-identical.
+
+One module, about 480 lines, for one concept: the TIFF reader/writer pair and the axis / voxel-size rules they share
+(a file written by :class:`TiffWriter` must read back identically through :class:`TiffReader`).
 """
 
 from __future__ import annotations

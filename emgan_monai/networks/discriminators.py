@@ -1,7 +1,10 @@
-"""Patch discriminators for the two-stage Drosophila serial-section TEM GAN.
+"""Patch discriminators for the two-stage Drosophila serial-section TEM GAN (and the confocal enhancement GAN).
 
-Three conditional-free discriminators, all built from :class:`monai.networks.blocks.Convolution` and
-working in 2D or 3D through ``spatial_dims``:
+The discriminators are unconditional by construction (they take one ``in_channels`` tensor) and are used
+conditionally by concatenating the condition to the input on the channel axis: stage 2 of the Drosophila GAN
+feeds ``cat(one-hot mask, EM)`` (``in_channels=4``), the paired trainers ``cat(image, fake|label)``
+(:class:`~emgan_monai.engines.PairedGANTrainer` with ``conditional=True``). All are built from
+:class:`monai.networks.blocks.Convolution` and work in 2D or 3D through ``spatial_dims``:
 
 * :class:`SkipPatchDiscriminator` -- a PatchGAN whose every output pixel looks at nested patches of
   exactly 16, 20, 32 and 70 px at once (taps of one convolutional trunk, brought to the output grid by
@@ -16,6 +19,9 @@ Receptive-field arithmetic used throughout: a convolution with kernel ``k`` and 
 a feature map whose pixels are ``J`` input pixels apart ("jump") enlarges the receptive field by
 ``(k - 1) * J`` and multiplies the jump by ``s``; a 1x1 convolution (any stride) leaves the receptive
 field unchanged.
+
+One module, about 460 lines, for one concept: the PatchGAN family, whose members share the input checks, spectral
+norm, minibatch-std layer and the receptive-field bookkeeping above; most of the length is that documentation.
 """
 
 from __future__ import annotations
