@@ -11,7 +11,8 @@ The archive holds ``<name>/configs``, ``models`` (``model.pt`` and a fresh ``mod
 ``sample`` (the embedded inference input, when the bundle has one), ``wheels`` (a wheel of ``emgan_monai`` built
 from this checkout, unless ``--no_wheel``), ``LICENSE`` and ``large_files.yml``. Unpack it anywhere,
 ``pip install <dir>/wheels/emgan_monai-*.whl`` (the packaged README says how) and run
-``python -m monai.bundle run --config_file <dir>/configs/inference.json --bundle_root <dir>``. The bundle folder
+``python -m monai.bundle run --config_file <dir>/configs/inference.json --bundle_root <dir>`` (with
+``"['<dir>/configs/common.json','<dir>/configs/inference.json']"`` for a bundle with ``common.json``). The bundle folder
 itself is not modified.
 """
 

@@ -92,7 +92,8 @@ def test_confocal_inference_processes_every_readable_file(folder: Path, tmp_path
         pytest.skip("bundles/confocal_enhance/models/model.pt missing")
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFOCAL / "configs" / "inference.json"),
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+         f"['{CONFOCAL / 'configs' / 'common.json'}','{CONFOCAL / 'configs' / 'inference.json'}']",
          "--input_dir", str(folder), "--output_dir", str(out), "--device", "$torch.device('cpu')"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
@@ -150,7 +151,8 @@ def test_cryoet_inference_processes_every_readable_map(tmp_path: Path) -> None:
     (d / "b_bad.mrc").write_bytes(good[:500])
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+         f"['{bundle / 'configs' / 'common.json'}','{bundle / 'configs' / 'inference.json'}']",
          "--input_dir", str(d), "--output_dir", str(out), "--device", "$torch.device('cpu')", "--n_samples", "2"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},

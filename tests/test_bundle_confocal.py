@@ -46,9 +46,8 @@ TINY_TRAIN = [*TINY_NET, *TINY_DATA, "--patch_size", "32", "--batch_size", "2", 
 
 def bundle_run(config: str | list[str], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
     """``python -m monai.bundle run`` of ``config`` (a file name or a list to merge) with CLI overrides."""
-    config_arg = (
-        str(CONFIGS / config) if isinstance(config, str) else "[" + ",".join(f"'{CONFIGS / c}'" for c in config) + "]"
-    )
+    files = ["common.json", *([config] if isinstance(config, str) else config)]  # common.json first, always
+    config_arg = "[" + ",".join(f"'{CONFIGS / c}'" for c in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg, *overrides]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -179,7 +178,8 @@ def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, trained, tmp_path) -> None:
         "$torch.save(@network.module.state_dict(), os.path.join(@output_dir, 'rank' + str(dist.get_rank()) + '.pt'))",
         "$emgan_monai.engines.utils.leave_process_group()",
     ]}))  # fmt: skip
-    configs = "[" + ",".join(f"'{p}'" for p in (CONFIGS / "train.json", CONFIGS / "multi_gpu_train.json", extra)) + "]"
+    files = [*(CONFIGS / c for c in ("common.json", "train.json", "multi_gpu_train.json")), extra]
+    configs = "[" + ",".join(f"'{p}'" for p in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",

@@ -235,7 +235,8 @@ def test_confocal_zip_runs_in_a_fresh_venv_from_its_own_wheel(tmp_path):
     assert Path(where).is_relative_to(fresh_site), where  # the wheel's copy, not this checkout
 
     out = tmp_path / "out"
-    cmd = [str(py), "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "inference.json"),
+    cmd = [str(py), "-m", "monai.bundle", "run", "--config_file",
+           f"['{root / 'configs' / 'common.json'}','{root / 'configs' / 'inference.json'}']",
            "--bundle_root", str(root), "--output_dir", str(out), "--device", "$torch.device('cpu')"]
     run = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"

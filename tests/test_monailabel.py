@@ -28,6 +28,7 @@ import pytest
 
 pytest.importorskip("monailabel")
 
+from emgan_monai.bundle_utils import config_files  # noqa: E402
 from emgan_monai.data.drosophila import build_mask, make_synthetic_stack  # noqa: E402
 from emgan_monai.export.bundle import inference_config, list_bundles  # noqa: E402
 from emgan_monai.export.testing import bundle_copy_with_weights  # noqa: E402
@@ -54,7 +55,7 @@ def _served_bundles() -> dict[str, Path]:
             out[b.name] = b
             continue
         try:
-            cfg = json.loads(inference_config(b).read_text())
+            cfg = {k: v for p in config_files(b, inference_config(b)) for k, v in json.loads(Path(p).read_text()).items()}
         except FileNotFoundError:
             continue
         if all(k in cfg for k in ("preprocessing", "inferer", "postprocessing")):
@@ -67,7 +68,7 @@ def _sample_input(bundle: Path) -> Path | None:
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(inference_config(bundle)))
+    parser.read_config(config_files(bundle, inference_config(bundle)))
     parser["bundle_root"] = str(bundle)
     try:
         items = parser.get_parsed_content("datalist")

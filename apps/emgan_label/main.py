@@ -55,15 +55,20 @@ def _default_bundles_dir(app_dir: str) -> Path:
 
 
 def _evaluator_config(bundle: Path) -> str | None:
-    """Name of the bundle's image-in inference config usable by ``BundleInferTask``, or ``None``."""
+    """Name of the bundle's image-in inference config usable by ``BundleInferTask``, or ``None``.
+
+    The keys count with the bundle's ``configs/common.json`` merged first, as the task reads them."""
+    from emgan_monai.bundle_utils import config_files
     from emgan_monai.export.bundle import inference_config
 
     try:
         cfg = inference_config(bundle)
     except FileNotFoundError:
         return None
-    with open(cfg, encoding="utf-8") as f:
-        keys = json.load(f)
+    keys: dict = {}
+    for path in config_files(bundle, cfg):
+        with open(path, encoding="utf-8") as f:
+            keys.update(json.load(f))
     return cfg.name if all(k in keys for k in ("preprocessing", "inferer", "postprocessing")) else None
 
 

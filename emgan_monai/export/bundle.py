@@ -2,7 +2,9 @@
 
 Everything here works on a bundle folder (``configs/metadata.json``, ``configs/inference*.json``, ``models/``,
 ``docs/``, ``LICENSE``) and is generic over the bundles of this repository: the network is always the config's
-``network_def`` and its weights ``models/model.pt``, as in the MONAI model zoo.
+``network_def`` and its weights ``models/model.pt``, as in the MONAI model zoo. A bundle's ``configs/common.json``
+(definitions its configs share) is merged before the config whenever the bundle has one
+(:func:`emgan_monai.bundle_utils.config_files`).
 
 One module, about 600 lines, for one concept: turning a bundle folder into a checked deliverable. Reading its
 configs (:func:`inference_config`, :func:`bundle_parser`, :func:`build_network`), checking its metadata against the
@@ -26,6 +28,7 @@ import torch
 import yaml
 from monai.bundle import ConfigParser
 
+from emgan_monai.bundle_utils import COMMON_CONFIG, config_files
 from emgan_monai.export.schema import SchemaError, validate_metadata_schema
 from emgan_monai.export.wheel import build_package_wheel, install_note
 
@@ -171,7 +174,7 @@ def _load_json(path: Path) -> dict[str, Any]:
 def inference_config(bundle_dir: str | Path) -> Path:
     """The bundle's image-in inference config, the one MONAI tools (``ckpt_export``, MONAI Label) should use.
 
-    Among ``configs/inference*.json`` with a ``network_def``, prefer the one that also defines the MONAI evaluator
+    Among ``configs/inference*.json`` with a ``network_def`` (their own or ``configs/common.json``'s), prefer the one that also defines the MONAI evaluator
     components ``preprocessing``, ``inferer`` and ``postprocessing`` (for ``drosophila_skip_patch`` that is
     ``inference_mask2em.json``), then ``inference.json``.
 
@@ -181,10 +184,14 @@ def inference_config(bundle_dir: str | Path) -> Path:
         If no inference config with ``network_def`` exists.
     """
     configs = Path(bundle_dir) / "configs"
+    try:
+        common = _load_json(configs / COMMON_CONFIG) if (configs / COMMON_CONFIG).is_file() else {}
+    except (OSError, ValueError):
+        common = {}
     ranked = []
     for path in sorted(configs.glob("inference*.json")):
         try:
-            cfg = _load_json(path)
+            cfg = {**common, **_load_json(path)}
         except (OSError, ValueError):
             continue
         if "network_def" not in cfg:
@@ -199,14 +206,15 @@ def inference_config(bundle_dir: str | Path) -> Path:
 def bundle_parser(
     bundle_dir: str | Path, config_file: str | Path | None = None, **overrides: Any
 ) -> ConfigParser:
-    """A ``ConfigParser`` holding ``config_file`` (default :func:`inference_config`) and the bundle metadata.
+    """A ``ConfigParser`` holding ``config_file`` (default :func:`inference_config`), merged after the bundle's
+    ``configs/common.json`` when it has one, and the bundle metadata.
 
     ``bundle_root`` is set to ``bundle_dir``; ``overrides`` replace config keys (``"device": "cpu"`` ...).
     """
     bundle_dir = Path(bundle_dir).resolve()
     config_file = Path(config_file) if config_file is not None else inference_config(bundle_dir)
     parser = ConfigParser()
-    parser.read_config(str(config_file))
+    parser.read_config(config_files(bundle_dir, config_file))
     parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
     parser["bundle_root"] = str(bundle_dir)
     for k, v in overrides.items():
@@ -419,7 +427,8 @@ def export_torchscript(
     filepath
         Output file (default ``<bundle_dir>/models/model.ts``).
     config_file
-        Config with ``net_id`` (default :func:`inference_config`).
+        Config with ``net_id`` (default :func:`inference_config`); ``configs/common.json`` is merged first and stored
+        in the ``.ts`` file with it.
     ckpt_file
         Weights (default ``<bundle_dir>/models/model.pt``).
     input_shape
@@ -444,7 +453,7 @@ def export_torchscript(
         filepath=str(filepath),
         ckpt_file=str(ckpt_file),
         meta_file=str(bundle_dir / "configs" / "metadata.json"),
-        config_file=str(config_file),
+        config_file=config_files(bundle_dir, config_file),
         use_trace=use_trace,
         input_shape=list(input_shape),
         bundle_root=str(bundle_dir),
@@ -552,7 +561,7 @@ def package_bundle(
             built = build_package_wheel(stage / "wheels")
             wheel_member = f"{name}/wheels/{built.name}"
             with open(stage / "docs" / "README.md", "a", encoding="utf-8") as fh:
-                fh.write(install_note(built.name, name))
+                fh.write(install_note(built.name, name, (stage / "configs" / COMMON_CONFIG).is_file()))
         diff = None
         if torchscript:
             ts = export_torchscript(stage, stage / "models" / "model.ts")

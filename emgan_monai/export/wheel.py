@@ -95,8 +95,12 @@ def build_package_wheel(out_dir: str | Path, source_root: str | Path | None = No
     return target
 
 
-def install_note(wheel_name: str, bundle_name: str) -> str:
-    """Markdown appended to the packaged ``docs/README.md``: how to install the embedded wheel and run the bundle."""
+def install_note(wheel_name: str, bundle_name: str, common_config: bool = False) -> str:
+    """Markdown appended to the packaged ``docs/README.md``: how to install the embedded wheel and run the bundle.
+
+    ``common_config``: the bundle has ``configs/common.json``, merged before ``configs/inference.json``.
+    """
+    configs = "\"['configs/common.json','configs/inference.json']\"" if common_config else "configs/inference.json"
     return f"""
 
 ## Installing from this zip
@@ -108,7 +112,7 @@ From the unpacked `{bundle_name}/` folder:
 python -m venv .venv && . .venv/bin/activate
 python -m pip install "torch>=2.8"             # first, to choose a CPU or CUDA build of PyTorch yourself
 python -m pip install wheels/{wheel_name}      # emgan_monai and its dependencies (MONAI, ignite, tifffile, ...)
-python -m monai.bundle run --config_file configs/inference.json --bundle_root .
+python -m monai.bundle run --config_file {configs} --bundle_root .
 ```
 
 Where the dependencies are installed already (e.g. an environment with MONAI and PyTorch), install only the package:

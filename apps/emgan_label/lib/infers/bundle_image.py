@@ -3,7 +3,8 @@
 The bundle config must define ``network_def``, ``preprocessing`` (input key ``image``), ``inferer`` and
 ``postprocessing`` (output key ``pred``), as ``drosophila_skip_patch/configs/inference_mask2em.json`` does.
 ``BundleInferTask`` reads only ``configs/inference.json`` by default; :class:`BundleConfigConstants` points it
-to the bundle's image-in config instead. The bundle's own savers (``SaveImaged`` and subclasses such as
+to the bundle's image-in config instead, and :class:`BundleImageInferTask` merges the bundle's
+``configs/common.json`` (the definitions its configs share) before it, as ``monai.bundle run`` is told to. The bundle's own savers (``SaveImaged`` and subclasses such as
 ``emgan_monai.io.SafeSaveImaged``) are removed from ``postprocessing``; the result is written by
 :func:`~lib.infers.writer.write_result` as TIFF (default), NIfTI or MRC with the bundle's output dtype
 (``output_dtype`` of the config, e.g. uint16 for EM) and the input image's voxel size.
@@ -24,10 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import SaveImaged
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
+
+from emgan_monai.bundle_utils import config_files
 
 from .writer import write_result
 
@@ -92,6 +96,13 @@ class BundleImageInferTask(BundleInferTask):
             if description:
                 self.description = description
             logger.info(f"{os.path.basename(path)}/{config_name}: output dtype {self.output_dtype or 'float32'}")
+
+    def _load_bundle_config(self, path: str, config: str) -> ConfigParser:
+        """The bundle config as ``BundleInferTask`` reads it, with ``configs/common.json`` merged first."""
+        bundle_config = ConfigParser()
+        bundle_config.read_config(config_files(path, config))
+        bundle_config.config.update({self.const.key_bundle_root(): path})  # type: ignore[union-attr]
+        return bundle_config
 
     def __call__(self, request: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         """Run the request with torch's global generator seeded by ``seed`` (default: CRC-32 of the image id)."""

@@ -24,6 +24,7 @@ import torch
 from monai.bundle import ConfigParser
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from emgan_monai.bundle_utils import config_files
 from emgan_monai.networks import mc_dropout
 from emgan_monai.data.cryoet_density_inputs import density_input
 from emgan_monai.transforms.cryoet_value_range import density_to_network, network_to_subtomo
@@ -39,14 +40,14 @@ class CryoETGeneratorInferTask(InferTask):
     Parameters
     ----------
     path
-        Bundle folder (``configs/inference.json``, ``models/model.pt``).
+        Bundle folder (``configs/common.json`` + ``configs/inference.json``, ``models/model.pt``).
     conf
         App configuration (unused).
     """
 
     def __init__(self, path: str, conf: dict[str, str], config_name: str = "inference.json") -> None:
         parser = ConfigParser()
-        parser.read_config(os.path.join(path, "configs", config_name))
+        parser.read_config(config_files(path, config_name))  # configs/common.json first
         parser["bundle_root"] = path
         self.parser = parser
         self.voxel_size = float(parser.get_parsed_content("voxel_size"))
