@@ -48,6 +48,24 @@ def test_latent_grid_generator_is_fully_convolutional_and_stochastic():
         g(torch.randn(1, 3, 4, 4))
 
 
+def test_latent_grid_generator_tanh_output_draws_distance_maps_that_decode_to_masks():
+    from emgan_monai.inferers.drosophila_synthesis import hard_mask
+
+    g = _noisy_generator(out_channels=2, output="tanh").eval()
+    maps = g(torch.randn(2, 4, 4, 4))
+    assert maps.shape == (2, 2, 16, 16) and maps.min() > -1 and maps.max() < 1
+    assert (maps.sum(1) - 1).abs().max() > 1e-3  # not a softmax
+    mask = hard_mask(maps)
+    assert mask.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(mask.sum(1), torch.ones(2, 16, 16))
+    # a pixel is mitochondrion where that map is positive, whatever the membrane map says
+    torch.testing.assert_close(mask[:, 0], (maps[:, 0] > 0).float())
+    with pytest.raises(ValueError, match="output"):
+        LatentGridMaskGenerator(output="sigmoid")
+    with pytest.raises(ValueError, match="hard_mask"):
+        hard_mask(torch.rand(1, 4, 8, 8))
+
+
 def test_straight_through_onehot_forward_hard_backward_soft():
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
     soft = torch.softmax(logits, 1)
@@ -140,26 +158,36 @@ def test_fewshot_trainer_updates_d_g_and_ema():
     ema = AveragedModel(g, multi_avg_fn=ema_multi_avg_fn(0.5), use_buffers=True)
     g0 = [p.detach().clone() for p in g.parameters()]
     d0 = [p.detach().clone() for p in d.parameters()]
-    for mode in ("blur", "straight_through"):
+    from emgan_monai.losses import TextureStatisticsLoss
+
+    for mode in ("blur", "straight_through", "soft"):
+        texture = {"texture_loss": TextureStatisticsLoss(), "lambda_texture": 0.5} if mode == "soft" else {}
         trainer = FewShotGANTrainer(
             device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
             g_optimizer=torch.optim.Adam(g.parameters(), 1e-3, betas=(0.0, 0.99)), d_network=d,
             d_optimizer=torch.optim.Adam(d.parameters(), 1e-3, betas=(0.0, 0.99)), latent_shape=(4, 8, 8),
-            r1_gamma=1.0, r1_interval=2, augment=DiffAugment(), g_ema=ema, fake_mode=mode,
+            r1_gamma=1.0, r1_interval=2, augment=DiffAugment(), g_ema=ema, fake_mode=mode, **texture,
         )
         trainer.run()
         out = trainer.state.output
         assert np.isfinite(out["d_loss"]) and np.isfinite(out["g_loss"]) and out["r1"] > 0
+        assert ("g_texture" in out) == bool(texture)
+        if texture:  # g_loss is the sum of the weighted terms
+            assert out["g_loss"] == pytest.approx(out["g_adv"] + 0.5 * out["g_texture"], rel=1e-4)
     assert any((p - q).abs().max() > 0 for p, q in zip(g.parameters(), g0))
     assert any((p - q).abs().max() > 0 for p, q in zip(d.parameters(), d0))
     ema_params = list(ema.module.parameters())
     assert any((p - q).abs().max() > 0 for p, q in zip(ema_params, g0))  # the EMA moved ...
     assert any((p - q).abs().max() > 1e-7 for p, q in zip(ema_params, g.parameters()))  # ... but is not G
-    assert int(ema.n_averaged) == 4
+    assert int(ema.n_averaged) == 6
     with pytest.raises(ValueError):
         FewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
                           g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
                           latent_shape=(4, 8, 8), loss="tanh_hinge")
+    with pytest.raises(ValueError, match="lambda_texture"):
+        FewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
+                          g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
+                          latent_shape=(4, 8, 8), lambda_texture=1.0)
 
 
 def test_mask_to_onehot_thresholds_0_1_and_0_255_masks_alike():

@@ -29,9 +29,10 @@ __all__ = ["FewShotGANTrainer", "FewShotRecipe", "PairedFewShotGANTrainer"]
 class FewShotRecipe:
     """Mixin of the few-shot recipe for an :class:`~emgan_monai.engines.base.AdversarialTrainer` subclass.
 
-    Adds the keyword arguments ``loss``, ``r1_gamma``, ``r1_interval``, ``augment`` and ``g_ema`` (see
-    :class:`FewShotGANTrainer`), the discriminator step :meth:`fewshot_critic_step`, the adversarial generator term
-    :meth:`fewshot_generator_adv` and the EMA update after every iteration. An ``augment`` that owns a
+    Adds the keyword arguments ``loss``, ``r1_gamma``, ``r1_interval``, ``augment``, ``g_ema``, ``texture_loss`` and
+    ``lambda_texture`` (see :class:`FewShotGANTrainer`), the discriminator step :meth:`fewshot_critic_step`, the
+    adversarial generator term :meth:`fewshot_generator_adv`, the statistics term :meth:`fewshot_texture_terms` and
+    the EMA update after every iteration. An ``augment`` that owns a
     ``torch.Generator`` (``DiffAugment``) has it registered with ``engine.rng``, so that a resumed run draws the same
     augmentations as an uninterrupted one. ``adv_loss`` of the base trainer is ignored (``loss`` rules).
     """
@@ -44,8 +45,12 @@ class FewShotRecipe:
         r1_interval: int = 4,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         g_ema: nn.Module | None = None,
+        texture_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        lambda_texture: float = 0.0,
         **kwargs: Any,
     ) -> None:
+        if lambda_texture < 0 or (lambda_texture > 0 and texture_loss is None):
+            raise ValueError(f"lambda_texture must be >= 0 and needs a texture_loss, got {lambda_texture}.")
         if str(loss).lower() not in FEWSHOT_LOSSES:
             raise ValueError(f"loss must be one of {FEWSHOT_LOSSES}, got {loss!r}.")
         if r1_gamma < 0 or int(r1_interval) < 1:
@@ -59,7 +64,15 @@ class FewShotRecipe:
         self.r1_interval = int(r1_interval)
         self.augment = augment if augment is not None else (lambda x: x)
         self.g_ema = g_ema
+        self.texture_loss = texture_loss
+        self.lambda_texture = float(lambda_texture)
         self._last_r1 = 0.0
+
+    def fewshot_texture_terms(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
+        """``{"g_texture": (lambda_texture, texture_loss(fake, real))}``, or ``{}`` without a texture loss."""
+        if self.texture_loss is None or self.lambda_texture <= 0:
+            return {}
+        return {"g_texture": (self.lambda_texture, self.texture_loss(fake.float(), real.float()))}
 
     def fewshot_critic_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
         """One discriminator step on un-augmented discriminator inputs ``real`` and (detached) ``fake``.
@@ -130,6 +143,12 @@ class FewShotGANTrainer(FewShotRecipe, UnconditionalGANTrainer):
     g_ema
         Averaged copy of the generator updated after every generator step (``update_parameters(g_network)``);
         ``None`` for none. Put it in the checkpoint.
+    texture_loss, lambda_texture
+        An optional statistics term ``lambda_texture * texture_loss(fake, real)`` between the batch of fakes (as the
+        discriminator sees them) and the batch of reals, e.g. :class:`~emgan_monai.losses.TextureStatisticsLoss`
+        (value histogram, gradient histogram, radial spectrum: independent of where things lie, so any real image
+        is a fair reference); reported as ``g_texture``. For the signed-distance masks of stage 1 it removes the
+        values real maps never take (near the decision level), which the discriminator alone was slow to punish.
     fake_mode
         ``"straight_through"`` (default), ``"blur"`` or ``"soft"`` (see above). Measured on the Drosophila masks (a few
         hundred iterations each): with a batch-norm generator, straight-through fakes move the class balance
@@ -144,7 +163,7 @@ class FewShotGANTrainer(FewShotRecipe, UnconditionalGANTrainer):
     Notes
     -----
     ``engine.state.output`` holds ``d_loss``, ``d_real``/``d_fake`` (loss terms), ``logit_real``/``logit_fake``
-    (mean logits), ``r1`` (on R1 iterations, else the last value), ``g_loss``/``g_adv`` and the images ``real``,
+    (mean logits), ``r1`` (on R1 iterations, else the last value), ``g_loss``/``g_adv`` [, ``g_texture``] and the images ``real``,
     ``fake`` (what the discriminator saw, un-augmented), ``latent``.
     """
 
@@ -177,7 +196,9 @@ class FewShotGANTrainer(FewShotRecipe, UnconditionalGANTrainer):
     def _generator_terms(
         self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]
     ) -> dict[str, tuple[float, torch.Tensor]]:
-        return {"g_adv": (1.0, self.fewshot_generator_adv(self._blurred(fakes["fake"])))}
+        fake = self._blurred(fakes["fake"])
+        return {"g_adv": (1.0, self.fewshot_generator_adv(fake)),
+                **self.fewshot_texture_terms(fake, self._blurred(inputs["real"]))}
 
 
 class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
@@ -198,8 +219,8 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
     loss, r1_gamma, r1_interval, augment, g_ema
         As :class:`FewShotGANTrainer`.
     texture_loss, lambda_texture
-        An optional texture-statistics term ``lambda_texture * texture_loss(fake, real)`` (e.g.
-        :class:`~emgan_monai.losses.RadialSpectrumLoss`): reported as ``g_texture``.
+        An optional texture-statistics term ``lambda_texture * texture_loss(fake, real)`` against the paired real
+        image (e.g. :class:`~emgan_monai.losses.RadialSpectrumLoss`): reported as ``g_texture``.
 
     Notes
     -----
@@ -207,19 +228,9 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
     ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``] and the images ``input``, ``real``, ``fake``.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        texture_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        lambda_texture: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        if lambda_texture < 0 or (lambda_texture > 0 and texture_loss is None):
-            raise ValueError(f"lambda_texture must be >= 0 and needs a texture_loss, got {lambda_texture}.")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("conditional", True)
         super().__init__(*args, **kwargs)
-        self.texture_loss = texture_loss
-        self.lambda_texture = float(lambda_texture)
 
     def _critic_phase(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> dict[str, float]:
         image = inputs["input"]
@@ -231,7 +242,5 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
         fake = fakes["fake"]
         adv = self.fewshot_generator_adv(self._d_input(inputs["input"], fake))
         pixel = self.pixel_loss(fake.float(), inputs["real"].float())
-        terms = {"g_adv": (self.adv_weight(), adv), "g_pixel": (self.lambda_pixel, pixel)}
-        if self.texture_loss is not None and self.lambda_texture > 0:
-            terms["g_texture"] = (self.lambda_texture, self.texture_loss(fake.float(), inputs["real"].float()))
-        return terms
+        return {"g_adv": (self.adv_weight(), adv), "g_pixel": (self.lambda_pixel, pixel),
+                **self.fewshot_texture_terms(fake, inputs["real"])}

@@ -3,7 +3,7 @@
 - :func:`synthesize_pairs` (``inference.json``): ``num_pairs`` synthetic (mask, EM) pairs written as PNG / TIFF, a
   montage and ``synthesis.json``;
 - :func:`generate`: ``n`` hard masks and EM in memory (evaluation, ablation, scripts);
-- :func:`hard_mask`: soft mask -> one-hot arg-max, what stage 2 was trained on;
+- :func:`hard_mask`: stage-1 output (soft mask or distance maps) -> one-hot mask, what stage 2 was trained on;
 - :func:`default_latent_shape`: the latent grid a stage-1 generator needs for a resolution;
 - :func:`_seeded`: seeds the generators' injected noise without touching the caller's random state.
 
@@ -55,8 +55,20 @@ def default_latent_shape(mask_net: torch.nn.Module, resolution: int) -> list[int
     return [c, resolution // f, resolution // f]
 
 
-def hard_mask(soft: torch.Tensor) -> torch.Tensor:
-    """One-hot arg-max of a soft mask ``(B, 3, H, W)`` -> ``(B, 3, H, W)`` float, as fed to stage 2."""
+def hard_mask(soft: torch.Tensor, close_membranes: bool = True) -> torch.Tensor:
+    """Stage-1 output -> one-hot mask ``(B, 3, H, W)`` float (mitochondria, membrane, background), as fed to stage 2.
+
+    ``(B, 3, H, W)`` class probabilities: arg-max. ``(B, 2, H, W)`` signed-distance maps (mitochondria, membrane;
+    a generator with ``output="tanh"`` trained on :class:`~emgan_monai.transforms.OneHotToDistanceMap` masks):
+    :class:`~emgan_monai.transforms.DistanceMapToOneHot`, with the membrane outlines closed by a watershed when
+    ``close_membranes``.
+    """
+    if soft.shape[1] == 2:
+        from emgan_monai.transforms.mask_distance import DistanceMapToOneHot
+
+        return DistanceMapToOneHot(close_channel=1 if close_membranes else None)(soft, batched=True)
+    if soft.shape[1] != 3:
+        raise ValueError(f"hard_mask: expected 3 class probabilities or 2 distance maps, got shape {tuple(soft.shape)}.")
     return torch.nn.functional.one_hot(soft.argmax(1), soft.shape[1]).movedim(-1, 1).to(soft.dtype)
 
 

@@ -188,7 +188,7 @@ class LatentGridMaskGenerator(nn.Module):
     convolutional and a larger latent grid gives a larger mask with the same statistics.
 
     Layout (``c = channels``): ``z (B, latent_channels, h, w) -> block(c[0]) at h x w -> [upsample x2 ->
-    block(c[i])] for i >= 1 -> 1x1 conv -> softmax``; each block is two (3x3 conv, noise, norm, LeakyReLU 0.2).
+    block(c[i])] for i >= 1 -> 1x1 conv -> softmax | tanh``; each block is two (3x3 conv, noise, norm, LeakyReLU 0.2).
 
     Parameters
     ----------
@@ -197,10 +197,16 @@ class LatentGridMaskGenerator(nn.Module):
     latent_channels
         Channels of the latent grid.
     out_channels
-        Mask classes (softmax over them).
+        Mask classes (``output="softmax"``) or signed-distance maps (``output="tanh"``).
     channels
         Widths from the coarsest to the finest scale; the output is ``2 ** (len(channels) - 1)`` times the latent
         grid per axis.
+    output
+        ``"softmax"`` (default): class probabilities summing to 1; ``"tanh"``: one map in (-1, 1) per channel, e.g.
+        the signed-distance maps of :class:`~emgan_monai.transforms.OneHotToDistanceMap` (mitochondria, membrane),
+        decoded to classes by :class:`~emgan_monai.transforms.DistanceMapToOneHot`. Thin membranes are smooth
+        ridges in that representation, which the generator can draw and the discriminator compare without the
+        value-saturation cue of one-hot reals against soft fakes.
     norm
         ``"batch"`` (default), ``"pixel"`` or ``None``.
     padding_mode
@@ -224,14 +230,18 @@ class LatentGridMaskGenerator(nn.Module):
         channels: Sequence[int] = (128, 96, 64, 32, 16),
         norm: str | None = "batch",
         padding_mode: str = "circular",
+        output: str = "softmax",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"LatentGridMaskGenerator: spatial_dims must be 2 or 3, got {spatial_dims}.")
         if len(channels) == 0 or any(int(c) < 1 for c in channels):
             raise ValueError(f"LatentGridMaskGenerator: channels must be positive ints, got {channels}.")
-        if out_channels < 2:
+        if output not in ("softmax", "tanh"):
+            raise ValueError(f"LatentGridMaskGenerator: output must be 'softmax' or 'tanh', got {output!r}.")
+        if out_channels < (2 if output == "softmax" else 1):
             raise ValueError(f"LatentGridMaskGenerator: a softmax mask needs out_channels >= 2, got {out_channels}.")
+        self.output = output
         self.spatial_dims = spatial_dims
         self.latent_channels = int(latent_channels)
         self.upsampling_factor = 2 ** (len(channels) - 1)
@@ -253,8 +263,10 @@ class LatentGridMaskGenerator(nn.Module):
         return self.head(self.blocks(z))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Soft mask ``(B, out_channels, h*f, w*f[, d*f])`` in (0, 1), summing to 1 over channels."""
-        return torch.softmax(self.logits(z), dim=1)
+        """Soft mask ``(B, out_channels, h*f, w*f[, d*f])`` in (0, 1), summing to 1 over channels (``"softmax"``), or
+        maps in (-1, 1) (``"tanh"``)."""
+        logits = self.logits(z)
+        return torch.softmax(logits, dim=1) if self.output == "softmax" else torch.tanh(logits)
 
 
 def straight_through_onehot(soft: torch.Tensor) -> torch.Tensor:

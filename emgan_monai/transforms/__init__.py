@@ -5,6 +5,8 @@
 - :class:`RandFlipsd`: independent random flips per axis, jointly for all keys (a Compose of ``RandFlipd``).
 - :class:`MaskToOneHot` / :class:`MaskToOneHotd`: binary masks in priority order -> one-hot classes
   (mitochondria / membrane / background); :class:`OneHotToRGB` / :class:`OneHotToRGBd` for display.
+- :class:`OneHotToDistanceMap` / :class:`OneHotToDistanceMapd` / :class:`DistanceMapToOneHot`: class masks <->
+  smooth signed-distance maps (what the stage-1 mask generator draws), with optional watershed closing of outlines.
 - :class:`RandCameraNoised`: noise-free signal -> camera image with a fresh photon budget, background, shot and
   read noise per sample.
 - :class:`ScalePercentile` / :class:`ScalePercentiled`: CARE percentile normalisation that records its
@@ -21,10 +23,14 @@ from .cryoet_value_range import SUBTOMO_SCALE, density_to_network, network_to_su
 from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
 from .output import InvertToInputDtyped, PreviewPNGd
+from .mask_distance import DistanceMapToOneHot, OneHotToDistanceMap, OneHotToDistanceMapd
 from .masks import DEFAULT_COLORS, ColorMaskToOneHot, ColorMaskToOneHotd, MaskToOneHot, MaskToOneHotd, OneHotToRGB, OneHotToRGBd
 
 __all__ = [
     "DEFAULT_COLORS",
+    "DistanceMapToOneHot",
+    "OneHotToDistanceMap",
+    "OneHotToDistanceMapd",
     "ColorMaskToOneHot",
     "ColorMaskToOneHotd",
     "PERCENTILE_KEY",

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
+from emgan_monai.inferers.drosophila_synthesis import hard_mask
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.utils.others.generic import name_to_device
 
@@ -117,12 +118,11 @@ class DrosophilaGeneratorInferTask(InferTask):
         z = torch.randn((1, self.latent_channels, size // factor, size // factor), generator=g).to(device)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the mask generator's injected noise: same seed, same sample
-            soft = mask_net(z)
-            hard = torch.nn.functional.one_hot(soft.argmax(1), soft.shape[1]).movedim(-1, 1).float()
+            hard = hard_mask(mask_net(z)).float()  # class probabilities or distance maps -> one-hot
             em = em_net(hard).clamp(0, 1)
         # (1, C, H, W) tensors are in file order (rows, columns); MONAI order is (C, X, Y): swap the spatial axes
         em_u16 = (em[0] * 65535.0).round().transpose(-1, -2)
-        labels = soft.argmax(1).to(torch.float32).transpose(-1, -2)
+        labels = hard.argmax(1).to(torch.float32).transpose(-1, -2)
         channels = {"both": [em_u16, labels], "em": [em_u16], "mask": [labels]}[output]
         # the generators are fully convolutional: a larger ``size`` is a larger field of view at the same scale
         pixel_nm = SOURCE_PIXEL_NM * SOURCE_SIDE_PX / self.resolution
