@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=1, help="use every n-th checkpoint")
     ap.add_argument("--reuse", action="store_true", help="keep the rows of checkpoints already in <output_dir>/curve.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="config override the run was trained with, e.g. --set noise_blocks=3 (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -96,6 +98,9 @@ def main() -> None:
     parser = ConfigParser()
     parser.read_config(args.config)
     parser["section_size"] = args.resolution
+    for item in args.set:
+        key, _, value = item.partition("=")
+        parser[key] = json.loads(value)
     if args.dataset_dir:
         parser["dataset_dir"] = args.dataset_dir
     mask_tf = Compose(parser.get_parsed_content("mask_preprocessing"))

@@ -66,6 +66,28 @@ def test_latent_grid_generator_tanh_output_draws_distance_maps_that_decode_to_ma
         hard_mask(torch.rand(1, 4, 8, 8))
 
 
+def test_random_symmetry_draws_the_eight_symmetries_of_the_square():
+    from emgan_monai.inferers.drosophila_synthesis import draw_masks, random_symmetry
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(400, 1, 1, 1)
+    torch.manual_seed(0)
+    y = random_symmetry(x)
+    variants = {tuple(v.flatten().tolist()) for v in y}
+    assert len(variants) == 8  # all of the dihedral group, nothing else:
+    d8 = {tuple(torch.rot90(b, k, (-2, -1)).flatten().tolist()) for k in range(4) for b in (x[0], x[0].flip(-1))}
+    assert variants == d8
+    with pytest.raises(ValueError, match="square"):
+        random_symmetry(torch.zeros(1, 1, 4, 6))
+    g = _noisy_generator(out_channels=2, output="tanh").eval()
+    z = torch.randn(4, 4, 4, 4)
+    torch.manual_seed(3)
+    a = draw_masks(g, z)
+    torch.manual_seed(3)
+    b = draw_masks(g, z)
+    torch.testing.assert_close(a, b)  # seeded: reproducible
+    assert a.shape == (4, 3, 16, 16) and torch.all(a.sum(1) == 1)
+
+
 def test_straight_through_onehot_forward_hard_backward_soft():
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
     soft = torch.softmax(logits, 1)

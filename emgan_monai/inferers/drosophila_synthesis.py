@@ -4,6 +4,7 @@
   montage and ``synthesis.json``;
 - :func:`generate`: ``n`` hard masks and EM in memory (evaluation, ablation, scripts);
 - :func:`hard_mask`: stage-1 output (soft mask or distance maps) -> one-hot mask, what stage 2 was trained on;
+- :func:`random_symmetry`, :func:`draw_masks`: stage-1 samples under a random symmetry of the square, one-hot;
 - :func:`default_latent_shape`: the latent grid a stage-1 generator needs for a resolution;
 - :func:`_seeded`: seeds the generators' injected noise without touching the caller's random state.
 
@@ -33,7 +34,8 @@ from tqdm.auto import tqdm
 from emgan_monai.io import write_image
 from emgan_monai.visualize import montage, onehot_to_rgb, to_uint8
 
-__all__ = ["default_latent_shape", "generate", "hard_mask", "load_ema_generator", "synthesize_pairs"]
+__all__ = ["default_latent_shape", "draw_masks", "generate", "hard_mask", "load_ema_generator", "random_symmetry",
+           "synthesize_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,33 @@ def hard_mask(soft: torch.Tensor, close_membranes: bool = True) -> torch.Tensor:
     if soft.shape[1] != 3:
         raise ValueError(f"hard_mask: expected 3 class probabilities or 2 distance maps, got shape {tuple(soft.shape)}.")
     return torch.nn.functional.one_hot(soft.argmax(1), soft.shape[1]).movedim(-1, 1).to(soft.dtype)
+
+
+def random_symmetry(x: torch.Tensor) -> torch.Tensor:
+    """Each sample of ``x`` ``(B, C, H, W)`` (``H == W``) under one of the 8 symmetries of the square, drawn from torch's
+    global generator (seed it, e.g. with :func:`_seeded`, for reproducible samples).
+
+    The few-shot recipe shows the discriminator every real and fake under a random flip / 90-degree rotation
+    (DiffAugment ``flip_rot``), so the generator's distribution is learned only up to these symmetries: it may draw
+    every sample in one orientation. The real data are symmetric under them (training augments with them too), so
+    applying a random one to each sample draws from the symmetrised distribution the discriminator judged.
+    """
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"random_symmetry needs square images, got {tuple(x.shape)}.")
+    k = torch.randint(0, 4, (x.shape[0],))
+    flip = torch.randint(0, 2, (x.shape[0],))
+    out = [torch.rot90(xi.flip(-1) if f else xi, int(r), dims=(-2, -1)) for xi, r, f in zip(x, k, flip)]
+    return torch.stack(out)
+
+
+def draw_masks(mask_net: torch.nn.Module, z: torch.Tensor, symmetrise: bool = True) -> torch.Tensor:
+    """One-hot masks ``(B, 3, H, W)`` from latents ``z``: :func:`hard_mask` of ``mask_net(z)``, each under a random
+    symmetry of the square when ``symmetrise`` and the generator returns distance maps (see :func:`random_symmetry`;
+    softmax generators of the paper's recipe were trained without that augmentation and are left as drawn). Uses
+    torch's global generator for the generator's injected noise and the symmetries."""
+    out = mask_net(z)
+    mask = hard_mask(out)
+    return random_symmetry(mask) if symmetrise and out.shape[1] == 2 and mask.shape[-1] == mask.shape[-2] else mask
 
 
 @torch.no_grad()
@@ -135,8 +164,7 @@ def synthesize_pairs(
         b = min(batch_size, num_pairs - done)
         noise = torch.randn((b, *latent_shape), generator=gen).to(device)
         with _seeded(seed * 1_000_003 + done):  # the generators' injected noise
-            soft = mask_net(noise)
-            mask = hard_mask(soft) if harden_masks else soft
+            mask = draw_masks(mask_net, noise) if harden_masks else mask_net(noise)
             em = em_net(mask).clamp(0, 1)
         for j in range(b):
             i = done + j
@@ -183,7 +211,7 @@ def generate(mask_net: torch.nn.Module, em_net: torch.nn.Module | None, n: int, 
         b = min(batch_size, n - start)
         z = torch.randn((b, *latent_shape), generator=gen).to(device)
         with _seeded(int(seed) * 1_000_003 + start):  # the generators' injected noise
-            m = hard_mask(mask_net(z))
+            m = draw_masks(mask_net, z)
             if em_net is not None:
                 ems.append(em_net(m).clamp(0, 1).cpu())
         masks.append(m.cpu())

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from emgan_monai.inferers.drosophila_synthesis import hard_mask
+from emgan_monai.inferers.drosophila_synthesis import draw_masks
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.utils.others.generic import name_to_device
 
@@ -118,7 +118,7 @@ class DrosophilaGeneratorInferTask(InferTask):
         z = torch.randn((1, self.latent_channels, size // factor, size // factor), generator=g).to(device)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the mask generator's injected noise: same seed, same sample
-            hard = hard_mask(mask_net(z)).float()  # class probabilities or distance maps -> one-hot
+            hard = draw_masks(mask_net, z).float()  # one-hot, under a random symmetry of the square
             em = em_net(hard).clamp(0, 1)
         # (1, C, H, W) tensors are in file order (rows, columns); MONAI order is (C, X, Y): swap the spatial axes
         em_u16 = (em[0] * 65535.0).round().transpose(-1, -2)
