@@ -143,8 +143,10 @@ def epochs_to_fraction_of_improvement(epochs: Sequence[int], values: Sequence[fl
 def _parser(config: str, overrides: dict):
     from monai.bundle import ConfigParser
 
+    from emgan_monai.bundle_utils import config_files
+
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / config))
+    parser.read_config(config_files(BUNDLE, config))  # configs/common.json first
     parser.update(overrides)
     return parser
 
@@ -265,8 +267,10 @@ def _networks(args):
     """Fresh (mask, EM) generators as the bundle's ``inference.json`` defines them, at ``--resolution``."""
     from monai.bundle import ConfigParser
 
+    from emgan_monai.bundle_utils import config_files
+
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    parser.read_config(config_files(BUNDLE, "inference.json"))  # configs/common.json first
     parser.update({"bundle_root": str(BUNDLE), "resolution": args.resolution, "device": "$torch.device('cpu')"})
     return parser.get_parsed_content("mask_network_def"), parser.get_parsed_content("network_def"), \
         parser.get_parsed_content("latent_shape")

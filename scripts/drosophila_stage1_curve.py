@@ -90,13 +90,14 @@ def main() -> None:
     from monai.bundle import ConfigParser
     from monai.transforms import Compose
 
+    from emgan_monai.bundle_utils import config_files
     from emgan_monai.data.drosophila import drosophila_datalist
     from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
     from emgan_monai.data.drosophila import load_sections
 
     run = Path(args.run_dir)
     parser = ConfigParser()
-    parser.read_config(args.config)
+    parser.read_config(config_files(BUNDLE, args.config))  # the bundle's configs/common.json first
     parser["section_size"] = args.resolution
     for item in args.set:
         key, _, value = item.partition("=")

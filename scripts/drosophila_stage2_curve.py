@@ -47,16 +47,17 @@ def main() -> None:
     from monai.bundle import ConfigParser
     from monai.transforms import Compose
 
+    from emgan_monai.bundle_utils import config_files
     from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
     from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
 
     parser = ConfigParser()
-    parser.read_config(args.config)
+    parser.read_config(config_files(BUNDLE, args.config))  # the bundle's configs/common.json first
     parser["resolution"] = args.resolution
     ev = ConfigParser()
-    ev.read_config(args.eval_config)
+    ev.read_config(config_files(BUNDLE, args.eval_config))
     ev["resolution"] = args.resolution
     mask_tf = Compose(ev.get_parsed_content("mask_preprocessing"))
     datalist = drosophila_datalist(Path(parser.get_parsed_content("dataset_dir")) / parser["stack"])

@@ -31,18 +31,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", type=int, choices=(1, 2), required=True)
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--config", default=None, help="training config (default: train_mask.json / train.json)")
+    ap.add_argument("--config", default=None,
+                    help="training config, merged after the bundle's configs/common.json "
+                         "(default: train_mask.json / train.json)")
     ap.add_argument("--models_dir", default=str(BUNDLE / "models"))
     args = ap.parse_args()
     torch.set_num_threads(1)
 
     from monai.bundle import ConfigParser
 
+    from emgan_monai.bundle_utils import config_files
     from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
 
     name = "mask_generator" if args.stage == 1 else "model"
     parser = ConfigParser()
-    parser.read_config(args.config or str(BUNDLE / "configs" / ("train_mask.json" if args.stage == 1 else "train.json")))
+    config = args.config or ("train_mask.json" if args.stage == 1 else "train.json")
+    parser.read_config(config_files(BUNDLE, config))  # the bundle's configs/common.json first
     net = load_ema_generator(parser.get(), Path(args.checkpoint), recalibrate=args.stage == 1)
     out = Path(args.models_dir)
     out.mkdir(parents=True, exist_ok=True)

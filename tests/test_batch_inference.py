@@ -126,7 +126,8 @@ def test_drosophila_mask2em_processes_every_readable_file(tmp_path: Path) -> Non
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-         str(bundle / "configs" / "inference_mask2em.json"), "--input_dir", str(d), "--output_dir", str(out),
+         f"['{bundle / 'configs' / 'common.json'}','{bundle / 'configs' / 'inference_mask2em.json'}']",
+         "--input_dir", str(d), "--output_dir", str(out),
          "--device", "$torch.device('cpu')"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},

@@ -23,6 +23,7 @@ from PIL import Image
 
 from conftest import load_trained_network
 
+from emgan_monai.bundle_utils import config_files
 from emgan_monai.data.drosophila import make_synthetic_stack
 from emgan_monai.handlers import averaged_model_state
 
@@ -39,11 +40,10 @@ TINY_MASK = ["--section_size", str(RES), "--crop_size", str(RES // 2), "--batch_
 
 
 def bundle_run(config: str | list[str], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle run`` of ``config`` (a config file name or a list to merge) with CLI overrides."""
-    if isinstance(config, str):
-        config_arg = str(CONFIGS / config)
-    else:
-        config_arg = "[" + ",".join(f"'{CONFIGS / c}'" for c in config) + "]"
+    """``python -m monai.bundle run`` of ``config`` (a config file name or a list to merge, after
+    ``configs/common.json``) with CLI overrides."""
+    files = config_files(BUNDLE, *([config] if isinstance(config, str) else config))  # common.json first, always
+    config_arg = "[" + ",".join(f"'{f}'" for f in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg,
            *overrides]
@@ -53,13 +53,32 @@ def bundle_run(config: str | list[str], *overrides: str, check: bool = True) -> 
     return proc
 
 
-def _parsed(config: str, key: str, **overrides):
+def _parser(config: str | list[str], **overrides):
+    """``ConfigParser`` of ``config`` (a name or a list to merge) after ``configs/common.json``, with ``overrides``."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / config))
+    parser.read_config(config_files(BUNDLE, *([config] if isinstance(config, str) else config)))
     parser.update({"bundle_root": str(BUNDLE), **overrides})
-    return parser.get_parsed_content(key)
+    return parser
+
+
+def _parsed(config: str | list[str], key: str, **overrides):
+    return _parser(config, **overrides).get_parsed_content(key)
+
+
+def _resolved(config: str | list[str], key: str, **overrides):
+    """``key`` of ``config`` with every reference substituted, nothing instantiated or evaluated (plain data)."""
+    from monai.bundle.config_item import ConfigItem
+
+    def plain(x):
+        if isinstance(x, ConfigItem):
+            return plain(x.get_config())
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return [plain(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+    return plain(_parser(config, **overrides).get_parsed_content(key, instantiate=False, eval_expr=False))
 
 
 @pytest.fixture(scope="module")
@@ -131,23 +150,62 @@ def test_train_em_finetunes_from_a_full_checkpoint(stack_dir, stage2_runs, tmp_p
                          {"em_channels": [4, 8, 8, 8]})
 
 
+#: configs that train or load the stage-2 (mask -> EM) network and the stage-1 (noise -> mask) generator
+STAGE2_CONFIGS = ["train.json", ["train.json", "multi_gpu_train.json"], "inference.json", "evaluate.json",
+                  "inference_mask2em.json"]
+STAGE1_CONFIGS = {"train_mask.json": "network_def", "inference.json": "mask_network_def",
+                  "evaluate.json": "mask_network_def"}
+#: defined in configs/common.json only (and device, which multi_gpu_train.json sets per rank)
+COMMON_ONLY = ("em_channels", "em_noise", "mask_network_def", "latent_stride", "mask_channels", "generator_output",
+               "noise_blocks", "mask_preprocessing", "network", "mask_network", "em_weights", "mask_weights",
+               "bundle_root", "dataset_dir", "seed", "stack", "n_train", "n_val", "imports")
+
+
+def test_configs_take_the_networks_from_common():
+    """The stage-2 network (``network_def``), the stage-1 generator (``mask_network_def``) with their settings and the
+    real-mask transforms are defined once, in ``configs/common.json``: no config redefines them (``train_mask.json``
+    trains ``mask_network_def`` as its ``network_def``; the paper recipes bring their own networks), and every config
+    that merges common.json resolves the same networks, with and without command-line overrides."""
+    common = json.loads((CONFIGS / "common.json").read_text())
+    assert common["network_def"]["_target_"] == "emgan_monai.networks.NoiseUNet"
+    assert common["mask_network_def"]["_target_"] == "emgan_monai.networks.mask_generator.LatentGridMaskGenerator"
+    own_network = {"train_mask.json": "@mask_network_def", "train_paper.json": None, "train_mask_paper.json": None}
+    for path in sorted(CONFIGS.glob("*.json")):
+        if path.name in ("common.json", "metadata.json"):
+            continue
+        cfg = json.loads(path.read_text())
+        assert not set(COMMON_ONLY) & set(cfg), (path.name, set(COMMON_ONLY) & set(cfg))
+        if path.name in own_network:
+            expected = own_network[path.name]
+            assert expected is None or cfg["network_def"] == expected, path.name
+        else:
+            assert "network_def" not in cfg, path.name
+    for overrides in ({}, {"em_channels": [4, 8, 8, 8], "em_noise": False}):
+        want = _resolved([], "network_def", **overrides)
+        assert want["channels"] == overrides.get("em_channels", common["em_channels"])
+        for config in STAGE2_CONFIGS:
+            assert _resolved(config, "network_def", **overrides) == want, config
+    for overrides in ({}, {"generator_channels": [8, 8, 8, 8, 8], "latent_channels": 4}):
+        want = _resolved([], "mask_network_def", **overrides)
+        assert (want["out_channels"], want["output"], want["noise_blocks"]) == (2, "tanh", 3)
+        for config, key in STAGE1_CONFIGS.items():
+            assert _resolved(config, key, **overrides) == want, config
+    # paper recipes keep their own networks
+    assert _resolved("train_paper.json", "network_def")["_target_"] == "emgan_monai.networks.Pix2PixUNet"
+    assert _resolved("train_mask_paper.json", "network_def")["_target_"] == "emgan_monai.networks.NoiseToMaskGenerator"
+
+
 def test_evaluation_and_training_share_the_mask_transforms():
-    """evaluate.json must see the masks that train_mask.json trains on (area downsampling + argmax, same thresholds)."""
-    train = json.loads((CONFIGS / "train_mask.json").read_text())
-    evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
-    assert train["mask_preprocessing"] == evaluate["mask_preprocessing"]
-    assert evaluate["section_size"] == "@resolution"
+    """evaluate.json must see the masks that train_mask.json trains on (area downsampling + argmax, same thresholds),
+    and inference.json / evaluate.json draw full-section latent grids of the generator train_mask.json trains."""
+    train = _resolved("train_mask.json", "mask_preprocessing")
+    assert _resolved("evaluate.json", "mask_preprocessing") == train
+    assert _resolved("evaluate.json", "mask_preprocessing", resolution=RES) == _resolved(
+        "train_mask.json", "mask_preprocessing", section_size=RES)
     for name in ("inference.json", "evaluate.json"):
-        cfg = json.loads((CONFIGS / name).read_text())
-        assert cfg["mask_network_def"] == train["network_def"]
-        for key in ("latent_channels", "latent_stride", "generator_channels"):
-            assert cfg[key] == train[key], (name, key)
-    # every config that loads the stage-2 weights builds train.json's network with train.json's sizes
-    train_em = json.loads((CONFIGS / "train.json").read_text())
-    for name in ("inference.json", "evaluate.json", "inference_mask2em.json"):
-        cfg = json.loads((CONFIGS / name).read_text())
-        assert cfg["network_def"] == train_em["network_def"], name
-        assert (cfg["em_channels"], cfg["em_noise"]) == (train_em["em_channels"], train_em["em_noise"]), name
+        assert _parsed(name, "latent_shape") == [16, 16, 16], name
+        crops = _parsed("train_mask.json", "latent_shape", crop_size=RES)
+        assert _parsed(name, "latent_shape", resolution=RES) == crops, name
 
 
 def test_paper_recipe_config_trains(stack_dir, tmp_path):
@@ -191,7 +249,7 @@ def test_load_ema_generator_reads_full_checkpoints_and_plain_weights(stage2_runs
     from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
 
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
+    parser.read_config(config_files(BUNDLE, "train.json"))  # the merged content: common.json first
     parser.update({"bundle_root": str(BUNDLE), "em_channels": [4, 8, 8, 8]})
     ckpt = stage2_runs["dir"] / "checkpoints" / "checkpoint_final.pt"
     from_ckpt = load_ema_generator(parser.get(), ckpt, recalibrate=False)
@@ -347,7 +405,8 @@ def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, tmp_path):
         "$torch.save(@network.state_dict(), os.path.join(@output_dir, 'rank' + str(dist.get_rank()) + '.pt'))",
         "$emgan_monai.engines.utils.leave_process_group()",
     ]}))
-    configs = "[" + ",".join(f"'{p}'" for p in (CONFIGS / "train.json", CONFIGS / "multi_gpu_train.json", extra)) + "]"
+    files = [*config_files(BUNDLE, "train.json", "multi_gpu_train.json"), extra]  # common.json first
+    configs = "[" + ",".join(f"'{p}'" for p in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",

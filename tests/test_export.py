@@ -70,13 +70,15 @@ def test_ckpt_export_cli_equals_eager(dros, tmp_path):
 
     cfg = dros / "configs" / "inference_mask2em.json"
     ts = dros / "models" / "model.ts"
+    configs = f"['{dros / 'configs' / 'common.json'}','{cfg}']"  # common.json first: it defines network_def
     _bundle_cli("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(dros / "models" / "model.pt"),
-                "--meta_file", str(dros / "configs" / "metadata.json"), "--config_file", str(cfg),
+                "--meta_file", str(dros / "configs" / "metadata.json"), "--config_file", configs,
                 "--bundle_root", str(dros), "--use_trace", "true", cwd=tmp_path)
     assert compare_torchscript(dros, ts, config_file=cfg) <= 1e-5
-    net, meta, extra = load_net_with_metadata(str(ts), more_extra_files=("inference_mask2em.json",))
+    net, meta, extra = load_net_with_metadata(str(ts), more_extra_files=("common.json", "inference_mask2em.json"))
     assert meta["version"] == load_metadata(dros)["version"]
-    assert "network_def" in json.loads(extra["inference_mask2em.json"])
+    assert "network_def" in json.loads(extra["common.json"])
+    assert "evaluator" in json.loads(extra["inference_mask2em.json"])
     # traced graph generalises to other valid sizes (the sliding window uses 256, other tools may not)
     eager = torch.jit.load(str(ts))
     x = torch.rand(1, 3, 256, 512)
@@ -119,8 +121,9 @@ def test_package_zip_runs_from_another_directory(dros, masks, tmp_path):
     assert res.zip_path.name == f"drosophila_skip_patch_v{load_metadata(dros)['version']}.zip"
     assert res.torchscript_max_abs_diff is not None and res.torchscript_max_abs_diff <= 1e-5
     members = set(res.members)
-    for required in ("configs/metadata.json", "configs/inference_mask2em.json", "models/model.pt", "models/model.ts",
-                     "docs/README.md", "docs/data_license.txt", "LICENSE", "large_files.yml"):
+    for required in ("configs/metadata.json", "configs/common.json", "configs/inference_mask2em.json",
+                     "models/model.pt", "models/model.ts", "docs/README.md", "docs/data_license.txt", "LICENSE",
+                     "large_files.yml"):
         assert f"drosophila_skip_patch/{required}" in members, required
     assert not any("/runs/" in m or "/eval/" in m for m in members)
     with pytest.raises(FileExistsError):
@@ -141,8 +144,9 @@ def test_package_zip_runs_from_another_directory(dros, masks, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = tmp_path / "em_out"
-    _bundle_cli("run", "--config_file", str(root / "configs" / "inference_mask2em.json"), "--bundle_root", str(root),
-                "--input_dir", str(masks), "--output_dir", str(out), "--device", "$torch.device('cpu')", cwd=elsewhere)
+    configs = f"['{root / 'configs' / 'common.json'}','{root / 'configs' / 'inference_mask2em.json'}']"
+    _bundle_cli("run", "--config_file", configs, "--bundle_root", str(root), "--input_dir", str(masks),
+                "--output_dir", str(out), "--device", "$torch.device('cpu')", cwd=elsewhere)
     for i, width in enumerate((192, 256)):
         em, _ = read_image(out / f"mask_{i}_em.tif")
         assert em.shape == (256, width) and em.dtype == np.uint16 and em.max() > em.min()

@@ -20,6 +20,7 @@ from monai.transforms import LoadImage
 from PIL import Image
 
 import emgan_monai.io as eio
+from emgan_monai.bundle_utils import config_files
 from emgan_monai.data import cryoet as dc
 from emgan_monai.data.drosophila import drosophila_datalist, make_synthetic_stack
 from emgan_monai.data.fluorescence import paired_datalist
@@ -222,7 +223,7 @@ def test_drosophila_train_config_fails_before_training(stack):
     project error is its ``__cause__`` (printed first in the traceback of ``python -m monai.bundle run``)."""
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(stack / "membranes" / "00.png")
     parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / "drosophila_skip_patch" / "configs" / "train.json"))
+    parser.read_config(config_files(REPO / "bundles" / "drosophila_skip_patch", "train.json"))  # common.json first
     parser.update({"dataset_dir": str(stack.parent), "n_train": 2, "n_val": 1})
     with pytest.raises(RuntimeError, match="drosophila_datalist") as info:
         parser.get_parsed_content("split")

@@ -12,6 +12,7 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
+from emgan_monai.bundle_utils import config_files
 from emgan_monai.errors import UnsafePathError
 from emgan_monai.io import SafeSaveImaged, write_image
 from emgan_monai.io.save import safe_output_path, sanitize_filename
@@ -22,7 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "drosophila_skip_pat
 
 def _parser(name: str, **overrides) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / name))
+    parser.read_config(config_files(CONFIGS.parent, name))  # configs/common.json first
     parser.update({"device": "$torch.device('cpu')", **overrides})
     return parser
 

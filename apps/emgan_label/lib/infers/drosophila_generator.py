@@ -3,7 +3,7 @@
 MONAI Label's ``/infer/<model>`` always names an image (or uploads one). This task does not read it: the image id
 only seeds the random generator when the request gives no ``seed``, so the same image gives the same sample and
 different images different samples. The networks and weights are those of the bundle's ``configs/inference.json``
-(``mask_network_def`` + ``mask_weights``, ``network_def`` + ``em_weights``).
+merged after its ``configs/common.json`` (``mask_network_def`` + ``mask_weights``, ``network_def`` + ``em_weights``).
 
 Request parameters (``params``):
 
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
+from emgan_monai.bundle_utils import config_files
 from emgan_monai.inferers.drosophila_synthesis import draw_masks
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.utils.others.generic import name_to_device
@@ -50,7 +51,8 @@ class DrosophilaGeneratorInferTask(InferTask):
     Parameters
     ----------
     path
-        Bundle folder (``configs/inference.json``, ``models/mask_generator.pt``, ``models/model.pt``).
+        Bundle folder (``configs/common.json`` + ``configs/inference.json``, ``models/mask_generator.pt``,
+        ``models/model.pt``).
     conf
         App configuration (unused keys are ignored).
     config_name
@@ -60,9 +62,8 @@ class DrosophilaGeneratorInferTask(InferTask):
     def __init__(self, path: str, conf: dict[str, str], config_name: str = "inference.json") -> None:
         self.bundle_path = path
         self.valid = False
-        cfg = os.path.join(path, "configs", config_name)
         parser = ConfigParser()
-        parser.read_config(cfg)
+        parser.read_config(config_files(path, config_name))  # configs/common.json first
         parser["bundle_root"] = path
         self.parser = parser
         self.resolution = int(parser.get_parsed_content("resolution"))
