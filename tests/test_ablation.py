@@ -113,3 +113,38 @@ def test_ablation_end_to_end(tmp_path):
     # a second run refuses to replace the results
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def _stage1_row(it: int, n_mito: float, comps: float, met: dict) -> dict:
+    pair = lambda real, fake: {"real": real, "fake": fake}  # noqa: E731
+    return {
+        "checkpoint": f"checkpoint_epoch={it // 50}.pt", "iteration": it,
+        "n_mitochondria": pair(19.2, n_mito), "pooled_mito_area": pair(186.0, 190.0),
+        "membrane_fraction": pair(0.21, 0.2), "membrane_components": pair(6.25, comps),
+        "hole_fraction": pair(0.03, 0.0), "n_mitochondria_std": pair(2.4, 2.0),
+        "spectral_peak": {"real": 11.5, "fake": 20.0, "real_max": 14.0, "fake_max": 30.0},
+        "autocorr_peak": {"real": 0.15, "fake": 0.15, "real_max": 0.26, "fake_max": 0.28},
+        "pixel_disagreement": 0.4, "targets": met,
+    }
+
+
+def test_stage1_ablation_summary_reads_first_iterations_and_cuts_at_max_iteration():
+    spec = importlib.util.spec_from_file_location("stage1_ablation", REPO / "scripts" / "drosophila_stage1_ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = [
+        _stage1_row(200, 40.0, 50.0, {"mito": False, "comps": False}),
+        _stage1_row(400, 20.0, 30.0, {"mito": True, "comps": False}),
+        _stage1_row(600, 21.0, 10.0, {"mito": True, "comps": True}),
+    ]
+    full = mod.summarise(rows, None)
+    assert full["first_iteration_target_met"] == {"mito": 400, "comps": 600}
+    assert full["targets_met"] == [(200, 0), (400, 1), (600, 2)]
+    assert full["most_targets_met"] == 2 and full["first_iteration_most_targets"] == 600
+    assert full["last"]["n_mitochondria"] == {"real": 19.2, "fake": 21.0}
+    cut = mod.summarise(rows, 400)  # the runs are compared at the same iteration
+    assert cut["first_iteration_target_met"] == {"mito": 400, "comps": None} and cut["last"]["iteration"] == 400
+    with pytest.raises(ValueError, match="max_iteration"):
+        mod.summarise(rows, 100)
+    table = mod.markdown({"max_iteration": 400, "kinds": {"skip_patch": cut, "patch16": full}})
+    assert "| comps | never | 600 |" in table and "| mitochondria per image | 19.2 | 20 | 21 |" in table
