@@ -117,8 +117,12 @@ def test_train_mask_writes_loadable_generator(stage1_run):
     latent = _parsed("train_mask.json", "latent_shape", crop_size=RES)
     with torch.no_grad():
         out = net(torch.randn(2, *latent))
-    assert out.shape == (2, 3, RES, RES)
-    torch.testing.assert_close(out.sum(1), torch.ones(2, RES, RES))
+    assert out.shape == (2, 2, RES, RES) and out.abs().max() < 1  # signed-distance maps (mitochondria, membrane)
+    from emgan_monai.inferers.drosophila_synthesis import hard_mask
+
+    mask = hard_mask(out)  # decoded to one-hot classes, as stage 2 takes them
+    assert mask.shape == (2, 3, RES, RES)
+    torch.testing.assert_close(mask.sum(1), torch.ones(2, RES, RES))
     # the full checkpoint holds everything needed to continue: generator, EMA, discriminator, optimisers, step
     ckpt = torch.load(stage1_run / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
     assert {"generator", "g_ema", "discriminator", "g_optimizer", "d_optimizer", "trainer", "rng"} <= set(ckpt)
