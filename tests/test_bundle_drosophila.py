@@ -372,14 +372,14 @@ def test_inference_with_shipped_weights(tmp_path):
 #: pairwise pixel disagreement between sections 0.33-0.37, strongest spectral peak / radial mean 9-14,
 #: autocorrelation outside the central lobe 0.10-0.17. The collapsed generator shipped before issue 11 (a 64 px
 #: tiling): disagreement 0.04-0.06, spectral peak 140-220, autocorrelation 0.74-0.80. The 0.4.0 generator draws
-#: anisotropic, streaky cells: spectral peaks up to about 35 (documented), far from a tiling's.
+#: anisotropic, streaky cells: spectral peaks up to about 33 (documented), far from a tiling's.
 MIN_DISAGREEMENT = 0.10
 MAX_SPECTRAL_PEAK = 50.0
 MAX_AUTOCORR = 0.4
 #: morphology of the shipped generator's samples (8 at 256 px) against the real sections (all 20, area + argmax):
 #: mitochondria per image 19.2, pooled mitochondrion area 186 px, membrane fraction 0.213, membrane skeleton
 #: components 6.3 per image; the 0.2.0 generator (one-hot masks): 19.2, 144 px, 0.150, 285; 0.4.0 (distance maps):
-#: about 21, 185 px, 0.205, 14. The bounds fail a generator that loses mitochondria, membranes or closed outlines.
+#: 22.6, 165 px, 0.201, 9.7. The bounds fail a generator that loses mitochondria, membranes or closed outlines.
 MITO_PER_IMAGE = (13.0, 27.0)
 MITO_AREA = (130.0, 250.0)
 MEMBRANE_FRACTION = (0.16, 0.27)
