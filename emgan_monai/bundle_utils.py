@@ -94,9 +94,14 @@ def require_files(datalist: list, folder: str, pattern: str) -> list:
     return datalist
 
 
-def save_json(obj: Any, path: str | Path) -> str:
-    """Write ``obj`` as indented JSON (folders created); returns the path."""
+def save_json(obj: Any, path: str | Path, overwrite: bool = True) -> str:
+    """Write ``obj`` as indented JSON (folders created); returns the path.
+
+    With ``overwrite=False`` an existing file raises ``FileExistsError`` (the inference outputs' rule).
+    """
     path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite true) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2))
     return str(path)

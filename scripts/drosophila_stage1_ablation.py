@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "drosophila_skip_patch"
@@ -97,23 +95,15 @@ def plot(curves: dict[str, list[dict]], path: Path, max_iteration: int | None) -
     fig.savefig(path)
 
 
-def sample_grid(config: dict, run_dir: Path, max_iteration: int | None, path: Path, n: int = 8) -> str:
-    """``n`` samples (256 px, seed 0) of the run's last checkpoint at or below ``max_iteration``; returns its name."""
+def sample_grid(config: dict, checkpoint: Path, path: Path, n: int = 8) -> None:
+    """``n`` samples (256 px, seed 0) of the EMA generator of ``checkpoint`` as a mask montage at ``path``."""
     from emgan_monai.inferers.drosophila_synthesis import default_latent_shape, generate, load_ema_generator
     from emgan_monai.io import write_image
     from emgan_monai.visualize import montage, onehot_to_rgb
 
-    def number(p: Path) -> int:
-        m = re.search(r"=(\d+)", p.name)
-        return int(m.group(1)) if m else 10**9
-
-    per_epoch = int(config["iterations_per_epoch"])
-    ckpts = [p for p in sorted((run_dir / "checkpoints").glob("checkpoint_epoch=*.pt"), key=number)
-             if max_iteration is None or number(p) * per_epoch <= max_iteration]
-    net = load_ema_generator(config, ckpts[-1])
+    net = load_ema_generator(config, checkpoint)
     masks, _ = generate(net, None, n, default_latent_shape(net, 256), seed=0)
     write_image(path, montage([onehot_to_rgb(m.numpy()) for m in masks], ncols=4), overwrite=True)
-    return ckpts[-1].name
 
 
 def main() -> None:
@@ -142,8 +132,9 @@ def main() -> None:
         runs[kind] = Path(run_dir)
     result = {"max_iteration": args.max_iteration, "kinds": {}}
     for kind, rows in curves.items():
-        result["kinds"][kind] = summarise(rows, args.max_iteration)
-        result["kinds"][kind]["samples"] = sample_grid(config, runs[kind], args.max_iteration, out / f"masks_{kind}.png")
+        summary = result["kinds"][kind] = summarise(rows, args.max_iteration)
+        summary["samples"] = summary["last"]["checkpoint"]  # the last checkpoint compared
+        sample_grid(config, runs[kind] / "checkpoints" / summary["samples"], out / f"masks_{kind}.png")
     plot(curves, out / "curves_stage1.png", args.max_iteration)
     (out / "ablation_stage1.json").write_text(json.dumps(result, indent=2))
     (out / "ablation_stage1.md").write_text(markdown(result))

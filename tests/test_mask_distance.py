@@ -43,7 +43,8 @@ def test_tensor_batch_and_dict_versions():
     assert isinstance(out, torch.Tensor) and out.shape == (2, 3, 64, 64)
     torch.testing.assert_close(out, onehot)
     d = OneHotToDistanceMapd(keys="label")({"label": onehot[0], "other": 1})
-    torch.testing.assert_close(d["label"], maps[0]) and d["other"] == 1
+    torch.testing.assert_close(d["label"], maps[0])
+    assert d["other"] == 1
 
 
 def test_an_absent_class_is_minus_one_and_3d_works():

@@ -12,7 +12,7 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from emgan_monai.bundle_utils import config_files
+from emgan_monai.bundle_utils import config_files, save_json
 from emgan_monai.errors import UnsafePathError
 from emgan_monai.io import SafeSaveImaged, write_image
 from emgan_monai.io.save import safe_output_path, sanitize_filename
@@ -180,3 +180,13 @@ def test_inference_configs_refuse_malicious_weights(tmp_path, synth_weights, mas
         _run_mask2em(masks, tmp_path / "out2", evil_em)
     assert not marker.exists()
     assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())
+
+
+def test_save_json_never_replaces_a_record_unless_told(tmp_path):
+    path = tmp_path / "sub" / "summary.json"
+    assert save_json({"a": 1}, path, overwrite=False) == str(path)  # folders created
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_json({"a": 2}, path, overwrite=False)
+    assert path.read_text() == '{\n  "a": 1\n}'
+    save_json({"a": 2}, path)  # the default (config records) replaces
+    assert '"a": 2' in path.read_text()

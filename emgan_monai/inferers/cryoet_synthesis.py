@@ -14,7 +14,6 @@ the generator.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emgan_monai.bundle_utils import save_json
 from emgan_monai.data.batch import failure_reason, report_failure_list
 from emgan_monai.data.cryoet import DENSITY_SUFFIXES, density_datalist
 from emgan_monai.data.cryoet_density_inputs import density_input, load_density_inputs
@@ -145,10 +145,7 @@ def synthesize_subtomograms(
         "files": files,
         "failed": [{"file": f, "reason": r} for f, r in failures],
     }
-    path = out / "synthesis.json"
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite true) to replace it")
-    path.write_text(json.dumps(summary, indent=2))
+    save_json(summary, out / "synthesis.json", overwrite=overwrite)
     logger.info("wrote %d x %d subtomograms to %s", len(inputs), n_samples, out)
     report_failure_list(failures, len(items))
     return summary
@@ -223,10 +220,7 @@ def mc_dropout_subtomograms(
     summary = {"k": k, "fix_noise": fix_noise and has_dropout, "voxel_size_A": voxel_size, "std_display_max": std_hi,
                "std_source": "mc_dropout" + (" (noise fixed)" if fix_noise else " + generator noise") if has_dropout
                else "generator_noise (the generator has no dropout layers)", "files": files}
-    path = out / "uncertainty.json"
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite true) to replace it")
-    path.write_text(json.dumps(summary, indent=2))
+    save_json(summary, out / "uncertainty.json", overwrite=overwrite)
     return summary
 
 

@@ -93,7 +93,8 @@ def random_symmetry(x: torch.Tensor) -> torch.Tensor:
 
 def draw_masks(mask_net: torch.nn.Module, z: torch.Tensor, symmetrise: bool = True) -> torch.Tensor:
     """One-hot masks ``(B, 3, H, W)`` from latents ``z``: :func:`hard_mask` of ``mask_net(z)``, each under a random
-    symmetry of the square when ``symmetrise`` and the generator returns distance maps (see :func:`random_symmetry`;
+    symmetry of the square when ``symmetrise``, the generator returns distance maps and the masks are square (see
+    :func:`random_symmetry`;
     softmax generators of the paper's recipe were trained without that augmentation and are left as drawn). Uses
     torch's global generator for the generator's injected noise and the symmetries."""
     out = mask_net(z)
