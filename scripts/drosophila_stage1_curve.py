@@ -39,13 +39,14 @@ STATS = [
 def stage1_metrics(net: torch.nn.Module, real: torch.Tensor, num_samples: int, resolution: int, seed: int) -> dict:
     from emgan_monai.evaluation.drosophila import evaluate_stage1
     from emgan_monai.inferers.drosophila_synthesis import default_latent_shape, generate
+    from emgan_monai.metrics.mask_structure import PERIODICITY_KEYS
 
     fake, _ = generate(net, None, num_samples, default_latent_shape(net, resolution), seed=seed)
     table = evaluate_stage1(real, fake)
     out = {k: {"real": table[k]["real"], "fake": table[k]["fake"]} for k, _ in STATS}
     out["n_mitochondria_std"] = {"real": table["n_mitochondria"]["real_std"], "fake": table["n_mitochondria"]["fake_std"]}
     out["pooled_mito_area"] = {"real": table["mito_area"]["real_mean"], "fake": table["mito_area"]["fake_mean"]}
-    for key in ("spectral_peak", "autocorr_peak"):
+    for key in PERIODICITY_KEYS:
         out[key] = {"real": table["periodicity"][key]["real"], "fake": table["periodicity"][key]["fake"],
                     "real_max": table["periodicity"][key]["real_max"], "fake_max": table["periodicity"][key]["fake_max"]}
     out["pixel_disagreement"] = table["periodicity"]["diversity"]["pixel_disagreement"]
@@ -153,8 +154,10 @@ def _plot(rows: list[dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    keys = [k for k, _ in STATS] + ["n_mitochondria_std", "spectral_peak"]
-    labels = dict(STATS) | {"n_mitochondria_std": "sd of mitochondria per image", "spectral_peak": "spectral peak"}
+    keys = [k for k, _ in STATS] + ["n_mitochondria_std", "spectral_peak", "orientation_coherence"]
+    keys = [k for k in keys if k in rows[0]]  # curve.json rows of an earlier version lack orientation_coherence
+    labels = dict(STATS) | {"n_mitochondria_std": "sd of mitochondria per image", "spectral_peak": "spectral peak",
+                            "orientation_coherence": "membrane orientation coherence"}
     fig = Figure(figsize=(12, 6), dpi=100)
     FigureCanvasAgg(fig)
     x = np.array([(r["wall_s"] or 0) / 60 for r in rows])

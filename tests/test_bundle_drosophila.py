@@ -335,7 +335,8 @@ def test_evaluate_metrics(stack_dir, stage1_run, stage2_runs, tmp_path):
     for key in ("hole_fraction", "n_mitochondria", "membrane_fraction", "membrane_components", "mito_area"):
         assert key in metrics["stage1_morphology"]
     per = metrics["stage1_morphology"]["periodicity"]
-    assert {"spectral_peak", "autocorr_peak", "diversity"} <= set(per)
+    assert {"spectral_peak", "autocorr_peak", "orientation_coherence", "diversity"} <= set(per)
+    assert 0 <= per["orientation_coherence"]["real"] <= 1 and 0 <= per["orientation_coherence"]["fake_max"] <= 1
     assert per["diversity"]["n_mitochondria_std"]["real"] >= 0 and "stage1_morphology_vs_heldout" in metrics
     quality = metrics["stage2_quality_heldout"]
     assert {"ssim", "psnr", "mse"} <= set(quality)

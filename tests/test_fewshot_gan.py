@@ -284,6 +284,29 @@ def test_periodicity_separates_tilings_from_aperiodic_masks():
     assert table["diversity"]["pixel_disagreement"]["real"] > 0.2
 
 
+def _streaks(size: int = 128, seed: int = 0) -> np.ndarray:
+    """Blobs stretched 8x along x: membranes running mostly in one direction."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.normal(size=(size, size)), (2, 16))
+    labels = np.full((size, size), 2)
+    labels[np.abs(field) < 0.01] = 1
+    return labels
+
+
+def test_membrane_orientation_coherence_flags_streaks():
+    from emgan_monai.metrics.mask_structure import membrane_orientation_coherence
+
+    blobs = [membrane_orientation_coherence(_blobs(seed=s)) for s in range(3)]
+    streaks = [membrane_orientation_coherence(_streaks(seed=s)) for s in range(3)]
+    assert max(blobs) < 0.15 and min(streaks) > 0.4, (blobs, streaks)
+    assert membrane_orientation_coherence(_streaks().T) == pytest.approx(streaks[0], abs=1e-5)  # any direction
+    table = compare_periodicity([_blobs(seed=s) for s in range(3)], [_streaks(seed=s) for s in range(3)])
+    assert table["orientation_coherence"]["fake"] == pytest.approx(np.mean(streaks), rel=1e-5)
+    assert table["orientation_coherence"]["real_max"] == pytest.approx(max(blobs), rel=1e-5)
+
+
 def test_mask_diversity_counts():
     div = mask_diversity([_blobs(seed=s) for s in range(4)])
     assert div["min_pixel_disagreement"] > 0.1 and div["n_mitochondria_std"] >= 0

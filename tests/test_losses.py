@@ -175,3 +175,55 @@ def test_texture_statistics_loss_terms():
         TextureStatisticsLoss(w_gradient=-1.0)
     with pytest.raises(ValueError, match="differ"):
         sorted_values_distance(a, a[:1])
+
+
+def _stripes(angle: float, size: int = 64, period: float = 6.0) -> torch.Tensor:
+    """``(size, size)`` sinusoidal stripes whose wave vector makes ``angle`` radians with the x axis."""
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    return torch.sin(2 * math.pi * (x * math.cos(angle) + y * math.sin(angle)) / period)
+
+
+def _rings(size: int = 64, period: float = 6.0) -> torch.Tensor:
+    """``(size, size)`` concentric rings: edges in every direction."""
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    r = torch.sqrt((x - size / 2 + 0.5) ** 2 + (y - size / 2 + 0.5) ** 2)
+    return torch.sin(2 * math.pi * r / period)
+
+
+def test_orientation_coherence_tells_parallel_streaks_from_edges_in_all_directions():
+    from emgan_monai.losses.texture import orientation_coherence
+
+    stripes = torch.stack([_stripes(a) for a in (0.0, 0.4, math.pi / 2)])[:, None]  # (3, 1, 64, 64)
+    rings = _rings()[None, None]
+    for window in (None, 16):
+        c = orientation_coherence(stripes, window)
+        assert c.shape == (3, 1) and (c > 0.99).all(), c  # parallel edges, whatever their direction
+    assert orientation_coherence(rings).item() < 0.05  # whole image: every direction equally
+    # windows of a few periods see locally parallel rings (less so where they curve most), the whole image does not
+    local = [orientation_coherence(rings, w).item() for w in (8, 16, 32)]
+    assert 0.2 < local[2] < local[1] < local[0] < 0.99, local
+    # a symmetry of the square does not change it; a constant image has none
+    torch.testing.assert_close(orientation_coherence(torch.rot90(stripes, 1, (2, 3)).flip(-1), 16),
+                               orientation_coherence(stripes, 16))
+    assert orientation_coherence(torch.ones(1, 1, 16, 16)).item() == 0.0
+    x = stripes.clone().requires_grad_(True)
+    orientation_coherence(x, 16).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="window"):
+        orientation_coherence(stripes, 63)
+    with pytest.raises(ValueError, match="H, W >= 3"):
+        orientation_coherence(torch.rand(1, 1, 2, 8))
+
+
+def test_texture_statistics_orientation_term_compares_batches_as_distributions():
+    from emgan_monai.losses import TextureStatisticsLoss
+
+    only = TextureStatisticsLoss(w_spectrum=0.0, w_intensity=0.0, w_gradient=0.0, w_orientation=1.0)
+    stripes = torch.stack([_stripes(a) for a in (0.0, 1.0)])[:, None]
+    rings = torch.stack([_rings(), _rings(period=7.0)])[:, None]
+    assert only(stripes, rings) > 0.5  # streaks where the target has edges in all directions
+    assert only(stripes, stripes.flip(0)) < 1e-6  # the order within the batch is free
+    assert only(stripes.transpose(-1, -2), stripes) < 1e-4  # so is the direction of the streaks
+    assert TextureStatisticsLoss()(stripes, rings) == TextureStatisticsLoss(w_orientation=0.0)(stripes, rings)  # off by default
+    with pytest.raises(ValueError, match="orientation_windows"):
+        TextureStatisticsLoss(w_orientation=1.0, orientation_windows=[])

@@ -361,7 +361,10 @@ def metrics_markdown(m: dict) -> str:
         lines += ["", "## Stage 1: periodicity and diversity (mean over masks; max in brackets)", "",
                   "| statistic | real | generated |", "|---|---|---|"]
         for key, name in (("spectral_peak", "strongest off-origin spectral peak / radial mean"),
-                          ("autocorr_peak", "strongest autocorrelation outside the central lobe")):
+                          ("autocorr_peak", "strongest autocorrelation outside the central lobe"),
+                          ("orientation_coherence", "membrane orientation coherence (0 all directions, 1 parallel)")):
+            if key not in per:  # metrics.json of an earlier version
+                continue
             v = per[key]
             lines.append(f"| {name} | {_fmt(v['real'])} ({_fmt(v['real_max'])}) | {_fmt(v['fake'])} "
                          f"({_fmt(v['fake_max'])}) |")

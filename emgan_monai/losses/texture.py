@@ -10,11 +10,13 @@ Portilla & Simoncelli 2000; Risser et al. 2017).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["RadialSpectrumLoss", "TextureStatisticsLoss", "radial_power_spectrum", "sorted_values_distance"]
+__all__ = ["RadialSpectrumLoss", "TextureStatisticsLoss", "orientation_coherence", "radial_power_spectrum",
+           "sorted_values_distance"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -115,38 +117,101 @@ def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(gx.square() + gy.square() + 1e-12)
 
 
+def orientation_coherence(x: torch.Tensor, window: int | None = None, eps: float = 1e-12) -> torch.Tensor:
+    """How strongly the edges of every image share one orientation: the coherence of its structure tensor.
+
+    With central-difference gradients ``gx, gy``, the structure tensor ``J = [[gx^2, gx gy], [gx gy, gy^2]]`` is
+    averaged over the whole image (``window=None``) or over square windows of ``window`` px every ``window // 2``
+    px; the coherence ``(l1 - l2) / (l1 + l2) = sqrt((Jxx - Jyy)^2 + 4 Jxy^2) / (Jxx + Jyy)`` is 0 when edges run in
+    all directions and 1 when they are all parallel. Windowed coherences are averaged with the window's edge
+    energy ``Jxx + Jyy`` as weight. Real neuropil in cross-section is a network of polygonal profiles (whole-image
+    coherence about 0.06 on the membrane distance maps of the Drosophila stack); a mask generator that draws long
+    parallel streaks scores several times higher, a difference that a patch discriminator smaller than the image
+    need not see.
+
+    Parameters
+    ----------
+    x
+        ``(B, C, H, W)`` images, ``H, W >= 3``.
+    window
+        Side (px) of the local windows, ``2 <= window <= min(H, W) - 2``, or ``None`` for the whole image.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, C)`` float32 in ``[0, 1]`` (differentiable).
+    """
+    if x.ndim != 4 or min(x.shape[-2:]) < 3:
+        raise ValueError(f"orientation_coherence: expected (B, C, H, W) with H, W >= 3, got {tuple(x.shape)}.")
+    if window is not None and not 2 <= int(window) <= min(x.shape[-2:]) - 2:
+        raise ValueError(f"orientation_coherence: window must be in [2, {min(x.shape[-2:]) - 2}], got {window}.")
+    x = x.float()
+    gx = (x[..., 1:-1, 2:] - x[..., 1:-1, :-2]) / 2
+    gy = (x[..., 2:, 1:-1] - x[..., :-2, 1:-1]) / 2
+    comps = torch.stack([gx * gx, gy * gy, gx * gy], dim=2)  # (B, C, 3, H - 2, W - 2)
+    if window is None:
+        jxx, jyy, jxy = comps.mean(dim=(-2, -1)).unbind(2)
+    else:
+        k = int(window)
+        pooled = nn.functional.avg_pool2d(comps.flatten(1, 2), k, stride=max(k // 2, 1))
+        jxx, jyy, jxy = pooled.unflatten(1, comps.shape[1:3]).flatten(3).unbind(2)  # (B, C, windows) each
+    # l1 - l2; eps keeps the square root differentiable at isotropic points, and is taken off again so that a
+    # window without edges adds nothing (a constant image scores 0)
+    anisotropy = torch.sqrt((jxx - jyy).square() + 4 * jxy.square() + eps) - eps**0.5
+    if window is None:
+        return anisotropy / (jxx + jyy + eps)
+    return anisotropy.sum(-1) / ((jxx + jyy).sum(-1) + eps)
+
+
 class TextureStatisticsLoss(nn.Module):
-    """``w_spectrum * spectrum + w_intensity * W1(values) + w_gradient * W1(gradient magnitudes)``, prediction vs target.
+    """``w_spectrum * spectrum + w_intensity * W1(values) + w_gradient * W1(gradient magnitudes)
+    + w_orientation * W1(orientation coherences)``, prediction vs target.
 
     - spectrum: :class:`RadialSpectrumLoss` (log power in radial frequency rings);
     - intensity: :func:`sorted_values_distance` of the grey values (the histogram, e.g. no saturated halos);
-    - gradient: :func:`sorted_values_distance` of the gradient magnitudes (how many soft and sharp edges).
+    - gradient: :func:`sorted_values_distance` of the gradient magnitudes (how many soft and sharp edges);
+    - orientation: for every window in ``orientation_windows``, the :func:`orientation_coherence` of each image and
+      channel, compared as distributions over the batch (sorted, rank by rank): whether edges run in all directions
+      or in parallel, e.g. polygonal cell profiles rather than streaks. Radial spectra and histograms cannot tell
+      the two apart, and a patch discriminator does not see a whole-image orientation.
 
-    All three ignore where things are, so a generator meets them with any realisation of the right texture.
+    All four ignore where things are, so a generator meets them with any realisation of the right texture.
 
     Parameters
     ----------
     n_bins, min_frequency
         Of the spectrum term (:class:`RadialSpectrumLoss`).
-    w_spectrum, w_intensity, w_gradient
-        Weights of the three terms (>= 0).
+    w_spectrum, w_intensity, w_gradient, w_orientation
+        Weights of the four terms (>= 0; the orientation term is off by default).
+    orientation_windows
+        Window sides (px) of the orientation term; ``None`` (JSON ``null``) is the whole image.
 
     Shapes: ``forward(pred, target)`` with ``(B, C, H, W)`` tensors of equal shape -> scalar.
     """
 
     def __init__(self, n_bins: int = 16, min_frequency: float = 0.0, w_spectrum: float = 1.0,
-                 w_intensity: float = 10.0, w_gradient: float = 10.0) -> None:
+                 w_intensity: float = 10.0, w_gradient: float = 10.0, w_orientation: float = 0.0,
+                 orientation_windows: Sequence[int | None] = (None, 16)) -> None:
         super().__init__()
-        if min(w_spectrum, w_intensity, w_gradient) < 0:
-            raise ValueError(f"TextureStatisticsLoss: weights must be >= 0, got {w_spectrum}, {w_intensity}, {w_gradient}.")
+        if min(w_spectrum, w_intensity, w_gradient, w_orientation) < 0:
+            raise ValueError("TextureStatisticsLoss: weights must be >= 0, got "
+                             f"{w_spectrum}, {w_intensity}, {w_gradient}, {w_orientation}.")
+        if w_orientation and not orientation_windows:
+            raise ValueError("TextureStatisticsLoss: w_orientation > 0 needs at least one orientation_windows entry.")
         self.spectrum = RadialSpectrumLoss(n_bins, min_frequency)
-        self.weights = (float(w_spectrum), float(w_intensity), float(w_gradient))
+        self.weights = (float(w_spectrum), float(w_intensity), float(w_gradient), float(w_orientation))
+        self.orientation_windows = tuple(None if w is None else int(w) for w in orientation_windows)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        w_s, w_i, w_g = self.weights
+        w_s, w_i, w_g, w_o = self.weights
         loss = w_s * self.spectrum(pred, target)
         if w_i:
             loss = loss + w_i * sorted_values_distance(pred, target)
         if w_g:
             loss = loss + w_g * sorted_values_distance(gradient_magnitude(pred.float()), gradient_magnitude(target.float()))
+        if w_o:
+            terms = [(torch.sort(orientation_coherence(pred, s), dim=0).values
+                      - torch.sort(orientation_coherence(target, s), dim=0).values).abs().mean()
+                     for s in self.orientation_windows]
+            loss = loss + w_o * torch.stack(terms).mean()
         return loss
