@@ -92,7 +92,7 @@ def stack_dir(tmp_path_factory) -> Path:
 def stage1_run(stack_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stage1")
     bundle_run("train_mask.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
-               "--save_interval", "1", *TINY, *TINY_MASK)
+               "--save_interval", "1", "--orientation_start_epoch", "0", *TINY, *TINY_MASK)  # every term on
     return out
 
 
@@ -139,6 +139,22 @@ def _finetune_moves_from(config: str, init: Path, out: Path, args: list[str], ne
     moved = (after["generator"][key] - before["generator"][key]).abs().max()
     fresh = _parsed(config, "network_def", **net_overrides).state_dict()[key]
     assert 0 < moved < (fresh - before["generator"][key]).abs().max()  # ... that continued from the checkpoint
+
+
+def test_train_mask_switches_the_orientation_term_on_after_its_start_epoch(tmp_path):
+    from ignite.engine import Engine, Events
+
+    parser = _parser("train_mask.json", orientation_start_epoch=3, output_dir=str(tmp_path))
+    loss = parser.get_parsed_content("texture_loss")
+    schedule = [h for h in parser.get_parsed_content("train#handlers") if type(h).__name__ == "AttributeSchedule"]
+    assert len(schedule) == 1 and schedule[0].obj is loss  # the trainer's texture loss, not a copy
+    engine = Engine(lambda e, b: None)
+    schedule[0].attach(engine)
+    weights = []
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: weights.append(loss.w_orientation))
+    engine.run([0], max_epochs=5)
+    assert weights == [0.0, 0.0, 0.0, parser["lambda_orientation"], parser["lambda_orientation"]]
+    assert parser["lambda_orientation"] > 0
 
 
 def test_train_mask_finetunes_from_a_full_checkpoint(stack_dir, stage1_run, tmp_path):

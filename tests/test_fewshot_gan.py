@@ -55,11 +55,19 @@ def test_latent_grid_generator_tanh_output_draws_distance_maps_that_decode_to_ma
     maps = g(torch.randn(2, 4, 4, 4))
     assert maps.shape == (2, 2, 16, 16) and maps.min() > -1 and maps.max() < 1
     assert (maps.sum(1) - 1).abs().max() > 1e-3  # not a softmax
-    mask = hard_mask(maps)
+    mask = hard_mask(maps, min_mito_size=0)
     assert mask.shape == (2, 3, 16, 16)
     torch.testing.assert_close(mask.sum(1), torch.ones(2, 16, 16))
     # a pixel is mitochondrion where that map is positive, whatever the membrane map says
     torch.testing.assert_close(mask[:, 0], (maps[:, 0] > 0).float())
+    # by default, mitochondria under MIN_MITO_SIZE px go (and nothing else becomes mitochondrion)
+    from skimage.measure import label
+
+    dropped = hard_mask(maps)[:, 0]
+    assert (dropped <= mask[:, 0]).all()
+    for d in dropped.numpy():
+        sizes = np.bincount(label(d > 0, connectivity=2).ravel())[1:]
+        assert (sizes >= 20).all(), sizes
     with pytest.raises(ValueError, match="output"):
         LatentGridMaskGenerator(output="sigmoid")
     with pytest.raises(ValueError, match="hard_mask"):
@@ -305,6 +313,8 @@ def test_membrane_orientation_coherence_flags_streaks():
     table = compare_periodicity([_blobs(seed=s) for s in range(3)], [_streaks(seed=s) for s in range(3)])
     assert table["orientation_coherence"]["fake"] == pytest.approx(np.mean(streaks), rel=1e-5)
     assert table["orientation_coherence"]["real_max"] == pytest.approx(max(blobs), rel=1e-5)
+    assert table["orientation_coherence"]["fake_above_real_max"] == 1.0  # every streak image above every blob image
+    assert table["orientation_coherence"]["expected_above_real_max"] == pytest.approx(0.25)  # 1 / (3 real + 1)
 
 
 def test_mask_diversity_counts():

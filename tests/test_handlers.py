@@ -85,3 +85,32 @@ def test_image_grid_on_paired_trainer(tmp_path):
                                torch.optim.Adam(d.parameters()), train_handlers=[grid])
     trainer.run()
     assert set(_read(tmp_path).Tags()["images"]) == {"images/input", "images/fake", "images/real"}
+
+
+def test_attribute_schedule_sets_the_value_of_each_epoch_also_after_a_resume():
+    from types import SimpleNamespace
+
+    from ignite.engine import Engine, Events
+
+    from emgan_monai.handlers import AttributeSchedule
+
+    obj = SimpleNamespace(weight=-1.0)
+    schedule = AttributeSchedule(obj, "weight", {"0": 0.0, "2": 5.0, 4: 7.0})
+    assert [schedule.value_at(k) for k in range(6)] == [0.0, 0.0, 5.0, 5.0, 7.0, 7.0]
+    seen = []
+    engine = Engine(lambda e, b: seen.append((e.state.epoch, obj.weight)))
+    schedule.attach(engine)
+    engine.run([0], max_epochs=5)
+    assert seen == [(1, 0.0), (2, 0.0), (3, 5.0), (4, 5.0), (5, 7.0)]
+    # a resumed run (state restored to 3 completed epochs) gets the value of the epoch it continues with
+    obj.weight = -1.0
+    resumed = Engine(lambda e, b: seen.append((e.state.epoch, obj.weight)))
+    schedule.attach(resumed)
+    resumed.add_event_handler(Events.STARTED, lambda e: setattr(e.state, "epoch", 3))
+    seen.clear()
+    resumed.run([0], max_epochs=5)
+    assert seen == [(4, 5.0), (5, 7.0)]
+    with pytest.raises(ValueError, match="epoch 0"):
+        AttributeSchedule(obj, "weight", {"1": 1.0})
+    with pytest.raises(AttributeError, match="no attribute"):
+        AttributeSchedule(obj, "missing", {"0": 1.0})

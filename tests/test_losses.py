@@ -225,5 +225,9 @@ def test_texture_statistics_orientation_term_compares_batches_as_distributions()
     assert only(stripes, stripes.flip(0)) < 1e-6  # the order within the batch is free
     assert only(stripes.transpose(-1, -2), stripes) < 1e-4  # so is the direction of the streaks
     assert TextureStatisticsLoss()(stripes, rings) == TextureStatisticsLoss(w_orientation=0.0)(stripes, rings)  # off by default
+    two = torch.cat([stripes, rings], dim=1)  # channel 0 streaks, channel 1 rings
+    only_rings = TextureStatisticsLoss(w_spectrum=0.0, w_intensity=0.0, w_gradient=0.0, w_orientation=1.0,
+                                       orientation_channels=[1])
+    assert only_rings(two, torch.cat([rings, rings], dim=1)) < 1e-6 < only(two, torch.cat([rings, rings], dim=1))
     with pytest.raises(ValueError, match="orientation_windows"):
         TextureStatisticsLoss(w_orientation=1.0, orientation_windows=[])

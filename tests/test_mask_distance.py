@@ -72,6 +72,25 @@ def test_watershed_closes_a_gap_and_leaves_closed_outlines_alone():
     assert closed_intact[1].sum() - intact[1].sum() <= 0.02 * intact[1].sum()
 
 
+def test_min_size_per_channel_drops_specks_of_that_class_only():
+    onehot = _cells()  # mito of 29 px at (40, 40); membrane walls of 2 px
+    label = onehot.argmax(0)
+    label[50:52, 50:52] = 0  # a 4 px mitochondrion speck
+    label[4:6, 8:10] = 1  # a 4 px membrane speck inside a cell
+    maps = OneHotToDistanceMap(2.0)((label[None] == np.arange(3)[:, None, None]).astype(np.float32))
+    kept = DistanceMapToOneHot()(maps).argmax(0)
+    assert (kept[50:52, 50:52] == 0).all() and (kept[4:6, 8:10] == 1).all()
+    mito_only = DistanceMapToOneHot(min_size=[10, 0])(maps).argmax(0)
+    assert (mito_only[50:52, 50:52] == 2).all() and (mito_only[4:6, 8:10] == 1).all()  # the membrane speck stays
+    assert (mito_only[39:42, 39:42] == 0).all()  # the 29 px mitochondrion is above the size
+    both = DistanceMapToOneHot(min_size=10)(maps).argmax(0)
+    assert (both[4:6, 8:10] == 2).all()
+    with pytest.raises(ValueError, match="3 min_size values for 2 channels"):
+        DistanceMapToOneHot(min_size=[10, 0, 0])(maps)
+    with pytest.raises(ValueError, match="min_size"):
+        DistanceMapToOneHot(min_size=[-1, 0])
+
+
 def test_errors():
     with pytest.raises(ValueError, match="one-hot"):
         OneHotToDistanceMap()(np.zeros((1, 8, 8)))

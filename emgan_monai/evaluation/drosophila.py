@@ -366,8 +366,10 @@ def metrics_markdown(m: dict) -> str:
             if key not in per:  # metrics.json of an earlier version
                 continue
             v = per[key]
+            above = (f"; {_fmt(100 * v['fake_above_real_max'])} % above the real max (expected for real masks: "
+                     f"{_fmt(100 * v['expected_above_real_max'])} %)" if "fake_above_real_max" in v else "")
             lines.append(f"| {name} | {_fmt(v['real'])} ({_fmt(v['real_max'])}) | {_fmt(v['fake'])} "
-                         f"({_fmt(v['fake_max'])}) |")
+                         f"({_fmt(v['fake_max'])}{above}) |")
         for key, v in per["diversity"].items():
             lines.append(f"| {key.replace('_', ' ')} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
     q = m["stage2_quality_heldout"]

@@ -185,31 +185,38 @@ class TextureStatisticsLoss(nn.Module):
         Weights of the four terms (>= 0; the orientation term is off by default).
     orientation_windows
         Window sides (px) of the orientation term; ``None`` (JSON ``null``) is the whole image.
+    orientation_channels
+        Channels the orientation term looks at (default all), e.g. ``[1]`` for the membranes of a stage-1 map.
 
     Shapes: ``forward(pred, target)`` with ``(B, C, H, W)`` tensors of equal shape -> scalar.
     """
 
     def __init__(self, n_bins: int = 16, min_frequency: float = 0.0, w_spectrum: float = 1.0,
                  w_intensity: float = 10.0, w_gradient: float = 10.0, w_orientation: float = 0.0,
-                 orientation_windows: Sequence[int | None] = (None, 16)) -> None:
+                 orientation_windows: Sequence[int | None] = (None, 16),
+                 orientation_channels: Sequence[int] | None = None) -> None:
         super().__init__()
         if min(w_spectrum, w_intensity, w_gradient, w_orientation) < 0:
             raise ValueError("TextureStatisticsLoss: weights must be >= 0, got "
                              f"{w_spectrum}, {w_intensity}, {w_gradient}, {w_orientation}.")
-        if w_orientation and not orientation_windows:
-            raise ValueError("TextureStatisticsLoss: w_orientation > 0 needs at least one orientation_windows entry.")
+        if not orientation_windows:
+            raise ValueError("TextureStatisticsLoss: orientation_windows needs at least one entry.")
         self.spectrum = RadialSpectrumLoss(n_bins, min_frequency)
-        self.weights = (float(w_spectrum), float(w_intensity), float(w_gradient), float(w_orientation))
+        self.w_spectrum, self.w_intensity, self.w_gradient = float(w_spectrum), float(w_intensity), float(w_gradient)
+        self.w_orientation = float(w_orientation)  # may be switched on later (handlers.AttributeSchedule)
         self.orientation_windows = tuple(None if w is None else int(w) for w in orientation_windows)
+        self.orientation_channels = None if orientation_channels is None else [int(c) for c in orientation_channels]
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        w_s, w_i, w_g, w_o = self.weights
+        w_s, w_i, w_g, w_o = self.w_spectrum, self.w_intensity, self.w_gradient, self.w_orientation
         loss = w_s * self.spectrum(pred, target)
         if w_i:
             loss = loss + w_i * sorted_values_distance(pred, target)
         if w_g:
             loss = loss + w_g * sorted_values_distance(gradient_magnitude(pred.float()), gradient_magnitude(target.float()))
         if w_o:
+            if self.orientation_channels is not None:
+                pred, target = pred[:, self.orientation_channels], target[:, self.orientation_channels]
             terms = [(torch.sort(orientation_coherence(pred, s), dim=0).values
                       - torch.sort(orientation_coherence(target, s), dim=0).values).abs().mean()
                      for s in self.orientation_windows]

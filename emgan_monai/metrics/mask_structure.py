@@ -139,7 +139,12 @@ def mask_diversity(masks: Sequence, max_pairs: int = 500, seed: int = 0) -> dict
 
 
 def compare_periodicity(real: Sequence, fake: Sequence) -> dict:
-    """Periodicity (mean / max over masks of :func:`mask_periodicity`) and diversity of real vs generated masks."""
+    """Periodicity (mean / max over masks of :func:`mask_periodicity`) and diversity of real vs generated masks.
+
+    The maximum grows with the number of masks, so each periodicity statistic also gets ``fake_above_real_max``, the
+    fraction of generated masks above the largest real value, next to ``expected_above_real_max = 1 / (n_real + 1)``,
+    that fraction for masks drawn from the real distribution (any number of them).
+    """
     out: dict = {}
     per_r = [mask_periodicity(m) for m in real]
     per_f = [mask_periodicity(m) for m in fake]
@@ -147,7 +152,8 @@ def compare_periodicity(real: Sequence, fake: Sequence) -> dict:
         r = np.array([p[key] for p in per_r])
         f = np.array([p[key] for p in per_f])
         out[key] = {"real": float(r.mean()), "fake": float(f.mean()), "real_max": float(r.max()),
-                    "fake_max": float(f.max())}
+                    "fake_max": float(f.max()), "fake_above_real_max": float(np.mean(f > r.max())),
+                    "expected_above_real_max": 1.0 / (len(r) + 1)}
     div_r, div_f = mask_diversity(real), mask_diversity(fake)
     out["diversity"] = {k: {"real": div_r[k], "fake": div_f[k]} for k in div_r}
     return out

@@ -22,7 +22,7 @@ Encoding and decoding round-trip exactly (thresholds at 0, no closing) for any o
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -99,20 +99,21 @@ class DistanceMapToOneHot(Transform):
     min_size
         Connected components (8-connected in 2D, 26 in 3D) of a class smaller than this many pixels are dropped
         before the classes are combined (``skimage.morphology.remove_small_objects``): specks where a generated map
-        hovers around the threshold. 0 (default) keeps everything; the round trip of encoded masks is exact only
-        for 0 or for masks without such specks.
+        hovers around the threshold. One number for every channel or one per channel; 0 (default) keeps
+        everything. The round trip of encoded masks is exact only for 0 or for masks without such specks.
     """
 
     def __init__(self, threshold: float = 0.0, close_channel: int | None = None, core_level: float = 0.8,
-                 min_size: int = 0) -> None:
+                 min_size: int | Sequence[int] = 0) -> None:
         if not 0.0 < core_level < 1.0:
             raise ValueError(f"DistanceMapToOneHot: core_level must be in (0, 1), got {core_level}.")
-        if min_size < 0:
-            raise ValueError(f"DistanceMapToOneHot: min_size must be >= 0, got {min_size}.")
+        sizes = (min_size,) if isinstance(min_size, (int, np.integer)) else tuple(min_size)
+        if not sizes or min(sizes) < 0:
+            raise ValueError(f"DistanceMapToOneHot: min_size must be >= 0 (one number or one per channel), got {min_size}.")
         self.threshold = float(threshold)
         self.close_channel = close_channel
         self.core_level = float(core_level)
-        self.min_size = int(min_size)
+        self.min_size = int(min_size) if isinstance(min_size, (int, np.integer)) else [int(v) for v in sizes]
 
     def _closing_lines(self, field: np.ndarray) -> np.ndarray:
         from skimage.measure import label
@@ -126,11 +127,14 @@ class DistanceMapToOneHot(Transform):
     def _decode(self, maps: np.ndarray) -> np.ndarray:
         """``(N, *spatial)`` -> ``(N + 1, *spatial)`` float32 one-hot."""
         positive = maps > self.threshold
-        if self.min_size > 1:
+        sizes = [self.min_size] * len(positive) if isinstance(self.min_size, int) else self.min_size
+        if len(sizes) != len(positive):
+            raise ValueError(f"DistanceMapToOneHot: {len(sizes)} min_size values for {len(positive)} channels.")
+        if max(sizes) > 1:
             from skimage.morphology import remove_small_objects
 
-            positive = np.stack([remove_small_objects(p, max_size=self.min_size - 1, connectivity=p.ndim)
-                                 for p in positive])
+            positive = np.stack([remove_small_objects(p, max_size=v - 1, connectivity=p.ndim) if v > 1 else p
+                                 for p, v in zip(positive, sizes)])
         if self.close_channel is not None:
             c = int(self.close_channel)
             positive[c] |= self._closing_lines(maps[c])
