@@ -40,6 +40,7 @@ PLOTTED = [
     ("n_mitochondria_std", "sd of mitochondria per image"),
     ("spectral_peak", "strongest spectral peak"),
     ("pixel_disagreement", "pixel disagreement between samples"),
+    ("orientation_coherence", "membrane orientation coherence"),
 ]
 
 
@@ -48,11 +49,23 @@ def _value(row: dict, key: str, side: str = "fake") -> float:
     return float(v[side] if isinstance(v, dict) else v)
 
 
-def summarise(rows: list[dict], max_iteration: int | None) -> dict:
-    """First iteration at which each target holds, targets met per checkpoint, and the last row's statistics."""
-    rows = [r for r in rows if max_iteration is None or (r["iteration"] or 0) <= max_iteration]
+def _window(rows: list[dict], max_iteration: int | None, min_iteration: int | None = None) -> list[dict]:
+    """The rows with ``min_iteration <= iteration <= max_iteration`` (either bound may be ``None``)."""
+    return [r for r in rows if (max_iteration is None or (r["iteration"] or 0) <= max_iteration)
+            and (min_iteration is None or (r["iteration"] or 0) >= min_iteration)]
+
+
+def _plotted(rows: list[dict]) -> list[tuple[str, str]]:
+    """The :data:`PLOTTED` statistics that ``rows`` hold (curves of earlier versions lack the orientation)."""
+    return [(k, label) for k, label in PLOTTED if all(k in r for r in rows)]
+
+
+def summarise(rows: list[dict], max_iteration: int | None, min_iteration: int | None = None) -> dict:
+    """First iteration (at or after ``min_iteration``) at which each target holds, targets met per checkpoint, and the
+    last row's statistics (at or before ``max_iteration``)."""
+    rows = _window(rows, max_iteration, min_iteration)
     if not rows:
-        raise ValueError("no checkpoint at or below --max_iteration")
+        raise ValueError("no checkpoint between --min_iteration and --max_iteration")
     names = list(rows[0]["targets"])
     first = {n: next((r["iteration"] for r in rows if r["targets"][n]), None) for n in names}
     met = [(r["iteration"], int(sum(r["targets"].values()))) for r in rows]
@@ -66,23 +79,23 @@ def summarise(rows: list[dict], max_iteration: int | None) -> dict:
         "first_iteration_most_targets": next(it for it, m in met if m == best),
         "last": {"checkpoint": last["checkpoint"], "iteration": last["iteration"],
                  **{k: {"real": _value(last, k, "real") if isinstance(last[k], dict) else None,
-                        "fake": _value(last, k)} for k, _ in PLOTTED},
+                        "fake": _value(last, k)} for k, _ in _plotted([last])},
                  "autocorr_peak_max": last["autocorr_peak"]["fake_max"],
                  "spectral_peak_max": last["spectral_peak"]["fake_max"],
                  "targets": last["targets"]},
     }
 
 
-def plot(curves: dict[str, list[dict]], path: Path, max_iteration: int | None) -> None:
+def plot(curves: dict[str, list[dict]], path: Path, max_iteration: int | None, min_iteration: int | None = None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(14, 6.5), dpi=100)
+    fig = Figure(figsize=(14, 9.5), dpi=100)
     FigureCanvasAgg(fig)
-    for i, (key, label) in enumerate(PLOTTED):
-        ax = fig.add_subplot(2, 4, i + 1)
+    for i, (key, label) in enumerate(_plotted([r for rows in curves.values() for r in rows])):
+        ax = fig.add_subplot(3, 3, i + 1)
         for kind, rows in curves.items():
-            rows = [r for r in rows if max_iteration is None or (r["iteration"] or 0) <= max_iteration]
+            rows = _window(rows, max_iteration, min_iteration)
             ax.plot([r["iteration"] for r in rows], [_value(r, key) for r in rows], "o-", ms=3, label=kind)
         ref = next(iter(curves.values()))[0][key]
         if isinstance(ref, dict) and "real" in ref:
@@ -113,6 +126,8 @@ def main() -> None:
     ap.add_argument("--output_dir", required=True)
     ap.add_argument("--config", default=str(BUNDLE / "configs" / "train_mask.json"))
     ap.add_argument("--max_iteration", type=int, default=None, help="compare the runs up to this iteration")
+    ap.add_argument("--min_iteration", type=int, default=None,
+                    help="and from this iteration on (e.g. the start of a second training phase)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.output_dir)
@@ -130,12 +145,12 @@ def main() -> None:
             raise SystemExit(f"--kind {spec!r}: expected KIND=RUN_DIR:CURVE_DIR")
         curves[kind] = json.loads((Path(curve_dir) / "curve.json").read_text())["rows"]
         runs[kind] = Path(run_dir)
-    result = {"max_iteration": args.max_iteration, "kinds": {}}
+    result = {"max_iteration": args.max_iteration, "min_iteration": args.min_iteration, "kinds": {}}
     for kind, rows in curves.items():
-        summary = result["kinds"][kind] = summarise(rows, args.max_iteration)
+        summary = result["kinds"][kind] = summarise(rows, args.max_iteration, args.min_iteration)
         summary["samples"] = summary["last"]["checkpoint"]  # the last checkpoint compared
         sample_grid(config, runs[kind] / "checkpoints" / summary["samples"], out / f"masks_{kind}.png")
-    plot(curves, out / "curves_stage1.png", args.max_iteration)
+    plot(curves, out / "curves_stage1.png", args.max_iteration, args.min_iteration)
     (out / "ablation_stage1.json").write_text(json.dumps(result, indent=2))
     (out / "ablation_stage1.md").write_text(markdown(result))
     print(markdown(result))
@@ -147,6 +162,8 @@ def markdown(result: dict) -> str:
              "|---|---|" + "---|" * len(kinds)]
     first = result["kinds"][kinds[0]]["last"]
     for key, label in PLOTTED:
+        if key not in first:
+            continue
         real = first[key]["real"]
         lines.append(f"| {label} | {'' if real is None else f'{real:.3g}'} | "
                      + " | ".join(f"{result['kinds'][k]['last'][key]['fake']:.3g}" for k in kinds) + " |")

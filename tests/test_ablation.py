@@ -148,3 +148,11 @@ def test_stage1_ablation_summary_reads_first_iterations_and_cuts_at_max_iteratio
         mod.summarise(rows, 100)
     table = mod.markdown({"max_iteration": 400, "kinds": {"skip_patch": cut, "patch16": full}})
     assert "| comps | never | 600 |" in table and "| mitochondria per image | 19.2 | 20 | 21 |" in table
+    assert "orientation" not in table  # rows of curves written before the orientation metric
+    # a second training phase alone: rows from --min_iteration on
+    late = mod.summarise(rows, None, 400)
+    assert late["iterations"] == [400, 600] and late["first_iteration_target_met"] == {"mito": 400, "comps": 600}
+    with pytest.raises(ValueError, match="min_iteration"):
+        mod.summarise(rows, 300, 400)
+    rows = [{**r, "orientation_coherence": {"real": 0.06, "fake": 0.03, "real_max": 0.08, "fake_max": 0.05}} for r in rows]
+    assert "| membrane orientation coherence | 0.06 | 0.03 |" in mod.markdown({"kinds": {"skip_patch": mod.summarise(rows, None)}})
