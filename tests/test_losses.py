@@ -222,6 +222,11 @@ def test_texture_statistics_orientation_term_compares_batches_as_distributions()
     stripes = torch.stack([_stripes(a) for a in (0.0, 1.0)])[:, None]
     rings = torch.stack([_rings(), _rings(period=7.0)])[:, None]
     assert only(stripes, rings) > 0.5  # streaks where the target has edges in all directions
+    from emgan_monai.losses.texture import orientation_coherence
+
+    expected = torch.stack([(orientation_coherence(stripes, w).sort(0).values
+                             - orientation_coherence(rings, w).sort(0).values).abs().mean() for w in (None, 16)]).mean()
+    torch.testing.assert_close(only(stripes, rings), expected)  # the default windows: whole image and 16 px
     assert only(stripes, stripes.flip(0)) < 1e-6  # the order within the batch is free
     assert only(stripes.transpose(-1, -2), stripes) < 1e-4  # so is the direction of the streaks
     assert TextureStatisticsLoss()(stripes, rings) == TextureStatisticsLoss(w_orientation=0.0)(stripes, rings)  # off by default

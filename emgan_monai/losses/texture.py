@@ -141,14 +141,25 @@ def orientation_coherence(x: torch.Tensor, window: int | None = None, eps: float
     torch.Tensor
         ``(B, C)`` float32 in ``[0, 1]`` (differentiable).
     """
+    return _coherence(_structure_components(x), window, eps)
+
+
+def _structure_components(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel structure-tensor products ``(gx^2, gy^2, gx gy)`` of ``(B, C, H, W)`` images (central differences):
+    ``(B, C, 3, H - 2, W - 2)``."""
     if x.ndim != 4 or min(x.shape[-2:]) < 3:
         raise ValueError(f"orientation_coherence: expected (B, C, H, W) with H, W >= 3, got {tuple(x.shape)}.")
-    if window is not None and not 2 <= int(window) <= min(x.shape[-2:]) - 2:
-        raise ValueError(f"orientation_coherence: window must be in [2, {min(x.shape[-2:]) - 2}], got {window}.")
     x = x.float()
     gx = (x[..., 1:-1, 2:] - x[..., 1:-1, :-2]) / 2
     gy = (x[..., 2:, 1:-1] - x[..., :-2, 1:-1]) / 2
-    comps = torch.stack([gx * gx, gy * gy, gx * gy], dim=2)  # (B, C, 3, H - 2, W - 2)
+    return torch.stack([gx * gx, gy * gy, gx * gy], dim=2)
+
+
+def _coherence(comps: torch.Tensor, window: int | None, eps: float = 1e-12) -> torch.Tensor:
+    """:func:`orientation_coherence` from the products of :func:`_structure_components` (computed once for several
+    windows)."""
+    if window is not None and not 2 <= int(window) <= min(comps.shape[-2:]):
+        raise ValueError(f"orientation_coherence: window must be in [2, {min(comps.shape[-2:])}], got {window}.")
     if window is None:
         jxx, jyy, jxy = comps.mean(dim=(-2, -1)).unbind(2)
     else:
@@ -217,8 +228,9 @@ class TextureStatisticsLoss(nn.Module):
         if w_o:
             if self.orientation_channels is not None:
                 pred, target = pred[:, self.orientation_channels], target[:, self.orientation_channels]
-            terms = [(torch.sort(orientation_coherence(pred, s), dim=0).values
-                      - torch.sort(orientation_coherence(target, s), dim=0).values).abs().mean()
+            comps_p, comps_t = _structure_components(pred), _structure_components(target)  # once for all windows
+            terms = [(torch.sort(_coherence(comps_p, s), dim=0).values
+                      - torch.sort(_coherence(comps_t, s), dim=0).values).abs().mean()
                      for s in self.orientation_windows]
             loss = loss + w_o * torch.stack(terms).mean()
         return loss
