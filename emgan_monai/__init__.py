@@ -24,7 +24,9 @@ Modules: ``errors`` (the package's error types), ``bundle_utils`` (helpers bundl
 
 import importlib
 
-__version__ = "0.1.0"
+#: the single source of the package version (pyproject.toml reads it); bundles name it in
+#: ``metadata.json["required_packages_version"]["emgan_monai"]``
+__version__ = "0.2.0"
 
 _SUBMODULES = (
     "io", "transforms", "networks", "losses", "engines", "handlers", "metrics", "physics", "data", "inferers",

@@ -1,4 +1,4 @@
-"""Small helpers that bundle configs and their callers use: finding their folders, the config files to merge, saving
+"""Small helpers that bundle configs and their callers use: finding their folders, the paths of config files, saving
 a JSON record.
 
 A bundle config is run either from the repository root (``bundles/<name>/configs/...``), from inside the bundle
@@ -6,9 +6,10 @@ folder (``configs/...``) or from an unpacked zip anywhere. MONAI does not expose
 expressions, so ``"bundle_root": "$emgan_monai.bundle_utils.bundle_root('<name>')"`` resolves it; ``--bundle_root``
 on the command line always wins.
 
-A bundle may keep the definitions its configs share in ``configs/common.json`` (as model-zoo bundles do); every
-run merges it first: ``python -m monai.bundle run --config_file "['configs/common.json','configs/inference.json']"``.
-:func:`config_files` gives that list for Python callers (export, MONAI Label, scripts, tests).
+As in the MONAI model zoo, ``configs/inference*.json`` and ``configs/train*.json`` stand alone; overlays
+(``evaluate.json``, ``multi_gpu_train.json``, the GPU paper recipes) are merged after their base config:
+``python -m monai.bundle run --config_file "['configs/train.json','configs/multi_gpu_train.json']"``.
+:func:`config_files` gives the paths of such a list for Python callers (export, MONAI Label, scripts, tests).
 
 :func:`save_json` writes a record (e.g. the generator calibration of the cryo-ET ``train.json``) from a config
 expression.
@@ -21,12 +22,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMMON_CONFIG", "bundle_root", "config_files", "data_dir", "require_files", "save_json"]
+__all__ = ["bundle_root", "config_files", "data_dir", "require_files", "save_json"]
 
 _REPO = Path(__file__).resolve().parents[1]
-
-#: the shared definitions of a bundle's configs, merged before any of them when the bundle has it
-COMMON_CONFIG = "common.json"
 
 
 def _is_bundle(folder: Path, name: str) -> bool:
@@ -62,17 +60,13 @@ def bundle_root(name: str) -> str:
 
 
 def config_files(bundle_dir: str | Path, *configs: str | Path) -> list[str]:
-    """The files to merge, in order, to run ``configs`` of the bundle at ``bundle_dir``.
+    """The paths of ``configs`` (names inside ``<bundle_dir>/configs/`` or paths) of the bundle at ``bundle_dir``.
 
-    ``configs/common.json`` comes first when the bundle has one, then ``configs`` (names inside ``configs/`` or paths),
-    later files overriding earlier ones; pass the list to ``ConfigParser.read_config`` or ``--config_file``.
+    One standalone config (``inference.json``, ``train.json``) or a base config followed by its overlays (later files
+    override earlier ones); pass the list to ``ConfigParser.read_config`` or ``--config_file``.
     """
     folder = Path(bundle_dir) / "configs"
-    files = [Path(c) if Path(c).is_absolute() or Path(c).parent != Path(".") else folder / c for c in configs]
-    common = folder / COMMON_CONFIG
-    if common.is_file() and not any(f.name == COMMON_CONFIG for f in files):
-        files.insert(0, common)
-    return [str(f) for f in files]
+    return [str(Path(c) if Path(c).is_absolute() or Path(c).parent != Path(".") else folder / c) for c in configs]
 
 
 def data_dir(sub: str = "") -> str:

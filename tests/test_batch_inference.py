@@ -93,7 +93,7 @@ def test_confocal_inference_processes_every_readable_file(folder: Path, tmp_path
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-         f"['{CONFOCAL / 'configs' / 'common.json'}','{CONFOCAL / 'configs' / 'inference.json'}']",
+         str(CONFOCAL / 'configs' / 'inference.json'),
          "--input_dir", str(folder), "--output_dir", str(out), "--device", "$torch.device('cpu')"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
@@ -126,7 +126,7 @@ def test_drosophila_mask2em_processes_every_readable_file(tmp_path: Path) -> Non
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-         f"['{bundle / 'configs' / 'common.json'}','{bundle / 'configs' / 'inference_mask2em.json'}']",
+         str(bundle / 'configs' / 'inference_mask2em.json'),
          "--input_dir", str(d), "--output_dir", str(out),
          "--device", "$torch.device('cpu')"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
@@ -153,7 +153,7 @@ def test_cryoet_inference_processes_every_readable_map(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-         f"['{bundle / 'configs' / 'common.json'}','{bundle / 'configs' / 'inference.json'}']",
+         str(bundle / 'configs' / 'inference.json'),
          "--input_dir", str(d), "--output_dir", str(out), "--device", "$torch.device('cpu')", "--n_samples", "2"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},

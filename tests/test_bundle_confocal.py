@@ -46,7 +46,7 @@ TINY_TRAIN = [*TINY_NET, *TINY_DATA, "--patch_size", "32", "--batch_size", "2", 
 
 def bundle_run(config: str | list[str], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
     """``python -m monai.bundle run`` of ``config`` (a file name or a list to merge) with CLI overrides."""
-    files = ["common.json", *([config] if isinstance(config, str) else config)]  # common.json first, always
+    files = [config] if isinstance(config, str) else config
     config_arg = "[" + ",".join(f"'{CONFIGS / c}'" for c in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg, *overrides]
@@ -178,7 +178,7 @@ def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, trained, tmp_path) -> None:
         "$torch.save(@network.module.state_dict(), os.path.join(@output_dir, 'rank' + str(dist.get_rank()) + '.pt'))",
         "$emgan_monai.engines.utils.leave_process_group()",
     ]}))  # fmt: skip
-    files = [*(CONFIGS / c for c in ("common.json", "train.json", "multi_gpu_train.json")), extra]
+    files = [*(CONFIGS / c for c in ("train.json", "multi_gpu_train.json")), extra]
     configs = "[" + ",".join(f"'{p}'" for p in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
