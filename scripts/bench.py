@@ -16,8 +16,7 @@ Measures, side by side in one run:
 4. ``tiled``: sliding-window inference (:class:`monai.inferers.SlidingWindowInferer`) of a large EM image through the
    stage-2 generator and of a tomogram through the cryo-ET generator, each in its own subprocess: wall time and peak
    resident memory (the child's ``ru_maxrss``).
-5. ``data``: items/s of each bundle's training dataset, instantiated from ``configs/train.json`` (after
-   ``configs/common.json`` where the bundle has one) with :class:`monai.bundle.ConfigParser` on the real data
+5. ``data``: items/s of each bundle's training dataset, instantiated from ``configs/train.json`` with :class:`monai.bundle.ConfigParser` on the real data
    (``$EMGAN_DATA`` or ``../shared/data``); skipped with a note when the data are absent (or, with ``--quick``, for
    the confocal pairs that take a minute to prepare). Any error
    while building or reading a dataset propagates: the benchmark fails rather than reporting a skipped row.
@@ -384,7 +383,7 @@ def bench_data(items: int, quick: bool) -> dict[str, Any]:
     """Items/s of each bundle's ``train#dataset`` (built from ``configs/train.json``) over ``items`` fetches."""
     from monai.bundle import ConfigParser
 
-    from emgan_monai.bundle_utils import config_files, data_dir
+    from emgan_monai.bundle_utils import data_dir
 
     results: dict[str, Any] = {}
     for bundle, (sub, overrides) in DATA_CASES.items():
@@ -393,7 +392,7 @@ def bench_data(items: int, quick: bool) -> dict[str, Any]:
             results[bundle] = {"skipped": f"no data at {folder}"}
             continue
         parser = ConfigParser()
-        parser.read_config(config_files(REPO / "bundles" / bundle, "train.json"))  # configs/common.json first
+        parser.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
         parser.update(overrides)
         if quick and bundle == "drosophila_skip_patch":
             parser.update({"resolution": 64})

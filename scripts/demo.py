@@ -3,8 +3,7 @@
 
 Usage: ``python scripts/demo.py --output_dir demo_output [--overwrite]`` (what ``make demo`` runs).
 Each bundle runs through the public command ``python -m monai.bundle run --config_file <bundle>/configs/<cfg>``
-(``"['<bundle>/configs/common.json','<bundle>/configs/<cfg>']"`` for a bundle with shared definitions), exactly as a
-user would, on CPU unless a GPU is present.
+(every inference config stands alone), exactly as a user would, on CPU unless a GPU is present.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-from emgan_monai.bundle_utils import config_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,9 +45,7 @@ def main() -> int:
                     continue
                 shutil.rmtree(target)
             target.mkdir(parents=True)
-            files = config_files(root, cfg)  # configs/common.json first when the bundle has one
-            config_arg = files[0] if len(files) == 1 else "[" + ",".join(repr(f) for f in files) + "]"
-            cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg,
+            cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / cfg),
                    "--bundle_root", str(root), "--output_dir", str(target)]
             print("[demo] " + " ".join(cmd), flush=True)
             t0 = time.time()

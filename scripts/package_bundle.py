@@ -11,9 +11,9 @@ The archive holds ``<name>/configs``, ``models`` (``model.pt`` and a fresh ``mod
 ``sample`` (the embedded inference input, when the bundle has one), ``wheels`` (a wheel of ``emgan_monai`` built
 from this checkout, unless ``--no_wheel``), ``LICENSE`` and ``large_files.yml``. Unpack it anywhere,
 ``pip install <dir>/wheels/emgan_monai-*.whl`` (the packaged README says how) and run
-``python -m monai.bundle run --config_file <dir>/configs/inference.json --bundle_root <dir>`` (with
-``"['<dir>/configs/common.json','<dir>/configs/inference.json']"`` for a bundle with ``common.json``). The bundle folder
-itself is not modified.
+``python -m monai.bundle run --config_file <dir>/configs/inference.json --bundle_root <dir>``. Full training checkpoints
+and ablation pictures, which no config of the user-facing zip loads, go to ``<name>_v<version>_training_state.zip``
+beside it (unpack it over the bundle folder to resume training). The bundle folder itself is not modified.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"package_bundle: {e}", file=sys.stderr)
         return 1
     print(f"wrote {res.zip_path} ({len(res.members)} files)")
+    if res.training_state is not None:
+        print(f"wrote {res.training_state} (training checkpoints, ablation pictures)")
     if res.wheel is not None:
         print(f"embedded {res.wheel}")
     if res.torchscript_max_abs_diff is not None:

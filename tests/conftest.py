@@ -17,18 +17,16 @@ def real_data() -> Path:
 
 
 def load_trained_network(config: Path, bundle_root: Path, weights: Path, **overrides):
-    """``network_def`` of a bundle ``config`` (merged after the bundle's ``configs/common.json`` when it has one, with
-    ``overrides``) holding the state dict saved at ``weights``.
+    """``network_def`` of a standalone bundle ``config`` (with ``overrides``) holding the state dict saved at
+    ``weights``.
 
     Asserts that the state dict loads strictly and that every floating-point tensor in it is finite.
     """
     import torch
     from monai.bundle import ConfigParser
 
-    from emgan_monai.bundle_utils import config_files
-
     parser = ConfigParser()
-    parser.read_config(config_files(Path(config).parents[1], config))
+    parser.read_config(str(config))
     parser.update({"bundle_root": str(bundle_root), **overrides})
     net = parser.get_parsed_content("network_def", instantiate=True)
     saved = torch.load(weights, map_location="cpu", weights_only=True)

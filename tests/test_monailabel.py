@@ -28,9 +28,8 @@ import pytest
 
 pytest.importorskip("monailabel")
 
-from emgan_monai.bundle_utils import config_files  # noqa: E402
 from emgan_monai.data.drosophila import build_mask, make_synthetic_stack  # noqa: E402
-from emgan_monai.export.bundle import inference_config, list_bundles  # noqa: E402
+from emgan_monai.export.bundle import list_bundles  # noqa: E402
 from emgan_monai.export.testing import bundle_copy_with_weights  # noqa: E402
 from emgan_monai.io import read_image, write_image  # noqa: E402
 
@@ -48,17 +47,16 @@ def _free_port() -> int:
 
 
 def _served_bundles() -> dict[str, Path]:
-    """Bundles the app can serve: drosophila_skip_patch and those with an evaluator-style inference config."""
+    """Bundles the app can serve: the two generators (their own tasks) and those whose standalone
+    ``configs/inference.json`` the stock ``BundleInferTask`` reads (network_def, preprocessing, inferer,
+    postprocessing)."""
     out = {}
     for b in list_bundles(REPO / "bundles"):
         if b.name in ("drosophila_skip_patch", "cryoet_gan"):
             out[b.name] = b
             continue
-        try:
-            cfg = {k: v for p in config_files(b, inference_config(b)) for k, v in json.loads(Path(p).read_text()).items()}
-        except FileNotFoundError:
-            continue
-        if all(k in cfg for k in ("preprocessing", "inferer", "postprocessing")):
+        cfg = json.loads((b / "configs" / "inference.json").read_text())
+        if all(k in cfg for k in ("network_def", "preprocessing", "inferer", "postprocessing")):
             out[b.name] = b
     return out
 
@@ -68,7 +66,7 @@ def _sample_input(bundle: Path) -> Path | None:
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(config_files(bundle, inference_config(bundle)))
+    parser.read_config(str(bundle / "configs" / "inference.json"))
     parser["bundle_root"] = str(bundle)
     try:
         items = parser.get_parsed_content("datalist")

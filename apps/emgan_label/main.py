@@ -15,12 +15,14 @@ or ``python apps/emgan_label/serve.py --studies <folder>`` (same, with ``--host 
 Models (each served only when its bundle and weights exist):
 
 - ``drosophila_mask2em``: mask image (RGB drawing: mitochondria red, membrane green, background blue; or a label
-  map 0/1/2) -> synthetic EM, uint16, through ``BundleInferTask`` on ``inference_mask2em.json``.
+  map 0/1/2) -> synthetic EM, uint16, through ``BundleInferTask`` on the standalone ``inference_mask2em.json`` and
+  the stage-2 weights ``models/em_generator.pt`` (``models/model.pt`` is the whole noise -> mask -> EM generator).
 - ``drosophila_generator``: noise -> mask + EM, no input image read (see ``lib/infers/drosophila_generator.py``).
 - ``cryoet_generator``: density map (MRC) -> simulated subtomogram, optional MC-dropout mean/std
   (see ``lib/infers/cryoet_generator.py``).
-- ``<bundle>`` for every other bundle whose image-in inference config defines ``network_def``, ``preprocessing``,
-  ``inferer`` and ``postprocessing`` (``confocal_enhance``: wide-field -> confocal-like image).
+- ``<bundle>`` for every other bundle whose ``configs/inference.json`` defines ``network_def``, ``preprocessing``,
+  ``inferer`` and ``postprocessing`` (``confocal_enhance``: wide-field -> confocal-like image), served by
+  monailabel's stock ``BundleInferTask`` as it is (``configs/inference.json`` + ``models/model.pt``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from lib.infers import BundleImageInferTask, CryoETGeneratorInferTask, Drosophil
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
-from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+from monailabel.tasks.infer.bundle import BundleInferTask
+from monai.transforms import SaveImaged
 
 logger = logging.getLogger(__name__)
 
@@ -54,22 +58,15 @@ def _default_bundles_dir(app_dir: str) -> Path:
     return Path(bu.__file__).resolve().parents[1] / "bundles"
 
 
-def _evaluator_config(bundle: Path) -> str | None:
-    """Name of the bundle's image-in inference config usable by ``BundleInferTask``, or ``None``.
-
-    The keys count with the bundle's ``configs/common.json`` merged first, as the task reads them."""
-    from emgan_monai.bundle_utils import config_files
-    from emgan_monai.export.bundle import inference_config
-
+def _stock_servable(bundle: Path) -> bool:
+    """Whether monailabel's stock ``BundleInferTask`` can serve the bundle: its standalone ``configs/inference.json``
+    defines ``network_def``, ``preprocessing``, ``inferer`` and ``postprocessing``."""
     try:
-        cfg = inference_config(bundle)
-    except FileNotFoundError:
-        return None
-    keys: dict = {}
-    for path in config_files(bundle, cfg):
-        with open(path, encoding="utf-8") as f:
-            keys.update(json.load(f))
-    return cfg.name if all(k in keys for k in ("preprocessing", "inferer", "postprocessing")) else None
+        with open(bundle / "configs" / "inference.json", encoding="utf-8") as f:
+            keys = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return all(k in keys for k in ("network_def", "preprocessing", "inferer", "postprocessing"))
 
 
 class EMGANLabelApp(MONAILabelApp):
@@ -111,6 +108,7 @@ class EMGANLabelApp(MONAILabelApp):
                     path,
                     self.conf,
                     config_name="inference_mask2em.json",
+                    model_file="em_generator.pt",
                     description="Drosophila ssTEM: mask (RGB mitochondria red / membrane green / background blue, "
                     "or labels 0/1/2) -> synthetic EM image, uint16",
                 )
@@ -119,9 +117,10 @@ class EMGANLabelApp(MONAILabelApp):
             if bundle.name == "cryoet_gan":
                 out["cryoet_generator"] = partial(CryoETGeneratorInferTask, path, self.conf)
                 continue
-            cfg = _evaluator_config(bundle)
-            if cfg is not None:
-                out[bundle.name] = partial(BundleImageInferTask, path, self.conf, config_name=cfg)
+            if _stock_servable(bundle):
+                # the stock task, unchanged: its savers (SaveImaged and subclasses) are left out of postprocessing
+                out[bundle.name] = partial(BundleInferTask, path, self.conf, type=InferType.OTHERS,
+                                           post_filter=[SaveImaged], load_strict=True)
         return out
 
     def init_infers(self) -> dict[str, InferTask]:

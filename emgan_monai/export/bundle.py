@@ -2,9 +2,8 @@
 
 Everything here works on a bundle folder (``configs/metadata.json``, ``configs/inference*.json``, ``models/``,
 ``docs/``, ``LICENSE``) and is generic over the bundles of this repository: the network is always the config's
-``network_def`` and its weights ``models/model.pt``, as in the MONAI model zoo. A bundle's ``configs/common.json``
-(definitions its configs share) is merged before the config whenever the bundle has one
-(:func:`emgan_monai.bundle_utils.config_files`).
+``network_def`` of the standalone ``configs/inference.json`` and its weights ``models/model.pt``, as in the MONAI model
+zoo (whose ``ci/verify_bundle.py`` checks exactly that pair).
 
 One module, about 600 lines, for one concept: turning a bundle folder into a checked deliverable. Reading its
 configs (:func:`inference_config`, :func:`bundle_parser`, :func:`build_network`), checking its metadata against the
@@ -28,7 +27,6 @@ import torch
 import yaml
 from monai.bundle import ConfigParser
 
-from emgan_monai.bundle_utils import COMMON_CONFIG, config_files
 from emgan_monai.export.schema import SchemaError, validate_metadata_schema
 from emgan_monai.export.wheel import build_package_wheel, install_note
 
@@ -51,6 +49,7 @@ __all__ = [
     "load_metadata",
     "package_bundle",
     "sha256sum",
+    "training_state_files",
 ]
 
 #: Top-level keys the MONAI bundle specification (``mb_specification``) makes mandatory in ``metadata.json``,
@@ -130,6 +129,9 @@ class PackageResult:
         Largest ``|TorchScript - eager|`` on the metadata's input shape (``None`` without TorchScript export).
     wheel
         Archive member of the embedded ``emgan_monai`` wheel (``None`` when packaged with ``wheel=False``).
+    training_state
+        ``<out_dir>/<name>_v<version>_training_state.zip``: what resumes or documents training but no config of the
+        user-facing zip loads (full checkpoints, ablation pictures); ``None`` when the bundle has none.
     """
 
     zip_path: Path
@@ -137,6 +139,42 @@ class PackageResult:
     members: list[str] = field(default_factory=list)
     torchscript_max_abs_diff: float | None = None
     wheel: str | None = None
+    training_state: Path | None = None
+
+
+def training_state_files(bundle_dir: str | Path) -> list[str]:
+    """Files of the bundle that belong in the training-state archive, not in the user-facing zip (relative paths).
+
+    Under ``models/``: every file that no config (``configs/*.json`` but ``metadata.json``) names, i.e. full resumable
+    checkpoints and weights kept for reference; ``models/model.pt`` always stays. Under ``docs/ablation/``: the
+    pictures (the tables, ``*.md`` / ``*.json``, stay with the docs).
+    """
+    bundle_dir = Path(bundle_dir)
+    texts = "\n".join(p.read_text(encoding="utf-8") for p in sorted((bundle_dir / "configs").glob("*.json"))
+                      if p.name != "metadata.json")
+    out = [f.relative_to(bundle_dir).as_posix() for f in sorted((bundle_dir / "models").glob("*"))
+           if f.is_file() and f.name != "model.pt" and f.name not in texts]
+    out += [f.relative_to(bundle_dir).as_posix() for f in sorted((bundle_dir / "docs" / "ablation").rglob("*.png"))]
+    return out
+
+
+def _write_zip(stage: Path, zip_path: Path) -> list[str]:
+    """Zip ``stage`` (one top-level folder in the archive) with fixed timestamps; returns the member names."""
+    members = []
+    tmp_zip = zip_path.with_suffix(".zip.part")
+    with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(stage.rglob("*")):
+            rel = f.relative_to(stage.parent)
+            if not f.is_file() or _ignored(f.relative_to(stage)):
+                continue
+            info = zipfile.ZipInfo(rel.as_posix(), date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with open(f, "rb") as fh:
+                zf.writestr(info, fh.read())
+            members.append(rel.as_posix())
+    tmp_zip.replace(zip_path)
+    return members
 
 
 def list_bundles(bundles_dir: str | Path) -> list[Path]:
@@ -172,11 +210,14 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 
 def inference_config(bundle_dir: str | Path) -> Path:
-    """The bundle's image-in inference config, the one MONAI tools (``ckpt_export``, MONAI Label) should use.
+    """The bundle's image-in inference config: the one an image -> image tool (bioimage.io, MONAI Label's
+    ``BundleInferTask``) should use.
 
-    Among ``configs/inference*.json`` with a ``network_def`` (their own or ``configs/common.json``'s), prefer the one that also defines the MONAI evaluator
-    components ``preprocessing``, ``inferer`` and ``postprocessing`` (for ``drosophila_skip_patch`` that is
-    ``inference_mask2em.json``), then ``inference.json``.
+    Among the standalone ``configs/inference*.json`` with a ``network_def``, prefer the one that also defines the MONAI
+    evaluator components ``preprocessing``, ``inferer`` and ``postprocessing`` with an ``image`` input (for
+    ``drosophila_skip_patch``, whose ``inference.json`` is a noise -> image generator, that is
+    ``inference_mask2em.json``), then ``inference.json``. The zoo's own checks (``verify_net_in_out``, ``ckpt_export``)
+    always read ``configs/inference.json``: :func:`export_torchscript` does too unless told otherwise.
 
     Raises
     ------
@@ -184,19 +225,16 @@ def inference_config(bundle_dir: str | Path) -> Path:
         If no inference config with ``network_def`` exists.
     """
     configs = Path(bundle_dir) / "configs"
-    try:
-        common = _load_json(configs / COMMON_CONFIG) if (configs / COMMON_CONFIG).is_file() else {}
-    except (OSError, ValueError):
-        common = {}
     ranked = []
     for path in sorted(configs.glob("inference*.json")):
         try:
-            cfg = {**common, **_load_json(path)}
+            cfg = _load_json(path)
         except (OSError, ValueError):
             continue
         if "network_def" not in cfg:
             continue
-        evaluator_like = all(k in cfg for k in ("preprocessing", "inferer", "postprocessing"))
+        evaluator_like = all(k in cfg for k in ("preprocessing", "inferer", "postprocessing")) and "image" in json.dumps(
+            cfg["preprocessing"])
         ranked.append((evaluator_like, path.name == "inference.json", path))
     if not ranked:
         raise FileNotFoundError(f"{configs}: no inference*.json with a 'network_def'")
@@ -206,15 +244,15 @@ def inference_config(bundle_dir: str | Path) -> Path:
 def bundle_parser(
     bundle_dir: str | Path, config_file: str | Path | None = None, **overrides: Any
 ) -> ConfigParser:
-    """A ``ConfigParser`` holding ``config_file`` (default :func:`inference_config`), merged after the bundle's
-    ``configs/common.json`` when it has one, and the bundle metadata.
+    """A ``ConfigParser`` holding ``config_file`` (default :func:`inference_config`; a list merges a base config and
+    its overlays) and the bundle metadata.
 
     ``bundle_root`` is set to ``bundle_dir``; ``overrides`` replace config keys (``"device": "cpu"`` ...).
     """
     bundle_dir = Path(bundle_dir).resolve()
     config_file = Path(config_file) if config_file is not None else inference_config(bundle_dir)
     parser = ConfigParser()
-    parser.read_config(config_files(bundle_dir, config_file))
+    parser.read_config(str(config_file))
     parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
     parser["bundle_root"] = str(bundle_dir)
     for k, v in overrides.items():
@@ -408,27 +446,25 @@ def export_torchscript(
     config_file: str | Path | None = None,
     ckpt_file: str | Path | None = None,
     net_id: str = "network_def",
-    use_trace: bool = True,
+    use_trace: bool = False,
     input_shape: tuple[int, ...] | None = None,
 ) -> Path:
     """Export ``net_id`` with its weights to TorchScript through ``monai.bundle.ckpt_export``.
 
     The same function as ``python -m monai.bundle ckpt_export network_def --filepath ... --ckpt_file ...
-    --meta_file ... --config_file ... --use_trace true``; metadata and config are stored in the ``.ts`` file
+    --meta_file ... --config_file ...``; metadata and config are stored in the ``.ts`` file
     (``monai.data.load_net_with_metadata`` reads them back).
 
-    Tracing is the default because the generators validate their input with Python-level shape checks that
-    ``torch.jit.script`` cannot compile; the traced graph has no data-dependent control flow (dropout is off in
-    ``eval()``), so it generalises to other sizes that the network accepts (multiples of its ``size_multiple``);
-    noise that a generator draws inside ``forward`` stays a random op of the traced graph.
+    The network is scripted (``torch.jit.script``), as the model zoo's ``ci/verify_bundle.py`` does: every bundle's
+    ``network_def`` is scriptable, so the export keeps its shape checks and any size the network accepts;
+    ``use_trace=True`` traces at ``input_shape`` instead.
 
     Parameters
     ----------
     filepath
         Output file (default ``<bundle_dir>/models/model.ts``).
     config_file
-        Config with ``net_id`` (default :func:`inference_config`); ``configs/common.json`` is merged first and stored
-        in the ``.ts`` file with it.
+        Config with ``net_id`` (default ``configs/inference.json``, the zoo's choice); stored in the ``.ts`` file.
     ckpt_file
         Weights (default ``<bundle_dir>/models/model.pt``).
     input_shape
@@ -444,7 +480,7 @@ def export_torchscript(
     bundle_dir = Path(bundle_dir).resolve()
     filepath = Path(filepath) if filepath is not None else bundle_dir / "models" / "model.ts"
     ckpt_file = Path(ckpt_file) if ckpt_file is not None else bundle_dir / "models" / "model.pt"
-    config_file = Path(config_file) if config_file is not None else inference_config(bundle_dir)
+    config_file = Path(config_file) if config_file is not None else bundle_dir / "configs" / "inference.json"
     if input_shape is None:
         input_shape = io_spec(load_metadata(bundle_dir), "inputs").shape
     filepath.parent.mkdir(parents=True, exist_ok=True)
@@ -453,7 +489,7 @@ def export_torchscript(
         filepath=str(filepath),
         ckpt_file=str(ckpt_file),
         meta_file=str(bundle_dir / "configs" / "metadata.json"),
-        config_file=config_files(bundle_dir, config_file),
+        config_file=str(config_file),
         use_trace=use_trace,
         input_shape=list(input_shape),
         bundle_root=str(bundle_dir),
@@ -474,6 +510,7 @@ def compare_torchscript(
     cryo-ET CycleGAN generator) are compared on the same draws.
     """
     spec = io_spec(load_metadata(bundle_dir), "inputs")
+    config_file = config_file if config_file is not None else Path(bundle_dir) / "configs" / "inference.json"
     eager = build_network(bundle_dir, config_file, ckpt_file=ckpt_file, require_weights=True)
     scripted = torch.jit.load(str(ts_file), map_location="cpu").eval()
     x = example_input(spec, seed=seed)
@@ -510,8 +547,10 @@ def package_bundle(
 ) -> PackageResult:
     """Package a bundle model-zoo style into ``<out_dir>/<name>_v<version>.zip``.
 
-    The archive holds ``<name>/{configs,models,docs,sample}/``, ``LICENSE`` and ``large_files.yml`` (never the
-    ``runs/`` or ``eval/`` folders of local trainings). ``large_files.yml`` lists every file under ``models/``
+    The archive holds what a user of the bundle needs: ``<name>/{configs,models,docs,sample}/``, ``LICENSE`` and
+    ``large_files.yml`` (never the ``runs/`` or ``eval/`` folders of local trainings); ``models/`` holds
+    ``model.pt`` and the weights the configs load. Full training checkpoints and ablation pictures
+    (:func:`training_state_files`) go to a second archive, ``<name>_v<version>_training_state.zip``. ``large_files.yml`` lists every file under ``models/``
     with a relative ``path``, ``hash_val`` (SHA-256) and ``hash_type``; ``url`` is written only when
     ``base_url`` is given (``<base_url>/<path>``), never as a placeholder. With ``torchscript`` the network is
     exported to ``models/model.ts`` inside the archive (the bundle folder is not modified) and checked against
@@ -556,12 +595,16 @@ def package_bundle(
                 shutil.copytree(bundle_dir / d, stage / d, ignore=shutil.ignore_patterns(".*", "__pycache__", "*.pyc"))
         for f in _PACKAGED_FILES:
             shutil.copy2(bundle_dir / f, stage / f)
+        state_stage = Path(tmp) / "training_state" / name
+        for rel in training_state_files(stage):
+            (state_stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(stage / rel, state_stage / rel)
         wheel_member = None
         if wheel:
             built = build_package_wheel(stage / "wheels")
             wheel_member = f"{name}/wheels/{built.name}"
             with open(stage / "docs" / "README.md", "a", encoding="utf-8") as fh:
-                fh.write(install_note(built.name, name, (stage / "configs" / COMMON_CONFIG).is_file()))
+                fh.write(install_note(built.name, name))
         diff = None
         if torchscript:
             ts = export_torchscript(stage, stage / "models" / "model.ts")
@@ -580,19 +623,12 @@ def package_bundle(
         with open(stage / "large_files.yml", "w", encoding="utf-8") as fh:
             yaml.safe_dump({"large_files": entries}, fh, sort_keys=False)
 
-        members = []
-        tmp_zip = zip_path.with_suffix(".zip.part")
-        with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(stage.rglob("*")):
-                rel = f.relative_to(stage.parent)
-                if not f.is_file() or _ignored(f.relative_to(stage)):
-                    continue
-                info = zipfile.ZipInfo(rel.as_posix(), date_time=_ZIP_DATE)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                with open(f, "rb") as fh:
-                    zf.writestr(info, fh.read())
-                members.append(rel.as_posix())
-        tmp_zip.replace(zip_path)
-    (out_dir / f"{zip_path.name}.sha256").write_text(f"{sha256sum(zip_path)}  {zip_path.name}\n", encoding="utf-8")
-    return PackageResult(zip_path, entries, members, diff, wheel_member)
+        members = _write_zip(stage, zip_path)
+        state_zip = None
+        if state_stage.is_dir():
+            state_zip = out_dir / f"{name}_v{version}_training_state.zip"
+            _write_zip(state_stage, state_zip)
+    for z in (zip_path, state_zip):
+        if z is not None:
+            (out_dir / f"{z.name}.sha256").write_text(f"{sha256sum(z)}  {z.name}\n", encoding="utf-8")
+    return PackageResult(zip_path, entries, members, diff, wheel_member, state_zip)

@@ -14,19 +14,17 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from emgan_monai.bundle_utils import config_files
-
 __all__ = ["bundle_copy_with_weights", "weight_files"]
 
 
 def weight_files(bundle_dir: str | Path, config_file: str | Path) -> dict[str, Path]:
     """Map network ids of ``config_file`` to their weight files.
 
-    ``configs/common.json`` is merged first when the bundle has one. ``network_def`` -> ``models/model.pt`` (the MONAI zoo convention); ``<x>_network_def`` -> the file named by the
+    ``network_def`` -> ``models/model.pt`` (the MONAI zoo convention); ``<x>_network_def`` -> the file named by the
     config's ``<x>_weights`` when it defines one.
     """
     parser = ConfigParser()
-    parser.read_config(config_files(bundle_dir, config_file))
+    parser.read_config(str(config_file))
     parser["bundle_root"] = str(Path(bundle_dir).resolve())
     out: dict[str, Path] = {}
     for key in parser.config:
@@ -65,7 +63,7 @@ def bundle_copy_with_weights(bundle_dir: str | Path, dest: str | Path, seed: int
             if path.is_file():
                 continue
             parser = ConfigParser()
-            parser.read_config(config_files(dest, cfg))
+            parser.read_config(str(cfg))
             parser["bundle_root"] = str(dest)
             torch.manual_seed(seed)
             net = parser.get_parsed_content(net_id, instantiate=True)

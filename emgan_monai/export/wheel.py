@@ -95,12 +95,9 @@ def build_package_wheel(out_dir: str | Path, source_root: str | Path | None = No
     return target
 
 
-def install_note(wheel_name: str, bundle_name: str, common_config: bool = False) -> str:
-    """Markdown appended to the packaged ``docs/README.md``: how to install the embedded wheel and run the bundle.
-
-    ``common_config``: the bundle has ``configs/common.json``, merged before ``configs/inference.json``.
-    """
-    configs = "\"['configs/common.json','configs/inference.json']\"" if common_config else "configs/inference.json"
+def install_note(wheel_name: str, bundle_name: str) -> str:
+    """Markdown appended to the packaged ``docs/README.md``: how to install the embedded wheel and run the bundle."""
+    configs = "configs/inference.json"
     return f"""
 
 ## Installing from this zip

@@ -2,9 +2,11 @@
 
 The bundle config must define ``network_def``, ``preprocessing`` (input key ``image``), ``inferer`` and
 ``postprocessing`` (output key ``pred``), as ``drosophila_skip_patch/configs/inference_mask2em.json`` does.
-``BundleInferTask`` reads only ``configs/inference.json`` by default; :class:`BundleConfigConstants` points it
-to the bundle's image-in config instead, and :class:`BundleImageInferTask` merges the bundle's
-``configs/common.json`` (the definitions its configs share) before it, as ``monai.bundle run`` is told to. The bundle's own savers (``SaveImaged`` and subclasses such as
+``BundleInferTask`` reads only ``configs/inference.json`` and ``models/model.pt`` by default;
+:class:`BundleConfigConstants` (monailabel's public constants interface) points it to another standalone config
+of the bundle and its weight file instead (``inference_mask2em.json`` + ``models/em_generator.pt`` for the
+Drosophila stage 2). Bundles whose ``inference.json`` is image -> image (``confocal_enhance``) are served by the stock
+``BundleInferTask`` itself (``main.py``). The bundle's own savers (``SaveImaged`` and subclasses such as
 ``emgan_monai.io.SafeSaveImaged``) are removed from ``postprocessing``; the result is written by
 :func:`~lib.infers.writer.write_result` as TIFF (default), NIfTI or MRC with the bundle's output dtype
 (``output_dtype`` of the config, e.g. uint16 for EM) and the input image's voxel size.
@@ -25,13 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import SaveImaged
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
-
-from emgan_monai.bundle_utils import config_files
 
 from .writer import write_result
 
@@ -39,13 +38,18 @@ logger = logging.getLogger(__name__)
 
 
 class BundleConfigConstants(BundleConstants):
-    """``BundleConstants`` reading the given inference config(s) instead of ``inference.json``."""
+    """``BundleConstants`` reading the given standalone inference config and weight file instead of
+    ``inference.json`` and ``model.pt``."""
 
-    def __init__(self, configs: Sequence[str]) -> None:
+    def __init__(self, configs: Sequence[str], model_file: str = "model.pt") -> None:
         self._configs = list(configs)
+        self._model_file = model_file
 
     def configs(self) -> Sequence[str]:
         return self._configs
+
+    def model_pytorch(self) -> str:
+        return self._model_file
 
 
 class BundleImageInferTask(BundleInferTask):
@@ -58,7 +62,9 @@ class BundleImageInferTask(BundleInferTask):
     conf
         App configuration (``--conf`` pairs).
     config_name
-        Inference config file inside ``<path>/configs`` (``inference_mask2em.json``, ``inference.json``).
+        Standalone inference config inside ``<path>/configs`` (``inference_mask2em.json``, ``inference.json``).
+    model_file
+        Weights of its ``network_def`` inside ``<path>/models``.
     default_extension
         Result format when the request does not give ``result_extension``.
     description
@@ -72,6 +78,7 @@ class BundleImageInferTask(BundleInferTask):
         path: str,
         conf: dict[str, str],
         config_name: str = "inference.json",
+        model_file: str = "model.pt",
         default_extension: str = ".tif",
         description: str | None = None,
         **kwargs: Any,
@@ -79,7 +86,7 @@ class BundleImageInferTask(BundleInferTask):
         super().__init__(
             path,
             conf,
-            const=BundleConfigConstants([config_name]),
+            const=BundleConfigConstants([config_name], model_file),
             type=InferType.OTHERS,
             post_filter=[SaveImaged],
             load_strict=True,
@@ -96,13 +103,6 @@ class BundleImageInferTask(BundleInferTask):
             if description:
                 self.description = description
             logger.info(f"{os.path.basename(path)}/{config_name}: output dtype {self.output_dtype or 'float32'}")
-
-    def _load_bundle_config(self, path: str, config: str) -> ConfigParser:
-        """The bundle config as ``BundleInferTask`` reads it, with ``configs/common.json`` merged first."""
-        bundle_config = ConfigParser()
-        bundle_config.read_config(config_files(path, config))
-        bundle_config.config.update({self.const.key_bundle_root(): path})  # type: ignore[union-attr]
-        return bundle_config
 
     def __call__(self, request: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         """Run the request with torch's global generator seeded by ``seed`` (default: CRC-32 of the image id)."""
