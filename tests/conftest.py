@@ -11,9 +11,30 @@ def data_root() -> Path:
     return Path(os.environ.get("EMGAN_DATA", REPO.parent / "shared" / "data"))
 
 
+def require_data(*parts: str) -> Path:
+    """``data_root() / parts``, or skip the calling test, saying what is missing, when it is absent or empty.
+
+    Tests that read the real datasets use it (or the ``real_data`` fixture) and carry the ``needs_data`` marker, so
+    ``.ci/run`` can run exactly them once more with ``EMGAN_DATA`` pointing at an empty folder: they must skip (or fall
+    back to synthetic data), never fail.
+    """
+    path = data_root().joinpath(*parts)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        pytest.skip(f"real data not found at {path} (set EMGAN_DATA; see ../shared/data/README.md)")
+    return path
+
+
 @pytest.fixture
 def real_data() -> Path:
+    """The real data folder (it may be absent: use :func:`require_data` for what a test cannot do without)."""
     return data_root()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that takes the ``real_data`` fixture needs data (``-m needs_data`` selects them all)."""
+    for item in items:
+        if "real_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_data)
 
 
 def load_trained_network(config: Path, bundle_root: Path, weights: Path, **overrides):

@@ -38,6 +38,7 @@ def _centre_of_mass(vol: np.ndarray) -> np.ndarray:
     return np.array([np.average(np.indices(vol.shape)[i], weights=w) for i in range(vol.ndim)])
 
 
+@pytest.mark.needs_data
 def test_density_from_pdb_centred_box(tmp_path):
     density, vs = atoms.density_from_pdb(_pdb_path(tmp_path), voxel_size=10.0, box=32)
     assert density.shape == (32, 32, 32) and density.dtype == np.float32 and vs == 10.0
@@ -162,6 +163,7 @@ def test_bandpass():
     assert spec[(k > 1 / 150.0) & (k < 1 / 45.0)].min() > 1e-3
 
 
+@pytest.mark.needs_data
 def test_simulate_subtomogram(tmp_path):
     density, _ = atoms.density_from_pdb(_pdb_path(tmp_path), voxel_size=10.0, box=32)
     clean = simulator.simulate_subtomogram(density, 10.0, snr=None)

@@ -44,6 +44,7 @@ def test_density_datalist_and_load(tmp_path):
         dc.density_datalist(tmp_path / "missing")
 
 
+@pytest.mark.needs_data
 @pytest.mark.skipif(not (CRYOET / "templates_10A").is_dir(), reason="real cryoet templates absent")
 def test_real_templates_load():
     items = dc.density_datalist(CRYOET / "templates_10A")
@@ -91,6 +92,7 @@ def test_subtomograms_from_deepfinder_synthetic(tmp_path):
     assert len(padded) == 4 and all(int(s[4, 4, 4]) == lab for s, lab, _ in padded)
 
 
+@pytest.mark.needs_data
 @pytest.mark.skipif(not (DEEPFINDER / "tomo1_data.h5").is_file(), reason="real DeepFinder toy data absent")
 def test_subtomograms_from_deepfinder_real():
     exact = near = total = 0
@@ -117,6 +119,7 @@ def test_binning_scale_synthetic():
         dc.binning_scale_from_points(pts[:, :2], (101, 135, 135))
 
 
+@pytest.mark.needs_data
 @pytest.mark.skipif(not (HIV / "tomo.tif").is_file(), reason="real HIV tomogram absent")
 def test_hiv_scale_and_subtomograms():
     tomo = dc.load_tomogram(HIV / "tomo.tif")
@@ -166,6 +169,7 @@ def test_save_subtomograms_and_unpaired(tmp_path):
         dc.unpaired_datalist(dens, tmp_path / "nope")
 
 
+@pytest.mark.needs_data
 @pytest.mark.skipif(not (DEEPFINDER / "tomo1_data.h5").is_file(), reason="real DeepFinder toy data absent")
 def test_deepfinder_axis_convention_matches_wedge_mask():
     """Array axis 0 is the beam and axis 1 the tilt axis: the y-axis wedge mask explains the spectrum."""

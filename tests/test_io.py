@@ -291,6 +291,7 @@ def test_resolution_rational_is_exact_for_decimal_voxel_sizes(n: int, k: int) ->
 # real data
 
 
+@pytest.mark.needs_data
 def test_real_mrc_template() -> None:
     path = data_root() / "cryoet" / "templates_10A" / "1bxn.mrc"
     if not path.is_file():
@@ -302,6 +303,7 @@ def test_real_mrc_template() -> None:
     assert read_image(path)[1] == (10.0, 10.0, 10.0)
 
 
+@pytest.mark.needs_data
 def test_real_fluorescence_stack(tmp_path: Path) -> None:
     path = data_root() / "fluorescence" / "nuclei.tif"
     if not path.is_file():

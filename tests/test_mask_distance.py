@@ -103,9 +103,11 @@ def test_errors():
 
 
 def test_real_masks_round_trip(real_data):
+    from conftest import require_data
+
     from emgan_monai.data.drosophila import drosophila_datalist, load_sections
 
-    masks, _ = load_sections(drosophila_datalist(real_data / "drosophila_vnc" / "stack1")[:3], 256)
+    masks, _ = load_sections(drosophila_datalist(require_data("drosophila_vnc", "stack1"))[:3], 256)
     maps = torch.stack([OneHotToDistanceMap()(m) for m in masks])
     torch.testing.assert_close(DistanceMapToOneHot()(maps), masks)
     closed = DistanceMapToOneHot(close_channel=1)(maps)

@@ -19,6 +19,8 @@ from monai.transforms import AsDiscrete, MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor, ensure_tuple
 from monai.utils.enums import TransformBackends
 
+from emgan_monai.errors import DataError
+
 __all__ = ["ColorMaskToOneHot", "ColorMaskToOneHotd", "MaskToOneHot", "MaskToOneHotd", "OneHotToRGB", "OneHotToRGBd", "DEFAULT_COLORS"]
 
 #: Class colours of the Drosophila masks: mitochondria red, membrane green, background blue.
@@ -228,18 +230,28 @@ class OneHotToRGBd(MapTransform):
 class ColorMaskToOneHot(Transform):
     """A user's mask image -> one-hot ``(3, H, W[, D])`` float32 (mitochondria, membrane, background).
 
-    Accepts what people draw or what :func:`~emgan_monai.inferers.drosophila_synthesis.synthesize_pairs` writes:
+    Accepts what people draw or what the ``drosophila_skip_patch`` bundle's ``inference.json`` writes:
 
-    - ``(3, ...)`` or ``(4, ...)`` RGB(A) colour masks: each pixel goes to the closest of ``colors`` (default
-      mitochondria red, membrane green, background blue);
+    - ``(3, ...)`` or ``(4, ...)`` RGB(A) colour masks (0..255, or 0..1 floats; a one-hot stack is the 0..1 case):
+      each pixel goes to the closest of ``colors`` (default mitochondria red, membrane green, background blue) or
+      of the ``aliases`` (default black = background);
     - ``(1, ...)`` label maps with values ``labels`` (default 0 mitochondria, 1 membrane, 2 background).
 
-    Raises ``ValueError`` for other channel counts or label values outside ``labels``.
+    A colour mask must be one: when more than ``max_off_fraction`` of its pixels are further than ``tolerance``
+    (Euclidean, 0..255 units) from every listed colour -- a photograph, a noise image, other colours, a stack of
+    grey planes stored as RGB -- it is refused rather than snapped to the nearest colours.
+
+    Raises ``ValueError`` for other channel counts, label values outside ``labels`` or off-palette colour masks.
     """
 
-    def __init__(self, colors=DEFAULT_COLORS, labels: tuple[int, ...] = (0, 1, 2)) -> None:
+    def __init__(self, colors=DEFAULT_COLORS, labels: tuple[int, ...] = (0, 1, 2),
+                 aliases: Sequence[tuple[Sequence[int], int]] = (((0, 0, 0), 2),), tolerance: float = 100.0,
+                 max_off_fraction: float = 0.05) -> None:
         self.colors = np.asarray(colors, dtype=np.float32)
         self.labels = tuple(int(v) for v in labels)
+        self.aliases = [(np.asarray(c, dtype=np.float32)[:3], int(i)) for c, i in aliases]
+        self.tolerance = float(tolerance)
+        self.max_off_fraction = float(max_off_fraction)
 
     def __call__(self, img):
         arr = torch.as_tensor(np.asarray(img) if not isinstance(img, torch.Tensor) else img).float()
@@ -248,9 +260,20 @@ class ColorMaskToOneHot(Transform):
             rgb = arr[:3]
             if rgb.max() <= 1.0:
                 rgb = rgb * 255.0
-            colors = torch.as_tensor(self.colors[:, :3], dtype=rgb.dtype).reshape(n, 3, *([1] * (rgb.ndim - 1)))
+            palette = [c[:3] for c in self.colors] + [c for c, _ in self.aliases]
+            classes = torch.as_tensor(list(range(n)) + [i for _, i in self.aliases])
+            colors = torch.as_tensor(np.stack(palette), dtype=rgb.dtype).reshape(len(palette), 3,
+                                                                                  *([1] * (rgb.ndim - 1)))
             dist = ((rgb.unsqueeze(0) - colors) ** 2).sum(1)
-            label = dist.argmin(0)
+            nearest = dist.argmin(0)
+            off = float((dist.amin(0) > self.tolerance ** 2).float().mean())
+            if off > self.max_off_fraction:
+                names = ", ".join(str(tuple(int(v) for v in c)) for c in palette)
+                raise ValueError(
+                    f"not a colour mask: {100 * off:.1f} % of the pixels are more than {self.tolerance:g} away from "
+                    f"every mask colour ({names}); give an RGB mask in these colours or a label map "
+                    f"{self.labels}")
+            label = classes[nearest]
         elif arr.shape[0] == 1:
             lab = arr[0].round().long()
             label = torch.full_like(lab, -1)
@@ -273,9 +296,9 @@ class ColorMaskToOneHotd(MapTransform):
     """Dictionary version of :class:`ColorMaskToOneHot`."""
 
     def __init__(self, keys, colors=DEFAULT_COLORS, labels: tuple[int, ...] = (0, 1, 2),
-                 allow_missing_keys: bool = False) -> None:
+                 allow_missing_keys: bool = False, **kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.converter = ColorMaskToOneHot(colors, labels)
+        self.converter = ColorMaskToOneHot(colors, labels, **kwargs)
 
     def __call__(self, data):
         d = dict(data)
@@ -284,5 +307,5 @@ class ColorMaskToOneHotd(MapTransform):
                 d[key] = self.converter(d[key])
             except ValueError as e:
                 src = getattr(d[key], "meta", {}).get("filename_or_obj", key)
-                raise ValueError(f"{src}: {e}") from e
+                raise DataError(str(src), str(e)) from e
         return d
