@@ -146,7 +146,7 @@ def _parser(config: str, overrides: dict):
     from emgan_monai.bundle_utils import config_files
 
     parser = ConfigParser()
-    parser.read_config(config_files(BUNDLE, config))  # configs/common.json first
+    parser.read_config(config_files(BUNDLE, config))
     parser.update(overrides)
     return parser
 
@@ -182,7 +182,7 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
     from ignite.engine import Events
 
     from emgan_monai.metrics.morphology import compare_morphology, mask_morphology
-    from emgan_monai.inferers.drosophila_synthesis import generate
+    from emgan_monai.data.drosophila_synthesis import generate
 
     out = work / f"stage1_{kind}"
     overrides = _common_overrides(args, kind, out, args.epochs_mask)
@@ -200,7 +200,7 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
     def attach(p):
         trainer = p.get_parsed_content("train#trainer")
         net = p.get_parsed_content("network")
-        from emgan_monai.inferers.drosophila_synthesis import default_latent_shape
+        from emgan_monai.data.drosophila_synthesis import default_latent_shape
 
         latent_shape = default_latent_shape(net, args.resolution)  # masks of the real sections' size
 
@@ -270,9 +270,9 @@ def _networks(args):
     from emgan_monai.bundle_utils import config_files
 
     parser = ConfigParser()
-    parser.read_config(config_files(BUNDLE, "inference.json"))  # configs/common.json first
+    parser.read_config(config_files(BUNDLE, "inference.json"))
     parser.update({"bundle_root": str(BUNDLE), "resolution": args.resolution, "device": "$torch.device('cpu')"})
-    return parser.get_parsed_content("mask_network_def"), parser.get_parsed_content("network_def"), \
+    return parser.get_parsed_content("mask_network_def"), parser.get_parsed_content("em_network_def"), \
         parser.get_parsed_content("latent_shape")
 
 
@@ -426,7 +426,7 @@ def run_ablation(args) -> dict:
     from emgan_monai.visualize import montage, onehot_to_rgb
     from emgan_monai.evaluation.drosophila import evaluate
     from emgan_monai.data.drosophila import load_sections
-    from emgan_monai.inferers.drosophila_synthesis import generate
+    from emgan_monai.data.drosophila_synthesis import generate
 
     t0 = time.perf_counter()
     for kind in args.kinds:

@@ -3,7 +3,7 @@
 ``train.json`` saves the (EMA) D -> S generator every ``snapshot_interval`` iterations to
 ``<output_dir>/snapshots/g_ds_<iteration>.pt`` with the wall time in ``snapshots.csv``
 (:class:`emgan_monai.handlers.WallTimeSnapshots`). This script evaluates every snapshot with
-:func:`emgan_monai.evaluation.cryoet.evaluate_cryoet` (one call: same baselines, same classifier, same normalisation)
+the steps of ``evaluate.json`` (:mod:`emgan_monai.evaluation.cryoet`: same baselines, same classifier, same normalisation)
 and writes ``curve.csv`` and ``curve.md`` (iteration, wall time, accuracy +- SE, Frechet distance, coverage, classes
 predicted, std ratio) plus the full ``metrics.json`` to ``--out``. The curve is a record, not a selection rule:
 the shipped weights are the run's final EMA weights.
@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from emgan_monai.bundle_utils import data_dir  # noqa: E402
 from emgan_monai.networks import SubtomogramClassifier, build_subtomogram_generator  # noqa: E402
-from emgan_monai.evaluation.cryoet import evaluate_cryoet  # noqa: E402
+from emgan_monai.data.cryoet_domains import load_deepfinder_domains  # noqa: E402
+from emgan_monai.evaluation import cryoet as ev  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -56,8 +57,16 @@ def main(argv: list[str] | None = None) -> dict:
         gens[f"it{int(r['iteration']):07d}"] = net
     clf = SubtomogramClassifier(3, 1, 9, channels=(16, 32, 64), strides=(2, 2, 2), norm="BATCH")
     clf.load_state_dict(torch.load(args.classifier, map_location="cpu", weights_only=True))
-    metrics = evaluate_cryoet(gens, clf, args.dataset_dir or data_dir("cryoet"), args.out, box=16, sigma=0.5,
-                              binning=2, n_samples=args.n_samples, voxel_size=20.0, overwrite=True)
+    root, geometry, voxel_size = args.dataset_dir or data_dir("cryoet"), {"box": 16, "sigma": 0.5, "binning": 2}, 20.0
+    train = load_deepfinder_domains(root, [1, 2, 3, 4], **geometry)
+    test = load_deepfinder_domains(root, [5, 6], **geometry)
+    baselines = ev.calibrate_baselines(train, voxel_size)
+    sets = {**ev.baseline_sets(test, baselines, args.n_samples, voxel_size),
+            **ev.generator_sets(test, gens, args.n_samples)}
+    setting = {"train_tomograms": [1, 2, 3, 4], "test_tomograms": [5, 6], "n_samples_per_map": args.n_samples,
+               "box": 16, "binning": 2, "voxel_size_A": voxel_size, "prdc_k": 5, "seed": 0}
+    metrics = ev.metrics_table(ev.score_sets(clf, train, test, sets), setting, train, baselines, gens)
+    ev.write_report(metrics, test, sets, train, args.out, overwrite=True)
     keys = ["accuracy", "accuracy_se", "accuracy_se_by_map", "frechet_distance", "coverage", "classes_predicted",
             "std_ratio"]
     with (args.out / "curve.csv").open("w", newline="") as fh:

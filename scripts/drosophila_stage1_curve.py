@@ -38,7 +38,7 @@ STATS = [
 
 def stage1_metrics(net: torch.nn.Module, real: torch.Tensor, num_samples: int, resolution: int, seed: int) -> dict:
     from emgan_monai.evaluation.drosophila import evaluate_stage1
-    from emgan_monai.inferers.drosophila_synthesis import default_latent_shape, generate
+    from emgan_monai.data.drosophila_synthesis import default_latent_shape, generate
     from emgan_monai.metrics.mask_structure import PERIODICITY_KEYS
 
     fake, _ = generate(net, None, num_samples, default_latent_shape(net, resolution), seed=seed)
@@ -93,12 +93,12 @@ def main() -> None:
 
     from emgan_monai.bundle_utils import config_files
     from emgan_monai.data.drosophila import drosophila_datalist
-    from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
+    from emgan_monai.data.drosophila_synthesis import load_ema_generator
     from emgan_monai.data.drosophila import load_sections
 
     run = Path(args.run_dir)
     parser = ConfigParser()
-    parser.read_config(config_files(BUNDLE, args.config))  # the bundle's configs/common.json first
+    parser.read_config(config_files(BUNDLE, args.config))
     parser["section_size"] = args.resolution
     for item in args.set:
         key, _, value = item.partition("=")

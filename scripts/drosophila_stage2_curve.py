@@ -35,7 +35,8 @@ def main() -> None:
     ap.add_argument("--run_dir", required=True, help="output_dir of the training run (holds checkpoints/)")
     ap.add_argument("--output_dir", required=True)
     ap.add_argument("--config", default=str(BUNDLE / "configs" / "train.json"))
-    ap.add_argument("--eval_config", default=str(BUNDLE / "configs" / "evaluate.json"))
+    ap.add_argument("--eval_config", default=str(BUNDLE / "configs" / "train_mask.json"),
+                    help="config whose mask_preprocessing gives the real masks (default train_mask.json, as evaluate.json)")
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--n_draws", type=int, default=2)
     ap.add_argument("--segmenter_steps", type=int, default=300)
@@ -50,11 +51,11 @@ def main() -> None:
     from emgan_monai.bundle_utils import config_files
     from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
-    from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
+    from emgan_monai.data.drosophila_synthesis import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
 
     parser = ConfigParser()
-    parser.read_config(config_files(BUNDLE, args.config))  # the bundle's configs/common.json first
+    parser.read_config(config_files(BUNDLE, args.config))
     parser["resolution"] = args.resolution
     ev = ConfigParser()
     ev.read_config(config_files(BUNDLE, args.eval_config))

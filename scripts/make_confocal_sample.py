@@ -13,11 +13,60 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from emgan_monai.data.confocal_pairs import make_sample
+import numpy as np
+
+from emgan_monai.data.specimens import procedural_nuclei
+from emgan_monai.io import write_image
+from emgan_monai.physics.optics import confocal_psf, widefield_psf
+from emgan_monai.physics.pair_synthesis import synthesize_pair
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def make_sample(
+    out_dir: str | os.PathLike,
+    shape_zyx: Sequence[int] = (31, 200, 264),
+    photons: float = 300.0,
+    na: float = 1.2,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> dict[str, str]:
+    """Render one wide-field plane (uint16) of :func:`procedural_nuclei` and its noise-free confocal reference.
+
+    Writes ``widefield_sample.tif`` (uint16 ADU, the inference input) and ``reference/confocal_sample.tif``
+    (float32, the noise-free confocal image of the same plane, for a visual check), both with 0.26 um pixels.
+
+    Returns
+    -------
+    dict[str, str]
+        ``{"widefield": path, "confocal": path}``.
+    """
+    out = Path(out_dir)
+    spacing = (0.29, 0.26, 0.26)
+    volume = procedural_nuclei(shape_zyx, spacing_zyx_um=spacing, seed=seed)
+    depth = volume.shape[0]
+    psf_shape = (2 * depth - 1, 63, 63)
+    wf, conf = synthesize_pair(
+        volume,
+        depth // 2,
+        widefield_psf(psf_shape, spacing, na=na),
+        confocal_psf(psf_shape, spacing, na=na),
+        photons=photons,
+        background=10.0,
+        read_noise=2.0,
+        offset=100.0,
+        rng=seed,
+    )
+    paths = {"widefield": out / "widefield_sample.tif", "confocal": out / "reference" / "confocal_sample.tif"}
+    paths["confocal"].parent.mkdir(parents=True, exist_ok=True)
+    wf16 = np.clip(np.rint(wf), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    write_image(paths["widefield"], wf16, voxel_size=spacing[1:], overwrite=overwrite)
+    write_image(paths["confocal"], conf.astype(np.float32), voxel_size=spacing[1:], overwrite=overwrite)
+    return {k: str(v) for k, v in paths.items()}
 
 
 def main() -> None:

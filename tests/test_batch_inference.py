@@ -115,8 +115,8 @@ def test_confocal_inference_processes_every_readable_file(folder: Path, tmp_path
 
 def test_drosophila_mask2em_processes_every_readable_file(tmp_path: Path) -> None:
     bundle = REPO / "bundles" / "drosophila_skip_patch"
-    if not (bundle / "models" / "model.pt").is_file():
-        pytest.skip("bundles/drosophila_skip_patch/models/model.pt missing")
+    if not (bundle / "models" / "em_generator.pt").is_file():
+        pytest.skip("bundles/drosophila_skip_patch/models/em_generator.pt missing")
     d = tmp_path / "masks"
     d.mkdir()
     good = sorted((bundle / "sample" / "masks").glob("*.png"))[0].read_bytes()

@@ -1,13 +1,18 @@
 """Tests of ``bundles/confocal_enhance``: every config end to end through ``python -m monai.bundle run`` on tiny
-synthetic data, and unit tests of the pieces behind them (pair files, plane-wise inferer, dtype restoration, the
-evaluation table).
+synthetic data (``inference.json`` and ``train.json`` alone, ``train_pixel.json``, ``evaluate.json``,
+``real_pairs.json`` and ``multi_gpu_train.json`` as overlays after ``train.json``), the contracts a MONAI user relies
+on (the generator scripts to TorchScript, ``network_def`` and data settings agree between the standalone configs,
+MONAI Label's stock ``BundleInferTask`` finds what it reads in ``inference.json``), and unit tests of the pieces behind
+them (pair files, plane-wise inferer, dtype restoration, the evaluation steps).
 
-The tiny stack is procedural (16 planes of 64 px, no real data); PSF grids, patches and networks are shrunk on the
-command line so that each bundle run takes a few seconds on one CPU thread.
+The tiny stack is procedural (16 planes of 64 px, no real data) and named ``pollen.tif`` so that names derived from
+the user's stack are checked; PSF grids, patches and networks are shrunk on the command line so that each bundle run
+takes a few seconds on one CPU thread.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -28,8 +33,8 @@ from conftest import load_trained_network
 from emgan_monai.losses import L1SSIMLoss
 from emgan_monai.networks import ResidualUNetGenerator
 from emgan_monai.transforms import ScalePercentiled
-from emgan_monai.evaluation.confocal import evaluate_methods
-from emgan_monai.data.confocal_pairs import image_datalist, make_sample, occupied_planes, prepare_pairs
+from emgan_monai.evaluation.confocal import HeldOutComparison, MetricsReport, RichardsonLucyBaseline
+from emgan_monai.data.fluorescence import image_datalist, split_real_pairs
 from emgan_monai.data.specimens import procedural_nuclei
 from emgan_monai.inferers import PlanewiseInferer
 from emgan_monai.transforms import InvertToInputDtyped
@@ -38,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "confocal_enhance"
 CONFIGS = BUNDLE / "configs"
 TINY_NET = ["--generator_channels", "[8,16,32,64]"]
-TINY_DATA = ["--procedural_shape", "[8,32,32]", "--n_procedural_train", "1", "--n_na_train", "1", "--n_eval_planes", "2",
+TINY_DATA = ["--stack_name", "pollen.tif", "--procedural_shape", "[8,32,32]", "--n_procedural_train", "1", "--n_na_train", "1", "--n_eval_planes", "2",
              "--psf_max_lateral", "31", "--train_kinds", "['puncta','filaments']"]  # fmt: skip
 TINY_TRAIN = [*TINY_NET, *TINY_DATA, "--patch_size", "32", "--batch_size", "2", "--roi_size", "32",
               "--discriminator_channels", "8", "--val_interval", "1", "--save_interval", "1"]  # fmt: skip
@@ -64,7 +69,7 @@ def tiny_generator() -> ResidualUNetGenerator:
 def stack_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("confocal_data")
     volume = procedural_nuclei((16, 64, 64), n_nuclei=5, radius_um=(2.5, 4.0), seed=3)
-    tifffile.imwrite(root / "nuclei.tif", np.round(volume * 4000 + 100).astype(np.uint16))
+    tifffile.imwrite(root / "pollen.tif", np.round(volume * 4000 + 100).astype(np.uint16))
     return root
 
 
@@ -113,13 +118,16 @@ def test_train_pixel_only_has_no_discriminator(trained) -> None:
 
 def test_evaluate_table(trained, stack_dir, tmp_path) -> None:
     out = tmp_path / "eval"
-    bundle_run("evaluate.json", "--dataset_dir", str(stack_dir), "--data_cache_dir", str(trained["base"] / "data"),
-               "--gan_ckpt", str(trained["gan"] / "model.pt"), "--pixel_ckpt", str(trained["pixel"] / "model.pt"),
+    bundle_run(["train.json", "evaluate.json"], "--dataset_dir", str(stack_dir), "--data_cache_dir",
+               str(trained["base"] / "data"), "--gan_ckpt", str(trained["gan"] / "model.pt"), "--pixel_ckpt", str(trained["pixel"] / "model.pt"),
                "--output_dir", str(out), "--rl_candidates", "[1,3]", "--roi_size", "64",
                *TINY_NET, *TINY_DATA)  # fmt: skip
     result = json.loads((out / "metrics.json").read_text())
-    assert len(result["sets"]) == 2  # held-out specimen block and the leave-one-structure-out set
-    assert any("vesicles" in name for name in result["sets"])
+    # the held-out block of the user's stack (named after it) and the leave-one-structure-out set
+    assert list(result["sets"]) == ["test: held-out pollen block (no light shared with training)",
+                                    "leave-one-structure-out: vesicles (never trained on)"]  # fmt: skip
+    test_rows = next(iter(result["sets"].values()))["per_image"]["wide-field input"]
+    assert {r["specimen"] for r in test_rows} == {"pollen"}
     for held_out in result["sets"].values():
         methods = list(held_out["summary"])
         assert len(methods) == 4 and methods[0] == "wide-field input" and methods[1].startswith("Richardson-Lucy")
@@ -130,7 +138,7 @@ def test_evaluate_table(trained, stack_dir, tmp_path) -> None:
     table = (out / "metrics.md").read_text()
     assert table.count("\n| ") == 2 * 5  # two tables: header + 4 methods each
     # never overwrite silently
-    again = bundle_run("evaluate.json", "--dataset_dir", str(stack_dir), "--data_cache_dir", str(trained["base"] / "data"),
+    again = bundle_run(["train.json", "evaluate.json"], "--dataset_dir", str(stack_dir), "--data_cache_dir", str(trained["base"] / "data"),
                        "--gan_ckpt", str(trained["gan"] / "model.pt"), "--pixel_ckpt", str(trained["pixel"] / "model.pt"),
                        "--output_dir", str(out), *TINY_NET, *TINY_DATA, check=False)  # fmt: skip
     assert again.returncode != 0 and "already exists" in again.stdout + again.stderr
@@ -198,42 +206,116 @@ def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, trained, tmp_path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# contracts of the standalone configs: TorchScript, repeated definitions, MONAI Label
+# ---------------------------------------------------------------------------------------------------------------------
+def _parser(config: str, **overrides):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / config))
+    parser.update({"bundle_root": str(BUNDLE), **overrides})
+    return parser
+
+
+def test_generator_scripts_to_torchscript_with_the_eager_outputs() -> None:
+    """``network_def`` of ``inference.json`` compiles with ``torch.jit.script`` (the model zoo's ``ckpt_export``) and
+    gives the eager outputs; the input checks survive scripting."""
+    net = _parser("inference.json").get_parsed_content("network_def").eval()
+    weights = BUNDLE / "models" / "model.pt"
+    if weights.is_file():  # the shipped state dict loads strictly (keys unchanged)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
+    scripted = torch.jit.script(net)
+    x = torch.rand(2, 1, 64, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), rtol=0, atol=0)
+    for model in (net, scripted):
+        with pytest.raises(Exception, match=r"spatial size \(30, 40\) must be divisible by prod\(strides\) = 8"):
+            model(torch.rand(1, 1, 30, 40))
+        with pytest.raises(Exception, match=r"expected a 4D tensor \(B, C, H, W\), got shape \(1, 30, 40\)"):
+            model(torch.rand(1, 30, 40))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"generator_channels": [8, 16, 32, 64], "num_res_units": 1, "generator_norm": "INSTANCE", "roi_size": 64}],
+)
+def test_inference_and_train_define_the_same_network_and_data_settings(overrides) -> None:
+    """The definitions ``inference.json`` and ``train.json`` both carry stay identical, also under CLI overrides."""
+    inf, train = _parser("inference.json", **overrides), _parser("train.json", **overrides)
+    own = {"imports", "initialize", "run", "dataset_dir", "output_dir"}  # what each config has for itself
+    shared = sorted((set(inf.config) & set(train.config)) - own)
+    assert {"network_def", "generator_channels", "generator_strides", "num_res_units", "roi_size"} <= set(shared)
+    for key in shared:
+        assert inf.config[key] == train.config[key], key
+    a, b = inf.get_parsed_content("network_def"), train.get_parsed_content("network_def")
+    resolved = [p.get_parsed_content("network_def", instantiate=False, lazy=False).get_config() for p in (inf, train)]
+    assert resolved[0] == resolved[1]
+    assert resolved[0]["channels"] == overrides.get("generator_channels", [32, 64, 128, 256])
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    # the network sees the same intensities and tiles in inference as in training / validation
+    scales = [next(t.scaler for t in p.get_parsed_content(k).transforms if isinstance(t, ScalePercentiled))
+              for p, k in ((inf, "preprocessing"), (train, "validate#preprocessing"))]  # fmt: skip
+    assert (scales[0].lower, scales[0].upper) == (scales[1].lower, scales[1].upper)
+    i_inf = inf.get_parsed_content("inferer").inferer_2d
+    i_val = train.get_parsed_content("validate#inferer").inferer_2d
+    for attr in ("roi_size", "sw_batch_size", "overlap"):
+        assert getattr(i_inf, attr) == getattr(i_val, attr), attr
+    assert i_inf.roi_size == (overrides.get("roi_size", 256),) * 2
+
+
+@pytest.mark.skipif(not (BUNDLE / "models" / "model.pt").is_file(), reason="shipped weights not present")
+def test_inference_config_serves_through_monai_label_stock_bundle_task(tmp_path) -> None:
+    """What monailabel's stock ``BundleInferTask`` (0.8.5) does with ``configs/inference.json``, step by step.
+
+    It reads that one file, sets ``bundle_root``, instantiates ``network_def`` and loads ``models/model.pt`` into it,
+    takes the transforms of ``preprocessing`` (``LoadImaged`` with ``image_only=False``) and ``postprocessing``
+    without ``SaveImaged`` instances, applies ``inferer`` to ``data["image"][None]`` and writes ``data["pred"]`` itself.
+    Nothing left in ``postprocessing`` may write files, and the prediction must equal the one of
+    ``monai.bundle run``.
+    """
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose, LoadImaged, SaveImaged
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    parser.config.update({"bundle_root": str(BUNDLE), "device": "cpu"})
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    assert next(iter(meta["network_data_format"]["inputs"])) == "image"
+    assert next(iter(meta["network_data_format"]["outputs"])) == "pred"
+    net = parser.get_parsed_content("network_def", instantiate=True)
+    net.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu"), strict=True)
+    pre = list(parser.get_parsed_content("preprocessing", instantiate=True).transforms)
+    assert isinstance(pre[0], LoadImaged) and pre[0].keys == ("image",)
+    pre[0]._loader.image_only = False  # as BundleInferTask.pre_transforms does
+    post = [t for t in parser.get_parsed_content("postprocessing", instantiate=True).transforms
+            if not isinstance(t, SaveImaged)]  # fmt: skip
+    assert [type(t).__name__ for t in post] == ["InvertToInputDtyped"]  # no writer survives the stock filter
+    inferer = parser.get_parsed_content("inferer", instantiate=True)
+    sample = BUNDLE / "sample" / "widefield_sample.tif"
+    data = Compose(pre)({"image": str(sample)})
+    with torch.no_grad():
+        data["pred"] = inferer(data["image"][None], net.eval())[0]
+    pred = np.squeeze(np.asarray(Compose(post)(data)["pred"]))
+    bundle_run("inference.json", "--output_dir", str(tmp_path / "run"))
+    expected = tifffile.imread(tmp_path / "run" / "widefield_sample_confocal.tif")
+    assert pred.dtype == expected.dtype  # the input file's dtype, restored before any writer
+    np.testing.assert_array_equal(pred.T, expected)  # MONAI's reader layout (X, Y); savers write (Y, X)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # workflow module
 # ---------------------------------------------------------------------------------------------------------------------
-def test_occupied_planes_skips_empty_planes() -> None:
-    stack = np.zeros((10, 32, 32))
-    stack[3:8, 10:20, 10:20] = 1000.0
-    stack[5, 12, 12] = 5000.0
-    assert occupied_planes(stack + 100.0) == [3, 4, 5, 6, 7]
-    with pytest.raises(ValueError, match="no signal"):
-        occupied_planes(np.ones((4, 8, 8)))
-    with pytest.raises(ValueError, match="3D"):
-        occupied_planes(np.ones((8, 8)))
-
-
-def test_prepare_pairs_synthesis_is_cached_and_seeded(stack_dir, tmp_path) -> None:
-    kwargs = {"psf_shape": (15, 31, 31), "n_train_per_plane": 1, "n_eval_per_plane": 1}
-    first = prepare_pairs(stack_dir, tmp_path / "p", **kwargs)
-    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*.tif")}
-    again = prepare_pairs(stack_dir, tmp_path / "p", **kwargs)  # same request: reused, nothing rewritten
-    assert first == again and stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*.tif")}
-    other = prepare_pairs(stack_dir / "nuclei.tif", tmp_path / "q", **kwargs)  # a stack file works too
-    a = tifffile.imread(first["test"][0]["image"])
-    b = tifffile.imread(other["test"][0]["image"])
-    np.testing.assert_array_equal(a, b)  # same seed -> identical pair
-
-
-def test_prepare_pairs_real_folder_split_by_file(tmp_path) -> None:
+def test_split_real_pairs_by_file(tmp_path) -> None:
     for sub in ("wf", "confocal"):
         (tmp_path / sub).mkdir()
         for i in range(6):
             tifffile.imwrite(tmp_path / sub / f"cell{i}.tif", np.full((16, 16), i, dtype=np.uint16))
-    split = prepare_pairs(tmp_path, tmp_path / "unused", heldout_fraction=0.3)
+    split = split_real_pairs(tmp_path, heldout_fraction=0.3)
     names = {k: [Path(d["image"]).name for d in v] for k, v in split.items()}
     assert names == {"train": ["cell0.tif", "cell1.tif", "cell2.tif", "cell3.tif"], "val": ["cell4.tif"],
                      "test": ["cell5.tif"]}  # fmt: skip
-    with pytest.raises(FileNotFoundError, match="neither a folder of real pairs"):
-        prepare_pairs(tmp_path / "wf", tmp_path / "x")
+    with pytest.raises(FileNotFoundError, match="wf"):
+        split_real_pairs(tmp_path / "wf")  # not a folder of pairs
 
 
 def test_planewise_inferer_shapes() -> None:
@@ -272,37 +354,66 @@ def test_l1_ssim_loss() -> None:
 
 
 def test_make_sample_is_deterministic_and_refuses_overwrite(tmp_path) -> None:
-    a = make_sample(tmp_path / "a", shape_zyx=(9, 40, 50), seed=1)
-    b = make_sample(tmp_path / "b", shape_zyx=(9, 40, 50), seed=1)
+    spec = importlib.util.spec_from_file_location("make_confocal_sample", REPO / "scripts" / "make_confocal_sample.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    a = script.make_sample(tmp_path / "a", shape_zyx=(9, 40, 50), seed=1)
+    b = script.make_sample(tmp_path / "b", shape_zyx=(9, 40, 50), seed=1)
     img = tifffile.imread(a["widefield"])
     assert img.dtype == np.uint16 and img.shape == (40, 50)
     np.testing.assert_array_equal(img, tifffile.imread(b["widefield"]))
     with pytest.raises(FileExistsError):
-        make_sample(tmp_path / "a", shape_zyx=(9, 40, 50), seed=1)
+        script.make_sample(tmp_path / "a", shape_zyx=(9, 40, 50), seed=1)
     assert image_datalist(tmp_path / "a") == [{"image": a["widefield"]}]  # reference/ is not an input
     with pytest.raises(ValueError, match="no TIFF"):
         image_datalist(tmp_path)  # only sub-folders, no TIFF
 
 
-def test_evaluate_methods_ranks_an_oracle_first(stack_dir, tmp_path) -> None:
-    """A 'network' that returns the normalised confocal target scores SSIM 1; the wide-field input scores lower."""
-    split = prepare_pairs(stack_dir, tmp_path / "p", psf_shape=(15, 31, 31), n_train_per_plane=1, n_eval_per_plane=1)
-    targets = {Path(d["image"]).name: tifffile.imread(d["label"]) for d in split["test"]}
+def test_evaluation_steps_rank_an_oracle_first(tmp_path) -> None:
+    """Baseline, comparison and report of ``evaluate.json`` on real-style pairs (no ``pairs.json``: PSF from optics).
+
+    A 'network' that returns the normalised confocal target scores SSIM 1; the wide-field input scores lower; the
+    Richardson-Lucy row is tuned on the validation pairs and named after its iteration count.
+    """
+    rng = np.random.default_rng(0)
+    for sub in ("wf", "confocal"):
+        (tmp_path / "real" / sub).mkdir(parents=True)
+    for i in range(5):
+        conf = np.zeros((32, 32), np.float32)
+        conf[rng.integers(0, 32, 12), rng.integers(0, 32, 12)] = 1000.0
+        wf = rng.poisson(np.full((32, 32), 20.0) + 0.3 * conf).astype(np.uint16)
+        tifffile.imwrite(tmp_path / "real" / "wf" / f"cell{i}.tif", wf)
+        tifffile.imwrite(tmp_path / "real" / "confocal" / f"cell{i}.tif", conf)
+    split = split_real_pairs(tmp_path / "real", heldout_fraction=0.6)
+    targets = [tifffile.imread(d["label"]) for d in split["test"]]
 
     class Oracle(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.queue = list(targets.values())
+            self.queue = list(targets)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.as_tensor(self.queue.pop(0), dtype=torch.float32)[None, None]
 
-    result = evaluate_methods(split["val"], split["test"], {"oracle": Oracle()}, lambda x, net: net(x), tmp_path / "e",
-                              rl_candidates=(1, 2), rl_psf_shape=(15, 31, 31))  # fmt: skip
-    s = result["summary"]
+    optics = {"na": 1.2, "wavelength_em_um": 0.52, "n_immersion": 1.33, "spacing_zyx_um": [0.29, 0.26, 0.26],
+              "psf_shape": [9, 15, 15]}  # fmt: skip
+    baseline = RichardsonLucyBaseline(split["val"], candidates=(1, 2), optics=optics)
+    without_psf = RichardsonLucyBaseline(split["val"], candidates=(1, 2))  # real pairs, no optics: no RL row
+    assert baseline.applies_to([None]) and not without_psf.applies_to([None])
+    comparison = HeldOutComparison({"oracle": Oracle()}, lambda x, net: net(x), baseline=baseline)
+    report = MetricsReport(tmp_path / "e")
+    report.check()
+    result = report.write(comparison({"held-out cells": split["test"]}))
+    s = result["sets"]["held-out cells"]["summary"]
+    assert list(s) == ["wide-field input", f"Richardson-Lucy ({result['rl']['iterations']} it., true PSF)", "oracle"]
     assert s["oracle"]["ssim"]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert s["wide-field input"]["ssim"]["mean"] < 0.99
-    assert (tmp_path / "e" / "metrics.md").is_file()
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text()) == json.loads(json.dumps(result))
+    assert "### held-out cells (2 pairs)" in (tmp_path / "e" / "metrics.md").read_text()
+    with pytest.raises(FileExistsError, match="already exists"):
+        MetricsReport(tmp_path / "e").check()
+    no_rl = HeldOutComparison({}, lambda x, net: net(x), baseline=without_psf)({"t": split["test"]})
+    assert no_rl["rl"] is None and list(no_rl["sets"]["t"]["summary"]) == ["wide-field input"]
 
 
 @pytest.mark.skipif(not (BUNDLE / "models" / "model_pixel.pt").is_file(), reason="shipped weights not present")
@@ -353,7 +464,7 @@ def test_real_pairs_train_and_evaluate(tmp_path) -> None:
                "--val_interval", "1")  # fmt: skip
     out = tmp_path / "eval"
     optics = "{'na': 1.2, 'wavelength_em_um': 0.52, 'n_immersion': 1.33, 'spacing_zyx_um': [0.29, 0.26, 0.26], 'psf_shape': [9, 15, 15]}"
-    bundle_run(["evaluate.json", "real_pairs.json"], *common, "--output_dir", str(out), "--optics", optics,
+    bundle_run(["train.json", "evaluate.json", "real_pairs.json"], *common, "--output_dir", str(out), "--optics", optics,
                "--gan_ckpt", str(tmp_path / "px" / "model.pt"), "--pixel_ckpt", str(tmp_path / "px" / "model.pt"),
                "--rl_candidates", "[1,2]", "--roi_size", "32", *TINY_NET)  # fmt: skip
     result = json.loads((out / "metrics.json").read_text())
@@ -371,6 +482,7 @@ def test_real_nuclei_stack_train_then_inference(real_data, tmp_path) -> None:
         pytest.skip(f"real confocal stack not found at {folder / 'nuclei.tif'}")
     tiny = list(TINY_TRAIN)
     tiny[tiny.index("--batch_size") + 1] = "16"  # a few iterations per epoch
+    tiny[tiny.index("--stack_name") + 1] = "nuclei.tif"  # the real stack, not the tiny test's pollen.tif
     common = ["--dataset_dir", str(folder), "--data_cache_dir", str(tmp_path / "data"), "--max_epochs", "1",
               "--stack_repeats", "1", *tiny]  # fmt: skip
     pixel = bundle_run(["train.json", "train_pixel.json"], *common, "--output_dir", str(tmp_path / "pixel"))

@@ -22,8 +22,9 @@ from emgan_monai.data.cryoet_domains import (classifier_datalist, cyclegan_datal
                                              object_map, shape_map)
 from emgan_monai.engines.gan_modes import gan_optimizer, gan_setting, wgan_optimizer
 from emgan_monai.errors import DataError
-from emgan_monai.evaluation.cryoet import _classify, evaluate_cryoet
-from emgan_monai.inferers.cryoet_synthesis import generate_subtomograms, mc_dropout_subtomograms
+from emgan_monai.evaluation.cryoet import (_classify, baseline_sets, calibrate_baselines, generate_subtomograms,
+                                           generator_sets, metrics_table, score_sets)
+from emgan_monai.inferers import MCDropoutInferer
 from emgan_monai.networks import CycleGANGenerator, PhysicsInformedGenerator, SubtomogramClassifier
 from emgan_monai.physics.subtomogram_simulator import add_noise_snr
 from emgan_monai.physics.simulator_calibration import (_simulate, calibrate_snr, estimate_snr, simulate_baseline,
@@ -229,34 +230,40 @@ def test_domains_datalists_and_optimizer(toy):
         gan_setting("wgan_bogus", "lr")
 
 
-def test_mc_dropout_std_zero_without_dropout_positive_with(tmp_path):
-    sample = tmp_path / "maps"
-    sample.mkdir()
-    dens = np.zeros((16, 16, 16), np.float32)
-    dens[5:11, 6:10, 4:12] = 1
-    with mrcfile.new(sample / "m.mrc") as mrc:
-        mrc.set_data(dens)
-        mrc.voxel_size = 20.0
+def test_mc_dropout_inferer_std_zero_without_dropout_positive_with():
+    """MCDropoutInferer: channels [mean, std]; no spread without dropout and without noise, a spread with dropout;
+    a noisy generator without dropout (the shipped physics kind) gives the spread of its samples; with dropout the
+    generator's noise is fixed; fixed noise refuses maps larger than the window."""
+    from monai.inferers import SlidingWindowInferer
+
+    dens = np.zeros((1, 1, 16, 16, 16), np.float32)
+    dens[..., 5:11, 6:10, 4:12] = 1
+    x = torch.from_numpy(density_to_network(dens))
+    inferer = MCDropoutInferer(k=4, fix_noise=True, inferer=SlidingWindowInferer((16, 16, 16)))
     torch.manual_seed(0)
-    stds, sources = {}, {}
+    stds = {}
     for p in (0.0, 0.5):
         g = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=p, noise_channels=0)  # deterministic but dropout
-        out = mc_dropout_subtomograms(g, sample, tmp_path / f"p{p}", k=4, voxel_size=20.0, box=16)
-        with mrcfile.open(tmp_path / f"p{p}" / "m_std.mrc") as mrc:
-            stds[p] = mrc.data.copy()
-            assert mrc.voxel_size.x == pytest.approx(20.0)
-        assert out["files"][0]["mean_std"] == pytest.approx(float(stds[p].mean()))
-        sources[p] = out["std_source"]
-    assert np.allclose(stds[0.0], 0.0, atol=1e-6) and stds[0.5].mean() > 1e-4
-    assert sources[0.5].startswith("mc_dropout") and sources[0.0].startswith("generator_noise")
-    # a stochastic generator without dropout (the shipped physics kind): the spread of its samples
+        out = inferer(x, g)
+        assert out.shape == (1, 2, 16, 16, 16)
+        stds[p] = out[:, 1]
+        assert inferer.noise_fixed(g) is (p > 0)
+    assert torch.allclose(stds[0.0], torch.zeros(()), atol=1e-6) and float(stds[0.5].mean()) > 1e-4
     phys = PhysicsInformedGenerator(box=16, refine_channels=0)
-    out = mc_dropout_subtomograms(phys, sample, tmp_path / "phys", k=4, voxel_size=20.0, box=16)
-    assert out["std_source"].startswith("generator_noise") and out["files"][0]["mean_std"] > 0.1
-    # with dropout and fixed noise, the spread is the dropout's only
+    assert not inferer.noise_fixed(phys) and float(inferer(x, phys)[:, 1].mean()) > 0.1 / 3
     g = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.5, decoder_noise=True, input_noise_std=0.2).eval()
-    out = mc_dropout_subtomograms(g, sample, tmp_path / "cg", k=4, voxel_size=20.0, box=16)
-    assert out["fix_noise"] is True and out["std_source"] == "mc_dropout (noise fixed)"
+    assert inferer.noise_fixed(g)
+    torch.manual_seed(1)
+    mean, std = inferer(x, g).split(1, dim=1)
+    torch.manual_seed(1)
+    from emgan_monai.networks import mc_dropout
+
+    ref_mean, ref_std = mc_dropout(g, x, k=4, noise=g.sample_noise(x))
+    assert torch.equal(mean, ref_mean) and torch.equal(std, ref_std)
+    with pytest.raises(ValueError, match="box size"):
+        inferer(torch.zeros(1, 1, 24, 24, 24), g)
+    with pytest.raises(ValueError, match="at least 2"):
+        MCDropoutInferer(k=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,7 +361,7 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
     # evaluation table: both generators, two calibrated baselines, real data; one normalisation
     ev_dir = tmp_path / "evaluate"
     files = {"physics_gan": ["physics", str(phys_dir / "model.pt")], "cyclegan": ["cyclegan", str(run_dir / "model.pt")]}
-    _run("evaluate.json", "--dataset_dir", str(toy), "--output_dir", str(ev_dir), "--generator_files",
+    _run(["train.json", "evaluate.json"], "--dataset_dir", str(toy), "--output_dir", str(ev_dir), "--generator_files",
          json.dumps(files), "--classifier_path", str(clf_dir / "classifier.pt"), "--train_tomos", "[1]",
          "--test_tomos", "[2, 3]", "--binning", "1", "--shape_sigma", "0.5", "--num_classes", "3", "--prdc_k", "3",
          *TINY)
@@ -375,6 +382,14 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
     assert metrics["real_heldout"]["std_ratio"] == 1.0
     text = (ev_dir / "metrics.md").read_text()
     assert "| physics-informed GAN" in text and "+-" in text and (ev_dir / "examples.png").is_file()
+
+
+def _evaluate(generators: dict, classifier, train, test, voxel_size: float, n_samples: int, prdc_k: int) -> dict:
+    """The steps of ``evaluate.json`` in Python."""
+    baselines = calibrate_baselines(train, voxel_size)
+    sets = {**baseline_sets(test, baselines, n_samples, voxel_size), **generator_sets(test, generators, n_samples)}
+    rows = score_sets(classifier, train, test, sets, prdc_k=prdc_k)
+    return metrics_table(rows, {"n_samples_per_map": n_samples}, train, baselines, generators)
 
 
 def test_evaluation_uses_one_normalisation(toy, tmp_path):
@@ -399,8 +414,7 @@ def test_evaluation_uses_one_normalisation(toy, tmp_path):
     z = zscore(test.subtomo, train.stats())
     doubling = Doubling(np.clip(0.5 * z / 3, -1, 1).astype(np.float32))
     clf = SubtomogramClassifier(3, num_classes=3, channels=(4, 8, 8))
-    m = evaluate_cryoet({"double": doubling}, clf, toy, tmp_path, train_tomos=[1], test_tomos=[2, 3],
-                           box=16, sigma=0.5, n_samples=1, voxel_size=20.0, prdc_k=2)
+    m = _evaluate({"double": doubling}, clf, train, test, voxel_size=20.0, n_samples=1, prdc_k=2)
     expected = float(np.clip(0.5 * z, -3, 3).std() / z.std())
     assert m["double"]["std_ratio"] == pytest.approx(expected, rel=1e-3) and m["double"]["std_ratio"] < 0.55
     assert m["criteria"]["double"]["std_within_20pct_of_real"] is False
@@ -455,10 +469,12 @@ def test_density_input_is_the_folder_loader_per_file():
 # the shipped generator must not collapse
 # ----------------------------------------------------------------------------------------------
 def _shipped(config: str, key: str):
+    """``key`` of a standalone config, or of ``evaluate.json`` merged after its base ``train.json``."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / config))
+    files = ["train.json", config] if config == "evaluate.json" else [config]
+    parser.read_config([str(CONFIGS / f) for f in files])
     parser["bundle_root"] = str(BUNDLE)
     return parser, parser.get_parsed_content(key, instantiate=True)
 
@@ -581,3 +597,185 @@ def test_real_toy_tomograms_train_then_inference(tmp_path):
             assert np.isfinite(vol).all() and vol.std() > 0, sample
             vols.append(vol)
         assert not np.array_equal(vols[0], vols[1])  # a stochastic generator: two samples of one map differ
+
+
+# ----------------------------------------------------------------------------------------------
+# zoo form: standalone configs made of MONAI components, a scriptable network_def
+# ----------------------------------------------------------------------------------------------
+def _parser(config: str | list[str], **overrides):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / c) for c in ([config] if isinstance(config, str) else config)])
+    parser.update({"bundle_root": str(BUNDLE), **overrides})
+    return parser
+
+
+@pytest.mark.parametrize("refine_channels", [0, 4])
+def test_physics_generator_scripts_with_the_same_outputs(refine_channels):
+    """``torch.jit.script`` of ``inference.json``'s ``network_def`` (the zoo's ckpt_export scripts it) gives exactly the
+    eager outputs for a fixed seed, a given noise tensor and a given noise list."""
+    net = _parser("inference.json", refine_channels=refine_channels, dropout=0.2).get_parsed_content("network_def")
+    if refine_channels:
+        torch.manual_seed(0)
+        for p in net.refine.parameters():  # the last layer starts at zero: make the residual matter
+            torch.nn.init.normal_(p, std=0.1)
+    else:
+        net.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True))
+    net.eval()
+    scripted = torch.jit.script(net)
+    x = torch.rand(2, 1, 16, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    torch.manual_seed(3)
+    eager = net(x)
+    torch.manual_seed(3)
+    assert torch.equal(scripted(x), eager)
+    noise = net.sample_noise(x)
+    assert torch.equal(scripted(x, noise), net(x, noise)) and torch.equal(scripted(x, noise[0]), net(x, noise[0]))
+    assert not torch.equal(net(x, noise), eager)  # the noise matters
+    with pytest.raises(Exception, match="expected"):
+        scripted(torch.zeros(1, 1, 8, 8, 8))
+
+
+def test_inference_preprocessing_is_the_density_input(tmp_path):
+    """``inference.json``'s MONAI preprocessing (LoadImaged with the MRC / atomic-model readers, Transposed,
+    ResampleMapd, ShapeMapd, FitToBoxd, ScaleIntensityRanged) gives exactly the generator input of
+    :func:`density_input` for MRC maps and PDB models; larger molecules are refused or kept whole."""
+    from emgan_monai.data.cryoet_density_inputs import density_input
+
+    pdb = tmp_path / "model.pdb"
+    lines = [f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
+             for i, (x, y, z) in enumerate(np.random.default_rng(0).uniform(-40, 40, size=(300, 3)) * [1, 0.6, 0.3])]
+    pdb.write_text("\n".join(lines) + "\nEND\n")
+    parser = _parser("inference.json")
+    pre = parser.get_parsed_content("preprocessing")
+    for path in [*sorted((BUNDLE / "sample").glob("*.mrc")), pdb]:
+        item = pre({"image": str(path), "name": path.stem, "sample": 0})
+        shape_map = density_input(path, 20.0, 16, 0.3, 0.5)
+        assert item["image"].shape == (1, 16, 16, 16)
+        np.testing.assert_array_equal(item["image"][0].numpy(), density_to_network(shape_map))
+        np.testing.assert_array_equal(item["input"][0].numpy(), shape_map)
+        np.testing.assert_allclose(np.diag(item["image"].affine.numpy())[:3], 20.0)
+        assert item["image"].meta["patch_index"] == "00"
+        later = pre({"image": str(path), "name": path.stem, "sample": 3})
+        assert "input" not in later and later["image"].meta["patch_index"] == "03"
+    big = tmp_path / "long.mrc"
+    vol = np.zeros((40, 40, 40), np.float32)
+    vol[4:36, 14:26, 14:26] = 1.0
+    with mrcfile.new(big) as mrc:
+        mrc.set_data(vol)
+        mrc.voxel_size = 20.0
+    assert pre({"image": str(big), "name": "long", "sample": 0})["image"].shape == (1, 40, 40, 40)
+    refusing = _parser("inference.json", tile_large_maps=False).get_parsed_content("preprocessing")
+    with pytest.raises(RuntimeError) as err:
+        refusing({"image": str(big), "name": "long", "sample": 0})
+    assert isinstance(err.value.__cause__, DataError) and "more than the generator's box 16" in str(err.value.__cause__)
+
+
+def _bundle_run(config: str, *args: str, cwd: Path = BUNDLE) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run --config_file configs/<config>`` from ``cwd`` (single-file form)."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / config), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_inference_configs_standalone_with_the_shipped_generator(tmp_path):
+    """Both inference configs run alone from the bundle folder with ``models/model.pt``: the samples are the shipped
+    generator's outputs for the seed (draw ``j`` of a map = the ``j``-th forward pass after seeding, maps in file
+    order), saved as MRC with the voxel size; a rerun refuses to overwrite and changes nothing; ``--overwrite true``
+    replaces the files and rewrites the record. The uncertainty config writes mean and std per map."""
+    from monai.inferers import SlidingWindowInferer
+
+    from emgan_monai.data.cryoet_density_inputs import density_input
+
+    out = tmp_path / "inference"
+    proc = _bundle_run("inference.json", "--output_dir", str(out), "--n_samples", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "synthesis.json").read_text())
+    maps = sorted(p.stem for p in (BUNDLE / "sample").glob("*.mrc"))
+    assert [f["map"] for f in summary["files"]] == maps and summary["n_samples"] == 2 and summary["failed"] == []
+    assert summary["files"][0] == {"map": maps[0], "input": f"{maps[0]}_input.mrc",
+                                   "samples": [f"{maps[0]}_sample_00.mrc", f"{maps[0]}_sample_01.mrc"]}
+    _, net = _shipped("inference.json", "network_def")
+    net.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True))
+    net.eval()
+    inferer = SlidingWindowInferer((16, 16, 16), sw_batch_size=4, overlap=0.25, mode="gaussian")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name in maps:
+            x = torch.from_numpy(density_to_network(density_input(BUNDLE / "sample" / f"{name}.mrc", 20.0, 16, 0.3,
+                                                                  0.5)))[None, None]
+            for j in range(2):
+                expected = network_to_subtomo(inferer(x, net))[0, 0]
+                with mrcfile.open(out / f"{name}_sample_{j:02d}.mrc") as mrc:
+                    assert mrc.voxel_size.x == pytest.approx(20.0) and mrc.data.dtype == np.float32
+                    np.testing.assert_allclose(mrc.data, expected, rtol=0, atol=1e-5)
+    assert (out / "montage.png").stat().st_size > 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mrc")}
+    proc = _bundle_run("inference.json", "--output_dir", str(out), "--n_samples", "2", cwd=REPO)
+    assert proc.returncode != 0 and "already exists" in proc.stderr + proc.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mrc")} == before
+    proc = _bundle_run("inference.json", "--output_dir", str(out), "--n_samples", "1", "--overwrite", "true", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "synthesis.json").read_text())["n_samples"] == 1
+
+    unc = tmp_path / "uncertainty"
+    proc = _bundle_run("inference_uncertainty.json", "--output_dir", str(unc), "--mc_samples", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((unc / "uncertainty.json").read_text())
+    assert record["k"] == 3 and record["fix_noise"] is False and record["std_source"].startswith("generator_noise")
+    for entry in record["files"]:
+        with mrcfile.open(unc / entry["std"]) as mrc:
+            assert mrc.data.shape == (16, 16, 16) and mrc.voxel_size.x == pytest.approx(20.0)
+            assert entry["mean_std"] == pytest.approx(float(mrc.data.mean())) and entry["mean_std"] > 0.1
+        assert (unc / entry["mean"]).is_file() and (unc / entry["input"]).is_file()
+    assert (unc / "uncertainty.png").is_file()
+
+
+_STANDALONE = ["inference.json", "inference_uncertainty.json", "train.json", "train_classifier.json"]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"box": 24, "voxel_size": 10.0, "refine_channels": 4, "dropout": 0.3,
+                                             "generator_kind": "cyclegan", "num_classes": 5}])
+def test_repeated_definitions_are_identical(overrides):
+    """Definitions repeated in the standalone configs (zoo style) are the same text and, with the same overrides,
+    resolve to the same objects: the generator (``network_def`` and its settings), the classifier
+    (``classifier_def``: train_classifier.json and evaluate.json over train.json), the data split and the
+    sub-tomogram geometry."""
+    raw = {c: json.loads((CONFIGS / c).read_text()) for c in _STANDALONE}
+    raw["evaluate.json"] = json.loads((CONFIGS / "evaluate.json").read_text())
+    shared = ["network_def", "generator_kind", "generator_channels", "n_res_blocks", "noise_channels", "decoder_noise",
+              "input_noise_std", "dropout", "refine_channels", "max_residual", "defocus_um", "tilt_max_deg", "box",
+              "voxel_size", "shape_sigma", "seed", "device", "bundle_root", "dataset_dir", "classifier_def",
+              "num_classes", "classifier_channels", "classifier_dropout", "train_tomos", "val_tomos", "binning",
+              "train_domains", "val_domains", "iso", "map_box", "model_path", "input_dir"]
+    for key in shared:
+        values = {c: cfg[key] for c, cfg in raw.items() if key in cfg}
+        assert len({json.dumps(v, sort_keys=True) for v in values.values()}) == 1, (key, values)
+    assert sum("network_def" in cfg for cfg in raw.values()) == 4
+    assert sum("classifier_def" in cfg for cfg in raw.values()) == 2
+
+    def resolved(config, key):
+        """The value of ``key`` with every reference resolved (a definition: its arguments' values)."""
+        parser = _parser(config, **{k: v for k, v in overrides.items() if k in parser_keys(config)})
+        value = parser[key]
+        if isinstance(value, dict):
+            return {k: v if k == "_target_" else parser.get_parsed_content(f"{key}#{k}") for k, v in value.items()}
+        return parser.get_parsed_content(key)
+
+    def parser_keys(config):
+        files = [config] if isinstance(config, str) else config
+        keys = set()
+        for f in files:
+            keys |= set(json.loads((CONFIGS / f).read_text()))
+        return keys
+
+    nets = [resolved(c, "network_def") for c in _STANDALONE]
+    assert all(n == nets[0] for n in nets[1:]) and nets[0]["box"] == overrides.get("box", 16)
+    clfs = [resolved(c, "classifier_def") for c in ("train_classifier.json", ["train.json", "evaluate.json"])]
+    assert clfs[0] == clfs[1] and clfs[0]["num_classes"] == overrides.get("num_classes", 9)
+    split = ["train_tomos", "val_tomos", "box", "binning", "shape_sigma", "voxel_size"]
+    assert ({k: resolved("train.json", k) for k in split} == {k: resolved("train_classifier.json", k) for k in split})
+    shapes = {tuple(v.shape) for v in _parser("inference.json", **overrides).get_parsed_content("network_def")
+              .state_dict().values()}
+    assert shapes == {tuple(v.shape) for v in _parser("train.json", **overrides).get_parsed_content("network_def")
+                      .state_dict().values()}

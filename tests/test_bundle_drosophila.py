@@ -39,22 +39,26 @@ TINY_MASK = ["--section_size", str(RES), "--crop_size", str(RES // 2), "--batch_
              "--generator_channels", "[16, 8, 8, 8, 8]"]
 
 
-def bundle_run(config: str | list[str], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle run`` of ``config`` (a config file name or a list to merge, after
-    ``configs/common.json``) with CLI overrides."""
-    files = config_files(BUNDLE, *([config] if isinstance(config, str) else config))  # common.json first, always
-    config_arg = "[" + ",".join(f"'{f}'" for f in files) + "]"
+#: evaluate.json is an overlay merged after inference.json
+EVALUATE = ["inference.json", "evaluate.json"]
+
+
+def bundle_run(config: str | list[str], *overrides: str, check: bool = True, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run`` of ``config`` (a standalone config file name, or a base config and its overlays
+    to merge) with CLI overrides, from ``cwd``."""
+    files = config_files(BUNDLE, *([config] if isinstance(config, str) else config))
+    config_arg = files[0] if len(files) == 1 else "[" + ",".join(f"'{f}'" for f in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg,
            *overrides]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
 
 
 def _parser(config: str | list[str], **overrides):
-    """``ConfigParser`` of ``config`` (a name or a list to merge) after ``configs/common.json``, with ``overrides``."""
+    """``ConfigParser`` of ``config`` (a name or a base config and its overlays) with ``overrides``."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
@@ -118,7 +122,7 @@ def test_train_mask_writes_loadable_generator(stage1_run):
     with torch.no_grad():
         out = net(torch.randn(2, *latent))
     assert out.shape == (2, 2, RES, RES) and out.abs().max() < 1  # signed-distance maps (mitochondria, membrane)
-    from emgan_monai.inferers.drosophila_synthesis import hard_mask
+    from emgan_monai.networks.two_stage_generator import hard_mask
 
     mask = hard_mask(out)  # decoded to one-hot classes, as stage 2 takes them
     assert mask.shape == (2, 3, RES, RES)
@@ -170,59 +174,66 @@ def test_train_em_finetunes_from_a_full_checkpoint(stack_dir, stage2_runs, tmp_p
                          {"em_channels": [4, 8, 8, 8]})
 
 
-#: configs that train or load the stage-2 (mask -> EM) network and the stage-1 (noise -> mask) generator
-STAGE2_CONFIGS = ["train.json", ["train.json", "multi_gpu_train.json"], "inference.json", "evaluate.json",
-                  "inference_mask2em.json"]
-STAGE1_CONFIGS = {"train_mask.json": "network_def", "inference.json": "mask_network_def",
-                  "evaluate.json": "mask_network_def"}
-#: defined in configs/common.json only (and device, which multi_gpu_train.json sets per rank)
-COMMON_ONLY = ("em_channels", "em_noise", "mask_network_def", "latent_stride", "mask_channels", "generator_output",
-               "noise_blocks", "mask_preprocessing", "network", "mask_network", "em_weights", "mask_weights",
-               "bundle_root", "dataset_dir", "seed", "stack", "n_train", "n_val", "imports")
+#: where each standalone config defines the stage-2 (mask -> EM) network and the stage-1 (noise -> mask) generator
+STAGE2_DEFS = {"train.json": "network_def", "inference_mask2em.json": "network_def", "inference.json": "em_network_def"}
+STAGE1_DEFS = {"train_mask.json": "network_def", "inference.json": "mask_network_def"}
+#: settings repeated across standalone configs (the zoo's way: each config carries what it needs)
+REPEATED = {"em_channels": ("train.json", "inference.json", "inference_mask2em.json"),
+            "em_noise": ("train.json", "inference.json", "inference_mask2em.json"),
+            "latent_channels": ("train_mask.json", "inference.json"),
+            "latent_stride": ("train_mask.json", "inference.json"),
+            "generator_channels": ("train_mask.json", "inference.json"),
+            "mask_channels": ("train_mask.json", "inference.json"),
+            "generator_output": ("train_mask.json", "inference.json"),
+            "noise_blocks": ("train_mask.json", "inference.json"),
+            "mask_preprocessing": ("train_mask.json", "evaluate.json"),
+            "dataset_dir": ("train.json", "train_mask.json", "inference.json"),
+            "bundle_root": ("train.json", "train_mask.json", "inference.json", "inference_mask2em.json")}
 
 
-def test_configs_take_the_networks_from_common():
-    """The stage-2 network (``network_def``), the stage-1 generator (``mask_network_def``) with their settings and the
-    real-mask transforms are defined once, in ``configs/common.json``: no config redefines them (``train_mask.json``
-    trains ``mask_network_def`` as its ``network_def``; the paper recipes bring their own networks), and every config
-    that merges common.json resolves the same networks, with and without command-line overrides."""
-    common = json.loads((CONFIGS / "common.json").read_text())
-    assert common["network_def"]["_target_"] == "emgan_monai.networks.NoiseUNet"
-    assert common["mask_network_def"]["_target_"] == "emgan_monai.networks.mask_generator.LatentGridMaskGenerator"
-    own_network = {"train_mask.json": "@mask_network_def", "train_paper.json": None, "train_mask_paper.json": None}
-    for path in sorted(CONFIGS.glob("*.json")):
-        if path.name in ("common.json", "metadata.json"):
-            continue
-        cfg = json.loads(path.read_text())
-        assert not set(COMMON_ONLY) & set(cfg), (path.name, set(COMMON_ONLY) & set(cfg))
-        if path.name in own_network:
-            expected = own_network[path.name]
-            assert expected is None or cfg["network_def"] == expected, path.name
-        else:
-            assert "network_def" not in cfg, path.name
+def test_repeated_definitions_are_identical():
+    """No common.json: every ``inference*.json`` / ``train*.json`` stands alone, and what several of them define (the
+    stage-2 network, the stage-1 generator, their settings, the real-mask transforms) is identical wherever it is
+    repeated, as written and as resolved with and without command-line overrides; ``inference.json``'s
+    ``network_def`` wraps exactly those two networks."""
+    assert not (CONFIGS / "common.json").exists()
+    raw = {p.name: json.loads(p.read_text()) for p in CONFIGS.glob("*.json") if p.name != "metadata.json"}
+    for key, names in REPEATED.items():
+        values = [raw[n][key] for n in names]
+        assert all(v == values[0] for v in values), (key, names)
+    assert raw["inference.json"]["network_def"] == {
+        "_target_": "emgan_monai.networks.two_stage_generator.TwoStageGenerator",
+        "mask_generator": "@mask_network_def", "em_generator": "@em_network_def"}
     for overrides in ({}, {"em_channels": [4, 8, 8, 8], "em_noise": False}):
-        want = _resolved([], "network_def", **overrides)
-        assert want["channels"] == overrides.get("em_channels", common["em_channels"])
-        for config in STAGE2_CONFIGS:
-            assert _resolved(config, "network_def", **overrides) == want, config
+        resolved = {c: _resolved(c, key, **overrides) for c, key in STAGE2_DEFS.items()}
+        want = resolved["train.json"]
+        assert want["_target_"] == "emgan_monai.networks.NoiseUNet"
+        assert want["channels"] == overrides.get("em_channels", [16, 32, 64, 96])
+        assert all(v == want for v in resolved.values()), resolved
+        assert _resolved(["train.json", "multi_gpu_train.json"], "network_def", **overrides) == want
+        assert _resolved(EVALUATE, "em_network_def", **overrides) == want
+        assert _resolved("inference.json", "network_def", **overrides)["em_generator"] == want
     for overrides in ({}, {"generator_channels": [8, 8, 8, 8, 8], "latent_channels": 4}):
-        want = _resolved([], "mask_network_def", **overrides)
+        resolved = {c: _resolved(c, key, **overrides) for c, key in STAGE1_DEFS.items()}
+        want = resolved["train_mask.json"]
+        assert want["_target_"] == "emgan_monai.networks.mask_generator.LatentGridMaskGenerator"
         assert (want["out_channels"], want["output"], want["noise_blocks"]) == (2, "tanh", 3)
-        for config, key in STAGE1_CONFIGS.items():
-            assert _resolved(config, key, **overrides) == want, config
+        assert all(v == want for v in resolved.values()), resolved
+        assert _resolved(EVALUATE, "mask_network_def", **overrides) == want
+        assert _resolved("inference.json", "network_def", **overrides)["mask_generator"] == want
     # paper recipes keep their own networks
-    assert _resolved("train_paper.json", "network_def")["_target_"] == "emgan_monai.networks.Pix2PixUNet"
-    assert _resolved("train_mask_paper.json", "network_def")["_target_"] == "emgan_monai.networks.NoiseToMaskGenerator"
+    assert _resolved(["train.json", "train_paper.json"], "network_def")["_target_"] == "emgan_monai.networks.Pix2PixUNet"
+    assert _resolved(["train_mask.json", "train_mask_paper.json"], "network_def")["_target_"] == "emgan_monai.networks.NoiseToMaskGenerator"
 
 
 def test_evaluation_and_training_share_the_mask_transforms():
     """evaluate.json must see the masks that train_mask.json trains on (area downsampling + argmax, same thresholds),
     and inference.json / evaluate.json draw full-section latent grids of the generator train_mask.json trains."""
     train = _resolved("train_mask.json", "mask_preprocessing")
-    assert _resolved("evaluate.json", "mask_preprocessing") == train
-    assert _resolved("evaluate.json", "mask_preprocessing", resolution=RES) == _resolved(
+    assert _resolved(EVALUATE, "mask_preprocessing") == train
+    assert _resolved(EVALUATE, "mask_preprocessing", resolution=RES) == _resolved(
         "train_mask.json", "mask_preprocessing", section_size=RES)
-    for name in ("inference.json", "evaluate.json"):
+    for name in ("inference.json", EVALUATE):
         assert _parsed(name, "latent_shape") == [16, 16, 16], name
         crops = _parsed("train_mask.json", "latent_shape", crop_size=RES)
         assert _parsed(name, "latent_shape", resolution=RES) == crops, name
@@ -230,9 +241,9 @@ def test_evaluation_and_training_share_the_mask_transforms():
 
 def test_paper_recipe_config_trains(stack_dir, tmp_path):
     out = tmp_path / "paper"
-    bundle_run("train_mask_paper.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
+    bundle_run(["train_mask.json", "train_mask_paper.json"], "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
                *TINY)
-    net = _parsed("train_mask_paper.json", "network_def", resolution=RES)
+    net = _parsed(["train_mask.json", "train_mask_paper.json"], "network_def", resolution=RES)
     net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
 
 
@@ -266,10 +277,10 @@ def test_load_ema_generator_reads_full_checkpoints_and_plain_weights(stage2_runs
     """The scripts' loader gives the EMA generator of a full checkpoint and the weights of a plain state dict."""
     from monai.bundle import ConfigParser
 
-    from emgan_monai.inferers.drosophila_synthesis import load_ema_generator
+    from emgan_monai.data.drosophila_synthesis import load_ema_generator
 
     parser = ConfigParser()
-    parser.read_config(config_files(BUNDLE, "train.json"))  # the merged content: common.json first
+    parser.read_config(config_files(BUNDLE, "train.json"))
     parser.update({"bundle_root": str(BUNDLE), "em_channels": [4, 8, 8, 8]})
     ckpt = stage2_runs["dir"] / "checkpoints" / "checkpoint_final.pt"
     from_ckpt = load_ema_generator(parser.get(), ckpt, recalibrate=False)
@@ -285,31 +296,59 @@ def test_load_ema_generator_reads_full_checkpoints_and_plain_weights(stage2_runs
 def test_paper_stage2_recipe_config_trains(stack_dir, tmp_path):
     """``train_paper.json``: the pix2pix recipe of the paper (kept for a GPU) still trains and saves its U-Net."""
     out = tmp_path / "paper2"
-    bundle_run("train_paper.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
+    bundle_run(["train.json", "train_paper.json"], "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
                *TINY)
-    net = _parsed("train_paper.json", "network_def", resolution=RES)
+    net = _parsed(["train.json", "train_paper.json"], "network_def", resolution=RES)
     net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
 
 
-def test_inference_pairs_and_no_overwrite(stage1_run, stage2_runs, tmp_path):
+@pytest.fixture(scope="module")
+def two_stage_weights(stage1_run, stage2_runs, tmp_path_factory) -> Path:
+    """``model.pt`` of the tiny runs: the state dict of inference.json's ``network_def`` (both stages)."""
+    from emgan_monai.networks.two_stage_generator import TwoStageGenerator
+
+    path = tmp_path_factory.mktemp("two_stage") / "model.pt"
+    stages = [torch.load(d / "model.pt", map_location="cpu", weights_only=True) for d in (stage1_run, stage2_runs["dir"])]
+    torch.save(TwoStageGenerator.combine_state_dicts(*stages), path)
+    return path
+
+
+#: inference.json / evaluate.json with the tiny networks of the fixtures
+TINY_TWO_STAGE = [*TINY_EM, "--resolution", str(RES), "--generator_channels", "[16, 8, 8, 8, 8]"]
+
+
+def test_inference_pairs_and_no_overwrite(stage1_run, stage2_runs, two_stage_weights, tmp_path):
+    """inference.json end to end on tiny networks: the files of each pair, equal to the in-memory draws of the same
+    seed (data.drosophila_synthesis.generate with the two stages), a montage and synthesis.json; a second run refuses
+    to replace anything, one with --overwrite true replaces the pairs and rewrites the record."""
+    from emgan_monai.data.drosophila_synthesis import generate
+
     out = tmp_path / "pairs"
-    args = ["--mask_weights", str(stage1_run / "model.pt"), "--em_weights", str(stage2_runs["dir"] / "model.pt"), *TINY_EM,
-            "--resolution", str(RES), "--num_pairs", "3", "--batch_size", "2", "--output_dir", str(out),
-            "--generator_channels", "[16, 8, 8, 8, 8]"]
+    args = ["--ckpt_path", str(two_stage_weights), *TINY_TWO_STAGE, "--num_pairs", "3", "--batch_size", "2",
+            "--output_dir", str(out), "--seed", "7"]
     bundle_run("inference.json", *args)
+    mask_net = _parsed("train_mask.json", "network_def", generator_channels=[16, 8, 8, 8, 8])
+    mask_net.load_state_dict(torch.load(stage1_run / "model.pt", map_location="cpu", weights_only=True))
+    em_net = _parsed("train.json", "network_def", em_channels=[4, 8, 8, 8])
+    em_net.load_state_dict(torch.load(stage2_runs["dir"] / "model.pt", map_location="cpu", weights_only=True))
+    masks, ems = generate(mask_net, em_net, 3, [16, RES // 16, RES // 16], seed=7, batch_size=2)
     for i in range(3):
         mask_png = np.asarray(Image.open(out / f"mask_{i:04d}.png"))
         assert mask_png.dtype == np.uint8 and mask_png.shape == (RES, RES, 3)
         labels = tifffile.imread(out / f"mask_{i:04d}.tif")
         assert labels.dtype == np.uint8 and labels.shape == (RES, RES) and set(np.unique(labels)) <= {0, 1, 2}
+        np.testing.assert_array_equal(labels, masks[i].argmax(0).numpy())
+        np.testing.assert_array_equal(mask_png, (masks[i].numpy().transpose(1, 2, 0) * 255).astype(np.uint8))
         em_png = np.asarray(Image.open(out / f"em_{i:04d}.png"))
         assert em_png.dtype == np.uint8 and em_png.shape == (RES, RES)
         em_tif = tifffile.imread(out / f"em_{i:04d}.tif")
         assert em_tif.dtype == np.uint16 and em_tif.shape == (RES, RES)
+        np.testing.assert_array_equal(em_tif, np.round(ems[i, 0].numpy() * 65535).astype(np.uint16))
+        np.testing.assert_array_equal(em_png, np.round(ems[i, 0].numpy() * 255).astype(np.uint8))
     assert not (out / "mask_0003.png").exists()
     assert np.asarray(Image.open(out / "montage.png")).ndim == 3
     record = json.loads((out / "synthesis.json").read_text())
-    assert record["num_pairs"] == 3 and len(record["pairs"]) == 3
+    assert record["num_pairs"] == 3 and len(record["pairs"]) == 3 and record["seed"] == 7
 
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
     again = bundle_run("inference.json", *args, check=False)
@@ -317,6 +356,9 @@ def test_inference_pairs_and_no_overwrite(stage1_run, stage2_runs, tmp_path):
     assert "already exists" in again.stdout + again.stderr
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
     assert after == before
+    bundle_run("inference.json", *args[:-1], "8", "--overwrite", "true")  # another seed, same names: replaced
+    assert (out / "em_0000.tif").read_bytes() != before["em_0000.tif"][1]
+    assert json.loads((out / "synthesis.json").read_text())["seed"] == 8
 
 
 def test_inference_mask2em_any_size(stage2_runs, tmp_path):
@@ -339,12 +381,11 @@ def test_inference_mask2em_any_size(stage2_runs, tmp_path):
         assert png.dtype == np.uint8 and png.shape == shape
 
 
-def test_evaluate_metrics(stack_dir, stage1_run, stage2_runs, tmp_path):
+def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
     out = tmp_path / "eval"
-    bundle_run("evaluate.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out),
-               "--mask_weights", str(stage1_run / "model.pt"), "--em_weights", str(stage2_runs["dir"] / "model.pt"), *TINY_EM,
-               "--resolution", str(RES), "--n_train", "4", "--n_val", "2", "--num_generated", "4",
-               "--segmenter_steps", "4", "--generator_channels", "[16, 8, 8, 8, 8]")
+    bundle_run(EVALUATE, "--dataset_dir", str(stack_dir), "--output_dir", str(out),
+               "--ckpt_path", str(two_stage_weights), *TINY_TWO_STAGE, "--n_train", "4", "--n_val", "2",
+               "--num_generated", "4", "--segmenter_steps", "4")
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"stage1_morphology", "stage2_quality_heldout", "stage2_fcn_score", "stage2_feature_distances",
             "stage2_texture"} <= set(metrics)
@@ -376,13 +417,102 @@ def test_evaluate_metrics(stack_dir, stage1_run, stage2_runs, tmp_path):
     assert "## Stage 2: texture realism" in (out / "metrics.md").read_text()
 
 
-@pytest.mark.skipif(not ((BUNDLE / "models" / "model.pt").is_file() and (BUNDLE / "models" / "mask_generator.pt").is_file()),
+@pytest.mark.skipif(not (BUNDLE / "models" / "model.pt").is_file(),
                     reason="shipped weights not in bundles/drosophila_skip_patch/models/")
-def test_inference_with_shipped_weights(tmp_path):
+def test_inference_with_shipped_weights_from_the_repository_and_the_bundle_folder(tmp_path):
+    """The documented commands: from the repository root and from inside the bundle folder (``configs/...``)."""
     out = tmp_path / "shipped"
     bundle_run("inference.json", "--output_dir", str(out))
     assert len(list(out.glob("em_*.tif"))) == 16 and len(list(out.glob("mask_*.png"))) == 16
     assert (out / "montage.png").is_file()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    inside = tmp_path / "inside"
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+                           "--output_dir", str(inside), "--num_pairs", "4"], cwd=BUNDLE, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the first batch (4 pairs) of the same seed: the same latents and noise, the same files
+    for name in ("em_0000.tif", "em_0003.png", "mask_0001.tif", "mask_0002.png"):
+        assert (inside / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_inference_config_has_the_inference_properties():
+    """``create_workflow(inference.json, "inference").check_properties()``: nothing missing (MONAI Label, the zoo)."""
+    from monai.bundle import create_workflow
+
+    workflow = create_workflow(config_file=str(CONFIGS / "inference.json"), workflow_type="inference",
+                               bundle_root=str(BUNDLE))
+    assert not workflow.check_properties()
+
+
+def _tiny_two_stage(seed: int = 0, **kwargs):
+    from emgan_monai.networks.two_stage_generator import TwoStageGenerator
+
+    torch.manual_seed(seed)
+    net = TwoStageGenerator(_parsed("inference.json", "mask_network_def", generator_channels=[16, 8, 8, 8, 8]),
+                            _parsed("inference.json", "em_network_def", em_channels=[4, 8, 8, 8]), **kwargs)
+    for m in net.modules():  # noise scales of 0 would hide a difference in the injected noise
+        if type(m).__name__ == "NoiseInjection":
+            torch.nn.init.constant_(m.weight, 0.5)
+    return net.eval()
+
+
+def test_two_stage_generator_scripts_and_matches_the_python_path():
+    """``torch.jit.script`` (what ``ckpt_export`` does): the same output as the Python module for the same seed when
+    the Python path neither drops small mitochondria nor closes outlines; with them (the default) the masks differ
+    only where pixels change class, and the outputs are (B, 4, H, W): EM in [0, 1] then a one-hot mask."""
+    net = _tiny_two_stage(close_membranes=False, min_mito_size=0)
+    scripted = torch.jit.script(net)
+    z = torch.randn(3, 16, 4, 4)
+    with torch.no_grad():
+        torch.manual_seed(11)
+        eager = net(z)
+        torch.manual_seed(11)
+        script = scripted(z)
+    assert eager.shape == (3, 4, 64, 64)
+    torch.testing.assert_close(script, eager, rtol=0, atol=0)
+    assert 0 <= eager[:, 0].min() and eager[:, 0].max() <= 1
+    torch.testing.assert_close(eager[:, 1:].sum(1), torch.ones(3, 64, 64))
+    # the default module (closing, speck removal) scripts too, and runs the plain decoding when scripted
+    default = _tiny_two_stage()
+    with torch.no_grad():
+        torch.manual_seed(11)
+        closed = default(z)
+        torch.manual_seed(11)
+        plain = torch.jit.script(default)(z)
+    torch.testing.assert_close(plain, script, rtol=0, atol=0)
+    assert closed.shape == plain.shape
+
+
+def test_two_stage_generator_draws_what_the_stage_functions_draw():
+    """network_def (one module) == data.drosophila_synthesis.draw_masks + stage 2 for the same latents and seed."""
+    from emgan_monai.data.drosophila_synthesis import draw_masks
+
+    net = _tiny_two_stage()
+    z = torch.randn(2, 16, 4, 4)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        out = net(z)
+        torch.manual_seed(5)
+        mask = draw_masks(net.mask_generator, z)
+        em = net.em_generator(mask).clamp(0, 1)
+    torch.testing.assert_close(out, torch.cat([em, mask], 1), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not all((BUNDLE / "models" / f).is_file() for f in ("model.pt", "mask_generator.pt", "em_generator.pt")),
+                    reason="shipped weights not in bundles/drosophila_skip_patch/models/")
+def test_shipped_model_is_both_stages():
+    """models/model.pt (inference.json's network_def) == mask_generator.pt + em_generator.pt, and loads strictly."""
+    from emgan_monai.networks.two_stage_generator import TwoStageGenerator
+
+    load = lambda name: torch.load(BUNDLE / "models" / name, map_location="cpu", weights_only=True)  # noqa: E731
+    model, mask, em = load("model.pt"), load("mask_generator.pt"), load("em_generator.pt")
+    want = TwoStageGenerator.combine_state_dicts(mask, em)
+    assert list(model) == list(want)
+    for k in want:
+        torch.testing.assert_close(model[k], want[k], rtol=0, atol=0)
+    _parsed("inference.json", "network_def").load_state_dict(model)
+    _parsed("inference_mask2em.json", "network_def").load_state_dict(em)
 
 
 #: bounds for the shipped stage-1 generator at 256 px. Measured on the real masks of stack 1 (area + argmax):
@@ -414,7 +544,7 @@ def test_shipped_mask_generator_is_not_collapsed_and_draws_tissue():
     """Samples of different seeds must differ like real sections do, no sample may be a periodic tiling or a set of
     parallel streaks, and the samples' morphology must meet the targets of issue 11 (mitochondria, membranes,
     closed outlines, holes)."""
-    from emgan_monai.inferers.drosophila_synthesis import generate
+    from emgan_monai.data.drosophila_synthesis import generate
     from emgan_monai.metrics.mask_structure import mask_diversity, mask_periodicity
     from emgan_monai.metrics.morphology import mask_morphology
 
@@ -453,7 +583,7 @@ def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, tmp_path):
         "$torch.save(@network.state_dict(), os.path.join(@output_dir, 'rank' + str(dist.get_rank()) + '.pt'))",
         "$emgan_monai.engines.utils.leave_process_group()",
     ]}))
-    files = [*config_files(BUNDLE, "train.json", "multi_gpu_train.json"), extra]  # common.json first
+    files = [*config_files(BUNDLE, "train.json", "multi_gpu_train.json"), extra]
     configs = "[" + ",".join(f"'{p}'" for p in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -488,7 +618,7 @@ MAX_TEXTURE_VS_PAINTED = 0.2  # texture Frechet of generated / of naively painte
 MAX_TEXTURE_VS_REAL = 3.0  # texture Frechet of generated / of real training sections (issue 12: within 3x)
 
 
-@pytest.mark.skipif(not (BUNDLE / "models" / "model.pt").is_file(), reason="shipped stage-2 weights missing")
+@pytest.mark.skipif(not (BUNDLE / "models" / "em_generator.pt").is_file(), reason="shipped stage-2 weights missing")
 def test_shipped_em_generator_keeps_texture(real_data):
     """Mask -> EM on the real held-out masks: two noise draws differ, the grain (high-frequency power) is that of
     real sections, and the texture distance stays far below naive painting; the FCN structure is checked by
@@ -502,12 +632,12 @@ def test_shipped_em_generator_keeps_texture(real_data):
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
     from emgan_monai.data.drosophila import load_sections
 
-    mask_tf = Compose(_parsed("evaluate.json", "mask_preprocessing"))
+    mask_tf = Compose(_parsed(EVALUATE, "mask_preprocessing"))
     train, val = split_sections(drosophila_datalist(stack), n_train=16, n_val=4)
     tr_masks, tr_em = load_sections(train, 256, mask_transform=mask_tf)
     va_masks, va_em = load_sections(val, 256, mask_transform=mask_tf)
-    net = _parsed("inference.json", "network_def")
-    net.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True))
+    net = _parsed("inference_mask2em.json", "network_def")
+    net.load_state_dict(torch.load(BUNDLE / "models" / "em_generator.pt", map_location="cpu", weights_only=True))
     fake = stage2_draws(net, va_masks, n_draws=2, seed=0)
     tex = evaluate_texture(tr_masks, tr_em, va_masks, va_em, fake)
     assert tex["draw_diversity"] > MIN_DRAW_DIFFERENCE, tex["draw_diversity"]

@@ -49,7 +49,7 @@ def test_latent_grid_generator_is_fully_convolutional_and_stochastic():
 
 
 def test_latent_grid_generator_tanh_output_draws_distance_maps_that_decode_to_masks():
-    from emgan_monai.inferers.drosophila_synthesis import hard_mask
+    from emgan_monai.networks.two_stage_generator import hard_mask
 
     g = _noisy_generator(out_channels=2, output="tanh").eval()
     maps = g(torch.randn(2, 4, 4, 4))
@@ -75,7 +75,8 @@ def test_latent_grid_generator_tanh_output_draws_distance_maps_that_decode_to_ma
 
 
 def test_random_symmetry_draws_the_eight_symmetries_of_the_square():
-    from emgan_monai.inferers.drosophila_synthesis import draw_masks, random_symmetry
+    from emgan_monai.data.drosophila_synthesis import draw_masks
+    from emgan_monai.networks.two_stage_generator import random_symmetry
 
     x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(400, 1, 1, 1)
     torch.manual_seed(0)

@@ -182,11 +182,20 @@ def test_every_model_returns_a_valid_image(server):
     for model, images in server["inputs"].items():
         if model not in server["info"]["models"]:
             continue
+        # the project's tasks write TIFF (MRC for cryo-ET); the stock BundleInferTask writes NIfTI, its default
+        stock = model not in ("drosophila_mask2em", "drosophila_generator", "cryoet_generator")
+        suffix = ".mrc" if model == "cryoet_generator" else ".nii.gz" if stock else ".tif"
         for image in images:
-            path, headers = _infer(server, model, image, suffix=".mrc" if model == "cryoet_generator" else ".tif")
-            if model != "cryoet_generator":  # MRC by default
+            path, headers = _infer(server, model, image, suffix=suffix)
+            if suffix == ".tif":
                 assert headers.get("content-type", headers.get("Content-Type", "")).startswith("image/tiff")
-            arr, voxel = read_image(path)
+            if suffix == ".nii.gz":
+                import nibabel as nib
+
+                nii = nib.load(str(path))
+                arr, voxel = np.asarray(nii.dataobj), nii.header.get_zooms()
+            else:
+                arr, voxel = read_image(path)
             assert arr.size > 0 and np.isfinite(arr.astype(np.float64)).all(), (model, image)
             assert all(v > 0 for v in voxel)
 

@@ -23,7 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "drosophila_skip_pat
 
 def _parser(name: str, **overrides) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(config_files(CONFIGS.parent, name))  # configs/common.json first
+    parser.read_config(config_files(CONFIGS.parent, name))
     parser.update({"device": "$torch.device('cpu')", **overrides})
     return parser
 
@@ -130,30 +130,33 @@ def test_write_image_never_overwrites_unless_asked(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- noise -> mask -> EM
-def _synth(tmp: Path, out: Path, mask_w: Path, em_w: Path, **overrides):
-    parser = _parser("inference.json", output_dir=str(out), mask_weights=str(mask_w), em_weights=str(em_w),
-                     num_pairs=1, resolution=128, **overrides)
+def _synth(tmp: Path, out: Path, weights: Path, **overrides) -> dict:
+    """inference.json (one TwoStageGenerator, ``ckpt_path``) for one pair at 128 px; returns ``synthesis.json``."""
+    parser = _parser("inference.json", output_dir=str(out), ckpt_path=str(weights), num_pairs=1, resolution=128,
+                     **overrides)
     parser.get_parsed_content("initialize")
-    return parser.get_parsed_content("synthesize")
+    for i in range(len(parser["run"])):
+        parser.get_parsed_content(f"run#{i}")
+    import json
+
+    return json.loads((out / "synthesis.json").read_text())
 
 
 @pytest.fixture
 def synth_weights(tmp_path):
-    parser = _parser("inference.json", resolution=128)
-    return (_weights(tmp_path, parser, "mask_network_def", "mask.pt"),
-            _weights(tmp_path, parser, "network_def", "em.pt"))
+    return _weights(tmp_path, _parser("inference.json", resolution=128), "network_def", "model.pt")
 
 
 def test_synthesis_never_overwrites_unless_asked(tmp_path, synth_weights):
     out = tmp_path / "out"
-    record = _synth(tmp_path, out, *synth_weights)
+    record = _synth(tmp_path, out, synth_weights)
     em = Path(record["pairs"][0]["em_png"])
     em.write_bytes(b"keep me")
     with pytest.raises(RuntimeError) as info:
-        _synth(tmp_path, out, *synth_weights)
+        _synth(tmp_path, out, synth_weights)
     assert any(isinstance(e, FileExistsError) for e in _cause_chain(info.value))
     assert em.read_bytes() == b"keep me"
-    _synth(tmp_path, out, *synth_weights, overwrite=True)
+    _synth(tmp_path, out, synth_weights, overwrite=True)
     assert em.read_bytes() != b"keep me"
 
 
@@ -165,11 +168,10 @@ def _malicious(path: Path, marker: Path, state: dict) -> Path:
 
 def test_inference_configs_refuse_malicious_weights(tmp_path, synth_weights, mask2em):
     marker = tmp_path / "pwned"
-    mask_w, em_w = synth_weights
-    evil = _malicious(tmp_path / "evil_mask.pt", marker, torch.load(mask_w, weights_only=True))
-    # inference.json: "$...load_state_dict(torch.load(@mask_weights, ..., weights_only=True))"
-    with pytest.raises(RuntimeError) as info:
-        _synth(tmp_path, tmp_path / "out", evil, em_w)
+    evil = _malicious(tmp_path / "evil_model.pt", marker, torch.load(synth_weights, weights_only=True))
+    # inference.json: MONAI CheckpointLoader handler of the evaluator (weights_only=True inside)
+    with pytest.raises(Exception) as info:
+        _synth(tmp_path, tmp_path / "out", evil)
     assert any(isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e)
                for e in _cause_chain(info.value))
     assert not marker.exists()

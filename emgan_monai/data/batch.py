@@ -73,9 +73,10 @@ class TolerantDataset(IterableDataset):
     Attributes
     ----------
     failures : list[tuple[str, str]]
-        ``(file, reason)`` of every item of the latest pass that failed, in datalist order.
+        ``(file, reason)`` of every input of the latest pass that failed, in datalist order; an input listed in
+        several items (e.g. one item per generator draw) is tried and listed once.
     succeeded : int
-        Items yielded in the latest pass.
+        Inputs yielded in the latest pass (an input listed in several items counts once).
 
     Notes
     -----
@@ -98,13 +99,21 @@ class TolerantDataset(IterableDataset):
         if get_worker_info() is not None:
             raise RuntimeError("TolerantDataset records failures in the iterating process: use num_workers=0")
         self.failures, self.succeeded = [], 0
+        failed: set[str] = set()
+        yielded: set[str] = set()
         for i, item in enumerate(self.data):
+            name = self._name(item)
+            if name in failed:  # an input listed several times (e.g. once per draw) is tried and reported once
+                continue
             try:
                 out = self.dataset[i]
             except Exception as e:  # noqa: BLE001 - every failure is reported at the end, none is swallowed
-                self.failures.append((self._name(item), failure_reason(e)))
+                self.failures.append((name, failure_reason(e)))
+                failed.add(name)
                 continue
-            self.succeeded += 1
+            if name not in yielded:
+                yielded.add(name)
+                self.succeeded += 1
             yield out
 
 

@@ -8,14 +8,15 @@ Design (why it is built this way)
   block *before* imaging (each imaged as a separate specimen, so no test fluorophore contributes light to any
   training input), and procedural specimens (:mod:`emgan_monai.data.specimens`) are drawn with split-specific
   seeds.
-* **Several kinds of structure.** Training mixes the real nuclei with procedural filaments, membranes and puncta
+* **Several kinds of structure.** Training mixes the real stack (its specimen named after the file, e.g. ``nuclei``
+  for ``nuclei.tif``) with procedural filaments, membranes and puncta
   (by default); one kind (``heldout_kind``, default vesicles) is never used in training and forms the
   *leave-one-structure-out* set.
 * **Noise drawn on the fly.** Training items hold the *noise-free* wide-field signal and confocal target of a plane
   for a few NA draws; :class:`~emgan_monai.transforms.RandCameraNoised` draws photons, background, shot and read
   noise anew for every sample. Validation / test pairs are fixed (seeded) TIFF files with ``pairs.json`` records,
-  the format of :func:`emgan_monai.data.fluorescence.synthesize_pairs_from_stack`, so that the evaluation knows
-  each pair's true PSF for Richardson-Lucy.
+  the ``wf/`` + ``confocal/`` layout of :func:`emgan_monai.data.fluorescence.paired_datalist`, so that the
+  evaluation (:mod:`emgan_monai.evaluation.confocal`) knows each pair's true PSF for Richardson-Lucy.
 
 Layout written to ``cache_dir``: ``train_<hash>.npz`` (noise-free planes) and ``<split>/<specimen>/{wf,confocal}/``
 ``*.tif`` + ``pairs.json`` for ``val``, ``test`` and ``loso``; everything is reused while the request is unchanged.
@@ -293,8 +294,12 @@ def prepare_confocal_data(
     eval_root = cache / f"eval_{key}"
     # specimens are built only when something has to be rendered (a cached request reads the cache alone)
     blocks = functools.cache(lambda: stack_blocks(load_stack_volume(stack_path)))
+    # the real stack's specimen is named after its file (nuclei.tif -> "nuclei"), never after a procedural kind
+    stack_specimen = stack_path.stem
+    if stack_specimen in (*train_kinds, heldout_kind):
+        stack_specimen += "_stack"
     specimens: dict[str, list[tuple[str, Callable[[], np.ndarray]]]] = {
-        "train": [("nuclei", lambda: blocks()["train"])], "val": [], "loso": []}  # fmt: skip
+        "train": [(stack_specimen, lambda: blocks()["train"])], "val": [], "loso": []}  # fmt: skip
     for k_i, kind in enumerate(train_kinds):
         for j in range(n_procedural_train):
             specimens["train"].append((f"{kind}{j}", partial(make_specimen, kind, procedural_shape, spacing_zyx_um,
@@ -328,12 +333,12 @@ def prepare_confocal_data(
         for i, (name, na) in enumerate(zip(names, nas)):
             item = {"signal": z[f"signal_{i}"][None], "label": z[f"label_{i}"][None], "specimen": str(name),
                     "na": float(na)}  # fmt: skip
-            train.extend([item] * (stack_repeats if name == "nuclei" else 1))
+            train.extend([item] * (stack_repeats if name == stack_specimen else 1))
 
     result: dict[str, list[dict[str, Any]]] = {"train": train}
     eval_sets = {
-        "val": [("nuclei", lambda: blocks()["val"])] + specimens["val"],
-        "test": [("nuclei", lambda: blocks()["test"])],
+        "val": [(stack_specimen, lambda: blocks()["val"])] + specimens["val"],
+        "test": [(stack_specimen, lambda: blocks()["test"])],
         "loso": specimens["loso"],
     }
     for split_i, (split, items) in enumerate(eval_sets.items()):

@@ -46,6 +46,7 @@ __all__ = [
     "binning_scale_from_points",
     "cut_subvolume",
     "density_datalist",
+    "density_draws_datalist",
     "load_density",
     "load_tomogram",
     "point_contrast",
@@ -103,6 +104,23 @@ def density_datalist(folder: str | Path, suffixes: Sequence[str] = DENSITY_SUFFI
     if not files:
         raise DataNotFoundError(folder, f"no density map / model files with suffixes {sorted(wanted)}")
     return [{"image": str(p.resolve()), "label": p.name[: -len(_matching_suffix(p, wanted) or "")]} for p in files]
+
+
+def density_draws_datalist(
+    folder: str | Path, n_samples: int = 1, suffixes: Sequence[str] = DENSITY_SUFFIXES
+) -> list[dict[str, str | int]]:
+    """:func:`density_datalist` with every map listed ``n_samples`` times, once per generator draw.
+
+    Returns
+    -------
+    list of dict
+        ``[{"image": "/abs/1bxn.mrc", "name": "1bxn", "sample": 0}, {..., "sample": 1}, ...]``: the draws of one map
+        next to each other, maps sorted by file name.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    return [{"image": item["image"], "name": item["label"], "sample": j}
+            for item in density_datalist(folder, suffixes) for j in range(int(n_samples))]
 
 
 def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence[int] | None = None) -> np.ndarray:

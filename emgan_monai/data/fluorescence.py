@@ -1,36 +1,29 @@
-"""Datalists of paired wide-field / confocal fluorescence images, real or physically synthesised.
+"""Files of wide-field / confocal fluorescence images: folders of real pairs and the inputs of inference.
 
 Real pairs live in two sibling folders with matching file names::
 
     root/wf/cell01.tif        root/confocal/cell01.tif
     root/wf/cell02.tif        root/confocal/cell02.tif
 
-and :func:`paired_datalist` turns them into a MONAI datalist ``[{"image": wf, "label": confocal}, ...]``.
-
-Without real pairs, :func:`synthesize_pairs_from_stack` makes them from a confocal stack used as the
-fluorophore density (see :mod:`emgan_monai.physics.pair_synthesis` for the image-formation model) and writes
-them in the same ``wf/`` + ``confocal/`` layout, so that ``paired_datalist(out_dir)`` reads them back,
-together with ``pairs.json`` recording every pair's acquisition parameters.
-
-:func:`split_planes` chooses train / validation planes of one stack so that validation is an axially
-contiguous block separated from training by a gap.
+:func:`paired_datalist` turns them into a MONAI datalist ``[{"image": wf, "label": confocal}, ...]`` and
+:func:`split_real_pairs` splits the sorted files into train / val / test by file, i.e. by field of view (what
+``bundles/confocal_enhance/configs/real_pairs.json`` uses). :func:`image_datalist` lists the TIFF images of a folder,
+the inputs of ``inference.json``. Synthesised pairs (no real pairs offline) come from
+:mod:`emgan_monai.data.confocal_training`, written in the same ``wf/`` + ``confocal/`` layout.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import tifffile
 
 from emgan_monai.errors import DataError, DataNotFoundError
-from emgan_monai.physics.optics import PSFModel
-from emgan_monai.physics.pair_synthesis import SimulationRanges, synthesize_pair
 
-__all__ = ["paired_datalist", "split_planes", "synthesize_pairs_from_stack"]
+__all__ = ["image_datalist", "paired_datalist", "split_real_pairs"]
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
 _ALLOWED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -166,196 +159,51 @@ def paired_datalist(
     return datalist
 
 
-def split_planes(
-    n_planes: int,
-    val_fraction: float = 0.2,
-    gap: int = 2,
-    val_position: Literal["start", "middle", "end"] = "end",
-) -> tuple[list[int], list[int]]:
-    """Split the planes of one stack into train / validation planes without axial leakage.
+def split_real_pairs(dataset_dir: str | os.PathLike, heldout_fraction: float = 0.3) -> dict[str, list[dict[str, str]]]:
+    """Train / val / test datalists of a folder of real pairs, split by file (each file its own field of view).
 
-    The validation planes form one contiguous block (at the end, start or middle of the stack) and the
-    ``gap`` planes on each side of it are used by neither split. With a random per-plane split, a
-    validation plane's immediate neighbours (which share most of its in-focus structures, the axial
-    resolution being about 3 planes of 0.29 um) would be training targets. ``gap`` should be at least the
-    axial half width at half maximum of the PSF in planes: for NA 1.2 water immersion at 0.29 um steps the
-    wide-field HWHM is about 0.44 um (1.5 planes), hence the default 2. Note that wide-field *inputs* still
-    receive faint out-of-focus haze from beyond the gap; that is inherent to wide-field imaging.
+    The pairs are sorted by name; the last ``heldout_fraction`` of them (at least two) are held out, their first
+    half for validation, the second half for test.
 
     Parameters
     ----------
-    n_planes : int
-        Number of planes in the stack.
-    val_fraction : float
-        Fraction of planes in validation, in (0, 1); at least one plane.
-    gap : int
-        Planes discarded on each side of the validation block (>= 0).
-    val_position : {"start", "middle", "end"}
-        Where the validation block lies.
+    dataset_dir : str | os.PathLike
+        Folder with ``wf/`` and ``confocal/`` sub-folders of matching TIFF names (see :func:`paired_datalist`).
+    heldout_fraction : float
+        Fraction of the files held out for val + test.
 
     Returns
     -------
-    tuple[list[int], list[int]]
-        ``(train_planes, val_planes)``, sorted plane indices.
+    dict[str, list[dict[str, str]]]
+        ``{"train": [...], "val": [...], "test": [...]}``, items ``{"image": wf path, "label": confocal path}``.
     """
-    if n_planes < 2:
-        raise ValueError(f"n_planes must be >= 2 to split, got {n_planes}.")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}.")
-    if gap < 0:
-        raise ValueError(f"gap must be >= 0, got {gap}.")
-    n_val = max(1, int(round(n_planes * val_fraction)))
-    if val_position == "end":
-        start = n_planes - n_val
-    elif val_position == "start":
-        start = 0
-    elif val_position == "middle":
-        start = (n_planes - n_val) // 2
+    datalist = paired_datalist(dataset_dir)
+    n = len(datalist)
+    if n < 3:
+        raise DataError(dataset_dir, f"need at least 3 real pairs to hold out validation and test files, got {n}.")
+    n_held = min(n - 1, max(2, int(round(n * heldout_fraction))))
+    half = n_held // 2
+    return {"train": datalist[: n - n_held], "val": datalist[n - n_held : n - n_held + half],
+            "test": datalist[n - n_held + half :]}  # fmt: skip
+
+
+def image_datalist(input_dir: str | os.PathLike, key: str = "image") -> list[dict[str, str]]:
+    """``[{key: path}, ...]`` for the TIFF files of a folder (or a single TIFF file), sorted by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        if ``input_dir`` does not exist.
+    ValueError
+        if it holds no ``.tif``/``.tiff`` file.
+    """
+    path = Path(input_dir)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_EXTENSIONS)
     else:
-        raise ValueError(f"val_position must be 'start', 'middle' or 'end', got {val_position!r}.")
-    val = list(range(start, start + n_val))
-    train = [p for p in range(n_planes) if p < start - gap or p >= start + n_val + gap]
-    if not train:
-        raise ValueError(
-            f"no training planes left: {n_planes} planes, {n_val} for validation and a gap of {gap} on each side."
-        )
-    return train, val
-
-
-def _default_psf_shape(stack_shape: tuple[int, int, int], max_lateral: int = 127) -> tuple[int, int, int]:
-    depth, height, width = stack_shape
-    lateral = min(max_lateral, 2 * max(height, width) - 1)
-    lateral += 1 - lateral % 2  # odd
-    return 2 * depth - 1, lateral, lateral
-
-
-def synthesize_pairs_from_stack(
-    stack_path: str | Path,
-    out_dir: str | Path,
-    planes: Sequence[int] | None = None,
-    n_pairs_per_plane: int = 1,
-    seed: int = 0,
-    ranges: SimulationRanges | None = None,
-    psf_model: PSFModel = "born_wolf",
-    spacing_zyx_um: Sequence[float] = (0.29, 0.26, 0.26),
-    psf_shape: Sequence[int] | None = None,
-    dark_percentile: float = 1.0,
-    dtype: Literal["float32", "uint16"] = "float32",
-) -> list[dict[str, str]]:
-    """Synthesise wide-field / confocal training pairs from a 3D confocal stack and write them as TIFFs.
-
-    The stack (background-subtracted: its ``dark_percentile`` percentile is removed and negatives clipped) is
-    the fluorophore density. For every requested plane and repetition, acquisition parameters are drawn from
-    ``ranges`` (NA, photon budget, background, read noise), wide-field and confocal PSFs are computed for that
-    NA and :func:`emgan_monai.physics.pair_synthesis.synthesize_pair` renders the pair. Each pair is seeded by
-    ``(seed, plane, repetition)``, so any pair can be regenerated alone.
-
-    Outputs (files of the same name are overwritten): ``out_dir/wf/zPPP_rRR.tif`` (input, ADU), ``out_dir/confocal/zPPP_rRR.tif`` (target, noise-free,
-    peak = photon budget) and ``out_dir/pairs.json`` (stack, voxel size, PSF model and grid, ranges, and per pair:
-    files, plane, seed, na, photons, background, read_noise, offset). ``paired_datalist(out_dir)`` reads them back.
-
-    Parameters
-    ----------
-    stack_path : str | Path
-        3D TIFF ``(Z, Y, X)``, e.g. the nuclei channel of the Allen cells3d stack (60, 256, 256).
-    out_dir : str | Path
-        Output folder (created).
-    planes : Sequence[int] | None
-        Focal planes to render (default all); use :func:`split_planes` for train / validation sets.
-    n_pairs_per_plane : int
-        Independent parameter draws per plane.
-    seed : int
-        Base seed.
-    ranges : SimulationRanges | None
-        Parameter ranges (default :class:`SimulationRanges()`).
-    psf_model : {"born_wolf", "gaussian"}
-        PSF model.
-    spacing_zyx_um : Sequence[float]
-        Voxel size of the stack in um (cells3d: 0.29, 0.26, 0.26).
-    psf_shape : Sequence[int] | None
-        PSF grid ``(Zp, Yp, Xp)``. Default ``(2 Z - 1, L, L)`` with ``L = min(127, 2 max(Y, X) - 1)``: every plane
-        of the stack contributes out-of-focus light to every other; light spread beyond +-L/2 pixels is dropped.
-    dark_percentile : float
-        Percentile of the stack taken as its dark level.
-    dtype : {"float32", "uint16"}
-        Pixel type written; ``uint16`` rounds and clips to [0, 65535].
-
-    Returns
-    -------
-    list[dict[str, str]]
-        ``[{"image": <wf tif>, "label": <confocal tif>}, ...]`` in rendering order.
-    """
-    stack_path, out_dir = Path(stack_path), Path(out_dir)
-    if not stack_path.is_file():
-        raise FileNotFoundError(f"stack {stack_path} does not exist.")
-    try:
-        stack = tifffile.imread(stack_path)
-    except (tifffile.TiffFileError, OSError) as err:
-        raise ValueError(f"{stack_path}: not a readable TIFF ({err}).") from err
-    stack = np.squeeze(stack)
-    if stack.ndim != 3:
-        raise ValueError(f"{stack_path}: expected a 3D (Z, Y, X) stack, got shape {stack.shape}.")
-    if not np.issubdtype(stack.dtype, np.number) or np.iscomplexobj(stack):
-        raise ValueError(f"{stack_path}: expected a real-valued intensity stack, got dtype {stack.dtype}.")
-    if n_pairs_per_plane < 1:
-        raise ValueError(f"n_pairs_per_plane must be >= 1, got {n_pairs_per_plane}.")
-    if dtype not in ("float32", "uint16"):
-        raise ValueError(f"dtype must be 'float32' or 'uint16', got {dtype!r}.")
-    depth = stack.shape[0]
-    planes = list(range(depth)) if planes is None else [int(p) for p in planes]
-    bad = [p for p in planes if not 0 <= p < depth]
-    if bad:
-        raise ValueError(f"{stack_path}: planes {bad} are outside the stack's {depth} planes.")
-    ranges = SimulationRanges() if ranges is None else ranges
-    psf_shape = _default_psf_shape(stack.shape) if psf_shape is None else tuple(int(s) for s in psf_shape)
-
-    volume = stack.astype(np.float64)
-    dark = float(np.percentile(volume, dark_percentile))
-    volume = np.clip(volume - dark, 0.0, None)
-    if not volume.max() > 0:
-        raise ValueError(f"{stack_path}: the stack is empty after subtracting its dark level {dark}.")
-
-    for sub in ("wf", "confocal"):
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    records, datalist = [], []
-    for plane in planes:
-        for rep in range(n_pairs_per_plane):
-            pair_seed = [int(seed), plane, rep]
-            rng = np.random.default_rng(pair_seed)
-            params = ranges.sample(rng)
-            psf_wf, psf_conf = ranges.psfs(params["na"], psf_shape, spacing_zyx_um, model=psf_model)
-            wf, conf = synthesize_pair(
-                volume,
-                plane,
-                psf_wf,
-                psf_conf,
-                photons=params["photons"],
-                background=params["background"],
-                read_noise=params["read_noise"],
-                offset=params["offset"],
-                rng=rng,
-            )
-            name = f"z{plane:03d}_r{rep:02d}.tif"
-            for sub, img in (("wf", wf), ("confocal", conf)):
-                if dtype == "uint16":
-                    img = np.clip(np.rint(img), 0, np.iinfo(np.uint16).max).astype(np.uint16)
-                tifffile.imwrite(out_dir / sub / name, img)
-            records.append(
-                {"image": f"wf/{name}", "label": f"confocal/{name}", "plane": plane, "seed": pair_seed, **params}
-            )
-            datalist.append({"image": str(out_dir / "wf" / name), "label": str(out_dir / "confocal" / name)})
-
-    provenance = {
-        "stack": str(stack_path),
-        "stack_shape": list(stack.shape),
-        "spacing_zyx_um": [float(s) for s in spacing_zyx_um],
-        "dark_level": dark,
-        "psf_model": psf_model,
-        "psf_shape": list(psf_shape),
-        "seed": int(seed),
-        "dtype": dtype,
-        "ranges": ranges.to_dict(),
-        "pairs": records,
-    }
-    (out_dir / "pairs.json").write_text(json.dumps(provenance, indent=2))
-    return datalist
+        raise FileNotFoundError(f"input {path} does not exist.")
+    if not files:
+        raise ValueError(f"{path}: no TIFF images (.tif/.tiff) to enhance.")
+    return [{key: str(f)} for f in files]

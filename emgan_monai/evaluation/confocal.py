@@ -1,16 +1,18 @@
-"""Evaluation table of the ``confocal_enhance`` bundle: networks against Richardson-Lucy on held-out pairs.
+"""Evaluation of the ``confocal_enhance`` bundle: networks against Richardson-Lucy on held-out pairs.
 
-:func:`evaluate_methods` scores, on one or several held-out sets, the wide-field input (a trivial method),
-Richardson-Lucy deconvolution with each pair's *true* wide-field PSF (the classical baseline, its iteration count
-tuned on the validation pairs) and any number of networks. Every output is compared with the noise-free confocal
-target after :func:`~emgan_monai.metrics.image_quality.normalize_pair` with:
+Three named steps, each a component of ``configs/evaluate.json``:
 
-* SSIM / PSNR / MSE / NRMSE (:func:`~emgan_monai.metrics.image_quality.image_quality`), fidelity;
-* the FRC cutoff against the target and the high-frequency power relative to the target
-  (:mod:`emgan_monai.metrics.sharpness`), sharpness, so that detail SSIM penalises is visible.
-
-It writes ``metrics.json`` (per image, mean / std per set and method, the Richardson-Lucy tuning) and ``metrics.md``
-(one table per set).
+* :class:`RichardsonLucyBaseline`: the classical baseline, Richardson-Lucy deconvolution with each pair's *true*
+  wide-field PSF (from the pair's ``pairs.json`` record, or ``optics`` for real pairs), its iteration count tuned
+  on validation pairs;
+* :class:`HeldOutComparison`: scores the wide-field input (a trivial method), the baseline and any number of
+  networks on one or several named held-out sets. Every output is compared with the noise-free confocal target
+  after :func:`~emgan_monai.metrics.image_quality.normalize_pair` with SSIM / PSNR / MSE / NRMSE
+  (:func:`~emgan_monai.metrics.image_quality.image_quality`, fidelity) and the FRC cutoff and high-frequency power
+  relative to the target (:mod:`emgan_monai.metrics.sharpness`, sharpness, so that detail SSIM penalises is
+  visible);
+* :class:`MetricsReport`: writes ``metrics.json`` (per image, mean / std per set and method, the Richardson-Lucy
+  tuning) and ``metrics.md`` (one table per set), never over existing files unless asked to.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..metrics.sharpness import frc_cutoff, high_frequency_power_ratio
 from ..physics.optics import widefield_psf
 from ..transforms import ScalePercentile
 
-__all__ = ["METRICS", "evaluate_methods"]
+__all__ = ["METRICS", "HeldOutComparison", "MetricsReport", "RichardsonLucyBaseline"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,18 +107,165 @@ def _scores(pred: np.ndarray, target: np.ndarray, data_range: float, normalize: 
     return scores
 
 
-def _tune_rl(val_items, optics, rl_psf_shape, rl_candidates, normalize) -> dict[str, Any]:
-    """One Richardson-Lucy iteration count for all validation pairs (each with its own true PSF)."""
-    scores: dict[int, list[float]] = {int(c): [] for c in rl_candidates}
-    for item, rec in val_items:
-        psf = _wf_psf_2d(rec, optics, rl_psf_shape)
-        _, s = tune_rl_iterations([(_load_plane(item["image"]), _load_plane(item["label"]))], psf,
-                                  candidates=rl_candidates, normalize=normalize, return_scores=True)  # fmt: skip
-        for c, v in s.items():
-            scores[c].append(v)
-    mean_scores = {c: float(np.mean(v)) for c, v in scores.items()}
-    best = max(mean_scores, key=lambda c: (mean_scores[c], -c))
-    return {"iterations": best, "val_ssim_by_iterations": mean_scores, "val_pairs": len(val_items)}
+class RichardsonLucyBaseline:
+    """Richardson-Lucy deconvolution with each pair's true wide-field PSF, iterations tuned on validation pairs.
+
+    Parameters
+    ----------
+    val_pairs : Sequence[Mapping[str, str]]
+        ``[{"image": wf, "label": confocal}, ...]`` 2D validation pairs; only tune the iteration count.
+    candidates : Sequence[int]
+        Iteration counts tried on ``val_pairs``; the best mean SSIM wins (ties: the fewest iterations).
+    psf_shape : Sequence[int] | None
+        Grid ``(Z, Y, X)`` of the wide-field PSF (z-projected for 2D deconvolution); ``None`` uses the grid the pairs
+        were synthesised with (from ``pairs.json``), i.e. exactly the true PSF.
+    optics : Mapping[str, Any] | None
+        For real pairs (no ``pairs.json``): ``widefield_psf`` arguments ``na``, ``wavelength_em_um``,
+        ``n_immersion``, ``spacing_zyx_um`` (and optionally ``psf_shape``); without it the baseline does not apply
+        to them.
+    normalize : {"percentile", "minmse"}
+        Normalisation of the tuning score (as in the comparison).
+    max_val_pairs : int | None
+        Validation pairs used for tuning (evenly spaced; ``None`` = all).
+    """
+
+    def __init__(
+        self,
+        val_pairs: Sequence[Mapping[str, str]],
+        candidates: Sequence[int] = (1, 2, 3, 5, 8, 12, 20, 30),
+        psf_shape: Sequence[int] | None = None,
+        optics: Mapping[str, Any] | None = None,
+        normalize: Literal["percentile", "minmse"] = "minmse",
+        max_val_pairs: int | None = 12,
+    ) -> None:
+        self.val_pairs = list(val_pairs)
+        self.candidates = [int(c) for c in candidates]
+        self.psf_shape = psf_shape
+        self.optics = dict(optics or {})
+        self.normalize = normalize
+        self.max_val_pairs = max_val_pairs
+        self._val_records = _pair_records(self.val_pairs)
+        self._info: dict[str, Any] | None = None
+
+    def applies_to(self, records: Sequence[Mapping[str, Any] | None]) -> bool:
+        """Whether a true PSF is known for every validation pair and every pair of ``records``."""
+        known = all(r is not None for r in [*self._val_records, *records])
+        return bool(self.val_pairs) and (known or bool(self.optics))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """``{"iterations", "val_ssim_by_iterations", "val_pairs"}``, tuned on first use."""
+        if self._info is None:
+            items = list(zip(self.val_pairs, self._val_records))
+            if self.max_val_pairs is not None and len(items) > self.max_val_pairs:
+                idx = np.linspace(0, len(items) - 1, self.max_val_pairs).round().astype(int)
+                items = [items[i] for i in idx]
+            scores: dict[int, list[float]] = {c: [] for c in self.candidates}
+            for item, rec in items:
+                psf = _wf_psf_2d(rec, self.optics, self.psf_shape)
+                pair = [(_load_plane(item["image"]), _load_plane(item["label"]))]
+                _, s = tune_rl_iterations(pair, psf, candidates=self.candidates, normalize=self.normalize,
+                                          return_scores=True)  # fmt: skip
+                for c, v in s.items():
+                    scores[c].append(v)
+            mean_scores = {c: float(np.mean(v)) for c, v in scores.items()}
+            best = max(mean_scores, key=lambda c: (mean_scores[c], -c))
+            self._info = {"iterations": best, "val_ssim_by_iterations": mean_scores, "val_pairs": len(items)}
+        return self._info
+
+    @property
+    def name(self) -> str:
+        """Row name of the table, e.g. ``"Richardson-Lucy (30 it., true PSF)"``."""
+        return f"Richardson-Lucy ({self.info['iterations']} it., true PSF)"
+
+    def __call__(self, image: np.ndarray, record: Mapping[str, Any] | None) -> np.ndarray:
+        """Deconvolve a wide-field image ``(H, W)`` with the PSF of its pair record (or ``optics``)."""
+        psf = _wf_psf_2d(record, self.optics, self.psf_shape)
+        return richardson_lucy_baseline(image, psf, self.info["iterations"])
+
+
+class HeldOutComparison:
+    """Score the wide-field input, a baseline and networks against the confocal targets of named held-out sets.
+
+    Parameters
+    ----------
+    networks : Mapping[str, nn.Module]
+        Row name -> 2D network ``(B, 1, H, W) -> (B, 1, H, W)`` on percentile-normalised input.
+    inferer : Inferer
+        How networks are applied (e.g. :class:`~emgan_monai.inferers.PlanewiseInferer`).
+    baseline : RichardsonLucyBaseline | None
+        Classical baseline row, left out for sets where it does not apply (no PSF known).
+    normalize : {"percentile", "minmse"}
+        Intensity normalisation before scoring.
+    data_range : float
+        Range for SSIM/PSNR on the normalised images.
+    device : str | torch.device
+        Device of the networks.
+    """
+
+    def __init__(
+        self,
+        networks: Mapping[str, nn.Module],
+        inferer: Inferer,
+        baseline: RichardsonLucyBaseline | None = None,
+        normalize: Literal["percentile", "minmse"] = "minmse",
+        data_range: float = 1.0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.networks = dict(networks)
+        self.inferer = inferer
+        self.baseline = baseline
+        self.normalize = normalize
+        self.data_range = data_range
+        self.device = torch.device(device)
+
+    def __call__(self, held_out_sets: Mapping[str, Sequence[Mapping[str, str]]]) -> dict[str, Any]:
+        """Score every method on every set.
+
+        Parameters
+        ----------
+        held_out_sets : Mapping[str, Sequence[Mapping[str, str]]]
+            Set name -> ``[{"image": wf, "label": confocal}, ...]`` 2D pairs; one table each.
+
+        Returns
+        -------
+        dict[str, Any]
+            ``{"normalize", "data_range", "rl", "sets": {set: {"n", "summary": {method: {metric: {"mean", "std"}}},
+            "per_image": {method: [...]}}}}``; ``"rl"`` is the baseline's tuning or ``None``.
+        """
+        sets = dict(held_out_sets)
+        if not sets or not all(sets.values()):
+            sizes = [len(v) for v in sets.values()]
+            raise ValueError(f"the comparison needs at least one pair per held-out set, got {sizes}.")
+        records = {name: _pair_records(items) for name, items in sets.items()}
+        baseline = self.baseline
+        if baseline is not None and not baseline.applies_to([r for recs in records.values() for r in recs]):
+            baseline = None
+        result: dict[str, Any] = {"normalize": self.normalize, "data_range": self.data_range,
+                                  "rl": baseline.info if baseline else None, "sets": {}}  # fmt: skip
+        for set_name, items in sets.items():
+            methods = ["wide-field input", *([baseline.name] if baseline else []), *self.networks]
+            per_image: dict[str, list[dict[str, Any]]] = {name: [] for name in methods}
+            for item, rec in zip(items, records[set_name]):
+                wf, target = _load_plane(item["image"]), _load_plane(item["label"])
+                preds = {"wide-field input": wf}
+                if baseline:
+                    preds[baseline.name] = baseline(wf, rec)
+                for name, net in self.networks.items():
+                    preds[name] = _predict(net, self.inferer, wf, self.device)
+                extra: dict[str, Any] = {"image": item["image"]}
+                if rec is not None:
+                    extra.update({k: rec[k] for k in ("specimen", "plane", "na", "photons", "background", "read_noise")
+                                  if k in rec})  # fmt: skip
+                for name, pred in preds.items():
+                    per_image[name].append({**extra, **_scores(pred, target, self.data_range, self.normalize)})
+            summary = {
+                name: {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
+                       for k in METRICS}
+                for name, rows in per_image.items()
+            }  # fmt: skip
+            result["sets"][set_name] = {"n": len(items), "summary": summary, "per_image": per_image}
+        return result
 
 
 def _table(name: str, n: int, summary: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[str]:
@@ -135,117 +284,41 @@ def _table(name: str, n: int, summary: Mapping[str, Mapping[str, Mapping[str, fl
     return [*lines, ""]
 
 
-def evaluate_methods(
-    val_datalist: Sequence[Mapping[str, str]],
-    test_datalist: Sequence[Mapping[str, str]] | Mapping[str, Sequence[Mapping[str, str]]],
-    networks: Mapping[str, nn.Module],
-    inferer: Inferer,
-    output_dir: str | os.PathLike,
-    device: str | torch.device = "cpu",
-    rl_candidates: Sequence[int] = (1, 2, 3, 5, 8, 12, 20, 30),
-    rl_psf_shape: Sequence[int] | None = None,
-    optics: Mapping[str, Any] | None = None,
-    normalize: Literal["percentile", "minmse"] = "minmse",
-    data_range: float = 1.0,
-    max_val_pairs: int | None = 12,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Score wide-field input, Richardson-Lucy and networks against the confocal targets of held-out pairs.
+class MetricsReport:
+    """``metrics.json`` and ``metrics.md`` of a :class:`HeldOutComparison` result in ``output_dir``.
 
     Parameters
     ----------
-    val_datalist : Sequence[Mapping[str, str]]
-        ``[{"image": wf, "label": confocal}, ...]`` 2D pairs; only tune the Richardson-Lucy iterations.
-    test_datalist : Sequence[Mapping[str, str]] | Mapping[str, Sequence[Mapping[str, str]]]
-        Held-out pairs, or several named held-out sets (e.g. ``{"test": ..., "loso": ...}``): one table each.
-    networks : Mapping[str, nn.Module]
-        Row name -> 2D network ``(B, 1, H, W) -> (B, 1, H, W)`` on percentile-normalised input.
-    inferer : Inferer
-        How networks are applied (e.g. :class:`~emgan_monai.inferers.PlanewiseInferer`).
     output_dir : str | os.PathLike
         Receives ``metrics.json`` and ``metrics.md``.
-    device : str | torch.device
-        Device of the networks.
-    rl_candidates : Sequence[int]
-        Richardson-Lucy iteration counts tried on ``val``.
-    rl_psf_shape : Sequence[int] | None
-        Grid ``(Z, Y, X)`` of the wide-field PSF (z-projected for 2D deconvolution); ``None`` uses the grid the
-        pairs were synthesised with (from ``pairs.json``), i.e. exactly the true PSF.
-    optics : Mapping[str, Any] | None
-        For real pairs (no ``pairs.json``): ``widefield_psf`` arguments ``na``, ``wavelength_em_um``,
-        ``n_immersion``, ``spacing_zyx_um``; if ``None`` the Richardson-Lucy row is skipped for them.
-    normalize : {"percentile", "minmse"}
-        Intensity normalisation before scoring.
-    data_range : float
-        Range for SSIM/PSNR on the normalised images.
-    max_val_pairs : int | None
-        Validation pairs used for the RL tuning (evenly spaced; ``None`` = all).
     overwrite : bool
-        Replace existing ``metrics.json`` / ``metrics.md``.
-
-    Returns
-    -------
-    dict[str, Any]
-        ``{"sets": {set: {"n", "summary": {method: {metric: {"mean", "std"}}}, "per_image": ...}}, "rl": ...}``;
-        for a single (unnamed) test list also ``"summary"`` and ``"per_image"`` of that set at the top level.
+        Replace existing files; otherwise :meth:`check` and :meth:`write` raise ``FileExistsError``.
     """
-    out = Path(output_dir)
-    files = [out / "metrics.json", out / "metrics.md"]
-    if not overwrite:
-        for f in files:
-            if f.exists():
-                raise FileExistsError(f"{f} already exists; choose another output_dir or pass --overwrite true.")
-    sets = dict(test_datalist) if isinstance(test_datalist, Mapping) else {"test": test_datalist}
-    if not sets or not all(sets.values()):
-        raise ValueError(f"evaluate_methods needs at least one pair per held-out set, got {[len(v) for v in sets.values()]}.")
-    device = torch.device(device)
-    optics = optics or {}
-    val_records = _pair_records(val_datalist)
-    set_records = {name: _pair_records(items) for name, items in sets.items()}
-    all_records = val_records + [r for recs in set_records.values() for r in recs]
-    rl_info = None
-    if val_datalist and (all(r is not None for r in all_records) or optics):
-        val_items = list(zip(val_datalist, val_records))
-        if max_val_pairs is not None and len(val_items) > max_val_pairs:
-            idx = np.linspace(0, len(val_items) - 1, max_val_pairs).round().astype(int)
-            val_items = [val_items[i] for i in idx]
-        rl_info = _tune_rl(val_items, optics, rl_psf_shape, rl_candidates, normalize)
-    rl_name = f"Richardson-Lucy ({rl_info['iterations']} it., true PSF)" if rl_info else None
-    result: dict[str, Any] = {"normalize": normalize, "data_range": data_range, "rl": rl_info, "sets": {}}
-    lines = [f"Scores after '{normalize}' normalisation, data range {data_range:g} (mean +- std over images).", ""]
-    for set_name, items in sets.items():
-        per_image: dict[str, list[dict[str, Any]]] = {"wide-field input": []}
-        if rl_name:
-            per_image[rl_name] = []
-        per_image.update({name: [] for name in networks})
-        for item, rec in zip(items, set_records[set_name]):
-            wf, target = _load_plane(item["image"]), _load_plane(item["label"])
-            preds = {"wide-field input": wf}
-            if rl_name:
-                preds[rl_name] = richardson_lucy_baseline(wf, _wf_psf_2d(rec, optics, rl_psf_shape), rl_info["iterations"])
-            for name, net in networks.items():
-                preds[name] = _predict(net, inferer, wf, device)
-            extra: dict[str, Any] = {"image": item["image"]}
-            if rec is not None:
-                extra.update({k: rec[k] for k in ("specimen", "plane", "na", "photons", "background", "read_noise")
-                              if k in rec})  # fmt: skip
-            for name, pred in preds.items():
-                per_image[name].append({**extra, **_scores(pred, target, data_range, normalize)})
-        summary = {
-            name: {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
-                   for k in METRICS}
-            for name, rows in per_image.items()
-        }  # fmt: skip
-        result["sets"][set_name] = {"n": len(items), "summary": summary, "per_image": per_image}
-        lines += _table(set_name, len(items), summary)
-    if not isinstance(test_datalist, Mapping):
-        result.update({k: result["sets"]["test"][k] for k in ("summary", "per_image")})
-        result["n_test"] = result["sets"]["test"]["n"]
-    out.mkdir(parents=True, exist_ok=True)
-    write_mode = "w" if overwrite else "x"
-    with open(files[0], write_mode, encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-    with open(files[1], write_mode, encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    logger.info("\n%s", "\n".join(lines))
-    return result
+
+    def __init__(self, output_dir: str | os.PathLike, overwrite: bool = False) -> None:
+        self.output_dir = Path(output_dir)
+        self.overwrite = overwrite
+        self.files = [self.output_dir / "metrics.json", self.output_dir / "metrics.md"]
+
+    def check(self) -> None:
+        """Fail early (before any scoring) when the report exists and ``overwrite`` is false."""
+        if not self.overwrite:
+            for f in self.files:
+                if f.exists():
+                    raise FileExistsError(f"{f} already exists; choose another output_dir or pass --overwrite true.")
+
+    def write(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """Write ``result`` (see :meth:`HeldOutComparison.__call__`) as JSON and Markdown tables; return it."""
+        self.check()
+        lines = [f"Scores after '{result['normalize']}' normalisation, data range {result['data_range']:g} "
+                 "(mean +- std over images).", ""]  # fmt: skip
+        for set_name, s in result["sets"].items():
+            lines += _table(set_name, s["n"], s["summary"])
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        write_mode = "w" if self.overwrite else "x"
+        with open(self.files[0], write_mode, encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+        with open(self.files[1], write_mode, encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        logger.info("\n%s", "\n".join(lines))
+        return dict(result)

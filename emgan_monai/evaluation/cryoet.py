@@ -1,14 +1,19 @@
 """Evaluation of the ``cryoet_gan`` bundle: generators against the fair traditional simulation and real data.
 
-:func:`evaluate_cryoet` (called by the bundle's ``evaluate.json``) cuts the two domains of held-out tomograms
-(:func:`~emgan_monai.data.cryoet_domains.load_deepfinder_domains`), makes ``n_samples`` subtomograms per held-out
-map with every generator (:func:`~emgan_monai.inferers.cryoet_synthesis.generate_subtomograms`) and with the
-traditional simulator calibrated on the real training data
-(:func:`~emgan_monai.physics.simulator_calibration.calibrate_baseline`), and scores each set with a subtomogram
-classifier: accuracy and confusion matrix (:mod:`emgan_monai.metrics.classification`), PRDC and Frechet distance of
-classifier features (:mod:`emgan_monai.metrics.distances`), SSIM with the real subtomogram of the same particle
-(:func:`~emgan_monai.metrics.image_quality.clipped_ssim`), standard deviation against real. It writes
-``metrics.json``, ``metrics.md`` (:func:`metrics_markdown`) and ``examples.png``.
+The bundle's ``evaluate.json`` runs it as named steps, each a few arguments:
+
+1. the held-out domains (:func:`~emgan_monai.data.cryoet_domains.load_deepfinder_domains`; the training domains come
+   from ``train.json``);
+2. :func:`calibrate_baselines`: the traditional simulator calibrated on the real training data
+   (:func:`~emgan_monai.physics.simulator_calibration.calibrate_baseline`), white-noise and wedge-noise variants;
+3. :func:`baseline_sets` and :func:`generator_sets`: ``n_samples`` subtomograms per held-out map from every baseline
+   and every generator (:func:`generate_subtomograms`);
+4. :func:`score_sets`: a subtomogram classifier scores each set and the real data: accuracy and confusion matrix
+   (:mod:`emgan_monai.metrics.classification`), PRDC and Frechet distance of classifier features
+   (:mod:`emgan_monai.metrics.distances`), SSIM with the real subtomogram of the same particle
+   (:func:`~emgan_monai.metrics.image_quality.clipped_ssim`), standard deviation against real;
+5. :func:`metrics_table`: the rows with the evaluation setting and the targets (``criteria``);
+6. :func:`write_report`: ``metrics.json``, ``metrics.md`` (:func:`metrics_markdown`) and ``examples.png``.
 
 Every set is in z units of the real *training* subtomograms; volumes are ``(N, B, B, B)`` float32 arrays.
 """
@@ -16,7 +21,7 @@ Every set is in z units of the real *training* subtomograms; volumes are ``(N, B
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +30,94 @@ import torch
 from torch import nn
 
 from emgan_monai.data.cryoet import zscore
-from emgan_monai.data.cryoet_domains import CryoETDomains, load_deepfinder_domains
-from emgan_monai.inferers.cryoet_synthesis import generate_subtomograms
+from emgan_monai.data.cryoet_domains import CryoETDomains
 from emgan_monai.io import write_image
 from emgan_monai.metrics.classification import accuracy_with_se, confusion_matrix
 from emgan_monai.metrics.distances import frechet_distance, prdc
 from emgan_monai.metrics.image_quality import clipped_ssim
-from emgan_monai.physics.simulator_calibration import calibrate_baseline
-from emgan_monai.transforms.cryoet_value_range import SUBTOMO_SCALE
+from emgan_monai.physics.simulator_calibration import BaselineCalibration, calibrate_baseline
+from emgan_monai.transforms.cryoet_value_range import SUBTOMO_SCALE, density_to_network, network_to_subtomo
 from emgan_monai.visualize import central_slices, montage
 
-__all__ = ["evaluate_cryoet", "metrics_markdown"]
+__all__ = [
+    "baseline_sets",
+    "calibrate_baselines",
+    "check_outputs",
+    "generate_subtomograms",
+    "generator_sets",
+    "metrics_markdown",
+    "metrics_table",
+    "score_sets",
+    "write_report",
+]
+
+_OUTPUTS = ("metrics.json", "metrics.md", "examples.png")
+
+
+def check_outputs(output_dir: str | Path, overwrite: bool = False) -> None:
+    """Refuse to start when ``output_dir`` holds a previous evaluation's files, unless ``overwrite``."""
+    for name in _OUTPUTS:
+        if (Path(output_dir) / name).exists() and not overwrite:
+            raise FileExistsError(f"{Path(output_dir) / name} exists; pass overwrite=True (--overwrite true) to "
+                                  "replace it")
+
+
+@torch.no_grad()
+def generate_subtomograms(
+    generator: nn.Module, densities: np.ndarray, n_samples: int, seed: int = 0,
+    device: str | torch.device = "cpu", batch: int = 8,
+) -> np.ndarray:
+    """``n_samples`` generator outputs per ``(N, B, B, B)`` map, in z units: ``(n_samples * N, B, B, B)``, sample
+    ``j`` of map ``i`` at ``j * N + i``. Eval mode (dropout off); noise from ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    generator = generator.to(device).eval()
+    out = []
+    for _ in range(n_samples):
+        for i in range(0, len(densities), batch):
+            x = torch.from_numpy(density_to_network(densities[i : i + batch]))[:, None].to(device)
+            out.append(network_to_subtomo(generator(x))[:, 0])
+    return np.concatenate(out)
+
+
+def calibrate_baselines(
+    train: CryoETDomains, voxel_size: float, snr: float | None = None, wedge_noise: bool = True, seed: int = 0,
+) -> dict[str, BaselineCalibration]:
+    """The fair traditional baselines, calibrated on the real training data (:func:`calibrate_baseline`).
+
+    ``traditional_simulation``: CTF + wedge + white noise at ``snr`` (``None``: the SNR whose simulations the
+    estimator reads as the real training subtomograms' value); with ``wedge_noise`` also
+    ``traditional_simulation_wedge_noise``: the noise passed through the missing wedge too, always calibrated.
+    """
+    baselines = {"traditional_simulation": calibrate_baseline(train, voxel_size, seed=seed, simulator_kwargs={},
+                                                              snr=snr)}
+    if wedge_noise:
+        baselines["traditional_simulation_wedge_noise"] = calibrate_baseline(
+            train, voxel_size, seed=seed, simulator_kwargs={"noise_in_wedge": True})
+    return baselines
+
+
+def baseline_sets(
+    test: CryoETDomains, baselines: Mapping[str, BaselineCalibration], n_samples: int, voxel_size: float,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """``{name: (n_samples * N, B, B, B)}`` simulated subtomograms of the ``N`` held-out maps, sample ``j`` of map
+    ``i`` at ``j * N + i``, in z units of the real training data (each baseline's calibrated units)."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    maps = np.concatenate([test.density] * n_samples)
+    return {name: cal.simulate(maps, voxel_size, seed=seed) for name, cal in baselines.items()}
+
+
+def generator_sets(
+    test: CryoETDomains, generators: Mapping[str, nn.Module], n_samples: int, seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, np.ndarray]:
+    """``{name: (n_samples * N, B, B, B)}`` outputs of every generator for the ``N`` held-out maps
+    (:func:`generate_subtomograms`, z units, sample ``j`` of map ``i`` at ``j * N + i``)."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    return {name: generate_subtomograms(gen, test.density, n_samples, seed=seed, device=device)
+            for name, gen in generators.items()}
 
 
 @torch.no_grad()
@@ -53,63 +135,26 @@ def _classify(classifier: nn.Module, volumes: np.ndarray, device: torch.device, 
 
 
 @torch.no_grad()
-def evaluate_cryoet(
-    generators: nn.Module | dict[str, nn.Module],
-    classifier: nn.Module,
-    dataset_dir: str | Path,
-    output_dir: str | Path,
-    train_tomos: Sequence[int] = (1, 2, 3, 4),
-    test_tomos: Sequence[int] = (5, 6),
-    box: int = 32,
-    sigma: float = 1.0,
-    binning: int = 1,
-    n_samples: int = 8,
-    voxel_size: float = 10.0,
-    snr: float | None = None,
-    simulator_kwargs: dict | None = None,
-    wedge_noise_baseline: bool = True,
-    prdc_k: int = 5,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """One table for the generators, the fair traditional simulation and real data, on held-out tomograms.
+def score_sets(
+    classifier: nn.Module, train: CryoETDomains, test: CryoETDomains, sets: Mapping[str, np.ndarray],
+    prdc_k: int = 5, device: str | torch.device = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Score the real held-out and training subtomograms and every synthetic set with ``classifier``.
 
-    **One normalisation**: every set is in z units of the *real training* subtomograms: real held-out (and real
-    training) subtomograms are z-scored with the real training statistics; generator outputs are produced in those
-    units; the baseline is z-scored with the statistics of its simulation of the *training* maps
-    (:func:`calibrate_baseline`). No set is normalised with its own statistics.
+    **One normalisation**: the real subtomograms are z-scored with the real training statistics; ``sets`` must be
+    in those units (:func:`baseline_sets`, :func:`generator_sets`). Per row: ``accuracy`` with ``accuracy_se``
+    (binomial) and ``accuracy_se_by_map``, ``classes_predicted``, ``confusion_matrix`` (rows: true class 1..C,
+    columns: predicted), ``std``, ``std_ratio`` to the real held-out std and ``mean``; for every row but the real
+    held-out one ``precision``, ``recall``, ``density``, ``coverage`` (Naeem et al., ``k = prdc_k``) and
+    ``frechet_distance`` of classifier features against the real held-out subtomograms; for the synthetic sets
+    ``ssim`` with the real subtomogram of the same particle and ``per_map_accuracy``.
 
-    **Fair baseline**: :func:`calibrate_baseline` (simulator SNR calibrated so that :func:`estimate_snr` reads the
-    real training subtomograms' value). With ``wedge_noise_baseline`` a second baseline row passes the noise through
-    the missing wedge as well (``noise_in_wedge=True``, closer to noise reconstructed from a tilt series), calibrated
-    the same way.
-
-    For every held-out particle (its D map has a known class and pose) each generator and baseline makes
-    ``n_samples`` subtomograms (>= 8 recommended). Per row:
-
-    * ``accuracy`` with ``accuracy_se`` (binomial) and ``accuracy_se_by_map`` (across maps), ``confusion_matrix``
-      (rows: true class 1..C, columns: predicted), ``classes_predicted`` (distinct predicted classes);
-    * ``precision``, ``recall``, ``density``, ``coverage`` (Naeem et al., ``k = prdc_k``), ``frechet_distance``
-      of classifier features against the real held-out subtomograms;
-    * ``std`` (z units) and ``std_ratio`` to the real held-out std; ``ssim`` with the real subtomogram of the
-      same particle.
-
-    ``criteria`` checks the issue's targets for every generator against the strongest baseline. Writes
-    ``metrics.json``, ``metrics.md`` and ``examples.png`` to ``output_dir`` and returns the metrics dict.
+    Parameters
+    ----------
+    sets
+        ``{name: (n_samples * N, B, B, B)}``, sample ``j`` of held-out map ``i`` at ``j * N + i``.
     """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    if isinstance(generators, nn.Module):
-        generators = {"gan": generators}
     device = torch.device(device)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.json", "metrics.md", "examples.png"):
-        if (out / name).exists() and not overwrite:
-            raise FileExistsError(f"{out / name} exists; pass overwrite=True (--overwrite true) to replace it")
-    train = load_deepfinder_domains(dataset_dir, train_tomos, box=box, sigma=sigma, binning=binning)
-    test = load_deepfinder_domains(dataset_dir, test_tomos, box=box, sigma=sigma, binning=binning)
     stats = train.stats()
     n_classes = int(getattr(getattr(classifier, "head", None), "out_features", test.label.max()))
     true = test.label - 1
@@ -117,10 +162,6 @@ def evaluate_cryoet(
     real_train = zscore(train.subtomo, stats)
     real_logits, real_feats = _classify(classifier, real, device)
     real_std = float(real.std())
-
-    rep_true = np.concatenate([true] * n_samples)
-    rep_real = np.concatenate([real] * n_samples)
-    maps = np.concatenate([test.density] * n_samples)
 
     def row(vols: np.ndarray, labels: np.ndarray, logits: np.ndarray, feats: np.ndarray, n_maps: int,
             paired: np.ndarray | None) -> dict[str, Any]:
@@ -142,48 +183,59 @@ def evaluate_cryoet(
     rows: dict[str, Any] = {"real_heldout": row(real, true, real_logits, real_feats, len(test), None)}
     tl, tf = _classify(classifier, real_train, device)
     rows["real_train"] = row(real_train, train.label - 1, tl, tf, len(train), None)
-    baselines = {"traditional_simulation": dict(simulator_kwargs or {})}
-    if wedge_noise_baseline:
-        baselines["traditional_simulation_wedge_noise"] = {**(simulator_kwargs or {}), "noise_in_wedge": True}
-    calibrations, volumes = {}, {}
-    for name, kwargs in baselines.items():
-        cal = calibrate_baseline(train, voxel_size, seed=seed, simulator_kwargs=kwargs,
-                                 snr=snr if name == "traditional_simulation" else None)
-        calibrations[name] = cal
-        volumes[name] = cal.simulate(maps, voxel_size, seed=seed)
-    for name, gen in generators.items():
-        volumes[name] = generate_subtomograms(gen, maps[: len(test)], n_samples, seed=seed, device=device)
-    for name, vols in volumes.items():
+    for name, vols in sets.items():
+        n_samples = len(vols) // len(test)
         logits, feats = _classify(classifier, vols, device)
-        rows[name] = row(vols, rep_true, logits, feats, len(test), rep_real)
+        rows[name] = row(vols, np.concatenate([true] * n_samples), logits, feats, len(test),
+                         np.concatenate([real] * n_samples))
+    return rows
 
+
+def metrics_table(
+    rows: Mapping[str, dict[str, Any]], setting: Mapping[str, Any], train: CryoETDomains,
+    baselines: Mapping[str, BaselineCalibration], generators: Mapping[str, nn.Module],
+) -> dict[str, Any]:
+    """The evaluation's result: ``setting`` (the given entries plus the normalisation, the baselines' calibrations
+    and the generators' descriptions), the rows of :func:`score_sets`, and ``criteria``: the issue's targets for every
+    generator against the strongest baseline."""
+    stats = train.stats()
+    given = dict(setting)
+    ordered = {k: given.pop(k) for k in ("train_tomograms", "test_tomograms") if k in given}
     metrics: dict[str, Any] = {
         "setting": {
-            "train_tomograms": list(train_tomos),
-            "test_tomograms": list(test_tomos),
-            "n_test_particles": len(test),
-            "n_samples_per_map": n_samples,
-            "box": box,
-            "binning": binning,
-            "voxel_size_A": voxel_size,
+            **ordered,
+            "n_test_particles": int(rows["real_heldout"]["n"]),
+            **{k: given.pop(k) for k in ("n_samples_per_map", "box", "binning", "voxel_size_A") if k in given},
             "normalisation": "z units of the real training subtomograms (mean %.6g, std %.6g) for every set"
                              % (stats.mean, stats.std),
             "baselines": {name: {"snr": cal.snr, "snr_estimate_target": cal.target_snr_estimate,
                                  "simulator": cal.simulator, "zscore_of_simulated_training_set":
                                  {"mean": cal.stats.mean, "std": cal.stats.std}}
-                          for name, cal in calibrations.items()},
-            "baseline_snr": calibrations["traditional_simulation"].snr,
+                          for name, cal in baselines.items()},
+            "baseline_snr": baselines["traditional_simulation"].snr,
             "generators": {name: _describe_generator(g) for name, g in generators.items()},
-            "prdc_k": prdc_k,
-            "seed": seed,
+            **given,
         },
         **rows,
     }
     metrics["criteria"] = {name: _criteria(rows, name, list(baselines)) for name in generators}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out / "metrics.md").write_text(metrics_markdown(metrics))
-    _examples_png(out / "examples.png", test, real, {k: v[: len(test)] for k, v in volumes.items()}, overwrite)
     return metrics
+
+
+def write_report(
+    metrics: Mapping[str, Any], test: CryoETDomains, sets: Mapping[str, np.ndarray], train: CryoETDomains,
+    output_dir: str | Path, overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write ``metrics.json``, ``metrics.md`` and ``examples.png`` (one row per class: map, real, then the first
+    sample of every set) to ``output_dir``; returns ``metrics``."""
+    out = Path(output_dir)
+    check_outputs(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.md").write_text(metrics_markdown(dict(metrics)))
+    real = zscore(test.subtomo, train.stats())
+    _examples_png(out / "examples.png", test, real, {k: v[: len(test)] for k, v in sets.items()}, overwrite)
+    return dict(metrics)
 
 
 def _describe_generator(g: nn.Module) -> dict[str, Any]:
@@ -234,7 +286,7 @@ def _row_keys(metrics: dict[str, Any]) -> list[str]:
 
 
 def metrics_markdown(metrics: dict[str, Any]) -> str:
-    """Markdown table (criteria and confusion matrices) of :func:`evaluate_cryoet`'s result."""
+    """Markdown table (criteria and confusion matrices) of :func:`metrics_table`'s result."""
     lines = [
         "| method | n | classifier accuracy +- SE (SE by map) | classes predicted | Frechet distance | coverage | "
         "precision | recall | density | std (ratio to real) | SSIM |",

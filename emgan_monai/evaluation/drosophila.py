@@ -1,7 +1,11 @@
 """Evaluation of the ``drosophila_skip_patch`` bundle: both stages of noise -> mask -> EM against real sections.
 
-:func:`evaluate` (called by the bundle's ``evaluate.json``) splits a stack into training and held-out sections and
-writes ``metrics.json`` and ``metrics.md`` with:
+The bundle's ``evaluate.json`` runs it as named steps (sections loaded by
+:func:`emgan_monai.data.drosophila.load_sections`, samples drawn by
+:func:`emgan_monai.data.drosophila_synthesis.generate`, then :func:`prepare_output_dir`, :func:`evaluate_stage1`,
+:func:`evaluate_stage2`, ``train_segmenter``, :func:`fcn_scores`, :func:`feature_distances`, :func:`texture_scores`,
+:func:`heldout_montage`, :func:`save_metrics`); :func:`evaluate` chains the same steps for scripts. The result,
+``metrics.json`` and ``metrics.md``, holds:
 
 * stage 1 (:func:`evaluate_stage1`): morphology, periodicity and diversity of generated vs real masks;
 * stage 2 (:func:`evaluate_stage2`): paired SSIM / PSNR / MSE / NRMSE of EM generated from held-out masks;
@@ -12,7 +16,8 @@ writes ``metrics.json`` and ``metrics.md`` with:
   held-out sections, with the high-frequency power relative to theirs. The paired scores and the segmenter's
   features reward the right layout and do not see whether the grain of real ssTEM is there; these rows do.
 
-Masks are ``(N, 3, H, W)`` one-hot (0 mitochondria, 1 membrane, 2 background), EM ``(N, 1, H, W)`` in [0, 1].
+Masks are ``(N, 3, H, W)`` one-hot (0 mitochondria, 1 membrane, 2 background), EM ``(N, 1, H, W)`` in [0, 1]; a
+"sections" argument is the pair ``(masks, em)`` that :func:`~emgan_monai.data.drosophila.load_sections` returns.
 Stage 2 may be stochastic (noise from torch's global generator inside ``forward``): every draw is made under a
 fixed seed, so results are reproducible.
 """
@@ -33,10 +38,11 @@ from ..io import write_image
 from ..metrics.texture import high_frequency_power, texture_distance, texture_features
 from ..visualize import montage, onehot_to_rgb, to_uint8
 from ..data.drosophila import load_sections
-from ..inferers.drosophila_synthesis import _seeded, default_latent_shape, generate
+from ..data.drosophila_synthesis import default_latent_shape, generate, seeded
 
-__all__ = ["TEXTURE_SETS", "evaluate", "evaluate_stage1", "evaluate_stage2", "evaluate_texture", "metrics_markdown",
-           "stage2_draws"]
+__all__ = ["TEXTURE_SETS", "evaluate", "evaluate_stage1", "evaluate_stage2", "evaluate_texture", "fcn_scores",
+           "feature_distances", "heldout_montage", "metrics_markdown", "prepare_output_dir", "save_metrics",
+           "stage2_draws", "texture_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +63,11 @@ def _tiles(x: torch.Tensor, tile: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, tile, tile)
 
 
-def evaluate_stage1(real_masks: torch.Tensor, fake_masks: torch.Tensor, output_dir: Path | None = None) -> dict:
+def evaluate_stage1(real_masks: torch.Tensor, fake_masks: torch.Tensor, output_dir: Path | None = None,
+                    area_hist: bool = True) -> dict:
     """Morphology, periodicity and diversity of generated vs real masks (plus a PCA scatter PNG, an area histogram
-    and a montage of generated masks when ``output_dir`` is given).
+    and a montage of generated masks when ``output_dir`` is given); ``area_hist=False`` leaves the histogram of
+    mitochondrion areas out of the result.
 
     The result holds :func:`~emgan_monai.metrics.morphology.compare_morphology`'s table and ``"periodicity"``
     (:func:`~emgan_monai.metrics.mask_structure.compare_periodicity`: strongest off-origin spectral peak over its
@@ -80,6 +88,8 @@ def evaluate_stage1(real_masks: torch.Tensor, fake_masks: torch.Tensor, output_d
         _area_histogram(result, Path(output_dir) / "mito_area_hist.png")
         tiles = [onehot_to_rgb(m.numpy()) for m in fake_masks[:16]]
         write_image(Path(output_dir) / "generated_masks.png", montage(tiles, ncols=4), overwrite=True)
+    if not area_hist:
+        result.pop("area_hist", None)
     return result
 
 
@@ -118,7 +128,7 @@ def stage2_draws(em_net: torch.nn.Module, masks: torch.Tensor, n_draws: int = 1,
     em_net.eval().to(device)
     draws = []
     for d in range(n_draws):
-        with _seeded(seed + 1000 + d):
+        with seeded(seed + 1000 + d):
             draws.append(torch.cat([em_net(m[None].to(device)).clamp(0, 1).cpu() for m in masks]))
     return torch.stack(draws)
 
@@ -219,6 +229,88 @@ def evaluate_texture(tr_masks: torch.Tensor, tr_em: torch.Tensor, va_masks: torc
     }
 
 
+def prepare_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Create ``output_dir``; refuse (``FileExistsError``) when it holds a ``metrics.json`` and not ``overwrite``."""
+    out = Path(output_dir)
+    if (out / "metrics.json").exists() and not overwrite:
+        raise FileExistsError(f"{out / 'metrics.json'} already exists; choose another output_dir or --overwrite true")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def fcn_scores(segmenter: torch.nn.Module, val: Sequence[torch.Tensor], heldout_pred: torch.Tensor,
+               generated: Sequence[torch.Tensor], roi_size: int = 128) -> dict:
+    """FCN-score: Dice of ``segmenter`` (trained on real training sections) against the conditioning masks, on the
+    real held-out EM, on EM generated from the held-out masks ``heldout_pred`` ``(N_v, 1, H, W)`` and on the
+    generated pairs ``generated`` (masks, EM)."""
+    from ..metrics.fcn_score import segmentation_dice
+
+    va_masks, va_em = val
+    fake_masks, fake_em = generated
+    return {
+        "dice_real_heldout": segmentation_dice(segmenter, va_em, va_masks, roi_size=roi_size),
+        "dice_generated_from_heldout_masks": segmentation_dice(segmenter, heldout_pred, va_masks, roi_size=roi_size),
+        "dice_generated_from_generated_masks": segmentation_dice(segmenter, fake_em, fake_masks, roi_size=roi_size),
+    }
+
+
+def feature_distances(segmenter: torch.nn.Module, train_em: torch.Tensor, val_em: torch.Tensor,
+                      generated_em: torch.Tensor, tile: int = 128, seed: int = 0) -> dict:
+    """Frechet and kernel distances between segmenter features of ``tile``-px tiles of generated EM and of all real
+    EM (training + held-out), with the kernel distance of real training vs real held-out tiles as a reference."""
+    from ..metrics.distances import frechet_distance, kernel_distance
+    from ..metrics.fcn_score import segmenter_features
+
+    real_feat = segmenter_features(segmenter, _tiles(torch.cat([train_em, val_em]), tile))
+    fake_feat = segmenter_features(segmenter, _tiles(generated_em, tile))
+    kid = kernel_distance(real_feat, fake_feat, subsets=50, subset_size=min(len(real_feat), len(fake_feat), 100),
+                          seed=seed)
+    distances = {
+        "frechet": frechet_distance(real_feat, fake_feat),
+        "kernel_mean": float(kid.mean),
+        "kernel_std": float(kid.std),
+        "n_real_tiles": int(len(real_feat)),
+        "n_generated_tiles": int(len(fake_feat)),
+        "tile": tile,
+    }
+    ref_feat_a = segmenter_features(segmenter, _tiles(train_em, tile))
+    ref_feat_b = segmenter_features(segmenter, _tiles(val_em, tile))
+    distances["kernel_real_train_vs_heldout"] = float(
+        kernel_distance(ref_feat_a, ref_feat_b, subsets=50, subset_size=min(len(ref_feat_a), len(ref_feat_b)),
+                        seed=seed).mean
+    )
+    return distances
+
+
+def texture_scores(train: Sequence[torch.Tensor], val: Sequence[torch.Tensor], heldout_draws: torch.Tensor,
+                   generated_em: torch.Tensor | None = None, tile: int = 64, seed: int = 0) -> dict[str, Any]:
+    """:func:`evaluate_texture` of training / held-out sections ``(masks, em)`` on ``tile``-px tiles every quarter
+    tile."""
+    return evaluate_texture(train[0], train[1], val[0], val[1], heldout_draws, generated_em, tile=tile,
+                            stride=max(1, tile // 4), seed=seed)
+
+
+def heldout_montage(val: Sequence[torch.Tensor], heldout_pred: torch.Tensor, output_dir: str | Path,
+                    overwrite: bool = False) -> str:
+    """``heldout_montage.png``: conditioning mask | generated EM | real EM for each held-out section."""
+    tiles = []
+    for m, p, t in zip(val[0], heldout_pred, val[1]):
+        tiles += [onehot_to_rgb(m.numpy()), to_uint8(p[0].numpy()), to_uint8(t[0].numpy())]
+    path = Path(output_dir) / "heldout_montage.png"
+    write_image(path, montage(tiles, ncols=3), overwrite=overwrite)
+    return str(path)
+
+
+def save_metrics(metrics: dict, output_dir: str | Path) -> dict:
+    """Write ``metrics.json`` and ``metrics.md`` (:func:`metrics_markdown`) into ``output_dir``; returns ``metrics``."""
+    out = Path(output_dir)
+    with open(out / "metrics.json", "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2, default=_jsonable)
+    (out / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
+    logger.info("evaluation written to %s", out)
+    return metrics
+
+
 def evaluate(
     mask_net: torch.nn.Module,
     em_net: torch.nn.Module,
@@ -238,7 +330,7 @@ def evaluate(
     segmenter: torch.nn.Module | None = None,
     mask_transform: Callable | None = None,
 ) -> dict:
-    """Evaluate both stages; write ``metrics.json``, ``metrics.md`` and plots into ``output_dir``.
+    """The steps of ``evaluate.json`` in one call, for scripts (ablations); writes what ``evaluate.json`` writes.
 
     Stage 1: morphology of ``num_generated`` generated masks vs the real masks of all sections (mitochondria per
     image, area distribution, hole fraction, membrane fraction and connectivity) and a PCA scatter.
@@ -250,67 +342,20 @@ def evaluate(
     quarter tile.
     """
     from ..data.drosophila import drosophila_datalist, split_sections
-    from ..metrics.distances import frechet_distance, kernel_distance
-    from ..metrics.fcn_score import segmentation_dice, segmenter_features, train_segmenter
+    from ..metrics.fcn_score import train_segmenter
 
-    out = Path(output_dir)
-    if (out / "metrics.json").exists() and not overwrite:
-        raise FileExistsError(f"{out / 'metrics.json'} already exists; choose another output_dir or --overwrite true")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(output_dir, overwrite)
     latent_shape = list(latent_shape or default_latent_shape(mask_net, resolution))
-    datalist = drosophila_datalist(dataset_dir)
-    train, val = split_sections(datalist, n_train=n_train, n_val=n_val)
-    tr_masks, tr_em = load_sections(train, resolution, mask_transform=mask_transform)
-    va_masks, va_em = load_sections(val, resolution, mask_transform=mask_transform)
-    all_masks = torch.cat([tr_masks, va_masks])
-
-    fake_masks, fake_em = generate(mask_net, em_net, num_generated, latent_shape, seed=seed, device=device)
-    stage1 = evaluate_stage1(all_masks, fake_masks, out)
-    stage1_heldout = evaluate_stage1(va_masks, fake_masks)
-    stage1_heldout.pop("area_hist", None)
-    quality, va_draws = evaluate_stage2(em_net, va_masks, va_em, device=device, n_draws=n_draws, seed=seed)
-    va_pred = va_draws[0]
-
+    train, val = split_sections(drosophila_datalist(dataset_dir), n_train=n_train, n_val=n_val)
+    tr = load_sections(train, resolution, mask_transform=mask_transform)
+    va = load_sections(val, resolution, mask_transform=mask_transform)
+    fake = generate(mask_net, em_net, num_generated, latent_shape, seed=seed, device=device)
+    stage1 = evaluate_stage1(torch.cat([tr[0], va[0]]), fake[0], out)
+    stage1_heldout = evaluate_stage1(va[0], fake[0], area_hist=False)
+    quality, va_draws = evaluate_stage2(em_net, va[0], va[1], device=device, n_draws=n_draws, seed=seed)
     if segmenter is None:
-        patch = min(128, resolution)
-        segmenter = train_segmenter(tr_em, tr_masks, steps=segmenter_steps, seed=seed, patch_size=patch,
+        segmenter = train_segmenter(tr[1], tr[0], steps=segmenter_steps, seed=seed, patch_size=min(128, resolution),
                                     device=device)
-    roi = min(128, resolution)
-    fcn = {
-        "dice_real_heldout": segmentation_dice(segmenter, va_em, va_masks, roi_size=roi),
-        "dice_generated_from_heldout_masks": segmentation_dice(segmenter, va_pred, va_masks, roi_size=roi),
-        "dice_generated_from_generated_masks": segmentation_dice(segmenter, fake_em, fake_masks, roi_size=roi),
-    }
-    tile = min(feature_tile, resolution)
-    real_feat = segmenter_features(segmenter, _tiles(torch.cat([tr_em, va_em]), tile))
-    fake_feat = segmenter_features(segmenter, _tiles(fake_em, tile))
-    kid = kernel_distance(real_feat, fake_feat, subsets=50, subset_size=min(len(real_feat), len(fake_feat), 100),
-                          seed=seed)
-    distances = {
-        "frechet": frechet_distance(real_feat, fake_feat),
-        "kernel_mean": float(kid.mean),
-        "kernel_std": float(kid.std),
-        "n_real_tiles": int(len(real_feat)),
-        "n_generated_tiles": int(len(fake_feat)),
-        "tile": tile,
-    }
-    # a reference point for the distances: held-out real tiles vs training real tiles
-    ref_feat_a = segmenter_features(segmenter, _tiles(tr_em, tile))
-    ref_feat_b = segmenter_features(segmenter, _tiles(va_em, tile))
-    distances["kernel_real_train_vs_heldout"] = float(
-        kernel_distance(ref_feat_a, ref_feat_b, subsets=50, subset_size=min(len(ref_feat_a), len(ref_feat_b)),
-                        seed=seed).mean
-    )
-    texture_tile = min(feature_tile, resolution // 2)
-    texture = evaluate_texture(tr_masks, tr_em, va_masks, va_em, va_draws, fake_em, tile=texture_tile,
-                               stride=max(1, texture_tile // 4), seed=seed)
-
-    # a montage a person can check: conditioning mask | generated EM | real EM for each held-out section
-    tiles = []
-    for m, p, t in zip(va_masks, va_pred, va_em):
-        tiles += [onehot_to_rgb(m.numpy()), to_uint8(p[0].numpy()), to_uint8(t[0].numpy())]
-    write_image(out / "heldout_montage.png", montage(tiles, ncols=3), overwrite=overwrite)
-
     metrics = {
         "resolution": resolution,
         "sections": {"train": [d["section"] for d in train], "val": [d["section"] for d in val]},
@@ -319,15 +364,13 @@ def evaluate(
         "stage1_morphology": stage1,
         "stage1_morphology_vs_heldout": stage1_heldout,
         "stage2_quality_heldout": quality,
-        "stage2_fcn_score": fcn,
-        "stage2_feature_distances": distances,
-        "stage2_texture": texture,
+        "stage2_fcn_score": fcn_scores(segmenter, va, va_draws[0], fake, roi_size=min(128, resolution)),
+        "stage2_feature_distances": feature_distances(segmenter, tr[1], va[1], fake[1], min(feature_tile, resolution),
+                                                      seed),
+        "stage2_texture": texture_scores(tr, va, va_draws, fake[1], min(feature_tile, resolution // 2), seed),
     }
-    with open(out / "metrics.json", "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2, default=_jsonable)
-    (out / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
-    logger.info("evaluation written to %s", out)
-    return metrics
+    heldout_montage(va, va_draws[0], out, overwrite)
+    return save_metrics(metrics, out)
 
 
 def _jsonable(o):

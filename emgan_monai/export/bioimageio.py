@@ -27,6 +27,7 @@ from emgan_monai.export.bundle import (
     IOSpec,
     build_network,
     compare_torchscript,
+    config_metadata,
     example_input,
     export_torchscript,
     inference_config,
@@ -133,7 +134,7 @@ def test_input_from_file(
 
     parser = bundle_parser(bundle_dir, config_file)
     pre = parser.get_parsed_content("preprocessing", instantiate=True)
-    meta = load_metadata(bundle_dir)
+    meta, _ = config_metadata(load_metadata(bundle_dir), config_file or inference_config(bundle_dir))
     spec = io_spec(meta, "inputs")
     img = pre({"image": str(image_file)})["image"]
     target = []
@@ -208,11 +209,12 @@ def export_bioimageio(
     output_path = Path(output_path)
     if output_path.exists() and not overwrite:
         raise FileExistsError(f"{output_path} exists (pass overwrite=True / --overwrite to replace it)")
-    meta = load_metadata(bundle_dir)
+    config_file = Path(config_file) if config_file is not None else inference_config(bundle_dir)
+    meta, weights = config_metadata(load_metadata(bundle_dir), config_file)
     where = str(bundle_dir / "configs" / "metadata.json")
     spec_in, spec_out = io_spec(meta, "inputs", where=where), io_spec(meta, "outputs", where=where)
-    config_file = Path(config_file) if config_file is not None else inference_config(bundle_dir)
-    net = build_network(bundle_dir, config_file, require_weights=True)
+    ckpt_file = bundle_dir / weights
+    net = build_network(bundle_dir, config_file, ckpt_file=ckpt_file, require_weights=True)
     # sizes the network accepts: its own size multiple (Pix2PixUNet: 2**num_downs), else the metadata pattern's step
     steps = {st for _, st in _shape_steps(meta)}
     step = getattr(net, "size_multiple", None) or (steps.pop() if len(steps) == 1 and 0 not in steps else None)
@@ -225,9 +227,11 @@ def export_bioimageio(
 
     with tempfile.TemporaryDirectory(prefix="bioimageio_") as tmp:
         tmp = Path(tmp)
-        ts = export_torchscript(bundle_dir, tmp / "weights.pt", config_file=config_file,
-                                input_shape=tuple(x.shape))
-        diff = compare_torchscript(bundle_dir, ts, config_file=config_file)
+        # traced at the test input's shape, as the package was built before the zoo export became scripted: the
+        # bioimage.io checks run the weights at the smallest size the axes allow, which the traced graph accepts
+        ts = export_torchscript(bundle_dir, tmp / "weights.pt", config_file=config_file, ckpt_file=ckpt_file,
+                                input_shape=tuple(x.shape), use_trace=True)
+        diff = compare_torchscript(bundle_dir, ts, config_file=config_file, ckpt_file=ckpt_file)
         if diff > 1e-5:
             raise ValueError(f"{bundle_dir}: TorchScript differs from eager by {diff:.3g}")
         with torch.no_grad():

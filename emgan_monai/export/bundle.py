@@ -40,7 +40,10 @@ __all__ = [
     "bundle_parser",
     "check_metadata",
     "check_network_data_format",
+    "CONFIG_FORMATS_KEY",
     "compare_torchscript",
+    "config_metadata",
+    "torchscript_equivalent",
     "example_input",
     "export_torchscript",
     "inference_config",
@@ -75,7 +78,9 @@ REQUIRED_IO_FIELDS: tuple[str, ...] = ("type", "format", "num_channels", "spatia
 _PACKAGED_DIRS = ("configs", "models", "docs", "sample")
 _PACKAGED_FILES = ("LICENSE",)
 _REQUIRED_FILES = ("configs/metadata.json", "LICENSE", "docs/README.md", "docs/data_license.txt", "models/model.pt")
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same bundle gives byte-identical archives
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+#: metadata key describing the networks of standalone configs other than ``inference.json`` (:func:`config_metadata`)
+CONFIG_FORMATS_KEY = "config_network_data_formats"  # fixed timestamps: the same bundle gives byte-identical archives
 
 
 class MetadataError(ValueError):
@@ -497,6 +502,30 @@ def export_torchscript(
     return filepath
 
 
+def config_metadata(meta: dict[str, Any], config_file: str | Path) -> tuple[dict[str, Any], str]:
+    """The metadata as seen from one standalone config's ``network_def``, and that network's weight file.
+
+    ``network_data_format`` and ``models/model.pt`` describe ``configs/inference.json`` (what the zoo checks). A
+    bundle with another image-in config whose network differs (Drosophila ``inference_mask2em.json``: the stage-2
+    mask -> EM network, ``models/em_generator.pt``) describes it under
+    ``metadata[CONFIG_FORMATS_KEY][<config name>] = {"network_data_format": ..., "weights": "models/..."}``.
+    """
+    entry = meta.get(CONFIG_FORMATS_KEY, {}).get(Path(config_file).name)
+    if entry is None:
+        return meta, "models/model.pt"
+    return {**meta, "network_data_format": entry["network_data_format"]}, str(entry["weights"])
+
+
+def torchscript_equivalent(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with its Python-only steps switched off, i.e. what ``torch.jit.script`` compiles of it.
+
+    :class:`~emgan_monai.networks.TwoStageGenerator` closes membrane outlines by a watershed and drops small
+    mitochondria in Python only; its TorchScript export thresholds the distance maps."""
+    if hasattr(net, "close_membranes"):
+        net.close_membranes, net.min_mito_size = False, 0
+    return net
+
+
 def compare_torchscript(
     bundle_dir: str | Path,
     ts_file: str | Path,
@@ -504,14 +533,17 @@ def compare_torchscript(
     ckpt_file: str | Path | None = None,
     seed: int = 0,
 ) -> float:
-    """Largest ``|ts(x) - eager(x)|`` for a random ``x`` of the metadata's declared input shape and dtype.
+    """Largest ``|ts(x) - eager(x)|`` for a random ``x`` of the declared input shape and dtype of the config's
+    network (:func:`config_metadata`), eager taken as :func:`torchscript_equivalent`.
 
     Both forwards start from ``torch.manual_seed(seed)``, so networks that sample noise inside ``forward`` (the
     cryo-ET CycleGAN generator) are compared on the same draws.
     """
-    spec = io_spec(load_metadata(bundle_dir), "inputs")
     config_file = config_file if config_file is not None else Path(bundle_dir) / "configs" / "inference.json"
-    eager = build_network(bundle_dir, config_file, ckpt_file=ckpt_file, require_weights=True)
+    meta, weights = config_metadata(load_metadata(bundle_dir), config_file)
+    spec = io_spec(meta, "inputs")
+    ckpt_file = ckpt_file if ckpt_file is not None else Path(bundle_dir) / weights
+    eager = torchscript_equivalent(build_network(bundle_dir, config_file, ckpt_file=ckpt_file, require_weights=True))
     scripted = torch.jit.load(str(ts_file), map_location="cpu").eval()
     x = example_input(spec, seed=seed)
     with torch.no_grad():

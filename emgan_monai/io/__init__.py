@@ -3,6 +3,7 @@
 - :class:`MRCReader` / :class:`MRCWriter`: MRC maps, tomograms, stacks (mrcfile), voxel size in Angstrom.
 - :class:`TiffReader` / :class:`TiffWriter`: 8/16-bit and float TIFF, 2D/3D, ImageJ/OME axes and
   voxel size (tifffile).
+- :class:`AtomicModelReader`: PDB / mmCIF atomic models as density maps at a given voxel size (not auto-selected).
 - :func:`read_image` / :func:`write_image`: plain numpy helpers for scripts (MRC, TIFF, PNG).
 
 Importing this package registers the writers with MONAI (``SaveImage(output_ext=".mrc")`` and
@@ -15,6 +16,7 @@ from __future__ import annotations
 from monai.data import image_writer
 from monai.transforms.io.array import SUPPORTED_READERS
 
+from emgan_monai.io.atomic_models import AtomicModelReader
 from emgan_monai.io.errors import ImageFileNotFoundError, ImageReadError, ImageWriteError
 from emgan_monai.io.files import image_format, read_image, write_image
 from emgan_monai.io.mrc import MRC_SUFFIXES, MRCImage, MRCReader, MRCWriter, read_mrc, write_mrc
@@ -23,6 +25,7 @@ from emgan_monai.io.png import PNGReader
 from emgan_monai.io.save import SafeSaveImage, SafeSaveImaged
 
 __all__ = [
+    "AtomicModelReader",
     "ImageFileNotFoundError",
     "ImageReadError",
     "ImageWriteError",

@@ -7,6 +7,7 @@ from .noise_unet import NoiseUNet
 from .physics_generator import PhysicsInformedGenerator, build_subtomogram_generator
 from .pix2pix_unet import Pix2PixUNet
 from .residual_unet import ResidualUNetGenerator
+from .two_stage_generator import TwoStageGenerator
 
 __all__ = [
     "DISCRIMINATOR_KINDS",
@@ -20,6 +21,7 @@ __all__ = [
     "SkipPatchDiscriminator",
     "SpectralNormCritic",
     "SubtomogramClassifier",
+    "TwoStageGenerator",
     "build_discriminator",
     "build_subtomogram_generator",
     "mc_dropout",

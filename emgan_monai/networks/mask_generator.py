@@ -123,7 +123,9 @@ class NoiseInjection(nn.Module):
         self.weight = nn.Parameter(torch.full((1, channels, *([1] * spatial_dims)), float(init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn((x.shape[0], 1, *x.shape[2:]), device=x.device, dtype=x.dtype)
+        shape = list(x.shape)
+        shape[1] = 1  # (B, 1, *spatial): one noise map shared by the channels (a list, so that TorchScript compiles it)
+        noise = torch.randn(shape, device=x.device, dtype=x.dtype)
         return x + self.weight * noise
 
 
@@ -170,7 +172,7 @@ class _GridBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample:
-            x = nn.functional.interpolate(x, scale_factor=2, mode=self.mode, align_corners=False)
+            x = nn.functional.interpolate(x, scale_factor=2.0, mode=self.mode, align_corners=False)
         return self.body(x)
 
 
@@ -265,7 +267,7 @@ class LatentGridMaskGenerator(nn.Module):
         if z.ndim != self.spatial_dims + 2 or z.shape[1] != self.latent_channels:
             raise ValueError(
                 f"LatentGridMaskGenerator: expected noise of shape (B, {self.latent_channels}, "
-                f"{', '.join(['s'] * self.spatial_dims)}), got {tuple(z.shape)}."
+                f"{self.spatial_dims} spatial sizes), got {list(z.shape)}."
             )
         return self.head(self.blocks(z))
 

@@ -136,14 +136,15 @@ class NoiseUNet(nn.Module):
         """
         if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"NoiseUNet: expected (B, {self.in_channels}, {', '.join(['s'] * self.spatial_dims)}), "
-                f"got {tuple(x.shape)}."
+                f"NoiseUNet: expected (B, {self.in_channels}) and {self.spatial_dims} spatial sizes, "
+                f"got {list(x.shape)}."
             )
-        if any(s % self.size_multiple for s in x.shape[2:]):
-            raise ValueError(
-                f"NoiseUNet: spatial size {tuple(x.shape[2:])} must be a multiple of {self.size_multiple} "
-                f"(2 ** {self.levels} levels)."
-            )
+        for s in x.shape[2:]:
+            if s % self.size_multiple != 0:
+                raise ValueError(
+                    f"NoiseUNet: spatial size {list(x.shape[2:])} must be a multiple of {self.size_multiple} "
+                    f"(2 ** {self.levels} levels)."
+                )
         h = self.inc(x)
         skips = [h]
         for down in self.down:

@@ -33,7 +33,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 import numpy as np
 import torch
@@ -74,7 +74,16 @@ def ctf_torch(
     ``chi = pi lambda dz k^2 - pi / 2 Cs lambda^3 k^4``; ``freq`` in 1/A (any shape), defocus in um (> 0 underfocus),
     B in A^2. Gradients flow to ``defocus_um`` and ``bfactor``.
     """
-    lam = electron_wavelength(voltage_kv)
+    return _ctf(freq, torch.as_tensor(defocus_um), torch.as_tensor(bfactor), electron_wavelength(voltage_kv), cs_mm,
+                amplitude_contrast)
+
+
+def _ctf(
+    freq: torch.Tensor, defocus_um: torch.Tensor, bfactor: torch.Tensor, wavelength: float, cs_mm: float,
+    amplitude_contrast: float,
+) -> torch.Tensor:
+    """:func:`ctf_torch` with the electron wavelength (A) given: TorchScript-compatible, same operations."""
+    lam = wavelength
     k2 = freq**2
     dz = defocus_um * 1e4
     cs = cs_mm * 1e7
@@ -83,10 +92,10 @@ def ctf_torch(
     return ctf * torch.exp(-bfactor * k2 / 4.0)
 
 
-def soft_wedge(angle_deg: torch.Tensor, tilt_max_deg: torch.Tensor | float, width_deg: float = 3.0) -> torch.Tensor:
+def soft_wedge(angle_deg: torch.Tensor, tilt_max_deg: torch.Tensor, width_deg: float = 3.0) -> torch.Tensor:
     """Soft missing-wedge weight ``sigmoid((tilt_max - |angle|) / width)`` of frequencies at ``angle`` from the
     specimen plane (``0`` in plane, ``90`` along the beam); ``-> 1`` inside the sampled range, ``-> 0`` in the
-    wedge. Differentiable in ``tilt_max_deg``."""
+    wedge. Differentiable in ``tilt_max_deg`` (a tensor, or a float outside TorchScript)."""
     return torch.sigmoid((tilt_max_deg - angle_deg.abs()) / width_deg)
 
 
@@ -159,6 +168,7 @@ class PhysicsInformedGenerator(nn.Module):
         self.box = int(box)
         self.voxel_size = float(voxel_size)
         self.voltage_kv, self.cs_mm, self.amplitude_contrast = float(voltage_kv), float(cs_mm), float(amplitude_contrast)
+        self.wavelength = electron_wavelength(self.voltage_kv)  # A; a plain float so that forward is scriptable
         self.z_scale = float(z_scale)
         self.max_residual = float(max_residual)
         self.wedge_width_deg = float(wedge_width_deg)
@@ -236,7 +246,7 @@ class PhysicsInformedGenerator(nn.Module):
 
     def transfer(self) -> torch.Tensor:
         """``CTF * wedge`` on the ``(N, N, N)`` FFT grid."""
-        ctf = ctf_torch(self.freq, self.defocus_um, self.bfactor, self.voltage_kv, self.cs_mm, self.amplitude_contrast)
+        ctf = _ctf(self.freq, self.defocus_um, self.bfactor, self.wavelength, self.cs_mm, self.amplitude_contrast)
         return ctf * soft_wedge(self.angle, self.tilt_max, self.wedge_width_deg)
 
     def noise_filter(self) -> torch.Tensor:
@@ -251,11 +261,11 @@ class PhysicsInformedGenerator(nn.Module):
     def signal(self, x: torch.Tensor) -> torch.Tensor:
         """Noise-free, contrast-inverted ``-IFFT(FFT(m) * CTF * wedge)`` of the map ``m = (x + 1) / 2``."""
         m = (x.float() + 1.0) / 2.0
-        return -torch.fft.ifftn(torch.fft.fftn(m, dim=(-3, -2, -1)) * self.transfer(), dim=(-3, -2, -1)).real
+        return -torch.fft.ifftn(torch.fft.fftn(m, dim=[-3, -2, -1]) * self.transfer(), dim=[-3, -2, -1]).real
 
     def colour_noise(self, white: torch.Tensor) -> torch.Tensor:
         """Coloured, unit-power noise from white ``(B, 1, N, N, N)`` noise."""
-        return torch.fft.ifftn(torch.fft.fftn(white, dim=(-3, -2, -1)) * self.noise_filter(), dim=(-3, -2, -1)).real
+        return torch.fft.ifftn(torch.fft.fftn(white, dim=[-3, -2, -1]) * self.noise_filter(), dim=[-3, -2, -1]).real
 
     # ------------------------------------------------------------------ calibration and forward
     @torch.no_grad()
@@ -289,30 +299,39 @@ class PhysicsInformedGenerator(nn.Module):
         self.log_sigma.fill_(math.log(gain * math.sqrt(noise_var)))
         return self.physics()
 
-    def sample_noise(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def sample_noise(self, x: torch.Tensor) -> List[torch.Tensor]:
         """The white noise volume of one call on ``x`` (pass it as ``noise=`` to fix it)."""
         return [torch.randn(x.shape, device=x.device, dtype=torch.float32)]
 
-    def forward_z(self, x: torch.Tensor, noise: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward_z(
+        self, x: torch.Tensor, noise: Optional[Union[torch.Tensor, List[torch.Tensor]]] = None
+    ) -> torch.Tensor:
         """Subtomogram in z units (before the output scaling and clamp)."""
-        if x.ndim != 5 or tuple(x.shape[2:]) != (self.box,) * 3:
-            raise ValueError(f"expected (B, 1, {self.box}, {self.box}, {self.box}) maps, got {tuple(x.shape)}")
+        n = self.box
+        if x.dim() != 5 or x.shape[2] != n or x.shape[3] != n or x.shape[4] != n:
+            raise ValueError(f"expected (B, 1, {n}, {n}, {n}) maps, got {x.shape}")
         if noise is None:
             white = self.sample_noise(x)[0]
+        elif isinstance(noise, torch.Tensor):
+            white = noise
         else:
-            white = noise if isinstance(noise, torch.Tensor) else list(noise)[0]
-            if tuple(white.shape) != tuple(x.shape):
-                raise ValueError(f"noise must have the input's shape {tuple(x.shape)}, got {tuple(white.shape)}")
+            white = noise[0]
+        if white.shape != x.shape:
+            raise ValueError(f"noise must have the input's shape {x.shape}, got {white.shape}")
         s = self.signal(x)
         y = self.gain * s + self.offset + self.log_sigma.exp() * self.colour_noise(white.to(s))
-        if self.refine is not None:
-            r = self.refine(torch.cat([y / self.z_scale, x.float()], dim=1))
+        refine = self.refine
+        if refine is not None:
+            r = refine(torch.cat([y / self.z_scale, x.float()], dim=1))
             y = y + self.max_residual * torch.tanh(r)
         return y
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, noise: Optional[Union[torch.Tensor, List[torch.Tensor]]] = None
+    ) -> torch.Tensor:
         """``(B, 1, N, N, N)`` map in ``[-1, 1]`` -> subtomogram ``clamp(z / z_scale, -1, 1)``; ``noise``: optional
-        white ``(B, 1, N, N, N)`` volume (else drawn from the global torch generator)."""
+        white ``(B, 1, N, N, N)`` volume, or the list of :meth:`sample_noise` (else drawn from the global torch
+        generator). Scriptable (``torch.jit.script``), with the same outputs as the eager module."""
         return torch.clamp(self.forward_z(x, noise) / self.z_scale, -1.0, 1.0)
 
 

@@ -113,16 +113,20 @@ class ResidualUNetGenerator(nn.Module):
         torch.Tensor
             Same spatial shape as ``x``, unbounded values.
         """
-        if x.ndim != self.spatial_dims + 2:
+        # written to compile with torch.jit.script (the model zoo's ckpt_export scripts network_def): plain loops and
+        # string concatenation, no generator expressions, no tuple(...) of a runtime length
+        if x.dim() != self.spatial_dims + 2:
+            axes = "H, W" if self.spatial_dims == 2 else "H, W, D"
             raise ValueError(
-                f"expected a {self.spatial_dims + 2}D tensor (B, C, {'H, W' if self.spatial_dims == 2 else 'H, W, D'}),"
-                f" got shape {tuple(x.shape)}."
+                "expected a " + str(self.spatial_dims + 2) + "D tensor (B, C, " + axes + "), got shape ("
+                + ", ".join([str(s) for s in x.shape]) + ")."
             )
-        spatial = tuple(x.shape[2:])
-        if any(s % self.divisor for s in spatial):
-            raise ValueError(
-                f"spatial size {spatial} must be divisible by prod(strides) = {self.divisor}; "
-                f"pad or crop the input (e.g. monai.transforms.DivisiblePad(k={self.divisor}))."
-            )
+        for size in x.shape[2:]:
+            if size % self.divisor != 0:
+                raise ValueError(
+                    "spatial size (" + ", ".join([str(s) for s in x.shape[2:]]) + ") must be divisible by "
+                    + "prod(strides) = " + str(self.divisor) + "; pad or crop the input (e.g. "
+                    + "monai.transforms.DivisiblePad(k=" + str(self.divisor) + "))."
+                )
         out = self.body(x)
         return x + out if self.global_residual else out

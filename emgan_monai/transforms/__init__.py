@@ -16,10 +16,13 @@
   :class:`PreviewPNGd`: ``input | output`` PNG previews beside the outputs.
 - :data:`SUBTOMO_SCALE`, :func:`density_to_network`, :func:`subtomo_to_network`, :func:`network_to_subtomo`: the
   cryo-ET GAN's value ranges, shape maps and z-scored subtomograms <-> the generators' ``[-1, 1]``.
+- :class:`ResampleMapd` / :class:`ShapeMapd` / :class:`FitToBoxd` / :class:`SampleIndexd`: density maps -> the
+  cryo-ET generator's shape-map inputs, one datalist item per draw.
 """
 
 from .camera_noise import RandCameraNoised
 from .cryoet_value_range import SUBTOMO_SCALE, density_to_network, network_to_subtomo, subtomo_to_network
+from .density_maps import FitToBoxd, ResampleMapd, SampleIndexd, ShapeMapd
 from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
 from .output import InvertToInputDtyped, PreviewPNGd
@@ -29,6 +32,10 @@ from .masks import DEFAULT_COLORS, ColorMaskToOneHot, ColorMaskToOneHotd, MaskTo
 __all__ = [
     "DEFAULT_COLORS",
     "DistanceMapToOneHot",
+    "FitToBoxd",
+    "ResampleMapd",
+    "SampleIndexd",
+    "ShapeMapd",
     "OneHotToDistanceMap",
     "OneHotToDistanceMapd",
     "ColorMaskToOneHot",

@@ -1,8 +1,10 @@
 """Density map -> simulated cryo-ET subtomogram (``cryoet_gan``'s generator G_ds) as a MONAI Label model.
 
-The request's image is a density map (``.mrc``/``.map``, any voxel size: it is resampled to the bundle's
-``voxel_size`` and centre-padded/cropped to its ``map_box``, as ``configs/inference.json`` does). The result is the
-generated subtomogram in z-score units, float32, with the bundle's voxel size (A).
+The request's image is a density map (``.mrc``/``.map``, any voxel size) or an atomic model (``.pdb``, ``.cif``). It
+goes through the ``preprocessing`` of the bundle's standalone ``configs/inference.json`` (read, resampled to
+``voxel_size``, shape map, centred in the ``map_box``; a molecule larger than the box is refused, not tiled), then
+through that config's ``network_def`` with the weights at ``model_path``. The result is the generated subtomogram in
+z-score units, float32, with the bundle's voxel size (A).
 
 Request parameters (``params``):
 
@@ -24,10 +26,8 @@ import torch
 from monai.bundle import ConfigParser
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from emgan_monai.bundle_utils import config_files
 from emgan_monai.networks import mc_dropout
-from emgan_monai.data.cryoet_density_inputs import density_input
-from emgan_monai.transforms.cryoet_value_range import density_to_network, network_to_subtomo
+from emgan_monai.transforms.cryoet_value_range import network_to_subtomo
 
 from .writer import write_result
 
@@ -40,21 +40,22 @@ class CryoETGeneratorInferTask(InferTask):
     Parameters
     ----------
     path
-        Bundle folder (``configs/common.json`` + ``configs/inference.json``, ``models/model.pt``).
+        Bundle folder (``configs/inference.json``, ``models/model.pt``).
     conf
         App configuration (unused).
+    config_name
+        Standalone bundle config giving ``preprocessing``, ``network_def`` and ``model_path``.
     """
 
     def __init__(self, path: str, conf: dict[str, str], config_name: str = "inference.json") -> None:
         parser = ConfigParser()
-        parser.read_config(config_files(path, config_name))  # configs/common.json first
+        parser.read_config(os.path.join(path, "configs", config_name))
         parser["bundle_root"] = path
+        parser["tile_large_maps"] = False  # one forward pass of the box-sized generator per request
         self.parser = parser
         self.voxel_size = float(parser.get_parsed_content("voxel_size"))
-        self.box = int(parser.get_parsed_content("map_box"))
-        self.iso = float(parser.get_parsed_content("iso"))
-        self.sigma = float(parser.get_parsed_content("shape_sigma"))
         self.weights = parser.get_parsed_content("model_path")
+        self._preprocessing = None
         self.valid = os.path.isfile(self.weights)
         self._net: torch.nn.Module | None = None
         super().__init__(
@@ -78,10 +79,17 @@ class CryoETGeneratorInferTask(InferTask):
             self._net = net.eval()
         return self._net
 
+    def _input(self, path: str) -> torch.Tensor:
+        """``(1, 1, B, B, B)`` generator input in ``[-1, 1]`` from the config's ``preprocessing``."""
+        if self._preprocessing is None:
+            self._preprocessing = self.parser.get_parsed_content("preprocessing", instantiate=True)
+        item = self._preprocessing({"image": path, "name": os.path.basename(path), "sample": 0})
+        image = item["image"]
+        return (image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image))[None].float()
+
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         req = {**self._config, **request}
-        shape = density_input(req["image"], self.voxel_size, self.box, self.iso, self.sigma)
-        x = torch.from_numpy(density_to_network(shape))[None, None]
+        x = self._input(req["image"])
         net = self._network()
         torch.manual_seed(int(req.get("seed") or 0))
         # with dropout: MC-dropout spread with every noise tensor fixed; without dropout (the shipped physics-informed

@@ -2,15 +2,17 @@
 
 MONAI Label's ``/infer/<model>`` always names an image (or uploads one). This task does not read it: the image id
 only seeds the random generator when the request gives no ``seed``, so the same image gives the same sample and
-different images different samples. The networks and weights are those of the bundle's ``configs/inference.json``
-merged after its ``configs/common.json`` (``mask_network_def`` + ``mask_weights``, ``network_def`` + ``em_weights``).
+different images different samples. The generator is the bundle's standalone ``configs/inference.json``:
+``network_def`` (``TwoStageGenerator``, both stages in one module) with the weights at ``ckpt_path``
+(``models/model.pt``); sampling is that config's: the latent grid from ``seed``, the injected noise and the random
+symmetry of the square under ``torch.manual_seed(seed)``.
 
 Request parameters (``params``):
 
 - ``seed`` (int): latent seed; default: CRC-32 of the image id.
 - ``size`` (int): side of the square result in pixels, a multiple of the stage-2 network's ``size_multiple``
-  (8 for the shipped NoiseUNet) and of the stage-1 latent stride (16); default the bundle's ``resolution``. Larger sizes are a larger field of view
-  at the same pixel size (both generators are fully convolutional).
+  (8 for the shipped NoiseUNet) and of the stage-1 latent stride (16); default the bundle's ``resolution``. Larger
+  sizes are a larger field of view at the same pixel size (both generators are fully convolutional).
 - ``output`` (``"both"``, ``"em"``, ``"mask"``): ``both`` (default) gives 2 channels, EM then the mask label
   map (0 mitochondria, 1 membrane, 2 background: the label convention of ``ColorMaskToOneHotd``).
 - ``result_extension`` (``.tif`` default, ``.nii.gz``, ``.mrc`` for a single channel).
@@ -31,8 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from emgan_monai.bundle_utils import config_files
-from emgan_monai.inferers.drosophila_synthesis import draw_masks
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.utils.others.generic import name_to_device
 
@@ -51,26 +51,24 @@ class DrosophilaGeneratorInferTask(InferTask):
     Parameters
     ----------
     path
-        Bundle folder (``configs/common.json`` + ``configs/inference.json``, ``models/mask_generator.pt``,
-        ``models/model.pt``).
+        Bundle folder (``configs/inference.json``, ``models/model.pt``).
     conf
         App configuration (unused keys are ignored).
     config_name
-        Bundle config holding both networks.
+        Standalone bundle config whose ``network_def`` is the two-stage generator.
     """
 
     def __init__(self, path: str, conf: dict[str, str], config_name: str = "inference.json") -> None:
         self.bundle_path = path
         self.valid = False
         parser = ConfigParser()
-        parser.read_config(config_files(path, config_name))  # configs/common.json first
+        parser.read_config(os.path.join(path, "configs", config_name))
         parser["bundle_root"] = path
         self.parser = parser
         self.resolution = int(parser.get_parsed_content("resolution"))
         self.latent_channels = int(parser.get_parsed_content("latent_channels"))
-        self.mask_weights = parser.get_parsed_content("mask_weights")
-        self.em_weights = parser.get_parsed_content("em_weights")
-        missing = [w for w in (self.mask_weights, self.em_weights) if not os.path.isfile(w)]
+        self.ckpt_path = parser.get_parsed_content("ckpt_path")
+        missing = [w for w in (self.ckpt_path,) if not os.path.isfile(w)]
         super().__init__(
             type=InferType.OTHERS,
             labels={"mitochondria": 0, "membrane": 1, "background": 2},
@@ -82,20 +80,19 @@ class DrosophilaGeneratorInferTask(InferTask):
         if missing:
             logger.warning(f"{path}: {config_name} weights {missing} not found; model not served")
             return
-        self._nets: dict[str, tuple[torch.nn.Module, torch.nn.Module]] = {}
+        self._nets: dict[str, torch.nn.Module] = {}
         self.valid = True
 
     def is_valid(self) -> bool:
         return self.valid
 
-    def _networks(self, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    def _network(self, device: torch.device) -> torch.nn.Module:
+        """``network_def`` with ``ckpt_path`` loaded: latent ``(B, C, s, s)`` -> ``(B, 4, H, W)`` (EM, one-hot mask)."""
         key = str(device)
         if key not in self._nets:
-            mask_net = self.parser.get_parsed_content("mask_network_def", instantiate=True, lazy=False)
-            em_net = self.parser.get_parsed_content("network_def", instantiate=True, lazy=False)
-            mask_net.load_state_dict(torch.load(self.mask_weights, map_location="cpu", weights_only=True))
-            em_net.load_state_dict(torch.load(self.em_weights, map_location="cpu", weights_only=True))
-            self._nets[key] = (mask_net.to(device).eval(), em_net.to(device).eval())
+            net = self.parser.get_parsed_content("network_def", instantiate=True, lazy=False)
+            net.load_state_dict(torch.load(self.ckpt_path, map_location="cpu", weights_only=True))
+            self._nets[key] = net.to(device).eval()
         return self._nets[key]
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -103,10 +100,10 @@ class DrosophilaGeneratorInferTask(InferTask):
         device = torch.device(name_to_device(req.get("device", "cuda")))
         if device.type == "cuda" and not torch.cuda.is_available():
             device = torch.device("cpu")
-        mask_net, em_net = self._networks(device)
+        net = self._network(device)
         size = int(req.get("size") or self.resolution)
-        factor = int(getattr(mask_net, "upsampling_factor", 64))
-        multiple = math.lcm(int(getattr(em_net, "size_multiple", 1)), factor)
+        factor = int(getattr(net.mask_generator, "upsampling_factor", 64))
+        multiple = math.lcm(int(getattr(net.em_generator, "size_multiple", 1)), factor)
         if size <= 0 or size % multiple:
             raise ValueError(f"size must be a positive multiple of {multiple} for this model, got {size}")
         seed_param = req.get("seed")
@@ -118,12 +115,11 @@ class DrosophilaGeneratorInferTask(InferTask):
         g = torch.Generator().manual_seed(seed)
         z = torch.randn((1, self.latent_channels, size // factor, size // factor), generator=g).to(device)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # the mask generator's injected noise: same seed, same sample
-            hard = draw_masks(mask_net, z).float()  # one-hot, under a random symmetry of the square
-            em = em_net(hard).clamp(0, 1)
+            torch.manual_seed(seed)  # the generators' injected noise and the symmetry: same seed, same sample
+            pred = net(z)  # (1, 4, H, W): EM in [0, 1], then the one-hot mask under a random symmetry of the square
         # (1, C, H, W) tensors are in file order (rows, columns); MONAI order is (C, X, Y): swap the spatial axes
-        em_u16 = (em[0] * 65535.0).round().transpose(-1, -2)
-        labels = hard.argmax(1).to(torch.float32).transpose(-1, -2)
+        em_u16 = (pred[0, :1] * 65535.0).round().transpose(-1, -2)
+        labels = pred[:, 1:].argmax(1).to(torch.float32).transpose(-1, -2)
         channels = {"both": [em_u16, labels], "em": [em_u16], "mask": [labels]}[output]
         # the generators are fully convolutional: a larger ``size`` is a larger field of view at the same scale
         pixel_nm = SOURCE_PIXEL_NM * SOURCE_SIDE_PX / self.resolution
