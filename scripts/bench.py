@@ -369,7 +369,7 @@ def bench_tiled(kind: str, size: int, roi: int, overlap: float, threads: int, sw
 DATA_CASES = {
     # bundle -> (data subfolder, overrides keeping the pipeline real but the set small)
     "drosophila_skip_patch": ("drosophila_vnc", {"n_train": 4, "n_val": 1}),
-    "confocal_enhance": ("fluorescence", {"n_train_per_plane": 1}),
+    "confocal_enhance": ("fluorescence", {"n_procedural_train": 1, "n_na_train": 1}),
     "cryoet_gan": ("cryoet", {"train_tomos": [1]}),
 }
 
@@ -404,7 +404,7 @@ def bench_data(items: int, quick: bool) -> dict[str, Any]:
             import tempfile
 
             scratch = tempfile.TemporaryDirectory(prefix="bench_pairs_")
-            parser.update({"pairs_dir": scratch.name})
+            parser.update({"data_cache_dir": scratch.name})
         try:  # an error in a bundle's data pipeline is a failure of the benchmark, not a skipped row
             t0 = time.perf_counter()
             dataset = parser.get_parsed_content("train#dataset")
