@@ -10,6 +10,8 @@ inference users expect every readable file processed, the failures listed at the
 - :class:`RequireShaped`: a preprocessing step that refuses images whose shape the bundle cannot process, saying
   which shapes it accepts (instead of failing later inside padding or convolution).
 - :func:`report_failures`: after the evaluator ran, print one line per failure to stderr and exit with status 1.
+- :func:`check_output_names`: before the run, refuse inputs that would write the same output file (``x.tif`` and
+  ``x.png`` both giving ``x_em.tif``) and, unless overwriting, outputs that exist already, naming them.
 
 In a bundle's ``inference.json``::
 
@@ -20,6 +22,7 @@ In a bundle's ``inference.json``::
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
@@ -30,12 +33,14 @@ from monai.data import Dataset
 from monai.transforms import MapTransform
 from torch.utils.data import IterableDataset, get_worker_info
 
-__all__ = ["BatchFailures", "RequireShaped", "TolerantDataset", "failure_reason", "report_failure_list", "report_failures"]
+__all__ = ["BatchFailures", "RequireShaped", "TolerantDataset", "check_output_names", "failure_reason",
+           "report_failure_list", "report_failures"]
 
 
-def failure_reason(error: BaseException) -> str:
+def failure_reason(error: BaseException, name: str | None = None) -> str:
     """One line saying why an item failed: the innermost error of the chain (MONAI wraps transform errors in
-    ``RuntimeError("applying transform ...")``), as ``Type: message`` with the first line of the message."""
+    ``RuntimeError("applying transform ...")``), as ``Type: message`` with the first line of the message; a leading
+    ``"<name>: "`` (the package's errors name their file) is left out, the report names the file already."""
     seen = set()
     while id(error) not in seen:
         seen.add(id(error))
@@ -44,7 +49,10 @@ def failure_reason(error: BaseException) -> str:
             break
         error = nxt
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    first = text[0] if text else ""
+    if name and first.startswith(f"{name}: "):
+        first = first[len(name) + 2:]
+    return f"{type(error).__name__}: {first}".rstrip(": ")
 
 
 class BatchFailures(RuntimeError):
@@ -108,7 +116,7 @@ class TolerantDataset(IterableDataset):
             try:
                 out = self.dataset[i]
             except Exception as e:  # noqa: BLE001 - every failure is reported at the end, none is swallowed
-                self.failures.append((name, failure_reason(e)))
+                self.failures.append((name, failure_reason(e, name)))
                 failed.add(name)
                 continue
             if name not in yielded:
@@ -209,3 +217,66 @@ class RequireShaped(MapTransform):
             raise ValueError(f"{name}: image of shape {shape} (channel-first, as loaded) has {problem}; "
                              f"this bundle accepts {self.accepts}")
         return d
+
+
+def check_output_names(datalist: Sequence[Mapping], savers: Sequence[Any], overwrite: bool = False,
+                       key: str = "image") -> list[str]:
+    """Before a batch run: the output files of every input, refused when two inputs share one or, unless
+    ``overwrite``, when one exists already.
+
+    Parameters
+    ----------
+    datalist
+        Items whose ``key`` names the input file.
+    savers
+        The run's savers (:class:`~emgan_monai.io.SafeSaveImaged` / ``SaveImaged`` or their array versions): each
+        input's output path is computed exactly as the saver will compute it.
+    overwrite
+        Existing outputs are replaced (collisions between inputs are refused all the same: one result would be lost).
+    key
+        Key of the input file in the items.
+
+    Returns
+    -------
+    list[str]
+        The planned output paths.
+
+    Raises
+    ------
+    DataError
+        Naming the inputs that would write the same file (nothing has been written).
+    FileExistsError
+        Naming the first existing output and how many there are.
+    """
+    from emgan_monai.errors import DataError
+
+    planned: dict[str, tuple[str, int]] = {}
+    clashes: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for item in datalist:
+        src = str(item[key]) if isinstance(item, Mapping) else str(item)
+        if src in seen:  # an input listed several times (e.g. once per draw) writes its own outputs once
+            continue
+        seen.add(src)
+        for i, saver in enumerate(savers):
+            saver = getattr(saver, "saver", saver)
+            path = os.path.abspath(saver.folder_layout.filename(**saver.fname_formatter({"filename_or_obj": src},
+                                                                                          saver)))
+            if path in planned:
+                clashes.append((planned[path][0], src, path))
+            else:
+                planned[path] = (src, i)
+    if clashes:
+        first, second, path = clashes[0]
+        what = (f"two outputs of {os.path.basename(first)}" if first == second else
+                f"{os.path.basename(first)} and {os.path.basename(second)}")
+        hint = ("choose another output extension" if first == second else
+                "rename one of them or narrow --input_pattern")
+        raise DataError(os.path.dirname(first), f"{what} would both be written as {path} ({len(clashes)} clash(es)); "
+                        f"nothing was written: {hint}")
+    if not overwrite:
+        existing = [p for p in planned if os.path.exists(p)]
+        if existing:
+            raise FileExistsError(f"{existing[0]} already exists ({len(existing)} of the {len(planned)} output files); "
+                                  "choose another output_dir or pass --overwrite true to replace them")
+    return list(planned)

@@ -93,24 +93,33 @@ def output_names(index: int) -> dict[str, str]:
     return {"em": f"em_{index:04d}", "mask": f"mask_{index:04d}"}
 
 
-def latent_datalist(num_pairs: int, latent_shape: Sequence[int], seed: int = 0, batch_size: int = 4) -> list[dict]:
+def latent_datalist(num_pairs: int, latent_shape: Sequence[int], seed: int = 0, batch_size: int = 4,
+                    pixel_size: float | None = None) -> list[dict]:
     """The dataset of ``inference.json``: one item per pair.
 
-    Item ``i``: ``"latent"`` ``latent_shape`` float32 (row ``i`` of one seeded ``torch.randn`` draw), ``"noise_seed"``
-    (``seed * NOISE_SEED_STRIDE + i - i % batch_size``: one seed per batch of ``batch_size``, read by
-    :class:`~emgan_monai.handlers.BatchSeed`), ``"em_meta"`` / ``"mask_meta"`` (``{"filename_or_obj": stem}`` for the
-    savers, :func:`output_names`).
+    Item ``i``: ``"image"`` ``latent_shape`` float32 (row ``i`` of one seeded ``torch.randn`` draw; the key MONAI's
+    default ``prepare_batch`` feeds to the network), ``"noise_seed"`` (``seed * NOISE_SEED_STRIDE + i - i %
+    batch_size``: one seed per batch of ``batch_size``, read by :class:`~emgan_monai.handlers.BatchSeed`),
+    ``"em_meta"`` / ``"mask_meta"`` (``{"filename_or_obj": stem}`` for the savers, :func:`output_names`; with
+    ``pixel_size`` (nm) also ``"affine"`` ``diag(pixel_size, pixel_size, 1)`` and ``"unit": "nm"``, which the TIFF
+    writer stores as the files' pixel size).
     """
     if num_pairs < 1:
         raise ValueError(f"num_pairs must be >= 1, got {num_pairs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     z = torch.randn((int(num_pairs), *[int(s) for s in latent_shape]), generator=torch.Generator().manual_seed(int(seed)))
+    scale: dict = {}
+    if pixel_size is not None:
+        if not float(pixel_size) > 0:
+            raise ValueError(f"pixel_size must be a positive size in nm, got {pixel_size}")
+        scale = {"affine": np.diag([float(pixel_size), float(pixel_size), 1.0]), "unit": "nm"}
     items = []
     for i in range(int(num_pairs)):
         names = output_names(i)
-        items.append({"latent": z[i], "noise_seed": int(seed) * NOISE_SEED_STRIDE + i - i % int(batch_size),
-                      "em_meta": {"filename_or_obj": names["em"]}, "mask_meta": {"filename_or_obj": names["mask"]}})
+        items.append({"image": z[i], "noise_seed": int(seed) * NOISE_SEED_STRIDE + i - i % int(batch_size),
+                      "em_meta": {"filename_or_obj": names["em"], **scale},
+                      "mask_meta": {"filename_or_obj": names["mask"], **scale}})
     return items
 
 
@@ -145,9 +154,10 @@ def check_new_outputs(output_dir: str | Path, num_pairs: int, overwrite: bool = 
 
 
 def write_montage_and_record(output_dir: str | Path, num_pairs: int, seed: int, latent_shape: Sequence[int],
-                             overwrite: bool = False, montage_cols: int = 4) -> dict:
+                             overwrite: bool = False, montage_cols: int = 4, pixel_size: float | None = None) -> dict:
     """After ``inference.json``'s evaluator: ``montage.png`` (mask | EM per pair, ``montage_cols`` pairs a row, read
-    back from the written PNGs) and ``synthesis.json`` (rewritten every run). Returns the record."""
+    back from the written PNGs) and ``synthesis.json`` (rewritten every run, whatever an earlier run left; with the
+    ``pixel_size`` in nm when given). Returns the record."""
     from emgan_monai.io import read_image, write_image
     from emgan_monai.visualize import montage
 
@@ -161,6 +171,7 @@ def write_montage_and_record(output_dir: str | Path, num_pairs: int, seed: int, 
         pairs.append({k: str(v) for k, v in files.items()})
     write_image(out / "montage.png", montage(tiles, ncols=2 * max(1, int(montage_cols))), overwrite=overwrite)
     record = {"num_pairs": int(num_pairs), "seed": int(seed), "latent_shape": [int(s) for s in latent_shape],
+              **({"pixel_size_nm": float(pixel_size)} if pixel_size is not None else {}),
               "pairs": pairs, "montage": str(out / "montage.png")}
     (out / "synthesis.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     return record

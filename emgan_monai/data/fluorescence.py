@@ -190,12 +190,16 @@ def split_real_pairs(dataset_dir: str | os.PathLike, heldout_fraction: float = 0
 def image_datalist(input_dir: str | os.PathLike, key: str = "image") -> list[dict[str, str]]:
     """``[{key: path}, ...]`` for the TIFF files of a folder (or a single TIFF file), sorted by name.
 
+    Outputs are named after the input's stem (``x.tif`` -> ``x_confocal.tif``, ``x_preview.png``), so two inputs
+    whose stems differ only in the extension or in letter case (``x.tif`` and ``x.tiff``; ``X.tif`` and ``x.tif``
+    on a case-insensitive file system) would write the same outputs: such a folder is refused before any work.
+
     Raises
     ------
-    FileNotFoundError
-        if ``input_dir`` does not exist.
-    ValueError
-        if it holds no ``.tif``/``.tiff`` file.
+    DataNotFoundError
+        if ``input_dir`` does not exist or holds no ``.tif``/``.tiff`` file.
+    DataError
+        if two inputs would write the same output names (both named in the message).
     """
     path = Path(input_dir)
     if path.is_file():
@@ -203,7 +207,14 @@ def image_datalist(input_dir: str | os.PathLike, key: str = "image") -> list[dic
     elif path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_EXTENSIONS)
     else:
-        raise FileNotFoundError(f"input {path} does not exist.")
+        raise DataNotFoundError(path, "the input does not exist")
     if not files:
-        raise ValueError(f"{path}: no TIFF images (.tif/.tiff) to enhance.")
+        raise DataNotFoundError(path, "no TIFF images (.tif/.tiff) to enhance")
+    by_stem: dict[str, list[Path]] = {}
+    for f in files:
+        by_stem.setdefault(f.stem.casefold(), []).append(f)
+    clashes = [group for group in by_stem.values() if len(group) > 1]
+    if clashes:
+        pairs = "; ".join(" and ".join(f.name for f in group) + f" would both write {group[0].stem}_*" for group in clashes)
+        raise DataError(path, f"{pairs}: rename one of them (nothing was processed or written)")
     return [{key: str(f)} for f in files]

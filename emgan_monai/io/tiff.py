@@ -438,7 +438,9 @@ class TiffWriter(VoxelImageWriter):
     output_dtype
         dtype of the file; ``None`` keeps the data's dtype.
     unit
-        Unit written when the metadata has none (``None``: uncalibrated).
+        Unit written when the metadata state none (``None``: uncalibrated); metadata that say the image is
+        uncalibrated (``meta["unit"] == "pixel"``, as the readers record for files without a physical size) are
+        written uncalibrated.
     compression
         tifffile compression, e.g. ``"zlib"``; none by default.
     """
@@ -465,7 +467,10 @@ class TiffWriter(VoxelImageWriter):
         else:
             data = data.T
             axes = spatial_axes[::-1]
-        unit = self.unit if self.unit is not None else normalise_unit(self.default_unit)  # type: ignore[attr-defined]
+        # an uncalibrated input (meta unit "pixel") stays uncalibrated rather than becoming 1 um per pixel
+        unit = self.unit
+        if unit is None and "unit" not in (self.meta or {}):  # no unit stated: the writer's default
+            unit = normalise_unit(self.default_unit)  # type: ignore[attr-defined]
         write_tiff(
             filename,
             data,
