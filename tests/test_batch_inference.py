@@ -108,7 +108,7 @@ def test_confocal_inference_processes_every_readable_file(folder: Path, tmp_path
     listed = err[start + 1:]
     assert len(listed) == 2 and "Traceback" not in run.stderr
     assert listed[0].startswith(f"  {folder / 'b_bad.tif'}: ImageReadError:") and "truncated" in listed[0]
-    assert listed[1].startswith(f"  {folder / 'd_4d.tif'}: ValueError:")
+    assert listed[1].startswith(f"  {folder / 'd_4d.tif'}: DataError:")
     assert "this bundle accepts single-channel 2D images (Y, X) or 3D stacks (Z, Y, X)" in listed[1]
     assert "Padding size" not in run.stderr
 

@@ -37,6 +37,7 @@ from emgan_monai.evaluation.confocal import HeldOutComparison, MetricsReport, Ri
 from emgan_monai.data.fluorescence import image_datalist, split_real_pairs
 from emgan_monai.data.specimens import procedural_nuclei
 from emgan_monai.inferers import PlanewiseInferer
+from emgan_monai.io import read_tiff, write_tiff
 from emgan_monai.transforms import InvertToInputDtyped
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,6 +177,229 @@ def test_inference_default_sample_with_shipped_weights(tmp_path) -> None:
     pred = tifffile.imread(out / "widefield_sample_confocal.tif")
     assert pred.shape == src.shape and pred.dtype == src.dtype
     assert (out / "widefield_sample_preview.png").is_file()
+    # the sample states 0.26 um pixels, the model's: nothing resampled, and the output carries the input's size
+    assert read_tiff(out / "widefield_sample_confocal.tif").spacing == read_tiff(BUNDLE / "sample" / "widefield_sample.tif").spacing == {"X": 0.26, "Y": 0.26}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a user's own files: input contract, physical scale, memory, output names (shipped weights, real bad inputs)
+# ---------------------------------------------------------------------------------------------------------------------
+SHIPPED = pytest.mark.skipif(not (BUNDLE / "models" / "model.pt").is_file(), reason="shipped weights not present")
+
+
+def cli_run(*overrides: str) -> subprocess.CompletedProcess:
+    """``emgan-monai run confocal_enhance inference --key value ...`` (the console entry point's module)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "emgan_monai.cli", "run", "confocal_enhance", "inference", *overrides]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def failure_lines(stderr: str) -> dict[str, str]:
+    """``{file name: reason}`` of the failure list a batch run prints at its end."""
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"\d+ of \d+ input\(s\) failed:", line))
+    return {Path(line.strip().split(": ", 1)[0]).name: line.strip().split(": ", 1)[1] for line in lines[start + 1:]}
+
+
+def sample_plane() -> np.ndarray:
+    """The embedded wide-field sample (200 x 264 uint16, 0.26 um pixels)."""
+    return tifffile.imread(BUNDLE / "sample" / "widefield_sample.tif")
+
+
+@SHIPPED
+def test_inference_refuses_inputs_that_break_the_contract_and_processes_the_rest(tmp_path) -> None:
+    """RGB, two-channel, NaN, constant, bool and a 2.6 um file (10x the model's pixel size) are each refused in one
+    line naming the file and the problem (sizes and the key to set for the scale); the good file is enhanced; exit 1."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    rng = np.random.default_rng(0)
+    plane = sample_plane()[:120, :140]
+    write_tiff(inp / "good.tif", plane, spacing={"X": 0.26, "Y": 0.26}, unit="um")
+    tifffile.imwrite(inp / "rgb.tif", rng.integers(0, 255, (120, 140, 3), dtype=np.uint8), photometric="rgb")
+    tifffile.imwrite(inp / "two_channels.tif", np.stack([plane, plane]), imagej=True, metadata={"axes": "CYX"})
+    noisy = plane.astype(np.float32)
+    noisy[5, 7] = np.nan
+    tifffile.imwrite(inp / "nan.tif", noisy)
+    tifffile.imwrite(inp / "constant.tif", np.full((120, 140), 100, np.uint16))
+    tifffile.imwrite(inp / "binary.tif", plane > plane.mean())
+    write_tiff(inp / "coarse.tif", plane, spacing={"X": 2.6, "Y": 2.6}, unit="um")
+    run = bundle_run("inference.json", "--input_dir", str(inp), "--output_dir", str(out), check=False)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr and "6 of 7 input(s) failed:" in run.stderr
+    reasons = failure_lines(run.stderr)
+    assert set(reasons) == {"rgb.tif", "two_channels.tif", "nan.tif", "constant.tif", "binary.tif", "coarse.tif"}
+    assert all(r.startswith("DataError:") and "\n" not in r for r in reasons.values())
+    assert "an RGB colour image" in reasons["rgb.tif"]
+    assert "2 channels" in reasons["two_channels.tif"]
+    assert "1 NaN or infinite value(s)" in reasons["nan.tif"]
+    assert "a constant image (all 16800 pixels are 100)" in reasons["constant.tif"]
+    assert "binary (bool)" in reasons["binary.tif"]
+    contract = "this bundle accepts single-channel 2D images (Y, X) or 3D stacks (Z, Y, X)"
+    assert all(contract in reasons[f] for f in ("rgb.tif", "two_channels.tif", "nan.tif", "constant.tif"))
+    coarse = reasons["coarse.tif"]
+    assert "pixel size 2.6 um (from the file) is 10x larger than the model's 0.26 um" in coarse
+    assert "--max_rescale 4" in coarse and "--pixel_size" in coarse
+    assert sorted(p.name for p in out.iterdir()) == ["good_confocal.tif", "good_preview.png"]
+    assert tifffile.imread(out / "good_confocal.tif").shape == plane.shape
+
+
+@SHIPPED
+def test_inference_resamples_calibrated_inputs_to_the_model_pixel_size_and_back(tmp_path) -> None:
+    """A plane at 0.26 um (the model's size), the same plane upsampled 2x and stated at 0.13 um, and a 3D stack at
+    0.52 um / 0.9 um steps: outputs have the inputs' shapes, dtypes and pixel sizes, and the 0.13 um result binned 2x
+    matches the 0.26 um one (the network saw the same scale); read as 0.26 um (--pixel_size) the same pixels give a
+    different result. An uncalibrated file is taken at 0.26 um, which the log says."""
+    plane = sample_plane()[:100, :120]
+    fine = np.repeat(np.repeat(plane, 2, 0), 2, 1)
+    stack = np.stack([sample_plane()[i:i + 60:2, i:i + 70:2] for i in (0, 20, 40)])  # (3, 30, 35) at 0.52 um
+    stack = np.repeat(np.repeat(stack, 2, 1), 2, 2)  # (3, 60, 70): 2x the model's grid spacing at 0.52 um
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    write_tiff(inp / "native.tif", plane, spacing={"X": 0.26, "Y": 0.26}, unit="um")
+    write_tiff(inp / "fine.tif", fine, spacing={"X": 0.13, "Y": 0.13}, unit="um")
+    write_tiff(inp / "stack.tif", stack, spacing={"X": 0.52, "Y": 0.52, "Z": 0.9}, unit="um")
+    tifffile.imwrite(inp / "plain.tif", plane)  # no calibration
+    run = cli_run("--input_dir", str(inp), "--output_dir", str(out))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "plain.tif: the file states no pixel size; assuming the model's 0.26 um" in run.stdout + run.stderr
+    for name, src in (("native", plane), ("fine", fine), ("stack", stack), ("plain", plane)):
+        pred = read_tiff(out / f"{name}_confocal.tif")
+        assert pred.data.shape == src.shape and pred.data.dtype == src.dtype, name
+        if name != "plain":
+            assert pred.spacing == read_tiff(inp / f"{name}.tif").spacing and pred.unit == "um", name
+    assert read_tiff(out / "stack_confocal.tif").spacing == {"X": 0.52, "Y": 0.52, "Z": 0.9}
+    assert read_tiff(out / "plain_confocal.tif").unit is None  # uncalibrated in, uncalibrated out (not 1 um)
+
+    def bin2(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float64).reshape(x.shape[0] // 2, 2, x.shape[1] // 2, 2).mean((1, 3))
+
+    native = tifffile.imread(out / "native_confocal.tif").astype(np.float64)
+    assert np.corrcoef(native.ravel(), bin2(tifffile.imread(out / "fine_confocal.tif")).ravel())[0, 1] > 0.99
+    np.testing.assert_array_equal(tifffile.imread(out / "plain_confocal.tif"), native)  # not resampled
+    # the same fine pixels declared at the model's size are not resampled, and the result differs
+    for name in ("native.tif", "stack.tif", "plain.tif"):
+        (inp / name).unlink()
+    wrong = cli_run("--input_dir", str(inp), "--output_dir", str(tmp_path / "wrong"), "--pixel_size", "0.26")
+    assert wrong.returncode == 0, wrong.stderr[-3000:]
+    as_026 = read_tiff(tmp_path / "wrong" / "fine_confocal.tif")
+    assert as_026.spacing == {"X": 0.26, "Y": 0.26}  # the size the user gave is what the output carries
+    assert np.corrcoef(native.ravel(), bin2(as_026.data).ravel())[0, 1] < 0.95
+
+
+@SHIPPED
+def test_inference_refuses_an_oversized_stack_before_allocating_it(tmp_path) -> None:
+    """A 48 x 1000 x 1000 stack of 1.04 um pixels (a 70 kB zlib file) would be 48 x 4000 x 4000 px at the model's
+    0.26 um, about 19 GiB to process: refused at once, naming both sizes and --max_memory_gb, and the process never
+    grows beyond a fraction of that."""
+    import resource
+
+    stack = np.zeros((48, 1000, 1000), np.uint8)
+    stack[:, ::50, ::50] = 200
+    inp = tmp_path / "in"
+    inp.mkdir()
+    tifffile.imwrite(inp / "huge.tif", stack, imagej=True, resolution=(1 / 1.04, 1 / 1.04),
+                     metadata={"unit": "um", "axes": "ZYX"}, compression="zlib")
+    run = cli_run("--input_dir", str(inp), "--output_dir", str(tmp_path / "out"))
+    assert run.returncode == 1, run.stderr[-3000:]
+    (reason,) = failure_lines(run.stderr).values()
+    assert reason.startswith("DataError: 48 x 1000 x 1000 px (1.04 um) is 48 x 4000 x 4000 px at the model's 0.26 um")
+    assert re.search(r"would need about 1\d\.\d GiB to process, more than --max_memory_gb 16", reason), reason
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 4 * 2**20  # kB: no 19 GiB was ever allocated
+    assert not any((tmp_path / "out").glob("*.tif"))
+
+
+@SHIPPED
+def test_inference_refuses_colliding_output_names_before_writing(tmp_path) -> None:
+    """``x.tif`` and ``x.tiff`` would both write ``x_confocal.tif``: even with --overwrite true the run is refused
+    before any work (one line, exit 2) and a result already in the output folder is kept; without --overwrite, an
+    existing result is refused before any input is processed."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    out.mkdir()
+    plane = sample_plane()[:100, :120]
+    tifffile.imwrite(inp / "x.tif", plane)
+    tifffile.imwrite(inp / "x.tiff", plane[::-1])
+    tifffile.imwrite(inp / "y.tif", plane)
+    (out / "x_confocal.tif").write_bytes(b"an earlier result")
+    run = cli_run("--input_dir", str(inp), "--output_dir", str(out), "--overwrite", "true")
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"error: {inp}: x.tif and x.tiff would both write x_*: rename one of them (nothing was processed or written)")
+    assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["x_confocal.tif"]
+    assert (out / "x_confocal.tif").read_bytes() == b"an earlier result"
+    # without the clash, an existing result is refused before any work (y.tif is not processed either)
+    (inp / "x.tiff").unlink()
+    again = cli_run("--input_dir", str(inp), "--output_dir", str(out))
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.strip().splitlines()[-1].startswith(f"error: {out / 'x_confocal.tif'} already exists")
+    assert sorted(p.name for p in out.iterdir()) == ["x_confocal.tif"]
+
+
+@SHIPPED
+@pytest.mark.needs_data
+def test_inference_resamples_a_real_stack_stated_at_a_finer_pixel_size(tmp_path) -> None:
+    """Three planes of the REAL cells3d nuclei stack (``fluorescence/nuclei.tif``, 0.26 um lateral, 0.29 um axial,
+    stored uncalibrated) written with that calibration, and the same planes upsampled 2x and stated at 0.13 um: both
+    come back with their own shape and voxel size, and the finer one, binned 2x, matches the native result."""
+    from conftest import require_data
+
+    stack = tifffile.imread(require_data("fluorescence", "nuclei.tif"))[28:31, 60:180, 50:190]
+    fine = np.repeat(np.repeat(stack, 2, 1), 2, 2)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    write_tiff(inp / "nuclei_native.tif", stack, spacing={"X": 0.26, "Y": 0.26, "Z": 0.29}, unit="um")
+    write_tiff(inp / "nuclei_fine.tif", fine, spacing={"X": 0.13, "Y": 0.13, "Z": 0.29}, unit="um")
+    run = cli_run("--input_dir", str(inp), "--output_dir", str(out))
+    assert run.returncode == 0, run.stderr[-3000:]
+    native, finer = read_tiff(out / "nuclei_native_confocal.tif"), read_tiff(out / "nuclei_fine_confocal.tif")
+    assert native.data.shape == stack.shape and finer.data.shape == fine.shape and finer.data.dtype == np.uint16
+    assert native.spacing == {"X": 0.26, "Y": 0.26, "Z": 0.29} and finer.spacing == {"X": 0.13, "Y": 0.13, "Z": 0.29}
+    binned = finer.data.astype(np.float64).reshape(3, 120, 2, 140, 2).mean((2, 4))
+    for z in range(3):
+        assert np.corrcoef(native.data[z].astype(np.float64).ravel(), binned[z].ravel())[0, 1] > 0.99, z
+
+
+def test_inference_keys_are_documented() -> None:
+    """``emgan-monai keys confocal_enhance inference`` describes every user-facing key, and the README lists them."""
+    from emgan_monai.cli import user_keys
+
+    keys = user_keys([CONFIGS / "inference.json"])
+    for key in ("input_dir", "output_dir", "overwrite", "pixel_size", "model_pixel_size", "max_rescale",
+                "max_memory_gb", "device", "roi_size", "ckpt_path"):
+        assert keys[key][1], f"no _comment_{key}"
+    assert all(doc for _, doc in keys.values()), [k for k, (_, doc) in keys.items() if not doc]
+    readme = (BUNDLE / "docs" / "README.md").read_text()
+    assert all(f"`{key}`" in readme for key in keys), [k for k in keys if f"`{k}`" not in readme]
+
+
+def test_lateral_pixel_size_round_trip_and_refusals() -> None:
+    """The transform behind the resampling: a (1, X, Y, Z) stack at 0.52 um goes to the model's 0.26 um grid and,
+    through MONAI's Invertd, back onto its own grid with its own affine; refusals name the sizes."""
+    from monai.transforms import Compose, Invertd
+
+    from emgan_monai.errors import DataError
+    from emgan_monai.transforms.lateral_pixel_size import LateralPixelSized
+
+    affine = torch.diag(torch.tensor([0.52, 0.52, 0.9, 1.0], dtype=torch.float64))
+    img = MetaTensor(torch.rand(1, 30, 40, 3), affine=affine, meta={"unit": "um", "filename_or_obj": "s.tif"})
+    pre = Compose([LateralPixelSized("image", model_pixel_size=0.26)])
+    d = pre({"image": img})
+    assert d["image"].shape == (1, 60, 80, 3)
+    assert torch.allclose(d["image"].affine.diagonal(), torch.tensor([0.26, 0.26, 0.9, 1.0], dtype=torch.float64))
+    d["pred"] = d["image"] * 2
+    back = Invertd(["pred", "image"], transform=pre, orig_keys=["image", "image"], nearest_interp=False)(d)
+    assert back["pred"].shape == back["image"].shape == (1, 30, 40, 3)
+    assert torch.equal(back["pred"].affine, affine) and back["pred"].meta["unit"] == "um"
+    assert torch.allclose(back["pred"], 2 * back["image"], atol=1e-5)
+    same = pre({"image": MetaTensor(torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.261, 0.261, 1.0])),
+                                    meta={"unit": "um"})})["image"]
+    assert same.shape == (1, 30, 40)  # within 1 %: not resampled
+    with pytest.raises(DataError, match=r"s\.tif: pixel size 0\.05 um \(from the file\) is 5\.2x smaller than the model's 0\.26 um"):
+        pre({"image": MetaTensor(torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.05, 0.05, 1.0])),
+                                 meta={"unit": "um", "filename_or_obj": "s.tif"})})
+    with pytest.raises(DataError, match="--max_memory_gb must be a positive number"):
+        LateralPixelSized("image", model_pixel_size=0.26, max_memory_gb=0)
 
 
 def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, trained, tmp_path) -> None:
@@ -289,7 +513,7 @@ def test_inference_config_serves_through_monai_label_stock_bundle_task(tmp_path)
     pre[0]._loader.image_only = False  # as BundleInferTask.pre_transforms does
     post = [t for t in parser.get_parsed_content("postprocessing", instantiate=True).transforms
             if not isinstance(t, SaveImaged)]  # fmt: skip
-    assert [type(t).__name__ for t in post] == ["InvertToInputDtyped"]  # no writer survives the stock filter
+    assert [type(t).__name__ for t in post] == ["Invertd", "InvertToInputDtyped"]  # no writer survives the filter
     inferer = parser.get_parsed_content("inferer", instantiate=True)
     sample = BUNDLE / "sample" / "widefield_sample.tif"
     data = Compose(pre)({"image": str(sample)})

@@ -20,9 +20,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from PIL import Image
-
 from conftest import require_data
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "drosophila_skip_patch"
@@ -58,7 +57,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "emgan-monai"
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "emgan_monai.cli"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
 
 
 def mask2em(masks: Path, out: Path, weights: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -225,8 +225,8 @@ def test_mistyped_key_is_refused_with_a_suggestion(tmp_path):
     proc = cli("run", "drosophila_skip_patch", "inference_mask2em", "--input_folder", "x", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: unknown key '--input_folder' for drosophila_skip_patch/inference_mask2em.json; did you mean "
-        "'--input_dir'? (list them with: emgan-monai keys drosophila_skip_patch inference_mask2em)"]
+        ("error: unknown key '--input_folder' for drosophila_skip_patch/inference_mask2em.json; did you mean "
+         "'--input_dir'? (list them with: emgan-monai keys drosophila_skip_patch inference_mask2em)")]
 
 
 def test_keys_are_documented_in_the_configs_and_the_readme(capsys):
@@ -241,8 +241,8 @@ def test_keys_are_documented_in_the_configs_and_the_readme(capsys):
         for key in keys:
             if key not in ("--bundle_root", "--dataset_dir"):
                 assert f"`{key[2:]}`" in readme, (config, key)
-    assert {"--pixel_size", "--model_pixel_size", "--tile_size"} <= set(
-        line.split()[0] for line in out if line.startswith("--"))
+    assert {"--pixel_size", "--model_pixel_size", "--tile_size"} <= {
+        line.split()[0] for line in out if line.startswith("--")}
 
 
 @pytest.mark.skipif(not (BUNDLE / "models" / "model.pt").is_file(), reason="shipped weights not in the bundle")
@@ -266,7 +266,11 @@ def test_a_real_full_resolution_mask_is_downsampled_as_in_training(tmp_path):
     stack = require_data("drosophila_vnc", "stack1")
     from monai.bundle import ConfigParser
 
-    from emgan_monai.data.drosophila import build_mask, drosophila_datalist, load_sections
+    from emgan_monai.data.drosophila import (
+        build_mask,
+        drosophila_datalist,
+        load_sections,
+    )
     from emgan_monai.io import read_image
 
     item = drosophila_datalist(stack, sections=[16])

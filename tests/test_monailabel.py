@@ -164,7 +164,10 @@ def _expected_models(served: dict[str, Path]) -> set[str]:
 
 
 def _infer(server, model: str, image: str, params: dict | None = None, suffix: str = ".tif"):
-    data, headers = _post(f"{server['base']}/infer/{model}?image={image}&output=image", params)
+    try:
+        data, headers = _post(f"{server['base']}/infer/{model}?image={image}&output=image", params)
+    except urllib.error.HTTPError as e:  # the server's own account of the failure
+        pytest.fail(f"/infer/{model}?image={image}: {e}\n" + server["log"].read_text()[-4000:])
     out = server["tmp"] / f"{model}_{image}_{len(list(server['tmp'].glob('*_result*')))}_result{suffix}"
     out.write_bytes(data)
     return out, headers

@@ -54,6 +54,7 @@ __all__ = [
     "save_subtomograms",
     "subtomograms_from_deepfinder",
     "subtomograms_from_points",
+    "unique_names",
     "unpaired_datalist",
     "zscore",
 ]
@@ -115,12 +116,48 @@ def density_draws_datalist(
     -------
     list of dict
         ``[{"image": "/abs/1bxn.mrc", "name": "1bxn", "sample": 0}, {..., "sample": 1}, ...]``: the draws of one map
-        next to each other, maps sorted by file name.
+        next to each other, maps sorted by file name; ``name`` is unique per file (:func:`unique_names`: ``x.mrc``
+        and ``x.pdb`` in one folder are ``x_mrc`` and ``x_pdb``).
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    return [{"image": item["image"], "name": item["label"], "sample": j}
-            for item in density_datalist(folder, suffixes) for j in range(int(n_samples))]
+    items = density_datalist(folder, suffixes)
+    names = unique_names([item["image"] for item in items], [item["label"] for item in items])
+    return [{"image": item["image"], "name": name, "sample": j}
+            for item, name in zip(items, names) for j in range(int(n_samples))]
+
+
+def unique_names(files: Sequence[str], stems: Sequence[str]) -> list[str]:
+    """One output name per input file: its ``stem``, or, where several files share a stem (``x.mrc``, ``x.map`` and
+    ``x.pdb``), the full file name with dots as underscores (``x_mrc``, ``x_map``, ``x_pdb``); any name still taken
+    gets ``_2``, ``_3`` ... appended.
+
+    Parameters
+    ----------
+    files
+        Input paths (their base names are used).
+    stems
+        The names wanted, one per file (e.g. the file name without its suffix).
+
+    Returns
+    -------
+    list of str
+        Distinct names, in the order of ``files``.
+    """
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    wanted = [stem if counts[stem] == 1 else Path(f).name.replace(".", "_") for f, stem in zip(files, stems)]
+    out: list[str] = []
+    taken: set[str] = set()
+    for name in wanted:
+        candidate, k = name, 1
+        while candidate in taken:
+            k += 1
+            candidate = f"{name}_{k}"
+        taken.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence[int] | None = None) -> np.ndarray:

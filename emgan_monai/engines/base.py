@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import torch
 from monai.data import MetaTensor
 from monai.engines import Trainer
-from monai.engines.utils import IterationEvents, default_metric_cmp_fn
+from monai.engines.utils import IterationEvents
 from monai.engines.workflow import Workflow
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -19,6 +19,7 @@ from torch.optim import Optimizer
 from emgan_monai.errors import CheckpointError, DataError, NonFiniteLossError
 from emgan_monai.losses.adversarial import AdversarialLoss, clip_weights, gradient_penalty
 
+from .settings import AdversarialSettings
 from .utils import FullPassLoader, RandomState
 
 __all__ = ["AdversarialTrainer", "CriticPair"]
@@ -76,12 +77,17 @@ class AdversarialTrainer(Trainer):
     (see :meth:`~emgan_monai.engines.utils.RandomState.register_data_loader`), so that a resumed run draws the same
     batches, flips and crops as an uninterrupted one.
 
-    Non-finite losses: with ``stop_on_nonfinite`` (default) each total loss (``d_loss``, ``g_loss``) is checked
+    Non-finite losses: with ``stop_on_nonfinite`` (default, an attribute) each total loss (``d_loss``, ``g_loss``) is checked
     before its backward pass; a NaN/Inf raises :class:`~emgan_monai.errors.NonFiniteLossError` (naming the loss,
     its terms, the epoch and iteration) before the optimiser touches the weights. The error is raised straight out
     of :meth:`run` without firing ignite's ``EXCEPTION_RAISED`` event, so handlers such as
     ``CheckpointSaver(save_final=True)`` do not save the untrusted state as a "final" checkpoint: the last interval
     checkpoint stays the newest, and ``ResumeFromLatest`` / ``--resume true`` continues from it.
+
+    Non-finite inputs: every floating-point batch tensor is checked for NaN/Inf before the forward pass
+    (``check_inputs``), raising :class:`~emgan_monai.errors.DataError` naming the batch key, the iteration and (when
+    the batch carries MONAI metadata) the files; without it such data surface as a NaN loss or an obscure error
+    inside a loss.
 
     Parameters
     ----------
@@ -91,41 +97,41 @@ class AdversarialTrainer(Trainer):
         Number of epochs.
     train_data_loader
         Iterable of dict batches (a ``torch.utils.data.DataLoader`` of a MONAI dataset).
+    generators, discriminators
+        Named networks (plain or ``DistributedDataParallel``-wrapped); used for ``train()`` mode, weight clipping and
+        freezing the critics during the generator phase.
     g_optimizer
         Optimiser over the parameters of all generators.
     d_optimizer
         Optimiser over the parameters of all discriminators/critics.
-    generators, discriminators
-        Named networks (plain or ``DistributedDataParallel``-wrapped); used for ``train()`` mode, weight clipping and
-        freezing the critics during the generator phase.
-    adv_loss
-        Criterion name for :class:`~emgan_monai.losses.AdversarialLoss` (``"bce"``, ``"least_squares"``,
-        ``"hinge"``, ``"wasserstein"``) or an instance. The discriminator loss of a critic is
-        ``0.5 * (loss_real + loss_fake)`` (pix2pix/CycleGAN), ``loss_real + loss_fake`` for Wasserstein.
-    d_steps
-        Critic updates per generator update, all on the same batch and fakes.
-    clip_value
-        WGAN weight clipping bound ``c``, applied to all critic parameters after each critic step.
-    gp_weight
-        WGAN-GP weight (10 in Gulrajani et al.); the penalty is computed in float32 outside autocast.
+    adversarial
+        :class:`~emgan_monai.engines.AdversarialSettings`: the criterion (``loss``; the discriminator loss of a
+        critic is ``0.5 * (loss_real + loss_fake)`` as in pix2pix/CycleGAN, ``loss_real + loss_fake`` for
+        Wasserstein), ``d_steps``, ``gp_weight`` and ``clip_value``; ``None``: ``AdversarialSettings()`` (BCE, one
+        critic step, no penalty). R1, augmentation and image pools are the subclasses' to use.
     amp
         Mixed precision with ``torch.autocast("cuda")`` and one ``GradScaler`` per optimiser (``engine.scaler_g``,
         ``engine.scaler_d``). Only honoured on CUDA: on other devices a warning is issued once and training runs in
         float32 (bf16 autocast on CPU is far slower).
     seed
         Seed of ``engine.rng``.
+    train_handlers
+        Ignite/MONAI handlers to attach (``StatsHandler``, ``CheckpointSaver``, ``ValidationHandler``, ...).
+    kwargs
+        The other arguments of :class:`monai.engines.Trainer`, passed on unchanged (``epoch_length``,
+        ``non_blocking``, ``iteration_update``, ``postprocessing``, ``key_metric``, ``additional_metrics``,
+        ``metric_cmp_fn``, ``event_names``, ``event_to_attr``, ``to_kwargs``, ``amp_kwargs``); outputs are not
+        decollated (``decollate=False``).
+
+    Attributes
+    ----------
     stop_on_nonfinite
-        Stop training with :class:`~emgan_monai.errors.NonFiniteLossError` when a total loss is NaN or infinite
-        (see above). ``False`` restores plain behaviour (the optimiser steps on whatever the loss is).
+        ``True`` (default): the non-finite loss check above; ``False`` lets the optimiser step on whatever the loss
+        is (benchmarks).
     check_inputs
-        Check every floating-point batch tensor for NaN/Inf before the forward pass and raise
-        :class:`~emgan_monai.errors.DataError` naming the batch key, the iteration and (when the batch carries
-        MONAI metadata) the files; without it such data surface as a NaN loss or an obscure error inside a loss.
-    epoch_length, non_blocking, iteration_update, postprocessing, key_train_metric, additional_metrics,
-    metric_cmp_fn, train_handlers, event_names, event_to_attr, to_kwargs, amp_kwargs
-        As :class:`monai.engines.SupervisedTrainer`; outputs are not decollated (``decollate=False``).
+        ``True`` (default): the non-finite input check above.
     optim_set_to_none
-        Passed to ``optimizer.zero_grad(set_to_none=...)``.
+        Passed to ``optimizer.zero_grad(set_to_none=...)``; default ``False``.
     """
 
     def __init__(
@@ -133,38 +139,17 @@ class AdversarialTrainer(Trainer):
         device: str | torch.device,
         max_epochs: int,
         train_data_loader: Iterable,
-        g_optimizer: Optimizer,
-        d_optimizer: Optimizer,
         generators: Mapping[str, nn.Module],
         discriminators: Mapping[str, nn.Module],
-        adv_loss: str | AdversarialLoss = "bce",
-        d_steps: int = 1,
-        clip_value: float | None = None,
-        gp_weight: float | None = None,
+        g_optimizer: Optimizer,
+        d_optimizer: Optimizer,
+        adversarial: AdversarialSettings | None = None,
         amp: bool = False,
         seed: int = 0,
-        stop_on_nonfinite: bool = True,
-        check_inputs: bool = True,
-        epoch_length: int | None = None,
-        non_blocking: bool = False,
-        iteration_update: Callable | None = None,
-        postprocessing: Callable | None = None,
-        key_train_metric: dict | None = None,
-        additional_metrics: dict | None = None,
-        metric_cmp_fn: Callable = default_metric_cmp_fn,
         train_handlers: Sequence | None = None,
-        event_names: list | None = None,
-        event_to_attr: dict | None = None,
-        optim_set_to_none: bool = False,
-        to_kwargs: dict | None = None,
-        amp_kwargs: dict | None = None,
+        **kwargs: Any,
     ) -> None:
-        if int(d_steps) < 1:
-            raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
-        if clip_value is not None and clip_value <= 0:
-            raise ValueError(f"clip_value must be positive, got {clip_value}.")
-        if gp_weight is not None and gp_weight < 0:
-            raise ValueError(f"gp_weight must be >= 0, got {gp_weight}.")
+        adversarial = AdversarialSettings() if adversarial is None else adversarial
         if not generators or not discriminators:
             raise ValueError("at least one generator and one discriminator are required.")
         device = torch.device(device)
@@ -181,30 +166,22 @@ class AdversarialTrainer(Trainer):
             device=device,
             max_epochs=max_epochs,
             data_loader=train_data_loader,
-            epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            iteration_update=iteration_update,
-            postprocessing=postprocessing,
-            key_metric=key_train_metric,
-            additional_metrics=additional_metrics,
-            metric_cmp_fn=metric_cmp_fn,
             handlers=train_handlers,
             amp=use_amp,
-            event_names=event_names,
-            event_to_attr=event_to_attr,
             decollate=False,
-            to_kwargs=to_kwargs,
-            amp_kwargs=amp_kwargs,
+            **kwargs,
         )
         self.g_networks: dict[str, nn.Module] = dict(generators)
         self.d_networks: dict[str, nn.Module] = dict(discriminators)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
-        self.adv_loss = adv_loss if isinstance(adv_loss, AdversarialLoss) else AdversarialLoss(adv_loss)
-        self.d_steps = int(d_steps)
-        self.clip_value = clip_value
-        self.gp_weight = gp_weight
-        self.optim_set_to_none = optim_set_to_none
+        self.adversarial = adversarial
+        loss = "bce" if adversarial.loss is None else adversarial.loss
+        self.adv_loss = loss if isinstance(loss, AdversarialLoss) else AdversarialLoss(loss)
+        self.d_steps = int(adversarial.d_steps)
+        self.clip_value = adversarial.clip_value
+        self.gp_weight = adversarial.gp_weight
+        self.optim_set_to_none = False
         self.rng = RandomState(seed)
         self.rng.register_data_loader(train_data_loader)
         self._train_loader = train_data_loader
@@ -212,8 +189,8 @@ class AdversarialTrainer(Trainer):
             self._full_pass_loader: FullPassLoader | None = FullPassLoader(train_data_loader)
         except TypeError:  # an iterable without a length: never wrapped
             self._full_pass_loader = None
-        self.stop_on_nonfinite = bool(stop_on_nonfinite)
-        self.check_inputs = bool(check_inputs)
+        self.stop_on_nonfinite = True
+        self.check_inputs = True
         self.scaler_g = torch.amp.GradScaler("cuda") if use_amp else None
         self.scaler_d = torch.amp.GradScaler("cuda") if use_amp else None
         self._d_scale = 1.0 if self.adv_loss.is_wasserstein else 0.5

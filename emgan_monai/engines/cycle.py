@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 from emgan_monai.losses.cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss
 
 from .base import AdversarialTrainer, CriticPair
+from .settings import AdversarialSettings, LossWeights
 from .utils import ImagePool
 
 __all__ = ["CycleGANTrainer"]
@@ -20,16 +21,16 @@ __all__ = ["CycleGANTrainer"]
 class CycleGANTrainer(AdversarialTrainer):
     """CycleGAN: ``G_ab: A -> B``, ``G_ba: B -> A``, critics ``D_a`` (on domain A) and ``D_b`` (on domain B).
 
-    Generator loss ``adv(D_b(G_ab(a))) + adv(D_a(G_ba(b))) + lambda_cycle * (cycle_a + cycle_b)
-    + lambda_cycle * lambda_identity * (identity_a + identity_b)`` with ``cycle_a = |G_ba(G_ab(a)) - a|_1`` and
-    ``identity_a = |G_ba(a) - a|_1`` (CycleGAN's convention: the identity weight is relative to the cycle weight).
-    Each critic sees its real images against fakes drawn through its :class:`~emgan_monai.engines.utils.ImagePool`
-    (pools are saved with ``engine.rng``).
+    Generator loss ``adv(D_b(G_ab(a))) + adv(D_a(G_ba(b))) + w.cycle * cycle_a + w.cycle_b * cycle_b
+    + w.cycle * w.identity * (identity_a + identity_b)`` (``w`` = ``weights``) with
+    ``cycle_a = |G_ba(G_ab(a)) - a|_1`` and ``identity_a = |G_ba(a) - a|_1`` (CycleGAN's convention: the identity
+    weight is relative to the cycle weight). Each critic sees its real images against fakes drawn through its
+    :class:`~emgan_monai.engines.utils.ImagePool` (``adversarial.pool_size``; pools are saved with ``engine.rng``).
 
     Parameters
     ----------
     device, max_epochs, train_data_loader
-        As :class:`~emgan_monai.engines.base.AdversarialTrainer`; batches hold unpaired ``a_key`` and ``b_key``.
+        As :class:`~emgan_monai.engines.base.AdversarialTrainer`; batches hold unpaired images of both domains.
     g_ab, g_ba
         Generators ``(B, C_a, H, W[, D]) -> (B, C_b, ...)`` and back.
     d_a, d_b
@@ -38,23 +39,17 @@ class CycleGANTrainer(AdversarialTrainer):
         Optimiser over the parameters of both generators (e.g. ``itertools.chain`` of both).
     d_optimizer
         Optimiser over the parameters of both critics.
-    a_key, b_key
-        Batch keys of the two domains.
-    lambda_cycle
-        Cycle-consistency weight (10 in CycleGAN).
-    lambda_identity
-        Identity weight relative to ``lambda_cycle`` (0.5 in CycleGAN); 0 disables the identity forward passes.
-        Needs ``C_a == C_b``.
-    pool_size
-        Capacity of each image pool (50 in CycleGAN; 0 disables).
-    lambda_cycle_b
-        Weight of the B -> A -> B cycle (``None``: ``lambda_cycle``). A weaker B cycle suits a domain that is mostly
-        noise (cryo-ET subtomograms).
-    cycle_b_sigma
-        Gaussian low-pass (voxels) applied to both sides of the B cycle (:class:`~emgan_monai.losses.LowPassCycleLoss`);
-        0 = plain L1.
-    kwargs
-        Other arguments of :class:`~emgan_monai.engines.base.AdversarialTrainer`.
+    keys
+        Batch keys of domain A and domain B.
+    weights
+        :class:`~emgan_monai.engines.LossWeights`: ``cycle`` (10 in CycleGAN), ``cycle_b`` (``None``: ``cycle``),
+        ``cycle_b_sigma`` (Gaussian low-pass of the B cycle, :class:`~emgan_monai.losses.LowPassCycleLoss`) and
+        ``identity`` (0.5 in CycleGAN; 0 disables the identity forward passes; needs ``C_a == C_b``).
+    adversarial
+        :class:`~emgan_monai.engines.AdversarialSettings` (``loss``, ``d_steps``, ``gp_weight``, ``clip_value``,
+        ``pool_size``); ``None``: ``AdversarialSettings(pool_size=50)`` as CycleGAN.
+    amp, seed, train_handlers, kwargs
+        As :class:`~emgan_monai.engines.base.AdversarialTrainer`.
 
     One-directional mode: with ``g_ba=None`` and ``d_a=None`` only ``G_ab`` is trained, against ``D_b`` (unpaired
     translation GAN without cycle), e.g. a physics-informed simulator whose structure already ties output to input.
@@ -77,46 +72,53 @@ class CycleGANTrainer(AdversarialTrainer):
         d_b: nn.Module,
         g_optimizer: Optimizer,
         d_optimizer: Optimizer,
-        a_key: str = "image_a",
-        b_key: str = "image_b",
-        lambda_cycle: float = 10.0,
-        lambda_identity: float = 0.5,
-        pool_size: int = 50,
-        lambda_cycle_b: float | None = None,
-        cycle_b_sigma: float = 0.0,
+        keys: Sequence[str] = ("image_a", "image_b"),
+        weights: LossWeights | None = None,
+        adversarial: AdversarialSettings | None = None,
+        amp: bool = False,
+        seed: int = 0,
+        train_handlers: Sequence | None = None,
         **kwargs: Any,
     ) -> None:
-        if lambda_cycle < 0 or lambda_identity < 0:
-            raise ValueError(f"lambda_cycle and lambda_identity must be >= 0, got {lambda_cycle}, {lambda_identity}.")
+        weights = LossWeights() if weights is None else weights
+        adversarial = AdversarialSettings(pool_size=50) if adversarial is None else adversarial
+        adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment")
         if (g_ba is None) != (d_a is None):
             raise ValueError("g_ba and d_a must both be given (CycleGAN) or both be None (one-directional GAN).")
+        if isinstance(keys, str) or len(keys) != 2:
+            raise ValueError(f"keys must be the batch keys (domain A, domain B), got {keys!r}.")
         generators = {"g_ab": g_ab} if g_ba is None else {"g_ab": g_ab, "g_ba": g_ba}
         critics = {"d_b": d_b} if d_a is None else {"d_a": d_a, "d_b": d_b}
         super().__init__(
             device=device,
             max_epochs=max_epochs,
             train_data_loader=train_data_loader,
-            g_optimizer=g_optimizer,
-            d_optimizer=d_optimizer,
             generators=generators,
             discriminators=critics,
+            g_optimizer=g_optimizer,
+            d_optimizer=d_optimizer,
+            adversarial=adversarial,
+            amp=amp,
+            seed=seed,
+            train_handlers=train_handlers,
             **kwargs,
         )
         self.cycle = g_ba is not None
         self.g_ab, self.g_ba, self.d_a, self.d_b = g_ab, g_ba, d_a, d_b
-        self.a_key, self.b_key = a_key, b_key
-        self.lambda_cycle = float(lambda_cycle)
-        self.lambda_identity = float(lambda_identity) if self.cycle else 0.0
-        self.lambda_cycle_b = self.lambda_cycle if lambda_cycle_b is None else float(lambda_cycle_b)
-        if self.lambda_cycle_b < 0:
-            raise ValueError(f"lambda_cycle_b must be >= 0, got {lambda_cycle_b}.")
+        self.a_key, self.b_key = keys
+        self.weights = weights
+        self.lambda_cycle = float(weights.cycle)
+        self.lambda_identity = float(weights.identity) if self.cycle else 0.0
+        self.lambda_cycle_b = self.lambda_cycle if weights.cycle_b is None else float(weights.cycle_b)
+        pool_size = int(adversarial.pool_size)
         self.pool_a = ImagePool(pool_size, rng=self.rng)
         self.pool_b = ImagePool(pool_size, rng=self.rng)
         self.rng.register("pool_a", self.pool_a)
         self.rng.register("pool_b", self.pool_b)
         self.cycle_loss = CycleConsistencyLoss()
         spatial = getattr(g_ab, "spatial_dims", 3)
-        self.cycle_loss_b = LowPassCycleLoss(cycle_b_sigma, spatial) if cycle_b_sigma > 0 else self.cycle_loss
+        sigma = float(weights.cycle_b_sigma)
+        self.cycle_loss_b = LowPassCycleLoss(sigma, spatial) if sigma > 0 else self.cycle_loss
         self.identity_loss = IdentityLoss()
 
     def _prepare_inputs(self, batchdata: Any) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -10,6 +10,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from .base import AdversarialTrainer, CriticPair
+from .settings import AdversarialSettings, LossWeights
 
 __all__ = ["PairedGANTrainer", "PIXEL_LOSSES"]
 
@@ -23,7 +24,9 @@ PIXEL_LOSSES: dict[str, type[nn.Module]] = {
 
 
 class PairedGANTrainer(AdversarialTrainer):
-    """pix2pix: ``fake = G(image)``, adversarial + ``lambda_pixel`` * pixel loss to ``label``.
+    """pix2pix: ``fake = G(image)``, adversarial + ``weights.pixel`` * pixel loss to ``label``.
+
+    The discriminator sees ``cat(image, fake | label)`` on channels (a conditional GAN, as in pix2pix).
 
     Parameters
     ----------
@@ -34,30 +37,26 @@ class PairedGANTrainer(AdversarialTrainer):
     g_optimizer
         Optimiser of ``g_network``.
     d_network
-        Discriminator on ``(B, C_in + C_out, ...)`` when ``conditional`` else ``(B, C_out, ...)``.
+        Discriminator on ``(B, C_in + C_out, H, W[, D])``.
     d_optimizer
         Optimiser of ``d_network``.
-    image_key, label_key
+    keys
         Batch keys of the input and of the target image.
-    lambda_pixel
-        Weight of the pixel loss (100 in pix2pix).
     pixel_loss
         ``"l1"``, ``"l2"``/``"mse"``, ``"smooth_l1"`` or a callable ``(fake, label) -> scalar``.
-    conditional
-        Show the discriminator ``cat(image, fake|label)`` on channels (conditional GAN) rather than ``fake|label``.
-    lambda_adv
-        Weight of the generator's adversarial term (1 in pix2pix). A small weight after pixel pre-training keeps the
-        fidelity of the pixel model and adds sharpness (the perception-distortion trade-off).
-    adv_ramp_iterations
-        The adversarial weight grows linearly from 0 to ``lambda_adv`` over this many iterations of the run
-        (counted from ``engine.state.iteration``, so a resumed run continues the ramp); 0 = full weight at once.
-    kwargs
-        Other arguments of :class:`~emgan_monai.engines.base.AdversarialTrainer`.
+    weights
+        :class:`~emgan_monai.engines.LossWeights`: ``pixel`` (100 in pix2pix), ``adv`` (1 in pix2pix; a small
+        weight after pixel pre-training keeps the fidelity of the pixel model and adds sharpness, the
+        perception-distortion trade-off) and ``adv_warmup`` (linear ramp of the adversarial weight).
+    adversarial
+        :class:`~emgan_monai.engines.AdversarialSettings` (``loss``, ``d_steps``, ``gp_weight``, ``clip_value``).
+    amp, seed, train_handlers, kwargs
+        As :class:`~emgan_monai.engines.base.AdversarialTrainer`.
 
     Notes
     -----
-    ``engine.state.output`` holds ``g_loss`` (= ``w_adv * g_adv + lambda_pixel * g_pixel``), ``g_adv``, ``g_pixel``,
-    ``d_loss``, ``d_real``, ``d_fake`` (``gp``) and the images ``input``, ``fake``, ``real``.
+    ``engine.state.output`` holds ``g_loss`` (= ``w_adv * g_adv + weights.pixel * g_pixel``), ``g_adv``,
+    ``g_pixel``, ``d_loss``, ``d_real``, ``d_fake`` (``gp``) and the images ``input``, ``fake``, ``real``.
     """
 
     def __init__(
@@ -69,15 +68,18 @@ class PairedGANTrainer(AdversarialTrainer):
         g_optimizer: Optimizer,
         d_network: nn.Module,
         d_optimizer: Optimizer,
-        image_key: str = "image",
-        label_key: str = "label",
-        lambda_pixel: float = 100.0,
+        keys: Sequence[str] = ("image", "label"),
         pixel_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "l1",
-        conditional: bool = True,
-        lambda_adv: float = 1.0,
-        adv_ramp_iterations: int = 0,
+        weights: LossWeights | None = None,
+        adversarial: AdversarialSettings | None = None,
+        amp: bool = False,
+        seed: int = 0,
+        train_handlers: Sequence | None = None,
         **kwargs: Any,
     ) -> None:
+        weights = LossWeights() if weights is None else weights
+        adversarial = AdversarialSettings() if adversarial is None else adversarial
+        self._refuse_unused(adversarial, weights)
         if isinstance(pixel_loss, str):
             if pixel_loss.lower() not in PIXEL_LOSSES:
                 raise ValueError(
@@ -86,33 +88,39 @@ class PairedGANTrainer(AdversarialTrainer):
             pixel_loss = PIXEL_LOSSES[pixel_loss.lower()]()
         elif not callable(pixel_loss):
             raise ValueError(f"pixel_loss must be a name or a callable, got {type(pixel_loss).__name__}.")
-        if lambda_pixel < 0 or lambda_adv < 0 or adv_ramp_iterations < 0:
-            raise ValueError(
-                f"lambda_pixel, lambda_adv and adv_ramp_iterations must be >= 0, got {lambda_pixel}, {lambda_adv}, "
-                f"{adv_ramp_iterations}."
-            )
+        if isinstance(keys, str) or len(keys) != 2:
+            raise ValueError(f"keys must be the batch keys (input, target), got {keys!r}.")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
             train_data_loader=train_data_loader,
-            g_optimizer=g_optimizer,
-            d_optimizer=d_optimizer,
             generators={"g": g_network},
             discriminators={"d": d_network},
+            g_optimizer=g_optimizer,
+            d_optimizer=d_optimizer,
+            adversarial=adversarial,
+            amp=amp,
+            seed=seed,
+            train_handlers=train_handlers,
             **kwargs,
         )
         self.g_network = g_network
         self.d_network = d_network
-        self.image_key = image_key
-        self.label_key = label_key
-        self.lambda_pixel = float(lambda_pixel)
+        self.image_key, self.label_key = keys
+        self.weights = weights
+        self.lambda_pixel = float(weights.pixel)
         self.pixel_loss = pixel_loss
-        self.conditional = conditional
-        self.lambda_adv = float(lambda_adv)
-        self.adv_ramp_iterations = int(adv_ramp_iterations)
+        self.lambda_adv = float(weights.adv)
+        self.adv_ramp_iterations = int(weights.adv_warmup)
+
+    def _refuse_unused(self, adversarial: AdversarialSettings, weights: LossWeights) -> None:
+        """Refuse settings this trainer does not implement (the few-shot subclass implements R1 and augment)."""
+        adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment", "pool_size")
+        if weights.texture > 0:
+            raise ValueError(f"{type(self).__name__} has no texture term; got weights.texture={weights.texture}.")
 
     def adv_weight(self) -> float:
-        """Adversarial weight at the current iteration (linear ramp to ``lambda_adv``)."""
+        """Adversarial weight at the current iteration (linear ramp to ``weights.adv``)."""
         if self.adv_ramp_iterations <= 0:
             return self.lambda_adv
         return self.lambda_adv * min(1.0, self.state.iteration / self.adv_ramp_iterations)
@@ -131,7 +139,7 @@ class PairedGANTrainer(AdversarialTrainer):
         return {"fake": self.g_network(inputs["input"])}
 
     def _d_input(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return torch.cat([image, target.to(image.dtype)], dim=1) if self.conditional else target
+        return torch.cat([image, target.to(image.dtype)], dim=1)
 
     def _critic_pairs(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> list[CriticPair]:
         image = inputs["input"]

@@ -10,6 +10,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from .base import AdversarialTrainer, CriticPair
+from .settings import AdversarialSettings
 
 __all__ = ["UnconditionalGANTrainer"]
 
@@ -36,9 +37,10 @@ class UnconditionalGANTrainer(AdversarialTrainer):
         Per-sample latent shape, e.g. ``(128,)`` for a flat code or ``(1, 16, 16)`` for a noise image.
     real_key
         Batch key of the real images.
-    kwargs
-        Other arguments of :class:`~emgan_monai.engines.base.AdversarialTrainer` (``adv_loss``, ``d_steps``,
-        ``clip_value``, ``gp_weight``, ``amp``, ``seed``, ``epoch_length``, ``train_handlers``, ...).
+    adversarial
+        :class:`~emgan_monai.engines.AdversarialSettings` (``loss``, ``d_steps``, ``gp_weight``, ``clip_value``).
+    amp, seed, train_handlers, kwargs
+        As :class:`~emgan_monai.engines.base.AdversarialTrainer`.
 
     Notes
     -----
@@ -57,8 +59,14 @@ class UnconditionalGANTrainer(AdversarialTrainer):
         d_optimizer: Optimizer,
         latent_shape: Sequence[int],
         real_key: str = "label",
+        adversarial: AdversarialSettings | None = None,
+        amp: bool = False,
+        seed: int = 0,
+        train_handlers: Sequence | None = None,
         **kwargs: Any,
     ) -> None:
+        adversarial = AdversarialSettings() if adversarial is None else adversarial
+        self._refuse_unused(adversarial)
         latent = tuple(int(s) for s in (latent_shape if isinstance(latent_shape, Sequence) else (latent_shape,)))
         if not latent or any(s < 1 for s in latent):
             raise ValueError(f"latent_shape must be a non-empty sequence of positive ints, got {latent_shape!r}.")
@@ -66,16 +74,24 @@ class UnconditionalGANTrainer(AdversarialTrainer):
             device=device,
             max_epochs=max_epochs,
             train_data_loader=train_data_loader,
-            g_optimizer=g_optimizer,
-            d_optimizer=d_optimizer,
             generators={"g": g_network},
             discriminators={"d": d_network},
+            g_optimizer=g_optimizer,
+            d_optimizer=d_optimizer,
+            adversarial=adversarial,
+            amp=amp,
+            seed=seed,
+            train_handlers=train_handlers,
             **kwargs,
         )
         self.g_network = g_network
         self.d_network = d_network
         self.latent_shape = latent
         self.real_key = real_key
+
+    def _refuse_unused(self, adversarial: AdversarialSettings) -> None:
+        """Refuse settings this trainer does not implement (the few-shot subclass implements R1 and augment)."""
+        adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment", "pool_size")
 
     def _prepare_inputs(self, batchdata: Any) -> dict[str, torch.Tensor]:
         real = self.to_device(batchdata, self.real_key)

@@ -395,6 +395,8 @@ def check_network_data_format(
 ) -> dict[str, Any]:
     """Run ``network_def`` on a tensor of the declared input shape/dtype and compare with the declared output.
 
+    ``config_file`` defaults to ``configs/inference.json``, the config ``network_data_format`` describes; another
+    config is checked against its own entry (:func:`config_metadata`) and weights.
     Checks output rank, channels, spatial shape, dtype, finiteness and that values lie in ``value_range``
     (within ``atol``). Uses the shipped weights when present, else the random initialisation.
     ``check_range=None`` checks the value range only with shipped weights (a randomly initialised network without
@@ -412,11 +414,13 @@ def check_network_data_format(
     """
     bundle_dir = Path(bundle_dir)
     where = str(bundle_dir / "configs" / "metadata.json")
-    meta = load_metadata(bundle_dir)
+    config_file = Path(config_file) if config_file is not None else bundle_dir / "configs" / "inference.json"
+    meta, weights = config_metadata(load_metadata(bundle_dir), config_file)
     spec_in, spec_out = io_spec(meta, "inputs", where=where), io_spec(meta, "outputs", where=where)
-    net = network if network is not None else build_network(bundle_dir, config_file)
+    net = network if network is not None else build_network(bundle_dir, config_file, ckpt_file=bundle_dir / weights
+                                                            if (bundle_dir / weights).is_file() else None)
     if check_range is None:
-        check_range = network is not None or (bundle_dir / "models" / "model.pt").is_file()
+        check_range = network is not None or (bundle_dir / weights).is_file()
     x = example_input(spec_in)
     with torch.no_grad():
         y = net(x)

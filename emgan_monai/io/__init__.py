@@ -22,7 +22,7 @@ from emgan_monai.io.files import image_format, read_image, write_image
 from emgan_monai.io.mrc import MRC_SUFFIXES, MRCImage, MRCReader, MRCWriter, read_mrc, write_mrc
 from emgan_monai.io.tiff import TIFF_SUFFIXES, TiffImage, TiffReader, TiffWriter, read_tiff, write_tiff
 from emgan_monai.io.png import PNGReader
-from emgan_monai.io.save import SafeSaveImage, SafeSaveImaged
+from emgan_monai.io.save import SafeSaveImage, SafeSaveImaged, output_name_formatter
 
 __all__ = [
     "AtomicModelReader",
@@ -39,6 +39,7 @@ __all__ = [
     "TiffReader",
     "TiffWriter",
     "image_format",
+    "output_name_formatter",
     "read_image",
     "read_mrc",
     "read_tiff",

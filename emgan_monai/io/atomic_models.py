@@ -64,7 +64,16 @@ class AtomicModelReader(ImageReader):
             raise ImageReadError(name, err.problem) from err
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
-        """Build the density map of each file; ``(Z, Y, X)`` arrays with their file names."""
+        """Build the density map of each file; ``(Z, Y, X)`` arrays with their file names.
+
+        Raises
+        ------
+        ValueError
+            A file without an atomic-model suffix (not an :class:`ImageReadError`): ``LoadImage``, which tries the
+            readers of a ``reader=[...]`` list in turn, goes on to the next one (e.g. :class:`MRCReader` for maps).
+        """
+        if not self.verify_suffix(data):
+            raise ValueError(f"{data}: not an atomic model (suffixes {', '.join(ATOMIC_MODEL_SUFFIXES)})")
         maps = [read_or_defer(lambda name=name: self._read_one(name)) for name in ensure_tuple(data)]
         return maps if len(maps) > 1 else maps[0]
 

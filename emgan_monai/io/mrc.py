@@ -83,6 +83,9 @@ def _is_compressed(path) -> bool:
 
 def _check_mrc_header(path, permissive: bool, max_bytes: int | None) -> None:
     """Read only the header; refuse absurd or truncated data blocks before mrcfile allocates them."""
+    if not _is_compressed(path) and os.path.getsize(path) < 1024:
+        raise ImageReadError(path, f"truncated MRC file: {os.path.getsize(path):,} bytes, shorter than the "
+                             "1,024-byte MRC header")
     with mrcfile.open(path, mode="r", permissive=permissive, header_only=True) as mrc:
         hdr = mrc.header
         if hdr is None:

@@ -18,7 +18,12 @@ from monai.transforms import SaveImage, SaveImaged
 
 from emgan_monai.errors import UnsafePathError
 
-__all__ = ["SafeSaveImage", "SafeSaveImaged", "sanitize_filename", "safe_output_path", "check_inside"]
+__all__ = ["OUTPUT_NAME_KEY", "SafeSaveImage", "SafeSaveImaged", "sanitize_filename", "safe_output_path", "check_inside",
+           "output_name_formatter"]
+
+#: Metadata key of an image's output name, when it is not the input file's stem (set by the pipeline, e.g.
+#: :class:`~emgan_monai.transforms.OutputNamed`, to keep ``x.mrc`` and ``x.pdb`` from writing the same file).
+OUTPUT_NAME_KEY = "output_name"
 
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:]")
 
@@ -69,6 +74,19 @@ def safe_output_path(output_dir: str | os.PathLike, name: str, suffix: str = "")
     path = Path(output_dir) / (sanitize_filename(name) + suffix)
     check_inside(path, output_dir)
     return path
+
+
+def output_name_formatter(metadict: dict | None, saver) -> dict:
+    """``output_name_formatter`` for MONAI's savers: the subject is ``metadict[OUTPUT_NAME_KEY]`` when set, else (as
+    MONAI's default) the input's ``filename_or_obj``; the patch index is kept. Use it in a config as
+    ``"output_name_formatter": "$emgan_monai.io.output_name_formatter"``."""
+    from monai.data.folder_layout import default_name_formatter
+
+    out = default_name_formatter(metadict, saver)
+    name = (metadict or {}).get(OUTPUT_NAME_KEY)
+    if name:
+        out["subject"] = sanitize_filename(str(name))
+    return out
 
 
 class SafeSaveImage(SaveImage):

@@ -16,13 +16,16 @@
   :class:`PreviewPNGd`: ``input | output`` PNG previews beside the outputs.
 - :data:`SUBTOMO_SCALE`, :func:`density_to_network`, :func:`subtomo_to_network`, :func:`network_to_subtomo`: the
   cryo-ET GAN's value ranges, shape maps and z-scored subtomograms <-> the generators' ``[-1, 1]``.
-- :class:`ResampleMapd` / :class:`ShapeMapd` / :class:`FitToBoxd` / :class:`SampleIndexd`: density maps -> the
-  cryo-ET generator's shape-map inputs, one datalist item per draw.
+- :class:`DensityMapInputd`: the cryo-ET inference configs' input contract (3D, finite, voxel size, memory), checked
+  before resampling; :class:`ResampleMapd` / :class:`ShapeMapd` / :class:`FitToBoxd` / :class:`SampleIndexd` /
+  :class:`OutputNamed`: density maps -> the cryo-ET generator's shape-map inputs, one datalist item per draw, one
+  output name per input file.
 """
 
 from .camera_noise import RandCameraNoised
 from .cryoet_value_range import SUBTOMO_SCALE, density_to_network, network_to_subtomo, subtomo_to_network
-from .density_maps import FitToBoxd, ResampleMapd, SampleIndexd, ShapeMapd
+from .density_map_input import DensityMapInputd
+from .density_maps import FitToBoxd, OutputNamed, ResampleMapd, SampleIndexd, ShapeMapd
 from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
 from .output import InvertToInputDtyped, PreviewPNGd
@@ -32,7 +35,9 @@ from .masks import DEFAULT_COLORS, ColorMaskToOneHot, ColorMaskToOneHotd, MaskTo
 __all__ = [
     "DEFAULT_COLORS",
     "DistanceMapToOneHot",
+    "DensityMapInputd",
     "FitToBoxd",
+    "OutputNamed",
     "ResampleMapd",
     "SampleIndexd",
     "ShapeMapd",

@@ -8,7 +8,9 @@ maps, :class:`~emgan_monai.io.AtomicModelReader` for PDB / mmCIF models), puts t
 - :class:`ShapeMapd`: density -> shape map in ``[0, 1]`` (:func:`~emgan_monai.data.cryoet_domains.shape_map`);
 - :class:`FitToBoxd`: centred in the generator's box, never cropped in silence
   (:func:`~emgan_monai.data.cryoet_density_inputs.fit_to_box`);
-- :class:`SampleIndexd`: item ``j`` of the ``n_samples`` draws of one map -> output names ``<map>_<postfix>_<jj>``.
+- :class:`SampleIndexd`: item ``j`` of the ``n_samples`` draws of one map -> output names ``<map>_<postfix>_<jj>``;
+- :class:`OutputNamed`: the item's unique name (``x_mrc`` / ``x_pdb`` when ``x.mrc`` and ``x.pdb`` share a folder)
+  as the savers' output name (with ``"output_name_formatter": "$emgan_monai.io.output_name_formatter"``).
 
 Images are channel-first ``(1, D, H, W)`` tensors (``MetaTensor`` s keep their metadata); the numerical steps are the
 numpy functions named above, so a map gives the same array as :func:`~emgan_monai.data.cryoet_density_inputs.density_input`.
@@ -28,7 +30,7 @@ from monai.utils import ImageMetaKey
 
 from emgan_monai.errors import DataError
 
-__all__ = ["FitToBoxd", "ResampleMapd", "SampleIndexd", "ShapeMapd"]
+__all__ = ["FitToBoxd", "OutputNamed", "ResampleMapd", "SampleIndexd", "ShapeMapd"]
 
 
 def _name(img: Any, key: Hashable) -> str:
@@ -201,4 +203,34 @@ class SampleIndexd(MapTransform):
         if j != 0:
             for key in self.first_only_keys:
                 d.pop(key, None)
+        return d
+
+
+class OutputNamed(MapTransform):
+    """Give images the output name ``data[name_key]`` (metadata key :data:`~emgan_monai.io.save.OUTPUT_NAME_KEY`),
+    read by :func:`~emgan_monai.io.output_name_formatter` in the savers instead of the input file's stem.
+
+    Images computed from them (the network's prediction, ``CopyItemsd`` copies) inherit the name, so every output of
+    an input is named after its datalist item: unique names there (e.g.
+    :func:`~emgan_monai.data.cryoet.density_draws_datalist`) give unique output files.
+
+    Parameters
+    ----------
+    keys
+        Keys of images (``MetaTensor``) to name.
+    name_key
+        Item key holding the name (a string without folder or extension).
+    """
+
+    def __init__(self, keys: KeysCollection, name_key: str = "name", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.name_key = name_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from emgan_monai.io.save import OUTPUT_NAME_KEY
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if isinstance(d[key], MetaTensor):
+                d[key].meta[OUTPUT_NAME_KEY] = str(d[self.name_key])
         return d

@@ -73,7 +73,7 @@ def pixel_size_nm(img: Any, spatial_dims: int = 2) -> tuple[float, ...] | None:
 
 
 def _fmt(size: tuple[float, ...] | list[float]) -> str:
-    return " x ".join(f"{s:.4g}" for s in size) + " nm/px" if len(set(round(s, 6) for s in size)) > 1 else \
+    return " x ".join(f"{s:.4g}" for s in size) + " nm/px" if len({round(s, 6) for s in size}) > 1 else \
         f"{size[0]:.4g} nm/px"
 
 
@@ -159,7 +159,7 @@ class ToPixelSized(MapTransform):
             raise DataError(name, f"pixel size {_fmt(size)} differs from the model's {_fmt(model)} by more than "
                                   f"{self.max_factor:g}x; resample the mask to about {self.pixel_size:g} nm/px, or "
                                   f"set --{self.override_key} <nm> if the file's calibration is wrong")
-        target = [max(1, int(round(n * f))) for n, f in zip(spatial, factors)]
+        target = [max(1, round(n * f)) for n, f in zip(spatial, factors)]
         n_pixels = math.prod(target)
         if n_pixels > self.max_pixels:
             raise DataError(name, f"at the model's {_fmt(model)} this {spatial[0]} x {spatial[1]} px image of "

@@ -1,0 +1,124 @@
+"""Settings of the adversarial trainers, grouped by what they control: the generator's loss weights and the game
+against the critic.
+
+A trainer of :mod:`emgan_monai.engines` takes MONAI's ``Trainer`` arguments, its networks and optimisers, the
+batch keys and loss functions it reads, and at most these two objects; each trainer reads the fields that apply to
+it and refuses settings it does not implement (e.g. R1 on a trainer without the few-shot recipe). In a bundle
+config they are ``_target_`` dicts::
+
+    "weights": {"_target_": "emgan_monai.engines.LossWeights", "pixel": "@lambda_pixel"},
+    "adversarial": {"_target_": "emgan_monai.engines.AdversarialSettings", "loss": "least_squares", "d_steps": 2}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["AdversarialSettings", "LossWeights"]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the generator's loss terms (``lambda_*`` of the papers).
+
+    Attributes
+    ----------
+    adv
+        Weight of the adversarial term of the paired trainers (1 in pix2pix); the unconditional and CycleGAN
+        trainers weigh it 1.
+    adv_warmup
+        The paired trainers' adversarial weight grows linearly from 0 to ``adv`` over this many iterations of the
+        run (counted from ``engine.state.iteration``, so a resumed run continues the ramp); 0 = full weight at once.
+    pixel
+        Weight of the pixel term of the paired trainers (100 in pix2pix).
+    texture
+        Weight of the optional texture-statistics term of the few-shot trainers (needs their ``texture_loss``).
+    cycle
+        CycleGAN's cycle-consistency weight (10 in CycleGAN); the A -> B -> A cycle.
+    cycle_b
+        Weight of the B -> A -> B cycle; ``None`` = ``cycle``. A weaker B cycle suits a domain that is mostly noise
+        (cryo-ET subtomograms).
+    cycle_b_sigma
+        Gaussian low-pass (voxels) applied to both sides of the B cycle before its L1
+        (:class:`~emgan_monai.losses.LowPassCycleLoss`): weighs the B cycle on its low frequencies only; 0 = plain L1.
+    identity
+        CycleGAN's identity weight relative to ``cycle`` (0.5 in CycleGAN); 0 skips the identity forward passes.
+    """
+
+    adv: float = 1.0
+    adv_warmup: int = 0
+    pixel: float = 100.0
+    texture: float = 0.0
+    cycle: float = 10.0
+    cycle_b: float | None = None
+    cycle_b_sigma: float = 0.0
+    identity: float = 0.5
+
+    def __post_init__(self) -> None:
+        values = {k: v for k, v in vars(self).items() if v is not None}
+        negative = {k: v for k, v in values.items() if v < 0}
+        if negative:
+            raise ValueError(f"loss weights must be >= 0, got {negative}.")
+
+
+@dataclass(frozen=True)
+class AdversarialSettings:
+    """The game against the critic: its criterion, its updates per generator update, and how it is kept in check.
+
+    Attributes
+    ----------
+    loss
+        Adversarial criterion of both players. :class:`~emgan_monai.engines.AdversarialTrainer` and its direct
+        subclasses: ``"bce"``, ``"least_squares"``, ``"hinge"``, ``"wasserstein"`` or an
+        :class:`~emgan_monai.losses.AdversarialLoss`; the few-shot trainers: ``"hinge"`` or ``"nonsaturating"``.
+        ``None``: the trainer's default (``"bce"``; few-shot: ``"hinge"``).
+    d_steps
+        Critic updates per generator update (``n_critic``), all on the same batch and fakes.
+    gp_weight
+        WGAN-GP weight (10 in Gulrajani et al.); the penalty is computed in float32 outside autocast.
+    clip_value
+        WGAN weight clipping bound ``c``, applied to all critic parameters after each critic step.
+    r1_gamma
+        R1 weight ``gamma`` on the (augmented) reals of the few-shot trainers; 0 = no R1.
+    r1_interval
+        Lazy R1 (StyleGAN2): apply R1 every this many iterations, scaled by the interval.
+    augment
+        Differentiable augmentation of real and fake critic inputs of the few-shot trainers
+        (:class:`~emgan_monai.transforms.diffaugment.DiffAugment`); ``None`` for none.
+    pool_size
+        Capacity of each image pool of past fakes shown to the critics of the CycleGAN trainer (50 in CycleGAN);
+        0 = the current fakes only.
+    """
+
+    loss: str | Any | None = None
+    d_steps: int = 1
+    gp_weight: float | None = None
+    clip_value: float | None = None
+    r1_gamma: float = 0.0
+    r1_interval: int = 1
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    pool_size: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.d_steps) < 1:
+            raise ValueError(f"d_steps must be >= 1, got {self.d_steps}.")
+        if self.clip_value is not None and self.clip_value <= 0:
+            raise ValueError(f"clip_value must be positive, got {self.clip_value}.")
+        if self.gp_weight is not None and self.gp_weight < 0:
+            raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight}.")
+        if self.r1_gamma < 0 or int(self.r1_interval) < 1:
+            raise ValueError(f"r1_gamma must be >= 0 and r1_interval >= 1, got {self.r1_gamma}, {self.r1_interval}.")
+        if int(self.pool_size) < 0:
+            raise ValueError(f"pool_size must be >= 0, got {self.pool_size}.")
+
+    def refuse(self, trainer: str, *fields: str) -> None:
+        """Raise ``ValueError`` if any of ``fields`` differs from its default (a setting ``trainer`` does not
+        implement), so that a config cannot ask for a regulariser that silently does nothing."""
+        default = AdversarialSettings()
+        set_ = [f for f in fields if getattr(self, f) != getattr(default, f)]
+        if set_:
+            raise ValueError(f"{trainer} does not implement {', '.join(set_)} (got {[getattr(self, f) for f in set_]}).")
