@@ -28,6 +28,7 @@ import difflib
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,8 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     paths = _paths(args)
     overrides = parse_overrides(extra)
     _check_keys(paths, overrides)
+    # MONAI warns on every config it parses that configs run code; these are the project's own bundles
+    warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
     overrides.setdefault("bundle_root", str(paths[0].parents[1]))
     run(config_file=[str(p) for p in paths], **overrides)
     return 0

@@ -373,6 +373,33 @@ def test_inference_keys_are_documented() -> None:
     assert all(f"`{key}`" in readme for key in keys), [k for k in keys if f"`{k}`" not in readme]
 
 
+def test_check_image_input_states_each_problem() -> None:
+    """The contract step of ``inference.json`` on loaded (channel-first) images: one line per problem, file named."""
+    from emgan_monai.errors import DataError
+    from emgan_monai.transforms.image_input import CheckImageInputd
+
+    check = CheckImageInputd("image", accepts="ACCEPTED")
+    good = MetaTensor(torch.rand(1, 40, 30), meta={"filename_or_obj": "a.tif"})
+    assert check({"image": good})["image"] is good
+    assert check({"image": MetaTensor(torch.arange(1200, dtype=torch.int32).reshape(1, 40, 30, 1))})  # 3D, one plane
+    nan = torch.rand(1, 40, 30)
+    nan[0, 3, 4] = float("inf")
+    cases = [
+        (torch.rand(3, 40, 30), {"tiff_axes": "YXS"}, "an RGB colour image (3 samples per pixel, TIFF axes YXS)"),
+        (torch.rand(2, 40, 30), {"tiff_axes": "CYX"}, "2 channels (2 x 30 x 40, TIFF axes CYX); split the channels"),
+        (torch.rand(1, 40), {}, "1 spatial dimensions"),
+        (torch.rand(1, 40, 30) > 0.5, {}, "a binary (bool) image"),
+        (torch.rand(1, 40, 30, dtype=torch.complex64), {}, "complex values"),
+        (nan, {}, "1 NaN or infinite value(s) out of 1200"),
+        (torch.full((1, 40, 30), 3, dtype=torch.int32), {"original_dtype": "uint16"}, "a constant image (all 1200 pixels are 3)"),
+    ]  # fmt: skip
+    for x, meta, problem in cases:
+        with pytest.raises(DataError) as info:
+            check({"image": MetaTensor(x, meta={"filename_or_obj": "in/b.tif", **meta})})
+        assert str(info.value).startswith(f"in/b.tif: {problem}") and str(info.value).endswith("; this bundle accepts ACCEPTED")
+        assert "\n" not in str(info.value)
+
+
 def test_lateral_pixel_size_round_trip_and_refusals() -> None:
     """The transform behind the resampling: a (1, X, Y, Z) stack at 0.52 um goes to the model's 0.26 um grid and,
     through MONAI's Invertd, back onto its own grid with its own affine; refusals name the sizes."""

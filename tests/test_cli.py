@@ -92,3 +92,12 @@ def test_a_missing_input_folder_is_one_line_and_exit_2(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "nowhere" in last and "does not exist" in last
     assert "Traceback" not in proc.stderr
+
+
+def test_a_bad_option_value_is_one_line_and_exit_2(tmp_path, capsys):
+    """A value the bundle refuses while building its pipeline (a negative pixel size) reads as one line too."""
+    rc = main(["run", "drosophila_skip_patch", "inference_mask2em", "--pixel_size", "-1",
+               "--output_dir", str(tmp_path / "out"), "--device", "$torch.device('cpu')"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == "error: --pixel_size: must be a positive size in nm or null, got -1", err[-3:]
+    assert not (tmp_path / "out").exists()

@@ -3,12 +3,15 @@
 from .base import AdversarialTrainer, frozen
 from .cycle import CycleGANTrainer
 from .paired import PIXEL_LOSSES, PairedGANTrainer
+from .settings import AdversarialSettings, GeneratorLoss
 from .unconditional import UnconditionalGANTrainer
 from .utils import ImagePool, LinearDecayLR, RandomState, scalars
 
 __all__ = [
+    "AdversarialSettings",
     "AdversarialTrainer",
     "CycleGANTrainer",
+    "GeneratorLoss",
     "ImagePool",
     "LinearDecayLR",
     "PIXEL_LOSSES",

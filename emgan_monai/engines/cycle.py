@@ -12,7 +12,7 @@ from torch.optim import Optimizer
 from emgan_monai.losses.cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss
 
 from .base import AdversarialTrainer, CriticPair
-from .settings import AdversarialSettings, LossWeights
+from .settings import AdversarialSettings, GeneratorLoss
 from .utils import ImagePool
 
 __all__ = ["CycleGANTrainer"]
@@ -21,8 +21,8 @@ __all__ = ["CycleGANTrainer"]
 class CycleGANTrainer(AdversarialTrainer):
     """CycleGAN: ``G_ab: A -> B``, ``G_ba: B -> A``, critics ``D_a`` (on domain A) and ``D_b`` (on domain B).
 
-    Generator loss ``adv(D_b(G_ab(a))) + adv(D_a(G_ba(b))) + w.cycle * cycle_a + w.cycle_b * cycle_b
-    + w.cycle * w.identity * (identity_a + identity_b)`` (``w`` = ``weights``) with
+    Generator loss ``adv(D_b(G_ab(a))) + adv(D_a(G_ba(b))) + lambda_cycle * cycle_a + lambda_cycle_b * cycle_b
+    + lambda_cycle * lambda_identity * (identity_a + identity_b)`` with
     ``cycle_a = |G_ba(G_ab(a)) - a|_1`` and ``identity_a = |G_ba(a) - a|_1`` (CycleGAN's convention: the identity
     weight is relative to the cycle weight). Each critic sees its real images against fakes drawn through its
     :class:`~emgan_monai.engines.utils.ImagePool` (``adversarial.pool_size``; pools are saved with ``engine.rng``).
@@ -41,10 +41,11 @@ class CycleGANTrainer(AdversarialTrainer):
         Optimiser over the parameters of both critics.
     keys
         Batch keys of domain A and domain B.
-    weights
-        :class:`~emgan_monai.engines.LossWeights`: ``cycle`` (10 in CycleGAN), ``cycle_b`` (``None``: ``cycle``),
-        ``cycle_b_sigma`` (Gaussian low-pass of the B cycle, :class:`~emgan_monai.losses.LowPassCycleLoss`) and
-        ``identity`` (0.5 in CycleGAN; 0 disables the identity forward passes; needs ``C_a == C_b``).
+    generator_loss
+        :class:`~emgan_monai.engines.GeneratorLoss`: ``lambda_cycle`` (10 in CycleGAN), ``lambda_cycle_b``
+        (``None``: ``lambda_cycle``), ``cycle_b_sigma`` (Gaussian low-pass of the B cycle,
+        :class:`~emgan_monai.losses.LowPassCycleLoss`) and ``lambda_identity`` (0.5 in CycleGAN; 0 disables the
+        identity forward passes; needs ``C_a == C_b``).
     adversarial
         :class:`~emgan_monai.engines.AdversarialSettings` (``loss``, ``d_steps``, ``gp_weight``, ``clip_value``,
         ``pool_size``); ``None``: ``AdversarialSettings(pool_size=50)`` as CycleGAN.
@@ -73,16 +74,18 @@ class CycleGANTrainer(AdversarialTrainer):
         g_optimizer: Optimizer,
         d_optimizer: Optimizer,
         keys: Sequence[str] = ("image_a", "image_b"),
-        weights: LossWeights | None = None,
+        generator_loss: GeneratorLoss | None = None,
         adversarial: AdversarialSettings | None = None,
         amp: bool = False,
         seed: int = 0,
         train_handlers: Sequence | None = None,
         **kwargs: Any,
     ) -> None:
-        weights = LossWeights() if weights is None else weights
+        weights = GeneratorLoss() if generator_loss is None else generator_loss
         adversarial = AdversarialSettings(pool_size=50) if adversarial is None else adversarial
         adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment")
+        weights.refuse(type(self).__name__, "lambda_adv", "adv_warmup", "pixel_loss", "lambda_pixel", "texture_loss",
+                       "lambda_texture")
         if (g_ba is None) != (d_a is None):
             raise ValueError("g_ba and d_a must both be given (CycleGAN) or both be None (one-directional GAN).")
         if isinstance(keys, str) or len(keys) != 2:
@@ -106,10 +109,10 @@ class CycleGANTrainer(AdversarialTrainer):
         self.cycle = g_ba is not None
         self.g_ab, self.g_ba, self.d_a, self.d_b = g_ab, g_ba, d_a, d_b
         self.a_key, self.b_key = keys
-        self.weights = weights
-        self.lambda_cycle = float(weights.cycle)
-        self.lambda_identity = float(weights.identity) if self.cycle else 0.0
-        self.lambda_cycle_b = self.lambda_cycle if weights.cycle_b is None else float(weights.cycle_b)
+        self.generator_loss = weights
+        self.lambda_cycle = float(weights.lambda_cycle)
+        self.lambda_identity = float(weights.lambda_identity) if self.cycle else 0.0
+        self.lambda_cycle_b = self.lambda_cycle if weights.lambda_cycle_b is None else float(weights.lambda_cycle_b)
         pool_size = int(adversarial.pool_size)
         self.pool_a = ImagePool(pool_size, rng=self.rng)
         self.pool_b = ImagePool(pool_size, rng=self.rng)

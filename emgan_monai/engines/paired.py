@@ -10,9 +10,11 @@ from torch import nn
 from torch.optim import Optimizer
 
 from .base import AdversarialTrainer, CriticPair
-from .settings import AdversarialSettings, LossWeights
+from .settings import AdversarialSettings, GeneratorLoss
 
 __all__ = ["PairedGANTrainer", "PIXEL_LOSSES"]
+
+_CYCLE_TERMS = ("lambda_cycle", "lambda_cycle_b", "cycle_b_sigma", "lambda_identity")
 
 #: pixel losses selectable by name
 PIXEL_LOSSES: dict[str, type[nn.Module]] = {
@@ -24,7 +26,7 @@ PIXEL_LOSSES: dict[str, type[nn.Module]] = {
 
 
 class PairedGANTrainer(AdversarialTrainer):
-    """pix2pix: ``fake = G(image)``, adversarial + ``weights.pixel`` * pixel loss to ``label``.
+    """pix2pix: ``fake = G(image)``, adversarial + ``lambda_pixel`` * pixel loss to ``label``.
 
     The discriminator sees ``cat(image, fake | label)`` on channels (a conditional GAN, as in pix2pix).
 
@@ -42,12 +44,10 @@ class PairedGANTrainer(AdversarialTrainer):
         Optimiser of ``d_network``.
     keys
         Batch keys of the input and of the target image.
-    pixel_loss
-        ``"l1"``, ``"l2"``/``"mse"``, ``"smooth_l1"`` or a callable ``(fake, label) -> scalar``.
-    weights
-        :class:`~emgan_monai.engines.LossWeights`: ``pixel`` (100 in pix2pix), ``adv`` (1 in pix2pix; a small
-        weight after pixel pre-training keeps the fidelity of the pixel model and adds sharpness, the
-        perception-distortion trade-off) and ``adv_warmup`` (linear ramp of the adversarial weight).
+    generator_loss
+        :class:`~emgan_monai.engines.GeneratorLoss`: ``pixel_loss`` (``"l1"``, ``"l2"``/``"mse"``,
+        ``"smooth_l1"`` or a callable ``(fake, label) -> scalar``), ``lambda_pixel`` (100 in pix2pix),
+        ``lambda_adv`` (1 in pix2pix) and ``adv_warmup`` (linear ramp of the adversarial weight).
     adversarial
         :class:`~emgan_monai.engines.AdversarialSettings` (``loss``, ``d_steps``, ``gp_weight``, ``clip_value``).
     amp, seed, train_handlers, kwargs
@@ -55,7 +55,7 @@ class PairedGANTrainer(AdversarialTrainer):
 
     Notes
     -----
-    ``engine.state.output`` holds ``g_loss`` (= ``w_adv * g_adv + weights.pixel * g_pixel``), ``g_adv``,
+    ``engine.state.output`` holds ``g_loss`` (= ``w_adv * g_adv + lambda_pixel * g_pixel``), ``g_adv``,
     ``g_pixel``, ``d_loss``, ``d_real``, ``d_fake`` (``gp``) and the images ``input``, ``fake``, ``real``.
     """
 
@@ -69,17 +69,17 @@ class PairedGANTrainer(AdversarialTrainer):
         d_network: nn.Module,
         d_optimizer: Optimizer,
         keys: Sequence[str] = ("image", "label"),
-        pixel_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "l1",
-        weights: LossWeights | None = None,
+        generator_loss: GeneratorLoss | None = None,
         adversarial: AdversarialSettings | None = None,
         amp: bool = False,
         seed: int = 0,
         train_handlers: Sequence | None = None,
         **kwargs: Any,
     ) -> None:
-        weights = LossWeights() if weights is None else weights
+        generator_loss = GeneratorLoss() if generator_loss is None else generator_loss
         adversarial = AdversarialSettings() if adversarial is None else adversarial
-        self._refuse_unused(adversarial, weights)
+        self._refuse_unused(adversarial, generator_loss)
+        pixel_loss = generator_loss.pixel_loss
         if isinstance(pixel_loss, str):
             if pixel_loss.lower() not in PIXEL_LOSSES:
                 raise ValueError(
@@ -107,20 +107,19 @@ class PairedGANTrainer(AdversarialTrainer):
         self.g_network = g_network
         self.d_network = d_network
         self.image_key, self.label_key = keys
-        self.weights = weights
-        self.lambda_pixel = float(weights.pixel)
+        self.generator_loss = generator_loss
+        self.lambda_pixel = float(generator_loss.lambda_pixel)
         self.pixel_loss = pixel_loss
-        self.lambda_adv = float(weights.adv)
-        self.adv_ramp_iterations = int(weights.adv_warmup)
+        self.lambda_adv = float(generator_loss.lambda_adv)
+        self.adv_ramp_iterations = int(generator_loss.adv_warmup)
 
-    def _refuse_unused(self, adversarial: AdversarialSettings, weights: LossWeights) -> None:
-        """Refuse settings this trainer does not implement (the few-shot subclass implements R1 and augment)."""
+    def _refuse_unused(self, adversarial: AdversarialSettings, generator_loss: GeneratorLoss) -> None:
+        """Refuse settings this trainer does not implement (the few-shot subclass has R1, augment and texture)."""
         adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment", "pool_size")
-        if weights.texture > 0:
-            raise ValueError(f"{type(self).__name__} has no texture term; got weights.texture={weights.texture}.")
+        generator_loss.refuse(type(self).__name__, "texture_loss", "lambda_texture", *_CYCLE_TERMS)
 
     def adv_weight(self) -> float:
-        """Adversarial weight at the current iteration (linear ramp to ``weights.adv``)."""
+        """Adversarial weight at the current iteration (linear ramp to ``lambda_adv``)."""
         if self.adv_ramp_iterations <= 0:
             return self.lambda_adv
         return self.lambda_adv * min(1.0, self.state.iteration / self.adv_ramp_iterations)

@@ -1,12 +1,12 @@
-"""Settings of the adversarial trainers, grouped by what they control: the generator's loss weights and the game
+"""Settings of the adversarial trainers, grouped by what they control: the generator's loss terms and the game
 against the critic.
 
 A trainer of :mod:`emgan_monai.engines` takes MONAI's ``Trainer`` arguments, its networks and optimisers, the
-batch keys and loss functions it reads, and at most these two objects; each trainer reads the fields that apply to
-it and refuses settings it does not implement (e.g. R1 on a trainer without the few-shot recipe). In a bundle
-config they are ``_target_`` dicts::
+batch keys it reads, and these two objects; each trainer reads the fields that apply to it and refuses settings it
+does not implement (e.g. R1 on a trainer without the few-shot recipe). In a bundle config they are ``_target_``
+dicts::
 
-    "weights": {"_target_": "emgan_monai.engines.LossWeights", "pixel": "@lambda_pixel"},
+    "generator_loss": {"_target_": "emgan_monai.engines.GeneratorLoss", "lambda_pixel": "@lambda_pixel"},
     "adversarial": {"_target_": "emgan_monai.engines.AdversarialSettings", "loss": "least_squares", "d_steps": 2}
 """
 
@@ -18,51 +18,70 @@ from typing import Any
 
 import torch
 
-__all__ = ["AdversarialSettings", "LossWeights"]
+__all__ = ["AdversarialSettings", "GeneratorLoss"]
 
 
 @dataclass(frozen=True)
-class LossWeights:
-    """Weights of the generator's loss terms (``lambda_*`` of the papers).
+class GeneratorLoss:
+    """The generator's loss terms besides the adversarial one, each with its weight (``lambda_*`` of the papers).
+
+    The generator loss of a trainer is ``w_adv * adv + sum(lambda_term * term)`` over the terms it has; it reads
+    the fields below that name it and refuses the others when they differ from their defaults.
 
     Attributes
     ----------
-    adv
-        Weight of the adversarial term of the paired trainers (1 in pix2pix); the unconditional and CycleGAN
-        trainers weigh it 1.
+    lambda_adv
+        Weight of the adversarial term of the paired trainers (1 in pix2pix; a small weight after pixel
+        pre-training keeps the fidelity of the pixel model and adds sharpness, the perception-distortion
+        trade-off).
     adv_warmup
-        The paired trainers' adversarial weight grows linearly from 0 to ``adv`` over this many iterations of the
-        run (counted from ``engine.state.iteration``, so a resumed run continues the ramp); 0 = full weight at once.
-    pixel
-        Weight of the pixel term of the paired trainers (100 in pix2pix).
-    texture
-        Weight of the optional texture-statistics term of the few-shot trainers (needs their ``texture_loss``).
-    cycle
+        The paired trainers' adversarial weight grows linearly from 0 to ``lambda_adv`` over this many iterations
+        of the run (counted from ``engine.state.iteration``, so a resumed run continues the ramp); 0 = at once.
+    pixel_loss
+        Pixel term of the paired trainers: ``"l1"``, ``"l2"``/``"mse"``, ``"smooth_l1"`` or a callable
+        ``(fake, label) -> scalar`` (e.g. :class:`~emgan_monai.losses.LowPassCycleLoss` for structure only).
+    lambda_pixel
+        Its weight (100 in pix2pix).
+    texture_loss
+        Optional statistics term of the few-shot trainers, a callable ``(fake, real) -> scalar`` such as
+        :class:`~emgan_monai.losses.TextureStatisticsLoss`; reported as ``g_texture``.
+    lambda_texture
+        Its weight (needs ``texture_loss``).
+    lambda_cycle
         CycleGAN's cycle-consistency weight (10 in CycleGAN); the A -> B -> A cycle.
-    cycle_b
-        Weight of the B -> A -> B cycle; ``None`` = ``cycle``. A weaker B cycle suits a domain that is mostly noise
-        (cryo-ET subtomograms).
+    lambda_cycle_b
+        Weight of the B -> A -> B cycle; ``None`` = ``lambda_cycle``. A weaker B cycle suits a domain that is mostly
+        noise (cryo-ET subtomograms).
     cycle_b_sigma
         Gaussian low-pass (voxels) applied to both sides of the B cycle before its L1
-        (:class:`~emgan_monai.losses.LowPassCycleLoss`): weighs the B cycle on its low frequencies only; 0 = plain L1.
-    identity
-        CycleGAN's identity weight relative to ``cycle`` (0.5 in CycleGAN); 0 skips the identity forward passes.
+        (:class:`~emgan_monai.losses.LowPassCycleLoss`); 0 = plain L1.
+    lambda_identity
+        CycleGAN's identity weight relative to ``lambda_cycle`` (0.5 in CycleGAN); 0 skips the identity passes.
     """
 
-    adv: float = 1.0
+    lambda_adv: float = 1.0
     adv_warmup: int = 0
-    pixel: float = 100.0
-    texture: float = 0.0
-    cycle: float = 10.0
-    cycle_b: float | None = None
+    pixel_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "l1"
+    lambda_pixel: float = 100.0
+    texture_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    lambda_texture: float = 0.0
+    lambda_cycle: float = 10.0
+    lambda_cycle_b: float | None = None
     cycle_b_sigma: float = 0.0
-    identity: float = 0.5
+    lambda_identity: float = 0.5
 
     def __post_init__(self) -> None:
-        values = {k: v for k, v in vars(self).items() if v is not None}
-        negative = {k: v for k, v in values.items() if v < 0}
+        numbers = ("lambda_adv", "adv_warmup", "lambda_pixel", "lambda_texture", "lambda_cycle", "lambda_cycle_b",
+                   "cycle_b_sigma", "lambda_identity")
+        negative = {k: getattr(self, k) for k in numbers if getattr(self, k) is not None and getattr(self, k) < 0}
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {negative}.")
+        if self.lambda_texture > 0 and self.texture_loss is None:
+            raise ValueError(f"lambda_texture={self.lambda_texture} needs a texture_loss.")
+
+    def refuse(self, trainer: str, *fields: str) -> None:
+        """Raise ``ValueError`` if any of ``fields`` differs from its default (a term ``trainer`` does not have)."""
+        _refuse(self, GeneratorLoss(), trainer, fields)
 
 
 @dataclass(frozen=True)
@@ -118,7 +137,10 @@ class AdversarialSettings:
     def refuse(self, trainer: str, *fields: str) -> None:
         """Raise ``ValueError`` if any of ``fields`` differs from its default (a setting ``trainer`` does not
         implement), so that a config cannot ask for a regulariser that silently does nothing."""
-        default = AdversarialSettings()
-        set_ = [f for f in fields if getattr(self, f) != getattr(default, f)]
-        if set_:
-            raise ValueError(f"{trainer} does not implement {', '.join(set_)} (got {[getattr(self, f) for f in set_]}).")
+        _refuse(self, AdversarialSettings(), trainer, fields)
+
+
+def _refuse(settings: Any, default: Any, trainer: str, fields: tuple[str, ...]) -> None:
+    changed = {f: getattr(settings, f) for f in fields if getattr(settings, f) != getattr(default, f)}
+    if changed:
+        raise ValueError(f"{trainer} does not implement {', '.join(changed)} (got {changed}); leave them unset.")

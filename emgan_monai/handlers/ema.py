@@ -8,7 +8,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-__all__ = ["ModelEMA", "averaged_model_state", "ema_decay", "ema_multi_avg_fn", "ema_update_"]
+__all__ = ["AveragedModelUpdate", "ModelEMA", "averaged_model_state", "ema_decay", "ema_multi_avg_fn", "ema_update_"]
 
 
 def ema_decay(updates: float, decay: float, warmup: bool = True) -> float:
@@ -108,3 +108,38 @@ class ModelEMA(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
+
+
+class AveragedModelUpdate:
+    """Update a ``torch.optim.swa_utils.AveragedModel`` (e.g. the EMA of a generator) after every training step.
+
+    Runs on MONAI's ``IterationEvents.MODEL_COMPLETED``, i.e. inside the iteration right after the optimiser steps
+    and before any ``ITERATION_COMPLETED`` handler, so a checkpoint saved at the end of an iteration holds the
+    average of that iteration whatever the order of the handlers.
+
+    Parameters
+    ----------
+    averaged
+        The averaged copy, e.g.
+        ``AveragedModel(G, multi_avg_fn=emgan_monai.handlers.ema_multi_avg_fn(0.999), use_buffers=True)``.
+        Put it in the checkpoint for a bit-exact resume.
+    network
+        The trained network; ``None``: the engine's ``g_network`` (the generator of the GAN trainers, as the
+        engine holds it, possibly ``DistributedDataParallel``-wrapped).
+    """
+
+    def __init__(self, averaged: nn.Module, network: nn.Module | None = None) -> None:
+        if not hasattr(averaged, "update_parameters"):
+            raise TypeError(f"averaged must be a torch.optim.swa_utils.AveragedModel, got {type(averaged).__name__}.")
+        self.averaged = averaged
+        self.network = network
+
+    def attach(self, engine: Engine) -> None:
+        """Update after every model update of ``engine`` (a MONAI engine)."""
+        from monai.engines.utils import IterationEvents
+
+        engine.add_event_handler(IterationEvents.MODEL_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        network = self.network if self.network is not None else engine.g_network  # type: ignore[attr-defined]
+        self.averaged.update_parameters(network)

@@ -82,7 +82,8 @@ class CheckImageInputd(MapTransform):
             if isinstance(axes, str) and "S" in axes and c in (3, 4):
                 return (f"an {'RGB' if c == 3 else 'RGBA'} colour image ({c} samples per pixel{axes_text}); save the "
                         "fluorescence channel alone as a grey-scale image")
-            return f"{c} channels ({c} x {' x '.join(map(str, shape[1:][::-1]))}{axes_text}); split the channels and enhance each one as its own file"
+            dims = " x ".join(str(n) for n in (c, *spatial[::-1]))
+            return f"{c} channels ({dims}{axes_text}); split the channels and enhance each one as its own file"
         if len(spatial) not in self.spatial_dims:
             return f"{len(spatial)} spatial dimensions (shape {shape[1:][::-1]} in file order{axes_text})"
         dtype = _file_dtype(x, meta)

@@ -119,9 +119,9 @@ class ToPixelSized(MapTransform):
                  override_key: str = "pixel_size", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if not pixel_size or pixel_size <= 0:
-            raise ValueError(f"the network's pixel size must be positive, got {pixel_size}")
+            raise DataError("--model_pixel_size", f"the network's pixel size must be positive, got {pixel_size}")
         if input_pixel_size is not None and not float(input_pixel_size) > 0:
-            raise ValueError(f"{override_key} must be a positive size in nm or None, got {input_pixel_size}")
+            raise DataError(f"--{override_key}", f"must be a positive size in nm or null, got {input_pixel_size}")
         self.pixel_size = float(pixel_size)
         self.input_pixel_size = None if input_pixel_size is None else float(input_pixel_size)
         self.onehot = bool(onehot)
