@@ -31,10 +31,10 @@ class CycleGANTrainer(AdversarialTrainer):
     ----------
     device, max_epochs, train_data_loader
         As :class:`~emgan_monai.engines.base.AdversarialTrainer`; batches hold unpaired images of both domains.
-    g_ab, g_ba
-        Generators ``(B, C_a, H, W[, D]) -> (B, C_b, ...)`` and back.
-    d_a, d_b
-        Critics on domain A ``(B, C_a, ...)`` and domain B ``(B, C_b, ...)``.
+    generators
+        ``{"g_ab": G_ab, "g_ba": G_ba}``: the generators ``(B, C_a, H, W[, D]) -> (B, C_b, ...)`` and back.
+    discriminators
+        ``{"d_a": D_a, "d_b": D_b}``: the critics on domain A ``(B, C_a, ...)`` and domain B ``(B, C_b, ...)``.
     g_optimizer
         Optimiser over the parameters of both generators (e.g. ``itertools.chain`` of both).
     d_optimizer
@@ -52,7 +52,7 @@ class CycleGANTrainer(AdversarialTrainer):
     amp, seed, train_handlers, kwargs
         As :class:`~emgan_monai.engines.base.AdversarialTrainer`.
 
-    One-directional mode: with ``g_ba=None`` and ``d_a=None`` only ``G_ab`` is trained, against ``D_b`` (unpaired
+    One-directional mode: without ``g_ba`` and ``d_a`` (absent or ``None``) only ``G_ab`` is trained, against ``D_b`` (unpaired
     translation GAN without cycle), e.g. a physics-informed simulator whose structure already ties output to input.
 
     Notes
@@ -67,10 +67,8 @@ class CycleGANTrainer(AdversarialTrainer):
         device: str | torch.device,
         max_epochs: int,
         train_data_loader: Iterable,
-        g_ab: nn.Module,
-        g_ba: nn.Module | None,
-        d_a: nn.Module | None,
-        d_b: nn.Module,
+        generators: Mapping[str, nn.Module | None],
+        discriminators: Mapping[str, nn.Module | None],
         g_optimizer: Optimizer,
         d_optimizer: Optimizer,
         keys: Sequence[str] = ("image_a", "image_b"),
@@ -86,17 +84,25 @@ class CycleGANTrainer(AdversarialTrainer):
         adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment")
         weights.refuse(type(self).__name__, "lambda_adv", "adv_warmup", "pixel_loss", "lambda_pixel", "texture_loss",
                        "lambda_texture")
+        generators = {k: v for k, v in generators.items() if v is not None}
+        discriminators = {k: v for k, v in discriminators.items() if v is not None}
+        if not {"g_ab"} <= set(generators) <= {"g_ab", "g_ba"} or not {"d_b"} <= set(discriminators) <= {"d_a", "d_b"}:
+            raise ValueError(
+                "generators must be {'g_ab'[, 'g_ba']} and discriminators {'d_b'[, 'd_a']}, got "
+                f"{sorted(generators)} and {sorted(discriminators)}."
+            )
+        g_ab, g_ba, d_a, d_b = (generators.get("g_ab"), generators.get("g_ba"), discriminators.get("d_a"),
+                                discriminators["d_b"])
         if (g_ba is None) != (d_a is None):
             raise ValueError("g_ba and d_a must both be given (CycleGAN) or both be None (one-directional GAN).")
         if isinstance(keys, str) or len(keys) != 2:
             raise ValueError(f"keys must be the batch keys (domain A, domain B), got {keys!r}.")
-        generators = {"g_ab": g_ab} if g_ba is None else {"g_ab": g_ab, "g_ba": g_ba}
         critics = {"d_b": d_b} if d_a is None else {"d_a": d_a, "d_b": d_b}
         super().__init__(
             device=device,
             max_epochs=max_epochs,
             train_data_loader=train_data_loader,
-            generators=generators,
+            generators={"g_ab": g_ab} if g_ba is None else {"g_ab": g_ab, "g_ba": g_ba},
             discriminators=critics,
             g_optimizer=g_optimizer,
             d_optimizer=d_optimizer,

@@ -53,7 +53,7 @@ def resampled_shape(shape: tuple[int, ...], voxel_size_in: float, voxel_size_out
     return tuple(int(round(s * factor)) for s in shape)
 
 
-def estimate_memory_bytes(input_voxels: int, output_voxels: int, copies: float = 16.0) -> int:
+def estimate_memory_bytes(input_voxels: int, output_voxels: int, copies: float = 12.0) -> int:
     """Peak memory of a cryo-ET inference run on one map, in bytes.
 
     Parameters
@@ -64,8 +64,11 @@ def estimate_memory_bytes(input_voxels: int, output_voxels: int, copies: float =
         Voxels of the map at the model's voxel size (at least the generator's box).
     copies
         float32 copies of that resampled map held at once at the run's peak (resampling, shape map, the sliding
-        window's output and weight maps, the scaled and transposed prediction, the saved copies). Measured peaks:
-        about 12 for ``inference.json``; ``inference_uncertainty.json`` adds 2 per MC pass.
+        window's output and weight maps, the scaled and transposed prediction, the saved copies). Peak resident
+        memory measured on CPU for a map resampled to 300^3: 10 copies for ``inference.json`` with tiling, 4 when the
+        molecule is refused for not fitting the box (the resampling and shape map only), and ``5 + 2 K`` for
+        ``inference_uncertainty.json`` tiling with ``K`` MC passes (every pass is kept until mean and std are taken);
+        the configs pass 12, 5 and ``6 + 2 K``.
 
     Returns
     -------
@@ -122,7 +125,7 @@ class DensityMapInputd(MapTransform):
         voxel_size: float,
         input_voxel_size: float | None = None,
         max_memory_gb: float = 4.0,
-        copies: float = 16.0,
+        copies: float = 12.0,
         box: int = 0,
         allow_missing_keys: bool = False,
     ) -> None:
