@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from emgan_monai.engines import AdversarialSettings, GeneratorLoss  # noqa: E402
 from emgan_monai.engines.cycle import CycleGANTrainer  # noqa: E402
 from emgan_monai.engines.paired import PairedGANTrainer  # noqa: E402
 from emgan_monai.engines.unconditional import UnconditionalGANTrainer  # noqa: E402
@@ -153,16 +154,18 @@ def _time_engine(
     common = {"device": device, "max_epochs": warmup + iters, "train_data_loader": loader,
               "g_optimizer": _adam(g_params, fast, device), "d_optimizer": _adam(d_params, fast, device),
               "epoch_length": 1, "amp": fast and device.type == "cuda"}
-    if fast:
-        common.update(check_inputs=False, stop_on_nonfinite=False, optim_set_to_none=True)
     if case["kind"] == "paired":
         engine = PairedGANTrainer(g_network=nets["g"], d_network=nets["d"], **common)
     elif case["kind"] == "mask":
         engine = UnconditionalGANTrainer(g_network=nets["g"], d_network=nets["d"], latent_shape=_latent_shape(case),
                                          **common)
     else:
-        engine = CycleGANTrainer(g_ab=nets["g_ab"], g_ba=nets["g_ba"], d_a=nets["d_a"], d_b=nets["d_b"],
-                                 lambda_identity=0.0, pool_size=0, adv_loss="bce", **common)
+        engine = CycleGANTrainer(generators={"g_ab": nets["g_ab"], "g_ba": nets["g_ba"]},
+                                 discriminators={"d_a": nets["d_a"], "d_b": nets["d_b"]},
+                                 generator_loss=GeneratorLoss(lambda_identity=0.0),
+                                 adversarial=AdversarialSettings(loss="bce", pool_size=0), **common)
+    if fast:  # engine attributes, not constructor arguments
+        engine.check_inputs, engine.stop_on_nonfinite, engine.optim_set_to_none = False, False, True
     stamps: list[float] = []
     from ignite.engine import Events
 

@@ -25,20 +25,22 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import load_trained_network
 from monai.data import MetaTensor
 from PIL import Image
 
-from conftest import load_trained_network
-
-from emgan_monai.losses import L1SSIMLoss
-from emgan_monai.networks import ResidualUNetGenerator
-from emgan_monai.transforms import ScalePercentiled
-from emgan_monai.evaluation.confocal import HeldOutComparison, MetricsReport, RichardsonLucyBaseline
 from emgan_monai.data.fluorescence import image_datalist, split_real_pairs
 from emgan_monai.data.specimens import procedural_nuclei
+from emgan_monai.evaluation.confocal import (
+    HeldOutComparison,
+    MetricsReport,
+    RichardsonLucyBaseline,
+)
 from emgan_monai.inferers import PlanewiseInferer
 from emgan_monai.io import read_tiff, write_tiff
-from emgan_monai.transforms import InvertToInputDtyped
+from emgan_monai.losses import L1SSIMLoss
+from emgan_monai.networks import ResidualUNetGenerator
+from emgan_monai.transforms import InvertToInputDtyped, ScalePercentiled
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "confocal_enhance"
@@ -191,7 +193,7 @@ def cli_run(*overrides: str) -> subprocess.CompletedProcess:
     """``emgan-monai run confocal_enhance inference --key value ...`` (the console entry point's module)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "emgan_monai.cli", "run", "confocal_enhance", "inference", *overrides]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def failure_lines(stderr: str) -> dict[str, str]:
@@ -387,7 +389,7 @@ def test_check_image_input_states_each_problem() -> None:
     cases = [
         (torch.rand(3, 40, 30), {"tiff_axes": "YXS"}, "an RGB colour image (3 samples per pixel, TIFF axes YXS)"),
         (torch.rand(2, 40, 30), {"tiff_axes": "CYX"}, "2 channels (2 x 30 x 40, TIFF axes CYX); split the channels"),
-        (torch.rand(1, 40), {}, "1 spatial dimensions"),
+        (torch.rand(1, 40), {}, "1 spatial dimension (shape (40,)"),
         (torch.rand(1, 40, 30) > 0.5, {}, "a binary (bool) image"),
         (torch.rand(1, 40, 30, dtype=torch.complex64), {}, "complex values"),
         (nan, {}, "1 NaN or infinite value(s) out of 1200"),
@@ -410,7 +412,8 @@ def test_lateral_pixel_size_round_trip_and_refusals() -> None:
 
     affine = torch.diag(torch.tensor([0.52, 0.52, 0.9, 1.0], dtype=torch.float64))
     img = MetaTensor(torch.rand(1, 30, 40, 3), affine=affine, meta={"unit": "um", "filename_or_obj": "s.tif"})
-    pre = Compose([LateralPixelSized("image", model_pixel_size=0.26)])
+    lateral = LateralPixelSized("image", model_pixel_size=0.26)
+    pre = Compose([lateral])
     d = pre({"image": img})
     assert d["image"].shape == (1, 60, 80, 3)
     assert torch.allclose(d["image"].affine.diagonal(), torch.tensor([0.26, 0.26, 0.9, 1.0], dtype=torch.float64))
@@ -419,11 +422,11 @@ def test_lateral_pixel_size_round_trip_and_refusals() -> None:
     assert back["pred"].shape == back["image"].shape == (1, 30, 40, 3)
     assert torch.equal(back["pred"].affine, affine) and back["pred"].meta["unit"] == "um"
     assert torch.allclose(back["pred"], 2 * back["image"], atol=1e-5)
-    same = pre({"image": MetaTensor(torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.261, 0.261, 1.0])),
+    same = lateral({"image": MetaTensor(torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.261, 0.261, 1.0])),
                                     meta={"unit": "um"})})["image"]
     assert same.shape == (1, 30, 40)  # within 1 %: not resampled
     with pytest.raises(DataError, match=r"s\.tif: pixel size 0\.05 um \(from the file\) is 5\.2x smaller than the model's 0\.26 um"):
-        pre({"image": MetaTensor(torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.05, 0.05, 1.0])),
+        lateral({"image": MetaTensor(torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.05, 0.05, 1.0])),
                                  meta={"unit": "um", "filename_or_obj": "s.tif"})})
     with pytest.raises(DataError, match="--max_memory_gb must be a positive number"):
         LateralPixelSized("image", model_pixel_size=0.26, max_memory_gb=0)
@@ -675,7 +678,11 @@ def test_shipped_networks_beat_richardson_lucy_on_the_embedded_sample() -> None:
     ``evaluate.json`` (iterations tuned on the validation pairs: 30) both networks must win in SSIM and PSNR; against
     the iteration count that is best *on this very image* (an oracle no user has) they must still win in PSNR.
     """
-    from emgan_monai.metrics.image_quality import image_quality, richardson_lucy_baseline, tune_rl_iterations
+    from emgan_monai.metrics.image_quality import (
+        image_quality,
+        richardson_lucy_baseline,
+        tune_rl_iterations,
+    )
     from emgan_monai.physics.optics import widefield_psf
 
     wf = tifffile.imread(BUNDLE / "sample" / "widefield_sample.tif").astype(np.float32)

@@ -779,3 +779,265 @@ def test_repeated_definitions_are_identical(overrides):
               .state_dict().values()}
     assert shapes == {tuple(v.shape) for v in _parser("train.json", **overrides).get_parsed_content("network_def")
                       .state_dict().values()}
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 21: the inference configs' input contract, physical scale, memory, unique output names, records
+# ----------------------------------------------------------------------------------------------
+_INFERENCE = ["inference.json", "inference_uncertainty.json"]
+_SAMPLE = BUNDLE / "sample" / "1bxn.mrc"
+
+
+def _write_map(path: Path, data: np.ndarray | None = None, voxel_size: float | None = 10.0) -> Path:
+    """``data`` (default: the embedded 1bxn sample, 32^3) as an MRC map with ``voxel_size`` (None: header cell 0)."""
+    data = mrcfile.read(_SAMPLE) if data is None else data
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(np.asarray(data, dtype=np.float32))
+        if voxel_size is not None:
+            mrc.voxel_size = voxel_size
+    return path
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """``emgan-monai`` (the package's entry point, as ``python -m emgan_monai.cli``) on CPU."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, "-m", "emgan_monai.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _failures(stderr: str, n: int, total: int) -> dict[str, str]:
+    """The failure list ``report_failures`` printed: file name -> reason (one line each)."""
+    lines = stderr.splitlines()
+    head = f"{n} of {total} input(s) failed:"
+    assert head in lines, stderr[-3000:]
+    listed = lines[lines.index(head) + 1:]
+    assert len(listed) == n and "Traceback" not in stderr, stderr[-3000:]
+    return {Path(line.strip().split(": ", 1)[0]).name: line.split(": ", 1)[1] for line in listed}
+
+
+def test_density_map_input_contract():
+    """``DensityMapInputd`` refuses, naming the file, what the configs do not accept, and estimates memory from the
+    voxel sizes before anything is resampled."""
+    import logging
+
+    from monai.data import MetaTensor
+
+    from emgan_monai.transforms import DensityMapInputd
+    from emgan_monai.transforms.density_map_input import estimate_memory_bytes, resampled_shape
+
+    def img(array, voxel=10.0, name="m.mrc", cell=None):
+        t = MetaTensor(torch.as_tensor(np.asarray(array, np.float32))[None],
+                       affine=torch.diag(torch.tensor([voxel, voxel, voxel, 1.0], dtype=torch.float64)))
+        t.meta["filename_or_obj"] = name
+        t.meta["mrc_cella"] = cell if cell is not None else tuple(voxel * s for s in np.shape(array))
+        return {"image": t}
+
+    check = DensityMapInputd("image", voxel_size=20.0, max_memory_gb=1.0)
+    blob = np.zeros((8, 8, 8), np.float32)
+    blob[2:6, 2:6, 2:6] = 1.0
+    assert check(img(blob))["image"].shape == (1, 8, 8, 8)
+    for array, problem in ((np.ones((8, 8, 8)), "the map is constant"), (-blob, "no positive density"),
+                           (np.where(blob > 0, np.nan, 0.0), "64 NaN/Inf voxel(s)"),
+                           (np.ones((8, 8)), "a 2D image of (8, 8) pixels; this bundle accepts 3D density maps")):
+        with pytest.raises(DataError, match="^m.mrc: ") as err:
+            check(img(array))
+        assert problem in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(DataError, match="no voxel size .* set --input_voxel_size"):
+        check(img(blob, voxel=1.0, cell=(0.0, 0.0, 0.0)))
+    with pytest.raises(DataError, match=r"at 1 A/voxel \(the MRC header\) the map spans \(8, 8, 8\) voxels, "
+                                        r"\(0, 0, 0\) at the model's 20 A: too small"):
+        check(img(blob, voxel=1.0))
+    fixed = DensityMapInputd("image", voxel_size=20.0, input_voxel_size=40.0)(img(blob, cell=(0.0, 0.0, 0.0)))
+    assert torch.allclose(fixed["image"].affine.diagonal()[:3], torch.tensor([40.0] * 3, dtype=torch.float64))
+    # 400 A voxels: 32^3 -> 640^3 at 20 A, refused with the sizes (nothing the size of 640^3 is allocated)
+    assert resampled_shape((32, 32, 32), 400.0, 20.0) == (640, 640, 640)
+    with pytest.raises(DataError) as err:
+        DensityMapInputd("image", voxel_size=20.0)(img(np.pad(blob, 12), voxel=400.0))
+    need = estimate_memory_bytes(32**3, 640**3, 12) / 2**30
+    assert str(err.value) == (f"m.mrc: at 400 A/voxel (the MRC header), resampling its (32, 32, 32) voxels to the "
+                              f"model's 20 A gives (640, 640, 640) voxels, estimated to need {need:.1f} GiB, more than "
+                              "--max_memory_gb 4; check the voxel size (--input_voxel_size), crop or bin the map, or "
+                              "raise --max_memory_gb")
+    # a 1 A header (often 'unknown') is used and logged with what it implies
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("emgan_monai.transforms.density_map_input")
+    logger.addHandler(handler)
+    try:
+        check(img(np.pad(blob, 28), voxel=1.0))
+    finally:
+        logger.removeHandler(handler)
+    assert len(records) == 1 and "says 1 A/voxel" in records[0].getMessage()
+    assert "--input_voxel_size" in records[0].getMessage()
+
+
+def test_unique_output_names():
+    from emgan_monai.data.cryoet import unique_names
+
+    assert unique_names(["/d/a.mrc", "/d/b.pdb"], ["a", "b"]) == ["a", "b"]
+    assert unique_names(["/d/x.map", "/d/x.mrc", "/d/x.pdb"], ["x"] * 3) == ["x_map", "x_mrc", "x_pdb"]
+    assert unique_names(["/d/x.mrc", "/d/x.pdb", "/d/x_mrc.mrc"], ["x", "x", "x_mrc"]) == ["x_mrc", "x_pdb", "x_mrc_2"]
+
+
+@pytest.mark.parametrize("config", _INFERENCE)
+def test_oversized_map_refused_before_allocation(config, tmp_path):
+    """A density map whose header says 400 A/voxel would be resampled to 640^3 voxels at the model's 20 A (12 GiB
+    and more): refused in seconds, before the resampling, with the voxel size, both shapes, the estimate and the keys
+    to change; the other maps of the folder are still processed; the run exits with status 1."""
+    import time
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    _write_map(maps / "a_good.mrc")
+    _write_map(maps / "b_huge.mrc", voxel_size=400.0)
+    start = time.monotonic()
+    extra = ["--n_samples", "1"] if config == "inference.json" else ["--mc_samples", "2"]
+    proc = _bundle_run(config, "--input_dir", str(maps), "--output_dir", str(tmp_path / "out"), *extra, cwd=tmp_path)
+    assert time.monotonic() - start < 30 and proc.returncode == 1, proc.stderr[-3000:]
+    reason = _failures(proc.stderr, 1, 2)["b_huge.mrc"]
+    assert reason.startswith("DataError: at 400 A/voxel (the MRC header), resampling its (32, 32, 32) voxels to the "
+                             "model's 20 A gives (640, 640, 640) voxels, estimated to need ")
+    assert "more than --max_memory_gb 4; check the voxel size (--input_voxel_size)" in reason
+    assert "MemoryError" not in proc.stdout + proc.stderr
+    assert {p.name for p in (tmp_path / "out").glob("a_good_*.mrc")} and not list((tmp_path / "out").glob("b_*"))
+
+
+@pytest.mark.parametrize("config", _INFERENCE)
+def test_bad_maps_listed_good_ones_written(config, tmp_path):
+    """A folder with a truncated MRC, a map without a voxel size and a constant map among good maps: every good map
+    is written (with the model's voxel size in its MRC header), each bad one is listed once with its problem in one
+    line, and the run exits with status 1 (both configs: the MC-dropout one used to stop at the first bad map)."""
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    _write_map(maps / "a_good.mrc")
+    (maps / "b_truncated.mrc").write_bytes(_SAMPLE.read_bytes()[:5000])
+    _write_map(maps / "c_no_voxel_size.mrc", voxel_size=None)
+    _write_map(maps / "d_constant.mrc", np.full((16, 16, 16), 3.0))
+    _write_map(maps / "e_good.map", mrcfile.read(BUNDLE / "sample" / "3j9i.mrc"))
+    out = tmp_path / "out"
+    extra = ["--n_samples", "1"] if config == "inference.json" else ["--mc_samples", "2"]
+    proc = _bundle_run(config, "--input_dir", str(maps), "--output_dir", str(out), *extra, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    reasons = _failures(proc.stderr, 3, 5)
+    assert reasons["b_truncated.mrc"].startswith("ImageReadError:") and "truncated MRC file" in reasons[
+        "b_truncated.mrc"]
+    assert reasons["c_no_voxel_size.mrc"] == ("DataError: the MRC header has no voxel size (cell size (0.0, 0.0, "
+                                              "0.0)); set --input_voxel_size to the map's voxel size in A")
+    assert reasons["d_constant.mrc"].startswith("DataError: the map is constant (every voxel 3)")
+    written = sorted(p.name for p in out.glob("*.mrc"))
+    outputs = ["sample_00"] if config == "inference.json" else ["mean", "std"]
+    assert written == sorted(f"{m}_{o}.mrc" for m in ("a_good", "e_good") for o in ["input", *outputs]), written
+    for path in out.glob("*.mrc"):
+        with mrcfile.open(path) as mrc:
+            assert mrc.voxel_size.x == pytest.approx(20.0) and mrc.data.shape == (16, 16, 16)
+    record = json.loads((out / ("synthesis.json" if config == "inference.json" else "uncertainty.json")).read_text())
+    assert sorted(Path(f["file"]).name for f in record["failed"]) == [
+        "b_truncated.mrc", "c_no_voxel_size.mrc", "d_constant.mrc"]
+
+
+def test_input_voxel_size_overrides_a_missing_header(tmp_path):
+    """``--input_voxel_size`` makes a map without a voxel size usable: the same outputs as the map with its voxel size
+    in the header, the outputs at the model's 20 A."""
+    maps, ref = tmp_path / "maps", tmp_path / "ref"
+    maps.mkdir()
+    ref.mkdir()
+    _write_map(maps / "m.mrc", voxel_size=None)
+    _write_map(ref / "m.mrc", voxel_size=10.0)
+    for folder, extra in ((maps, ["--input_voxel_size", "10"]), (ref, [])):
+        proc = _cli("run", "cryoet_gan", "inference", "--input_dir", str(folder), "--output_dir",
+                    str(folder / "out"), "--n_samples", "1", "--device", "$torch.device('cpu')", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("m_input.mrc", "m_sample_00.mrc"):
+        with mrcfile.open(maps / "out" / name) as a, mrcfile.open(ref / "out" / name) as b:
+            assert a.voxel_size.x == pytest.approx(20.0) and np.array_equal(a.data, b.data)
+    assert json.loads((maps / "out" / "synthesis.json").read_text())["input_voxel_size_A"] == 10
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("config", ["inference", "inference_uncertainty"])
+def test_same_stem_inputs_both_get_results(config, tmp_path):
+    """``x.mrc`` (a density map) and ``x.pdb`` (the real 1BXN atomic model) in one folder: both are processed, their
+    outputs named after the full file names (``x_mrc_*``, ``x_pdb_*``), both listed in the record; exit 0."""
+    from conftest import require_data
+
+    pdb = require_data("cryoet", "pdb", "1bxn.pdb")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    _write_map(maps / "x.mrc")
+    (maps / "x.pdb").write_bytes(pdb.read_bytes())
+    out = tmp_path / "out"
+    extra = ["--n_samples", "1"] if config == "inference" else ["--mc_samples", "2"]
+    proc = _cli("run", "cryoet_gan", config, "--input_dir", str(maps), "--output_dir", str(out), "--device",
+                "$torch.device('cpu')", *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outputs = ["sample_00"] if config == "inference" else ["mean", "std"]
+    assert sorted(p.name for p in out.glob("*.mrc")) == sorted(
+        f"x_{s}_{o}.mrc" for s in ("mrc", "pdb") for o in ["input", *outputs])
+    record = json.loads((out / ("synthesis.json" if config == "inference" else "uncertainty.json")).read_text())
+    assert [f["map"] for f in record["files"]] == ["x_mrc", "x_pdb"]
+    with mrcfile.open(out / "x_mrc_input.mrc") as a, mrcfile.open(out / "x_pdb_input.mrc") as b:
+        assert not np.array_equal(a.data, b.data)  # two different inputs, two results
+
+
+def test_stale_records_do_not_block_a_run(tmp_path):
+    """A ``synthesis.json`` / ``montage.png`` left by an earlier run in a fresh output folder, or the whole earlier
+    run with ``--overwrite true``, does not block the next run: the record is rewritten for the run."""
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    _write_map(maps / "m.mrc")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "synthesis.json").write_text('{"stale": true}')
+    (out / "montage.png").write_bytes(b"stale")
+    args = ["run", "cryoet_gan", "inference", "--input_dir", str(maps), "--output_dir", str(out), "--device",
+            "$torch.device('cpu')"]
+    proc = _cli(*args, "--n_samples", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "synthesis.json").read_text())
+    assert "stale" not in record and record["n_samples"] == 2 and record["files"][0]["map"] == "m"
+    proc = _cli(*args, "--n_samples", "1", "--overwrite", "true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "synthesis.json").read_text())["n_samples"] == 1
+    proc = _cli(*args, "--n_samples", "1")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        f"error: {out / 'm_input.mrc'} already exists; choose another output_dir or pass --overwrite true to replace it")
+
+
+def test_inference_keys_are_documented(capsys):
+    """``emgan-monai keys cryoet_gan <config>`` gives every user-facing key of both inference configs a one-line
+    description from the config (``_comment_<key>``), and the bundle README lists them."""
+    from emgan_monai.cli import main, user_keys
+
+    readme = (BUNDLE / "docs" / "README.md").read_text()
+    for config in _INFERENCE:
+        keys = user_keys([CONFIGS / config])
+        assert {"input_dir", "output_dir", "overwrite", "seed", "max_memory_gb", "input_voxel_size",
+                "tile_large_maps", "device"} <= set(keys)
+        assert not [k for k, (_, doc) in keys.items() if not doc], config
+        assert not [k for k in keys if f"`{k}`" not in readme], config
+        assert main(["keys", "cryoet_gan", config[:-5]]) == 0
+        shown = capsys.readouterr().out
+        assert "--max_memory_gb" in shown and "before allocating anything" in shown
+    assert "mc_samples" in user_keys([CONFIGS / "inference_uncertainty.json"])
+    assert "n_samples" in user_keys([CONFIGS / "inference.json"])
+
+
+def test_atomic_model_with_a_stray_atom_refused_before_building(tmp_path):
+    """A PDB model with one atom 9,000 A away would make a 900^3-voxel map at 20 A: the reader refuses it before the
+    grid is allocated, naming the file, the shape and the key."""
+    from monai.transforms import LoadImage
+
+    from emgan_monai.io import AtomicModelReader, ImageReadError
+
+    line = "ATOM  {:5d}  CA  ALA A{:4d}    {:8.3f}{:8.3f}{:8.3f}  1.00  0.00           C"
+    atoms = [line.format(i + 1, i + 1, 3.8 * i, 0.0, 0.0) for i in range(10)] + [line.format(11, 11, 9000.0, 0.0, 0.0)]
+    pdb = tmp_path / "stray.pdb"
+    pdb.write_text("\n".join(atoms) + "\nEND\n")
+    load = LoadImage(reader=AtomicModelReader(voxel_size=20.0, max_memory_gb=4), image_only=True)
+    with pytest.raises(ImageReadError, match=r"stray.pdb.*the model spans \(\d{3}, \d{3}, \d{3}\) voxels at 20 A .*"
+                                             r"--max_memory_gb"):
+        load(str(pdb))
+    good = tmp_path / "good.pdb"
+    good.write_text("\n".join(atoms[:10]) + "\nEND\n")
+    assert load(str(good)).ndim == 3

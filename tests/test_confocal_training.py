@@ -14,6 +14,7 @@ from emgan_monai.data.confocal_training import prepare_confocal_data, render_cle
 from emgan_monai.engines import PairedGANTrainer
 from emgan_monai.physics.pair_synthesis import SimulationRanges, camera_noise
 from emgan_monai.transforms import RandCameraNoised
+from emgan_monai.engines import GeneratorLoss
 
 TINY = {"procedural_shape": (8, 32, 32), "n_procedural_train": 1, "n_na_train": 1, "n_eval_planes": 2,
         "psf_max_lateral": 31, "train_kinds": ("puncta", "filaments")}  # fmt: skip
@@ -100,12 +101,11 @@ def test_adversarial_weight_ramps_linearly() -> None:
     g = torch.nn.Conv2d(1, 1, 3, padding=1)
     d = torch.nn.Conv2d(2, 1, 3, padding=1)
     trainer = PairedGANTrainer("cpu", 1, [], g, torch.optim.Adam(g.parameters()), d, torch.optim.Adam(d.parameters()),
-                               lambda_adv=0.1, adv_ramp_iterations=100)  # fmt: skip
+                               generator_loss=GeneratorLoss(lambda_adv=0.1, adv_warmup=100))  # fmt: skip
     weights = []
     for it in (0, 50, 100, 1000):
         trainer.state.iteration = it
         weights.append(trainer.adv_weight())
     assert weights == pytest.approx([0.0, 0.05, 0.1, 0.1])
     with pytest.raises(ValueError, match="lambda_adv"):
-        PairedGANTrainer("cpu", 1, [], g, torch.optim.Adam(g.parameters()), d, torch.optim.Adam(d.parameters()),
-                         lambda_adv=-1.0)  # fmt: skip
+        GeneratorLoss(lambda_adv=-1.0)

@@ -9,6 +9,7 @@ from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler,
 from torch import nn
 from torch.utils.data import DataLoader
 
+from emgan_monai.engines import AdversarialSettings
 from emgan_monai.engines.cycle import CycleGANTrainer
 from emgan_monai.engines.paired import PairedGANTrainer
 from emgan_monai.engines.unconditional import UnconditionalGANTrainer
@@ -41,13 +42,15 @@ def build(mode: str, max_epochs: int, handlers=(), **kwargs):
     """Fresh, identically initialised networks, optimisers and trainer; returns (trainer, save_dict)."""
     torch.manual_seed(0)
     loader = DataLoader(_data(mode), batch_size=BATCH, shuffle=False, num_workers=0)
+    adversarial = {k: kwargs.pop(k) for k in ("loss", "d_steps", "clip_value", "gp_weight") if k in kwargs}
     common = dict(device="cpu", max_epochs=max_epochs, train_data_loader=loader, seed=7, **kwargs)
     if mode == "cycle":
         g_ab, g_ba, d_a, d_b = _gen(1, 1), _gen(1, 1), _disc(1), _disc(1)
         g_opt = torch.optim.Adam([*g_ab.parameters(), *g_ba.parameters()], lr=2e-3, betas=(0.5, 0.999))
         d_opt = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=2e-3, betas=(0.5, 0.999))
-        trainer = CycleGANTrainer(g_ab=g_ab, g_ba=g_ba, d_a=d_a, d_b=d_b, g_optimizer=g_opt, d_optimizer=d_opt,
-                                  pool_size=3, **common)
+        trainer = CycleGANTrainer(generators={"g_ab": g_ab, "g_ba": g_ba}, discriminators={"d_a": d_a, "d_b": d_b},
+                                  g_optimizer=g_opt, d_optimizer=d_opt, keys=("image_a", "image_b"),
+                                  adversarial=AdversarialSettings(pool_size=3, **adversarial), **common)
         nets = {"g_ab": g_ab, "g_ba": g_ba, "d_a": d_a, "d_b": d_b}
     else:
         g = _gen(1, 1)
@@ -55,10 +58,12 @@ def build(mode: str, max_epochs: int, handlers=(), **kwargs):
         g_opt = torch.optim.Adam(g.parameters(), lr=2e-3, betas=(0.5, 0.999))
         d_opt = torch.optim.Adam(d.parameters(), lr=2e-3, betas=(0.5, 0.999))
         if mode == "paired":
-            trainer = PairedGANTrainer(g_network=g, g_optimizer=g_opt, d_network=d, d_optimizer=d_opt, **common)
+            trainer = PairedGANTrainer(g_network=g, g_optimizer=g_opt, d_network=d, d_optimizer=d_opt,
+                                       adversarial=AdversarialSettings(**adversarial), **common)
         else:
             trainer = UnconditionalGANTrainer(g_network=g, g_optimizer=g_opt, d_network=d, d_optimizer=d_opt,
-                                              latent_shape=(1, 16, 16), real_key="label", **common)
+                                              latent_shape=(1, 16, 16), real_key="label",
+                                              adversarial=AdversarialSettings(**adversarial), **common)
         nets = {"g": g, "d": d}
     save_dict = {**nets, "g_opt": g_opt, "d_opt": d_opt, "trainer": trainer, "rng": trainer.rng}
     for h in handlers:
@@ -116,7 +121,7 @@ def test_bit_exact_resume(mode, tmp_path):
 
 def test_wasserstein_clip():
     """Original WGAN: every critic weight is clamped to [-c, c] after each critic step (biases are not clipped)."""
-    trainer, save_dict = build("unconditional", max_epochs=1, adv_loss="wasserstein", clip_value=0.01, d_steps=2)
+    trainer, save_dict = build("unconditional", max_epochs=1, loss="wasserstein", clip_value=0.01, d_steps=2)
     trainer.run()
     weights = [p for n, p in save_dict["d"].named_parameters() if n.endswith("weight")]
     assert weights and all(float(w.abs().max()) <= 0.01 + 1e-8 for w in weights)
@@ -139,8 +144,9 @@ def test_wasserstein_gradient_penalty_value():
     loader = DataLoader(_data("paired"), batch_size=BATCH, shuffle=False)
     trainer = PairedGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
                                g_optimizer=torch.optim.Adam(g.parameters()), d_network=critic,
-                               d_optimizer=torch.optim.Adam(critic.parameters()), adv_loss="wasserstein",
-                               gp_weight=10.0, epoch_length=1, seed=7)
+                               d_optimizer=torch.optim.Adam(critic.parameters()),
+                               adversarial=AdversarialSettings(loss="wasserstein", gp_weight=10.0), epoch_length=1,
+                               seed=7)
     trainer.run()
     out = scalars(trainer.state.output)
     assert out["gp"] == pytest.approx(2.25, rel=1e-5)

@@ -181,7 +181,8 @@ def test_fewshot_trainer_updates_d_g_and_ema():
     from torch.optim.swa_utils import AveragedModel
 
     from emgan_monai.engines.fewshot import FewShotGANTrainer
-    from emgan_monai.handlers import ema_multi_avg_fn
+    from emgan_monai.engines import AdversarialSettings, GeneratorLoss
+    from emgan_monai.handlers import AveragedModelUpdate, ema_multi_avg_fn
 
     torch.manual_seed(0)
     real = torch.nn.functional.one_hot(torch.randint(0, 3, (8, 16, 16)), 3).movedim(-1, 1).float()
@@ -193,13 +194,14 @@ def test_fewshot_trainer_updates_d_g_and_ema():
     d0 = [p.detach().clone() for p in d.parameters()]
     from emgan_monai.losses import TextureStatisticsLoss
 
-    for mode in ("blur", "straight_through", "soft"):
-        texture = {"texture_loss": TextureStatisticsLoss(), "lambda_texture": 0.5} if mode == "soft" else {}
+    for with_texture in (False, True):
+        texture = {"texture_loss": TextureStatisticsLoss(), "lambda_texture": 0.5} if with_texture else {}
         trainer = FewShotGANTrainer(
             device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
             g_optimizer=torch.optim.Adam(g.parameters(), 1e-3, betas=(0.0, 0.99)), d_network=d,
             d_optimizer=torch.optim.Adam(d.parameters(), 1e-3, betas=(0.0, 0.99)), latent_shape=(4, 8, 8),
-            r1_gamma=1.0, r1_interval=2, augment=DiffAugment(), g_ema=ema, fake_mode=mode, **texture,
+            adversarial=AdversarialSettings(loss="hinge", r1_gamma=1.0, r1_interval=2, augment=DiffAugment()),
+            generator_loss=GeneratorLoss(**texture), train_handlers=[AveragedModelUpdate(ema)],
         )
         trainer.run()
         out = trainer.state.output
@@ -212,15 +214,11 @@ def test_fewshot_trainer_updates_d_g_and_ema():
     ema_params = list(ema.module.parameters())
     assert any((p - q).abs().max() > 0 for p, q in zip(ema_params, g0))  # the EMA moved ...
     assert any((p - q).abs().max() > 1e-7 for p, q in zip(ema_params, g.parameters()))  # ... but is not G
-    assert int(ema.n_averaged) == 6
+    assert int(ema.n_averaged) == 4  # the handler updated the EMA after each of the 2 x 2 iterations
     with pytest.raises(ValueError):
         FewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
                           g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
-                          latent_shape=(4, 8, 8), loss="tanh_hinge")
-    with pytest.raises(ValueError, match="lambda_texture"):
-        FewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
-                          g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
-                          latent_shape=(4, 8, 8), lambda_texture=1.0)
+                          latent_shape=(4, 8, 8), adversarial=AdversarialSettings(loss="tanh_hinge"))
 
 
 def test_mask_to_onehot_thresholds_0_1_and_0_255_masks_alike():
@@ -415,8 +413,9 @@ def test_noise_unet_shapes_stochasticity_and_errors():
 def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
     from torch.optim.swa_utils import AveragedModel
 
+    from emgan_monai.engines import AdversarialSettings, GeneratorLoss
     from emgan_monai.engines.fewshot import PairedFewShotGANTrainer
-    from emgan_monai.handlers import ema_multi_avg_fn
+    from emgan_monai.handlers import AveragedModelUpdate, ema_multi_avg_fn
     from emgan_monai.losses import LowPassCycleLoss, RadialSpectrumLoss
 
     torch.manual_seed(0)
@@ -438,9 +437,11 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
     trainer = PairedFewShotGANTrainer(
         device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
         g_optimizer=torch.optim.Adam(g.parameters(), 1e-3, betas=(0.0, 0.99)), d_network=d,
-        d_optimizer=torch.optim.Adam(d.parameters(), 1e-3, betas=(0.0, 0.99)), r1_gamma=1.0, r1_interval=1,
-        augment=Recording(), g_ema=ema, lambda_pixel=5.0, pixel_loss=LowPassCycleLoss(sigma=1.0, spatial_dims=2),
-        texture_loss=RadialSpectrumLoss(n_bins=4), lambda_texture=0.5,
+        d_optimizer=torch.optim.Adam(d.parameters(), 1e-3, betas=(0.0, 0.99)),
+        adversarial=AdversarialSettings(loss="hinge", r1_gamma=1.0, r1_interval=1, augment=Recording()),
+        generator_loss=GeneratorLoss(lambda_pixel=5.0, pixel_loss=LowPassCycleLoss(sigma=1.0, spatial_dims=2),
+                                     texture_loss=RadialSpectrumLoss(n_bins=4), lambda_texture=0.5),
+        train_handlers=[AveragedModelUpdate(ema)],
     )  # fmt: skip
     trainer.run()
     out = trainer.state.output
@@ -465,11 +466,9 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
     with pytest.raises(ValueError, match="loss must be one of"):
         PairedFewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
                                 g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
-                                loss="bce")
+                                adversarial=AdversarialSettings(loss="bce"))
     with pytest.raises(ValueError, match="texture_loss"):
-        PairedFewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
-                                g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
-                                lambda_texture=1.0)
+        GeneratorLoss(lambda_texture=1.0)
 
 
 def test_averaged_model_state_is_the_networks_state_dict():

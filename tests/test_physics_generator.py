@@ -18,6 +18,7 @@ from emgan_monai.networks import (
 from emgan_monai.networks.physics_generator import ctf_torch, soft_wedge
 from emgan_monai.physics.ctf import ctf_1d
 from emgan_monai.physics.subtomogram_simulator import missing_wedge_mask, simulate_subtomogram
+from emgan_monai.engines import AdversarialSettings
 
 
 def _maps(n: int = 4, box: int = 16, seed: int = 0) -> torch.Tensor:
@@ -119,9 +120,9 @@ def test_one_directional_trainer_moves_physics_and_ema():
     before = g.log_defocus.item()
     ema = ModelEMA(g, decay=0.9)
     trainer = CycleGANTrainer(
-        "cpu", 2, data, g_ab=g, g_ba=None, d_a=None, d_b=d,
+        "cpu", 2, data, generators={"g_ab": g, "g_ba": None}, discriminators={"d_a": None, "d_b": d},
         g_optimizer=torch.optim.Adam(g.parameters(), 1e-2), d_optimizer=torch.optim.Adam(d.parameters(), 1e-3),
-        a_key="density", b_key="subtomo", adv_loss="least_squares", pool_size=0,
+        keys=("density", "subtomo"), adversarial=AdversarialSettings(loss="least_squares", pool_size=0),
     )
     ema.attach(trainer)
     trainer.run()
@@ -132,7 +133,7 @@ def test_one_directional_trainer_moves_physics_and_ema():
     # the EMA lies between the start and the current weights
     assert ema.module.log_defocus.item() != g.log_defocus.item()
     with pytest.raises(ValueError, match="both"):
-        CycleGANTrainer("cpu", 1, data, g_ab=g, g_ba=None, d_a=d, d_b=d, g_optimizer=trainer.g_optimizer,
+        CycleGANTrainer("cpu", 1, data, {"g_ab": g}, {"d_a": d, "d_b": d}, g_optimizer=trainer.g_optimizer,
                         d_optimizer=trainer.d_optimizer)
 
 

@@ -28,6 +28,7 @@ from emgan_monai.errors import CheckpointError, DataError, NonFiniteLossError
 from emgan_monai.handlers.checkpoint import AtomicCheckpointSaver, is_complete_checkpoint, load_checkpoint
 from emgan_monai.handlers.nonfinite import NonFiniteLossGuard
 from emgan_monai.handlers.resume import ResumeFromLatest, latest_checkpoint
+from emgan_monai.engines import AdversarialSettings, GeneratorLoss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,11 +68,12 @@ class _NanAfter(torch.utils.data.Dataset):
         return item
 
 
-def _trainer(loader, max_epochs: int, **kwargs):
+def _trainer(loader, max_epochs: int, check_inputs: bool = True, **kwargs):
     g, d = _nets()
     g_opt, d_opt = torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
     trainer = PairedGANTrainer(device="cpu", max_epochs=max_epochs, train_data_loader=loader, g_network=g,
                                g_optimizer=g_opt, d_network=d, d_optimizer=d_opt, seed=3, **kwargs)
+    trainer.check_inputs = check_inputs
     save = {"g": g, "d": d, "g_opt": g_opt, "d_opt": d_opt, "trainer": trainer, "rng": trainer.rng}
     return trainer, save
 
@@ -85,7 +87,8 @@ def test_nonfinite_loss_stops_before_step_keeps_last_good_checkpoint(tmp_path):
     """NaN in the data at epoch 2: clear error (loss, epoch, iteration, resume hint), weights not poisoned,
     no final checkpoint / model.pt written from the diverged state, epoch-1 checkpoint stays the newest."""
     loader = torch.utils.data.DataLoader(_NanAfter(_items(4), n=4), batch_size=2, shuffle=False)
-    trainer, save = _trainer(loader, max_epochs=3, adv_loss="least_squares", check_inputs=False)
+    trainer, save = _trainer(loader, max_epochs=3, adversarial=AdversarialSettings(loss="least_squares"),
+                              check_inputs=False)
     ckpt_dir = tmp_path / "checkpoints"
     AtomicCheckpointSaver(str(ckpt_dir), save, save_interval=1, n_saved=2, save_final=True,
                           final_filename="checkpoint_final.pt").attach(trainer)
@@ -116,7 +119,8 @@ def test_nan_in_a_batch_is_named_before_the_forward_pass():
 
 def test_nonfinite_generator_loss_is_named():
     loader = torch.utils.data.DataLoader(_items(2), batch_size=2)
-    trainer, _ = _trainer(loader, max_epochs=1, pixel_loss=lambda fake, real: (fake - real).abs().mean() / 0.0)
+    trainer, _ = _trainer(loader, max_epochs=1, generator_loss=GeneratorLoss(
+        pixel_loss=lambda fake, real: (fake - real).abs().mean() / 0.0))
     with pytest.raises(NonFiniteLossError, match=r"non-finite g_loss \(inf\) at epoch 1, iteration 1; terms: .*g_pixel=inf"):
         trainer.run()
 

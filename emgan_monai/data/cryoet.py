@@ -160,7 +160,8 @@ def unique_names(files: Sequence[str], stems: Sequence[str]) -> list[str]:
     return out
 
 
-def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence[int] | None = None) -> np.ndarray:
+def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence[int] | None = None,
+                 max_voxels: int | None = None) -> np.ndarray:
     """Load a density map (MRC) or build one from a PDB model, at ``voxel_size`` in a ``box``.
 
     MRC maps are resampled from the voxel size in their header (:func:`resample_map`) and then
@@ -175,6 +176,8 @@ def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence
         Wanted voxel size in A.
     box
         Output edge or ``(D, H, W)``; ``None`` keeps the resampled size.
+    max_voxels
+        Atomic models only: refuse a model whose map would hold more voxels (before it is built).
 
     Returns
     -------
@@ -196,7 +199,7 @@ def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence
     suffix = _matching_suffix(path, (*_MODEL_SUFFIXES, *_MRC_SUFFIXES)) or path.suffix.lower()
     if suffix in _MODEL_SUFFIXES:
         try:
-            density, _ = density_from_pdb(path, voxel_size=voxel_size, box=box)
+            density, _ = density_from_pdb(path, voxel_size=voxel_size, box=box, max_voxels=max_voxels)
         except FileNotFoundError as err:
             raise DataNotFoundError(path, "atomic model file not found") from err
         except DataError:

@@ -80,8 +80,8 @@ def fit_to_box(
         vs = f" at {voxel_size} A/voxel" if voxel_size else ""
         raise DataError(
             name, f"the molecule spans {tuple(int(e) for e in extent)} voxels{vs}, more than the generator's box "
-            f"{box}: it would be cut. Tile it with the sliding-window inferer (inference.json: --tile_large_maps true, "
-            "the default) or choose a larger voxel size"
+            f"{box}: it would be cut. Generate it whole through the sliding window (--tile_large_maps true, the "
+            "default of inference.json; inference_uncertainty.json also needs --fix_noise false)"
         )
     shape = [max(box, int(np.ceil(n / multiple)) * multiple) for n in m.shape]
     return pad_or_crop(m, shape)

@@ -77,9 +77,10 @@ class AdversarialTrainer(Trainer):
     (see :meth:`~emgan_monai.engines.utils.RandomState.register_data_loader`), so that a resumed run draws the same
     batches, flips and crops as an uninterrupted one.
 
-    Non-finite losses: with ``stop_on_nonfinite`` (default, an attribute) each total loss (``d_loss``, ``g_loss``) is checked
-    before its backward pass; a NaN/Inf raises :class:`~emgan_monai.errors.NonFiniteLossError` (naming the loss,
-    its terms, the epoch and iteration) before the optimiser touches the weights. The error is raised straight out
+    Non-finite losses: with ``stop_on_nonfinite`` (an attribute, default ``True``) each total loss (``d_loss``,
+    ``g_loss``) is checked before its backward pass; a NaN/Inf raises
+    :class:`~emgan_monai.errors.NonFiniteLossError` (naming the loss, its terms, the epoch and iteration) before the
+    optimiser touches the weights. The error is raised straight out
     of :meth:`run` without firing ignite's ``EXCEPTION_RAISED`` event, so handlers such as
     ``CheckpointSaver(save_final=True)`` do not save the untrusted state as a "final" checkpoint: the last interval
     checkpoint stays the newest, and ``ResumeFromLatest`` / ``--resume true`` continues from it.

@@ -52,8 +52,9 @@ class CycleGANTrainer(AdversarialTrainer):
     amp, seed, train_handlers, kwargs
         As :class:`~emgan_monai.engines.base.AdversarialTrainer`.
 
-    One-directional mode: without ``g_ba`` and ``d_a`` (absent or ``None``) only ``G_ab`` is trained, against ``D_b`` (unpaired
-    translation GAN without cycle), e.g. a physics-informed simulator whose structure already ties output to input.
+    One-directional mode: without ``g_ba`` and ``d_a`` (absent or ``None``) only ``G_ab`` is trained, against ``D_b``
+    (unpaired translation GAN without cycle), e.g. a physics-informed simulator whose structure already ties output
+    to input.
 
     Notes
     -----

@@ -40,13 +40,17 @@ class AtomicModelReader(ImageReader):
     ----------
     voxel_size
         Voxel size of the map in A (the map's resolution is twice that).
+    max_memory_gb
+        Refuse, before building it, a model whose map would need more memory than this (GiB) at 64 bytes per voxel
+        (the float64 grid and its blurred copy, then the inference's float32 copies); ``None``: no limit.
     """
 
-    def __init__(self, voxel_size: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, voxel_size: float = 10.0, max_memory_gb: float | None = None, **kwargs: Any) -> None:
         super().__init__()
         if voxel_size <= 0:
             raise ValueError(f"voxel_size must be positive, got {voxel_size}")
         self.voxel_size = float(voxel_size)
+        self.max_voxels = None if max_memory_gb is None else int(float(max_memory_gb) * 2**30 / 64)
         if kwargs:
             raise TypeError(f"AtomicModelReader got unexpected arguments {sorted(kwargs)}")
 
@@ -59,7 +63,7 @@ class AtomicModelReader(ImageReader):
         from emgan_monai.errors import DataError
 
         try:
-            return load_density(name, voxel_size=self.voxel_size, box=None), str(name)
+            return load_density(name, voxel_size=self.voxel_size, box=None, max_voxels=self.max_voxels), str(name)
         except DataError as err:  # no atoms, missing file ...: a read error naming the file
             raise ImageReadError(name, err.problem) from err
 

@@ -175,6 +175,7 @@ def density_from_pdb(
     voxel_size: float = 10.0,
     resolution: float | None = None,
     box: int | Sequence[int] | None = None,
+    max_voxels: int | None = None,
 ) -> tuple[np.ndarray, float]:
     """Noise-free electron density map of an atomic model (PDB or mmCIF; sum of isotropic Gaussian atoms).
 
@@ -195,6 +196,9 @@ def density_from_pdb(
         Output box edge (int, cubic) or ``(D, H, W)``. Default: the smallest even cube containing the
         model plus a ``3 sigma`` margin on every side. Atoms falling outside a given box are dropped
         with a warning.
+    max_voxels
+        Refuse (``ValueError``, before the grid is allocated) a map of more voxels, e.g. a model with a stray atom
+        thousands of A away; ``None``: no limit.
 
     Returns
     -------
@@ -225,6 +229,10 @@ def density_from_pdb(
         shape = (edge, edge, edge)
     else:
         shape = box_shape(box, 3)
+    if max_voxels is not None and int(np.prod(shape, dtype=np.int64)) > max_voxels:
+        raise ValueError(f"{pdb_path}: the model spans {tuple(int(n) for n in shape)} voxels at {voxel_size:g} A "
+                         f"({2 * np.abs(rel).max() * voxel_size:.0f} A across its atoms), more than the {max_voxels:,} "
+                         "voxels allowed (--max_memory_gb); check the model's coordinates or raise --max_memory_gb")
     centre = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
     pos = rel + centre
     # trilinear splatting of the atomic weights onto the grid

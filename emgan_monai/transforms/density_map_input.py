@@ -50,7 +50,7 @@ def resampled_shape(shape: tuple[int, ...], voxel_size_in: float, voxel_size_out
     if np.isclose(voxel_size_in, voxel_size_out):
         return tuple(int(s) for s in shape)
     factor = voxel_size_in / voxel_size_out
-    return tuple(int(round(s * factor)) for s in shape)
+    return tuple(round(s * factor) for s in shape)
 
 
 def estimate_memory_bytes(input_voxels: int, output_voxels: int, copies: float = 12.0) -> int:

@@ -85,7 +85,8 @@ class CheckImageInputd(MapTransform):
             dims = " x ".join(str(n) for n in (c, *spatial[::-1]))
             return f"{c} channels ({dims}{axes_text}); split the channels and enhance each one as its own file"
         if len(spatial) not in self.spatial_dims:
-            return f"{len(spatial)} spatial dimensions (shape {shape[1:][::-1]} in file order{axes_text})"
+            n = len(spatial)
+            return f"{n} spatial dimension{'s' if n != 1 else ''} (shape {spatial[::-1]} in file order{axes_text})"
         dtype = _file_dtype(x, meta)
         try:
             kind = np.dtype(dtype).kind

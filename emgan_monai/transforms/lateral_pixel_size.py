@@ -182,7 +182,7 @@ class LateralPixelSized(MapTransform, InvertibleTransform):
                                   f"{_um(self.model_pixel_size)}, beyond --max_rescale {self.max_rescale:g}; set "
                                   "--pixel_size <um> if the calibration is wrong, or resample the image to about "
                                   f"{_um(self.model_pixel_size)} first")
-        target = [max(1, int(round(n * f))) for n, f in zip(spatial[:2], factors)] + spatial[2:]
+        target = [max(1, round(n * f)) for n, f in zip(spatial[:2], factors)] + spatial[2:]
         resample = target != spatial
         at_model = f" at the model's {_um(self.model_pixel_size)}" if resample else ""
         if min(target[:2]) < self.min_size:
