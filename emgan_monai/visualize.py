@@ -13,7 +13,8 @@ MASK_COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
 
 
 def onehot_to_rgb(mask: np.ndarray) -> np.ndarray:
-    """Colour a soft or one-hot mask: :class:`~emgan_monai.transforms.OneHotToRGB`, channel-last.
+    """Colour a soft or one-hot mask channel-last (what :class:`~emgan_monai.transforms.OneHotToRGB` gives channel-first;
+    this module sits below the transforms and imports none of them).
 
     Parameters
     ----------
@@ -25,12 +26,10 @@ def onehot_to_rgb(mask: np.ndarray) -> np.ndarray:
     np.ndarray
         ``(H, W, 3)`` uint8, each pixel the colour of its arg-max channel.
     """
-    from emgan_monai.transforms.masks import OneHotToRGB  # the transforms import this module
-
     mask = np.asarray(mask)
     if mask.ndim != 3 or mask.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) mask, got shape {mask.shape}")
-    return np.ascontiguousarray(np.moveaxis(OneHotToRGB(MASK_COLOURS)(mask), 0, -1))
+    return np.ascontiguousarray(MASK_COLOURS[np.argmax(mask, axis=0)])
 
 
 def to_uint8(image: np.ndarray, lo: float | None = 0.0, hi: float | None = 1.0) -> np.ndarray:

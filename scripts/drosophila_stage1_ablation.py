@@ -110,7 +110,8 @@ def plot(curves: dict[str, list[dict]], path: Path, max_iteration: int | None, m
 
 def sample_grid(config: dict, checkpoint: Path, path: Path, n: int = 8) -> None:
     """``n`` samples (256 px, seed 0) of the EMA generator of ``checkpoint`` as a mask montage at ``path``."""
-    from emgan_monai.data.drosophila_synthesis import default_latent_shape, generate, load_ema_generator
+    from emgan_monai.data.drosophila_synthesis import default_latent_shape, generate
+    from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.io import write_image
     from emgan_monai.visualize import montage, onehot_to_rgb
 

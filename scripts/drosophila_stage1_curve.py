@@ -93,7 +93,7 @@ def main() -> None:
 
     from emgan_monai.bundle_utils import config_files
     from emgan_monai.data.drosophila import drosophila_datalist
-    from emgan_monai.data.drosophila_synthesis import load_ema_generator
+    from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.data.drosophila import load_sections
 
     run = Path(args.run_dir)

@@ -51,7 +51,7 @@ def main() -> None:
     from emgan_monai.bundle_utils import config_files
     from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
-    from emgan_monai.data.drosophila_synthesis import load_ema_generator
+    from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
 
     parser = ConfigParser()

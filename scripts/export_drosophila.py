@@ -42,7 +42,7 @@ def main() -> None:
     from monai.bundle import ConfigParser
 
     from emgan_monai.bundle_utils import config_files
-    from emgan_monai.data.drosophila_synthesis import load_ema_generator
+    from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.networks.two_stage_generator import TwoStageGenerator
 
     name = "mask_generator" if args.stage == 1 else "em_generator"

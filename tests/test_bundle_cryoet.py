@@ -27,7 +27,7 @@ from emgan_monai.evaluation.cryoet import (_classify, baseline_sets, calibrate_b
 from emgan_monai.inferers import MCDropoutInferer
 from emgan_monai.networks import CycleGANGenerator, PhysicsInformedGenerator, SubtomogramClassifier
 from emgan_monai.physics.subtomogram_simulator import add_noise_snr
-from emgan_monai.physics.simulator_calibration import (_simulate, calibrate_snr, estimate_snr, simulate_baseline,
+from emgan_monai.data.cryoet_calibration import (_simulate, calibrate_snr, estimate_snr, simulate_baseline,
                                                        simulator_settings)
 from emgan_monai.transforms.cryoet_value_range import density_to_network, network_to_subtomo, subtomo_to_network
 

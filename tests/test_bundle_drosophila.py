@@ -277,7 +277,7 @@ def test_load_ema_generator_reads_full_checkpoints_and_plain_weights(stage2_runs
     """The scripts' loader gives the EMA generator of a full checkpoint and the weights of a plain state dict."""
     from monai.bundle import ConfigParser
 
-    from emgan_monai.data.drosophila_synthesis import load_ema_generator
+    from emgan_monai.handlers.ema import load_ema_generator
 
     parser = ConfigParser()
     parser.read_config(config_files(BUNDLE, "train.json"))

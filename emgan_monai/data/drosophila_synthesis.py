@@ -9,7 +9,6 @@
 - :func:`draw_masks`: stage-1 samples decoded and under a random symmetry of the square, one-hot;
 - :func:`default_latent_shape`: the latent grid a stage-1 generator needs for a resolution;
 - :func:`seeded`: seeds the generators' injected noise without touching the caller's random state;
-- :func:`load_ema_generator`: the EMA generator of a training checkpoint (scripts).
 
 Masks are one-hot ``(B, 3, H, W)`` (mitochondria, membrane, background), EM ``(B, 1, H, W)`` in [0, 1]. Sample ``i``
 of a run with ``seed`` and ``batch_size`` is the same here and in ``inference.json``: its latent is row ``i`` of
@@ -30,7 +29,7 @@ import torch
 from emgan_monai.networks.two_stage_generator import hard_mask, random_symmetry
 
 __all__ = ["NOISE_SEED_STRIDE", "check_new_outputs", "default_latent_shape", "draw_masks", "generate",
-           "latent_datalist", "load_ema_generator", "output_names", "seeded", "write_montage_and_record"]
+           "latent_datalist", "output_names", "seeded", "write_montage_and_record"]
 
 #: the seed of a batch's injected noise is ``seed * NOISE_SEED_STRIDE + index of the batch's first sample``
 NOISE_SEED_STRIDE = 1_000_003
@@ -175,31 +174,3 @@ def write_montage_and_record(output_dir: str | Path, num_pairs: int, seed: int, 
               "pairs": pairs, "montage": str(out / "montage.png")}
     (out / "synthesis.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     return record
-
-
-def load_ema_generator(config: dict, ckpt: str | Path, recalibrate: bool = True) -> torch.nn.Module:
-    """The EMA generator of a full training checkpoint (or a plain generator state dict), in ``eval()`` mode.
-
-    ``config`` is a training config's content (``train_mask.json`` for stage 1, ``train.json`` for stage 2); the
-    network is its ``network_def``; a full checkpoint gives its ``g_ema`` entry, one without EMA its ``generator``.
-
-    With ``recalibrate`` (and a full checkpoint) the batch-norm statistics are recomputed for the averaged weights
-    (:func:`~emgan_monai.networks.mask_generator.recalibrate_batchnorm`), as for the shipped weights.
-    """
-    from monai.bundle import ConfigParser
-
-    from emgan_monai.handlers.ema import averaged_model_state
-    from emgan_monai.networks.mask_generator import recalibrate_batchnorm
-
-    parser = ConfigParser(config)
-    net = parser.get_parsed_content("network_def")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    full = "g_ema" in state
-    if full:
-        state = averaged_model_state(state["g_ema"])
-    elif "generator" in state:
-        state = state["generator"]
-    net.load_state_dict(state)
-    if full and recalibrate:
-        recalibrate_batchnorm(net, parser.get_parsed_content("latent_shape"), seed=0)
-    return net.eval()

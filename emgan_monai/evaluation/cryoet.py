@@ -5,7 +5,7 @@ The bundle's ``evaluate.json`` runs it as named steps, each a few arguments:
 1. the held-out domains (:func:`~emgan_monai.data.cryoet_domains.load_deepfinder_domains`; the training domains come
    from ``train.json``);
 2. :func:`calibrate_baselines`: the traditional simulator calibrated on the real training data
-   (:func:`~emgan_monai.physics.simulator_calibration.calibrate_baseline`), white-noise and wedge-noise variants;
+   (:func:`~emgan_monai.data.cryoet_calibration.calibrate_baseline`), white-noise and wedge-noise variants;
 3. :func:`baseline_sets` and :func:`generator_sets`: ``n_samples`` subtomograms per held-out map from every baseline
    and every generator (:func:`generate_subtomograms`);
 4. :func:`score_sets`: a subtomogram classifier scores each set and the real data: accuracy and confusion matrix
@@ -21,7 +21,7 @@ Every set is in z units of the real *training* subtomograms; volumes are ``(N, B
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,13 @@ import torch
 from torch import nn
 
 from emgan_monai.data.cryoet import zscore
+from emgan_monai.data.cryoet_calibration import BaselineCalibration, calibrate_baseline
 from emgan_monai.data.cryoet_domains import CryoETDomains
 from emgan_monai.io import write_image
 from emgan_monai.metrics.classification import accuracy_with_se, confusion_matrix
 from emgan_monai.metrics.distances import frechet_distance, prdc
 from emgan_monai.metrics.image_quality import clipped_ssim
-from emgan_monai.physics.simulator_calibration import BaselineCalibration, calibrate_baseline
+from emgan_monai.networks import build_subtomogram_generator
 from emgan_monai.transforms.cryoet_value_range import SUBTOMO_SCALE, density_to_network, network_to_subtomo
 from emgan_monai.visualize import central_slices, montage
 
@@ -45,6 +46,7 @@ __all__ = [
     "check_outputs",
     "generate_subtomograms",
     "generator_sets",
+    "load_generators",
     "metrics_markdown",
     "metrics_table",
     "score_sets",
@@ -324,3 +326,20 @@ def _examples_png(path: Path, test: CryoETDomains, real: np.ndarray, volumes: di
         for v in (real, *volumes.values()):
             tiles += central_slices(v[i], -SUBTOMO_SCALE, SUBTOMO_SCALE)
     write_image(path, montage(tiles, ncols=2 * (2 + len(volumes)), pad=2), voxel_size=None, overwrite=overwrite)
+
+
+def load_generators(
+    files: dict[str, Sequence[str]], generator_kwargs: dict[str, Any], device: str | torch.device = "cpu"
+) -> dict[str, nn.Module]:
+    """``{name: (kind, weights_path[, kwargs])}`` -> ``{name: generator}`` (eval mode) built with
+    :func:`~emgan_monai.networks.build_subtomogram_generator` ``(kind, **generator_kwargs, **kwargs)``."""
+    out = {}
+    for name, spec in files.items():
+        kind, path, *extra = spec
+        kw = {**generator_kwargs, **(extra[0] if extra else {})}
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"generator {name!r}: weights {path} not found")
+        net = build_subtomogram_generator(kind, **kw)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        out[name] = net.to(device).eval()
+    return out

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import copy
 
 import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-__all__ = ["AveragedModelUpdate", "ModelEMA", "averaged_model_state", "ema_decay", "ema_multi_avg_fn", "ema_update_"]
+__all__ = ["AveragedModelUpdate", "ModelEMA", "averaged_model_state", "ema_decay", "ema_multi_avg_fn", "ema_update_",
+           "load_ema_generator"]
 
 
 def ema_decay(updates: float, decay: float, warmup: bool = True) -> float:
@@ -143,3 +146,30 @@ class AveragedModelUpdate:
     def __call__(self, engine: Engine) -> None:
         network = self.network if self.network is not None else engine.g_network  # type: ignore[attr-defined]
         self.averaged.update_parameters(network)
+
+
+def load_ema_generator(config: dict, ckpt: str | Path, recalibrate: bool = True) -> torch.nn.Module:
+    """The EMA generator of a full training checkpoint (or a plain generator state dict), in ``eval()`` mode.
+
+    ``config`` is a training config's content (``train_mask.json`` for stage 1, ``train.json`` for stage 2); the
+    network is its ``network_def``; a full checkpoint gives its ``g_ema`` entry, one without EMA its ``generator``.
+
+    With ``recalibrate`` (and a full checkpoint) the batch-norm statistics are recomputed for the averaged weights
+    (:func:`~emgan_monai.networks.mask_generator.recalibrate_batchnorm`), as for the shipped weights.
+    """
+    from monai.bundle import ConfigParser
+
+    from emgan_monai.networks.mask_generator import recalibrate_batchnorm
+
+    parser = ConfigParser(config)
+    net = parser.get_parsed_content("network_def")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    full = "g_ema" in state
+    if full:
+        state = averaged_model_state(state["g_ema"])
+    elif "generator" in state:
+        state = state["generator"]
+    net.load_state_dict(state)
+    if full and recalibrate:
+        recalibrate_batchnorm(net, parser.get_parsed_content("latent_shape"), seed=0)
+    return net.eval()

@@ -23,8 +23,9 @@ Volumes are ``(B, 1, D, H, W)`` tensors, axis 2 the beam direction, axis 3 the t
 Input: the generator's map range ``[-1, 1]`` (``2 * occupancy - 1``); output: ``clamp(z / z_scale, -1, 1)``, like the
 real subtomograms fed to the critics.
 
-:func:`init_generator` starts a generator at the calibrated traditional baseline and :func:`load_generators` builds
-generators of :func:`build_subtomogram_generator` kinds from saved weights (the cryo-ET bundle's ``evaluate.json``).
+:func:`emgan_monai.data.cryoet_calibration.init_generator` starts a generator at the calibrated traditional baseline
+(it reads the training data, so it lives on the data floor); :func:`emgan_monai.evaluation.cryoet.load_generators`
+builds generators of :func:`build_subtomogram_generator` kinds from saved weights (the bundle's ``evaluate.json``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+from typing import Any, List, Optional, Union
 
 import numpy as np
 import torch
@@ -42,18 +43,11 @@ from monai.networks.layers.factories import Dropout
 from torch import nn
 
 from emgan_monai.physics.ctf import electron_wavelength
-from emgan_monai.physics.simulator_calibration import calibrate_baseline
-from emgan_monai.transforms.cryoet_value_range import density_to_network
-
-if TYPE_CHECKING:
-    from emgan_monai.data.cryoet_domains import CryoETDomains
 
 __all__ = [
     "PhysicsInformedGenerator",
     "build_subtomogram_generator",
     "ctf_torch",
-    "init_generator",
-    "load_generators",
     "soft_wedge",
 ]
 
@@ -283,7 +277,7 @@ class PhysicsInformedGenerator(nn.Module):
         maps
             ``(N, 1, B, B, B)`` training maps in the network range ``[-1, 1]``.
         snr
-            The calibrated simulator SNR (:func:`emgan_monai.physics.simulator_calibration.calibrate_snr`).
+            The calibrated simulator SNR (:func:`emgan_monai.data.cryoet_calibration.calibrate_snr`).
         """
         if snr <= 0:
             raise ValueError(f"snr must be positive, got {snr}")
@@ -353,52 +347,3 @@ def build_subtomogram_generator(kind: str = "physics", **kwargs: Any) -> nn.Modu
     cls = classes[kind]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
-
-
-def init_generator(
-    generator: nn.Module, train: CryoETDomains, voxel_size: float, seed: int = 0,
-    simulator_kwargs: dict | None = None,
-) -> dict[str, Any]:
-    """Start a physics-informed generator at the fair baseline:
-    :func:`~emgan_monai.physics.simulator_calibration.calibrate_baseline` on the training data, then
-    :meth:`~emgan_monai.networks.PhysicsInformedGenerator.calibrate_` with that SNR (z units of the real training
-    subtomograms). Other generators are left unchanged. Returns the calibration (logged and saved by the caller).
-
-    It lives here, beside :class:`PhysicsInformedGenerator`, rather than in ``engines/``: it sets the network's own
-    physical parameters (its initial state, like a weight initialisation) before any trainer exists, and no engine
-    calls it; the bundle's ``train.json`` runs it in ``initialize``.
-
-    Parameters
-    ----------
-    generator
-        The D -> S generator (``DistributedDataParallel`` wrappers are unwrapped).
-    train
-        The training domains: ``density`` ``(N, B, B, B)`` maps in ``[0, 1]``, ``subtomo`` and ``mask``.
-    voxel_size
-        Voxel size in Angstrom of the simulation.
-    """
-    net = getattr(generator, "module", generator)
-    if not hasattr(net, "calibrate_"):
-        return {}
-    cal = calibrate_baseline(train, voxel_size, seed=seed, simulator_kwargs=simulator_kwargs)
-    maps = torch.from_numpy(density_to_network(train.density))[:, None]
-    physics = net.calibrate_(maps, cal.snr)
-    logger.info("physics-informed generator calibrated on the training data: snr %.4g, %s", cal.snr, physics)
-    return {"snr": cal.snr, "snr_estimate_target": cal.target_snr_estimate, **physics}
-
-
-def load_generators(
-    files: dict[str, Sequence[str]], generator_kwargs: dict[str, Any], device: str | torch.device = "cpu"
-) -> dict[str, nn.Module]:
-    """``{name: (kind, weights_path[, kwargs])}`` -> ``{name: generator}`` (eval mode) built with
-    :func:`~emgan_monai.networks.build_subtomogram_generator` ``(kind, **generator_kwargs, **kwargs)``."""
-    out = {}
-    for name, spec in files.items():
-        kind, path, *extra = spec
-        kw = {**generator_kwargs, **(extra[0] if extra else {})}
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"generator {name!r}: weights {path} not found")
-        net = build_subtomogram_generator(kind, **kw)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        out[name] = net.to(device).eval()
-    return out

@@ -9,7 +9,7 @@
 - :func:`simulate_baseline`: simulate and z-score a stack of maps.
 
 Used by the cryo-ET bundle's evaluation (:mod:`emgan_monai.evaluation.cryoet`) and to initialise the
-physics-informed generator (:func:`emgan_monai.networks.physics_generator.init_generator`). Maps, masks and
+physics-informed generator (:func:`emgan_monai.data.cryoet_calibration.init_generator`). Maps, masks and
 subtomograms are ``(N, B, B, B)`` float arrays.
 """
 
@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from emgan_monai.data.cryoet import ZScoreStats, zscore
 from emgan_monai.physics.subtomogram_simulator import simulate_subtomogram
+from emgan_monai.transforms.cryoet_value_range import density_to_network
 
 if TYPE_CHECKING:
     from emgan_monai.data.cryoet_domains import CryoETDomains
@@ -32,6 +35,7 @@ __all__ = [
     "calibrate_baseline",
     "calibrate_snr",
     "estimate_snr",
+    "init_generator",
     "simulate_baseline",
     "simulator_settings",
 ]
@@ -176,3 +180,35 @@ def simulate_baseline(
     """
     sims = _simulate(densities, voxel_size, snr, seed, simulator_kwargs)
     return zscore(sims, ZScoreStats.fit(sims) if stats is None else stats)
+
+
+def init_generator(
+    generator: nn.Module, train: CryoETDomains, voxel_size: float, seed: int = 0,
+    simulator_kwargs: dict | None = None,
+) -> dict[str, Any]:
+    """Start a physics-informed generator at the fair baseline:
+    :func:`calibrate_baseline` on the training data, then
+    :meth:`~emgan_monai.networks.PhysicsInformedGenerator.calibrate_` with that SNR (z units of the real training
+    subtomograms). Other generators are left unchanged. Returns the calibration (logged and saved by the caller).
+
+    It lives beside the calibration it applies (data floor: it reads the training domains); it sets the network's own
+    physical parameters (its initial state, like a weight initialisation) before any trainer exists through the
+    network's ``calibrate_`` method, and the bundle's ``train.json`` runs it in ``initialize``.
+
+    Parameters
+    ----------
+    generator
+        The D -> S generator (``DistributedDataParallel`` wrappers are unwrapped).
+    train
+        The training domains: ``density`` ``(N, B, B, B)`` maps in ``[0, 1]``, ``subtomo`` and ``mask``.
+    voxel_size
+        Voxel size in Angstrom of the simulation.
+    """
+    net = getattr(generator, "module", generator)
+    if not hasattr(net, "calibrate_"):
+        return {}
+    cal = calibrate_baseline(train, voxel_size, seed=seed, simulator_kwargs=simulator_kwargs)
+    maps = torch.from_numpy(density_to_network(train.density))[:, None]
+    physics = net.calibrate_(maps, cal.snr)
+    logger.info("physics-informed generator calibrated on the training data: snr %.4g, %s", cal.snr, physics)
+    return {"snr": cal.snr, "snr_estimate_target": cal.target_snr_estimate, **physics}
