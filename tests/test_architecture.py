@@ -11,8 +11,6 @@ import ast
 import inspect
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "emgan_monai"
 
 #: room -> floor; a room imports only rooms on lower floors (and itself)
@@ -106,12 +104,3 @@ def test_inferers_hold_inferers_only():
     for name in inferers.__all__:
         obj = getattr(inferers, name)
         assert inspect.isclass(obj) and issubclass(obj, monai.inferers.Inferer), name
-
-
-@pytest.mark.parametrize("engine", ["PairedGANTrainer", "UnconditionalGANTrainer", "CycleGANTrainer",
-                                    "FewShotGANTrainer", "PairedFewShotGANTrainer"])
-def test_trainers_take_few_parameters(engine):
-    import emgan_monai.engines as engines
-
-    params = inspect.signature(getattr(engines, engine).__init__).parameters
-    assert len(params) - 1 <= 15, (engine, list(params))
