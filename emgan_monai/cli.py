@@ -155,7 +155,8 @@ def _check_keys(paths: list[Path], overrides: dict[str, Any]) -> None:
     from monai.bundle import ConfigParser
 
     parser = ConfigParser(ConfigParser.load_config_files([str(p) for p in paths]))
-    names = [k for k in parser.config if not k.startswith("_")]
+    config: dict[str, Any] = parser.get()  # the whole config (MONAI annotates ``parser.config`` as a ConfigItem)
+    names = [k for k in config if not k.startswith("_")]
     for key in overrides:
         try:
             parser[key]

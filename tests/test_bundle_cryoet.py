@@ -833,6 +833,10 @@ def test_density_map_input_contract():
         return {"image": t}
 
     check = DensityMapInputd("image", voxel_size=20.0, max_memory_gb=1.0)
+    with pytest.raises(DataError, match=r"^--max_memory_gb must be a positive number, got 0$"):
+        DensityMapInputd("image", voxel_size=20.0, max_memory_gb=0)
+    with pytest.raises(DataError, match=r"^--input_voxel_size must be a positive number \(A\) or null, got -3$"):
+        DensityMapInputd("image", voxel_size=20.0, input_voxel_size=-3)
     blob = np.zeros((8, 8, 8), np.float32)
     blob[2:6, 2:6, 2:6] = 1.0
     assert check(img(blob))["image"].shape == (1, 8, 8, 8)

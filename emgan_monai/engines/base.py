@@ -288,7 +288,7 @@ class AdversarialTrainer(Trainer):
         if isinstance(e, (NonFiniteLossError, CheckpointError)):
             if not getattr(e, "_emgan_logged", False):  # ignite hands the error over twice (iteration, run)
                 self.logger.error("training stopped: %s", e)
-                e._emgan_logged = True  # type: ignore[attr-defined]
+                setattr(e, "_emgan_logged", True)  # a mark on this error object only, read back above
             raise e
         super()._handle_exception(e)
 
@@ -375,12 +375,12 @@ class AdversarialTrainer(Trainer):
         would; a run resumed at an epoch boundary then sees the same data order as an uninterrupted one. Shorter
         epochs keep ignite's behaviour of continuing the iterator across epochs.
         """
-        loader = self._train_loader
+        loader, wrapped = self._train_loader, self._full_pass_loader  # wrapped: None for an iterable without a length
         try:
-            full_pass = self.state.epoch_length == len(loader)
+            full_pass = wrapped is not None and self.state.epoch_length == len(wrapped)
         except TypeError:  # an iterable without a length
             full_pass = False
-        self.data_loader = self._full_pass_loader if full_pass else loader
+        self.data_loader = wrapped if full_pass and wrapped is not None else loader
         try:
             Workflow.run(self)
         finally:

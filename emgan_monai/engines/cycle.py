@@ -85,20 +85,20 @@ class CycleGANTrainer(AdversarialTrainer):
         adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment")
         weights.refuse(type(self).__name__, "lambda_adv", "adv_warmup", "pixel_loss", "lambda_pixel", "texture_loss",
                        "lambda_texture")
-        generators = {k: v for k, v in generators.items() if v is not None}
-        discriminators = {k: v for k, v in discriminators.items() if v is not None}
-        if not {"g_ab"} <= set(generators) <= {"g_ab", "g_ba"} or not {"d_b"} <= set(discriminators) <= {"d_a", "d_b"}:
+        given_g = {k: v for k, v in generators.items() if v is not None}
+        given_d = {k: v for k, v in discriminators.items() if v is not None}
+        if not {"g_ab"} <= set(given_g) <= {"g_ab", "g_ba"} or not {"d_b"} <= set(given_d) <= {"d_a", "d_b"}:
             raise ValueError(
                 "generators must be {'g_ab'[, 'g_ba']} and discriminators {'d_b'[, 'd_a']}, got "
-                f"{sorted(generators)} and {sorted(discriminators)}."
+                f"{sorted(given_g)} and {sorted(given_d)}."
             )
-        g_ab, g_ba, d_a, d_b = (generators.get("g_ab"), generators.get("g_ba"), discriminators.get("d_a"),
-                                discriminators["d_b"])
+        g_ab, g_ba, d_a, d_b = given_g["g_ab"], given_g.get("g_ba"), given_d.get("d_a"), given_d["d_b"]
         if (g_ba is None) != (d_a is None):
             raise ValueError("g_ba and d_a must both be given (CycleGAN) or both be None (one-directional GAN).")
         if isinstance(keys, str) or len(keys) != 2:
             raise ValueError(f"keys must be the batch keys (domain A, domain B), got {keys!r}.")
         critics = {"d_b": d_b} if d_a is None else {"d_a": d_a, "d_b": d_b}
+        # CycleGAN (``self.cycle``) exactly when both ``g_ba`` and ``d_a`` are given; the methods below narrow on them
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -137,12 +137,13 @@ class CycleGANTrainer(AdversarialTrainer):
     def _generate(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         real_a, real_b = inputs["real_a"], inputs["real_b"]
         fake_b = self.g_ab(real_a)
-        if not self.cycle:
+        g_ba = self.g_ba
+        if g_ba is None:
             return {"fake_b": fake_b}
-        fake_a = self.g_ba(real_b)
-        out = {"fake_b": fake_b, "rec_a": self.g_ba(fake_b), "fake_a": fake_a, "rec_b": self.g_ab(fake_a)}
+        fake_a = g_ba(real_b)
+        out = {"fake_b": fake_b, "rec_a": g_ba(fake_b), "fake_a": fake_a, "rec_b": self.g_ab(fake_a)}
         if self.lambda_identity > 0:
-            out["idt_a"] = self.g_ba(real_a)
+            out["idt_a"] = g_ba(real_a)
             out["idt_b"] = self.g_ab(real_b)
         return out
 
@@ -152,7 +153,7 @@ class CycleGANTrainer(AdversarialTrainer):
         return {"fake_a": self.pool_a.query(fakes["fake_a"]), "fake_b": self.pool_b.query(fakes["fake_b"])}
 
     def _critic_pairs(self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]) -> list[CriticPair]:
-        if not self.cycle:
+        if self.d_a is None:
             return [("b", self.d_b, inputs["real_b"], fakes["fake_b"])]
         return [
             ("a", self.d_a, inputs["real_a"], fakes["fake_a"]),
@@ -163,7 +164,7 @@ class CycleGANTrainer(AdversarialTrainer):
         self, inputs: Mapping[str, torch.Tensor], fakes: Mapping[str, torch.Tensor]
     ) -> dict[str, tuple[float, torch.Tensor]]:
         real_a, real_b = inputs["real_a"], inputs["real_b"]
-        if not self.cycle:
+        if self.d_a is None:
             return {"g_adv": (1.0, self.generator_adv(self.d_b, fakes["fake_b"]))}
         adv = self.generator_adv(self.d_b, fakes["fake_b"]) + self.generator_adv(self.d_a, fakes["fake_a"])
         cycle_a = self.cycle_loss(real_a, fakes["rec_a"].float())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,10 +27,15 @@ from .settings import AdversarialSettings, GeneratorLoss
 from .unconditional import UnconditionalGANTrainer
 from .utils import GeneratorState
 
+if TYPE_CHECKING:  # the mixin is typed as the trainer it mixes into; at runtime it derives from object only
+    from .base import AdversarialTrainer as _MixinBase
+else:
+    _MixinBase = object
+
 __all__ = ["FewShotGANTrainer", "FewShotRecipe", "PairedFewShotGANTrainer"]
 
 
-class FewShotRecipe:
+class FewShotRecipe(_MixinBase):
     """Mixin of the few-shot recipe for an :class:`~emgan_monai.engines.base.AdversarialTrainer` subclass.
 
     Reads ``loss`` (``"hinge"`` or ``"nonsaturating"``), ``r1_gamma``, ``r1_interval`` and ``augment`` of the
@@ -41,6 +46,9 @@ class FewShotRecipe:
     a ``torch.Generator`` (``DiffAugment``) has it registered with ``engine.rng``, so that a resumed run draws the
     same augmentations as an uninterrupted one.
     """
+
+    #: the single discriminator, set by the trainer the recipe mixes into
+    d_network: nn.Module
 
     #: the recipe's defaults when a trainer is given no ``adversarial`` settings
     DEFAULT_ADVERSARIAL = AdversarialSettings(loss="hinge", r1_gamma=1.0, r1_interval=4)
@@ -56,8 +64,9 @@ class FewShotRecipe:
 
     def _setup_fewshot(self, adversarial: AdversarialSettings, generator_loss: GeneratorLoss) -> None:
         augment = adversarial.augment
-        if isinstance(getattr(augment, "generator", None), torch.Generator):
-            self.rng.register("augment", GeneratorState(augment.generator))  # type: ignore[union-attr]
+        generator = getattr(augment, "generator", None)
+        if isinstance(generator, torch.Generator):
+            self.rng.register("augment", GeneratorState(generator))
         self.adversarial = adversarial
         self.loss_kind = str(adversarial.loss)
         self.r1_gamma = float(adversarial.r1_gamma)

@@ -64,11 +64,12 @@ def gan_optimizer(
     phys: list[nn.Parameter] = []
     for m in mods:
         m = getattr(m, "module", m)  # DistributedDataParallel
-        special = list(m.physics_parameters()) if hasattr(m, "physics_parameters") else []
+        physics_parameters = getattr(m, "physics_parameters", None)
+        special = list(physics_parameters()) if physics_parameters is not None else []
         ids = {id(p) for p in special}
         phys += [p for p in special if p.requires_grad]
         base += [p for p in m.parameters() if id(p) not in ids and p.requires_grad]
-    groups = [{"params": base}]
+    groups: list[dict[str, Any]] = [{"params": base}]
     if phys:
         groups.append({"params": phys, "lr": float(lr if physics_lr is None else physics_lr)})
     groups = [g for g in groups if g["params"]]
@@ -86,9 +87,8 @@ def wgan_optimizer(
 ) -> torch.optim.Optimizer:
     """RMSprop at the WGAN paper's 5e-5 (weight clipping) or Adam (WGAN-GP, Gulrajani et al.); kept for scripts,
     the bundle uses :func:`gan_optimizer`. ``params`` may be a list of parameter iterables (they are chained)."""
-    params = list(params)
-    if params and not isinstance(params[0], torch.Tensor):
-        params = list(itertools.chain.from_iterable(params))
+    given: list[Any] = list(params)  # parameters, or iterables of parameters to chain
+    flat = list(itertools.chain.from_iterable(given)) if given and not isinstance(given[0], torch.Tensor) else given
     if gradient_penalty:
-        return torch.optim.Adam(params, lr=lr_adam, betas=tuple(betas))  # type: ignore[arg-type]
-    return torch.optim.RMSprop(params, lr=lr_rmsprop)
+        return torch.optim.Adam(flat, lr=lr_adam, betas=(float(betas[0]), float(betas[1])))
+    return torch.optim.RMSprop(flat, lr=lr_rmsprop)

@@ -147,7 +147,10 @@ class DataLoaderRandomState:
     def state_dict(self) -> dict[str, Any]:
         transforms = []
         for r in self.transform_states:
-            name, key, pos, has_gauss, cached = r.get_state()
+            state = r.get_state(legacy=True)  # ("MT19937", key, pos, has_gauss, cached_gaussian)
+            if not isinstance(state, tuple):  # a RandomState on another bit generator: no legacy tuple
+                raise ValueError(f"only MT19937 random states can be saved, got {state.get('bit_generator')!r}")
+            name, key, pos, has_gauss, cached = state
             transforms.append({"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
                                "has_gauss": int(has_gauss), "cached_gaussian": float(cached)})
         return {"generators": [g.get_state() for g in self.generators], "transforms": transforms}

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from emgan_monai.export.bundle import (
     io_spec,
     load_metadata,
 )
+
+if TYPE_CHECKING:
+    from bioimageio.spec.model.v0_5 import IntervalOrRatioDType
 
 __all__ = ["DEFAULT_CITATIONS", "export_bioimageio", "make_cover", "test_input_from_file", "validate_bioimageio"]
 
@@ -108,6 +111,21 @@ def _axes(spec: IOSpec, step: int | None, channel_names: Sequence[str], output_o
         else:
             axes.append(v0_5.SpaceInputAxis(id=v0_5.AxisId(axis_id), size=int(size)))
     return axes
+
+
+#: the tensor dtypes a package may declare, by their bioimage.io name (``IntervalOrRatioDataDescr.type``)
+_DATA_TYPES: dict[torch.dtype, IntervalOrRatioDType] = {
+    torch.float32: "float32", torch.float64: "float64", torch.uint8: "uint8", torch.int8: "int8",
+    torch.uint16: "uint16", torch.int16: "int16", torch.uint32: "uint32", torch.int32: "int32",
+    torch.uint64: "uint64", torch.int64: "int64",
+}
+
+
+def _data_type(dtype: torch.dtype) -> IntervalOrRatioDType:
+    """bioimage.io's name of a tensor dtype; ``ValueError`` (as pydantic's validation raised) for one it lacks."""
+    if dtype not in _DATA_TYPES:
+        raise ValueError(f"bioimage.io packages hold no {dtype} tensors; supported: {sorted(_DATA_TYPES.values())}")
+    return _DATA_TYPES[dtype]
 
 
 def _channel_names(meta: dict[str, Any], kind: str, key: str, n: int) -> list[str]:
@@ -225,8 +243,8 @@ def export_bioimageio(
         raise ValueError(f"test_input must be (1, {spec_in.num_channels}, ...) with {len(spec_in.spatial_shape)} "
                          f"spatial axes, got {tuple(x.shape)}")
 
-    with tempfile.TemporaryDirectory(prefix="bioimageio_") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="bioimageio_") as tmp_dir:
+        tmp = Path(tmp_dir)
         # traced at the test input's shape, as the package was built before the zoo export became scripted: the
         # bioimage.io checks run the weights at the smallest size the axes allow, which the traced graph accepts
         ts = export_torchscript(bundle_dir, tmp / "weights.pt", config_file=config_file, ckpt_file=ckpt_file,
@@ -254,7 +272,7 @@ def export_bioimageio(
             description=f"network input of {meta['name']} ({meta['network_data_format']['inputs'][name_in]['format']})",
             axes=_axes(spec_in, step, _channel_names(meta, "inputs", name_in, spec_in.num_channels)),
             test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
-            data=v0_5.IntervalOrRatioDataDescr(type=str(spec_in.dtype).removeprefix("torch."),
+            data=v0_5.IntervalOrRatioDataDescr(type=_data_type(spec_in.dtype),
                                                range=spec_in.value_range),
         )]
         outputs = [v0_5.OutputTensorDescr(
@@ -263,7 +281,7 @@ def export_bioimageio(
             axes=_axes(spec_out, None, _channel_names(meta, "outputs", name_out, spec_out.num_channels),
                        output_of=name_in),
             test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
-            data=v0_5.IntervalOrRatioDataDescr(type=str(spec_out.dtype).removeprefix("torch."),
+            data=v0_5.IntervalOrRatioDataDescr(type=_data_type(spec_out.dtype),
                                                range=spec_out.value_range),
         )]
         authors = [v0_5.Author(name=a.strip()) for a in str(meta.get("authors", "unknown")).split(",") if a.strip()]
@@ -335,7 +353,7 @@ def _documentation(meta: dict[str, Any], spec_in: IOSpec, spec_out: IOSpec, step
     ])
 
 
-def validate_bioimageio(package: str | Path, determinism: str = "full") -> Any:
+def validate_bioimageio(package: str | Path, determinism: Literal["seed_only", "full"] = "full") -> Any:
     """Validate a package with bioimage.io's own test (``bioimageio.core.test_model``), offline.
 
     Returns the ``ValidationSummary``; ``summary.status == "passed"`` when the format is valid, the files match

@@ -525,7 +525,9 @@ def torchscript_equivalent(net: torch.nn.Module) -> torch.nn.Module:
 
     :class:`~emgan_monai.networks.TwoStageGenerator` closes membrane outlines by a watershed and drops small
     mitochondria in Python only; its TorchScript export thresholds the distance maps."""
-    if hasattr(net, "close_membranes"):
+    from emgan_monai.networks.two_stage_generator import TwoStageGenerator
+
+    if isinstance(net, TwoStageGenerator):
         net.close_membranes, net.min_mito_size = False, 0
     return net
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from monai.bundle import ConfigParser
@@ -26,14 +27,15 @@ def weight_files(bundle_dir: str | Path, config_file: str | Path) -> dict[str, P
     parser = ConfigParser()
     parser.read_config(str(config_file))
     parser["bundle_root"] = str(Path(bundle_dir).resolve())
+    config: dict[str, Any] = parser.get()  # the whole config (MONAI annotates ``parser.config`` as a ConfigItem)
     out: dict[str, Path] = {}
-    for key in parser.config:
+    for key in config:
         if not key.endswith("network_def"):
             continue
         prefix = key[: -len("network_def")].rstrip("_")
         if prefix:
             wkey = f"{prefix}_weights"
-            if wkey in parser.config:
+            if wkey in config:
                 out[key] = Path(parser.get_parsed_content(wkey))
         else:
             out[key] = Path(bundle_dir) / "models" / "model.pt"

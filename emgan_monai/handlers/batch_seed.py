@@ -9,7 +9,8 @@ sample depends on its seed and batch, not on what ran before (the data loader, o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -37,5 +38,6 @@ class BatchSeed:
         engine.add_event_handler(Events.ITERATION_STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
-        seeds = engine.state.batch[self.key]
+        batch = cast(Mapping[str, Any], engine.state.batch)  # ignite annotates State.batch as int | None
+        seeds = batch[self.key]
         torch.manual_seed(int(seeds[0]))

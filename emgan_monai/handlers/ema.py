@@ -79,6 +79,8 @@ class ModelEMA(nn.Module):
         average is not dominated by the initial weights.
     """
 
+    updates: torch.Tensor  # the number of updates so far (a buffer, so that it is checkpointed)
+
     def __init__(self, network: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
@@ -131,7 +133,7 @@ class AveragedModelUpdate:
         engine holds it, possibly ``DistributedDataParallel``-wrapped).
     """
 
-    def __init__(self, averaged: nn.Module, network: nn.Module | None = None) -> None:
+    def __init__(self, averaged: torch.optim.swa_utils.AveragedModel, network: nn.Module | None = None) -> None:
         if not hasattr(averaged, "update_parameters"):
             raise TypeError(f"averaged must be a torch.optim.swa_utils.AveragedModel, got {type(averaged).__name__}.")
         self.averaged = averaged

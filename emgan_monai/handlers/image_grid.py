@@ -32,6 +32,11 @@ def default_image_transform(output: Any) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in output.items() if isinstance(v, torch.Tensor) and v.ndim >= 4}
 
 
+def _unit_range(x: np.ndarray) -> np.ndarray:
+    """``x`` min-max scaled to ``[0, 1]``, float32 (MONAI's ``rescale_array`` returns the input's array type)."""
+    return np.asarray(rescale_array(x, 0.0, 1.0, dtype=np.float32))
+
+
 def image_tiles(images: torch.Tensor | np.ndarray, max_images: int = 4) -> list[list[np.ndarray]]:
     """Per-sample display tiles of a batch, each min-max scaled to ``[0, 1]``.
 
@@ -56,9 +61,9 @@ def image_tiles(images: torch.Tensor | np.ndarray, max_images: int = 4) -> list[
     rows = []
     for sample in arr[:max_images]:
         if sample.shape[0] == 3:
-            rows.append([rescale_array(sample, 0.0, 1.0, dtype=np.float32)])
+            rows.append([_unit_range(sample)])
         else:
-            rows.append([np.repeat(rescale_array(ch[None], 0.0, 1.0, dtype=np.float32), 3, axis=0) for ch in sample])
+            rows.append([np.repeat(_unit_range(ch[None]), 3, axis=0) for ch in sample])
     return rows
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from monai.networks.blocks import Convolution
 from torch import nn
+
+#: the padding modes of torch's convolutions
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 __all__ = [
     "LatentGridMaskGenerator",
@@ -154,14 +158,17 @@ class _GridBlock(nn.Module):
     """``[upsample x2] -> (conv3 -> noise -> norm -> LeakyReLU) x 2``."""
 
     def __init__(self, spatial_dims: int, c_in: int, c_out: int, upsample: bool, norm: str | None = "batch",
-                 padding_mode: str = "circular", noise: bool = True) -> None:
+                 padding_mode: PaddingMode = "circular", noise: bool = True) -> None:
         super().__init__()
         self.upsample = upsample
         self.mode = "bilinear" if spatial_dims == 2 else "trilinear"
         layers: list[nn.Module] = []
         for i in range(2):
             conv = Convolution(spatial_dims, c_in if i == 0 else c_out, c_out, kernel_size=3, padding=1, conv_only=True)
-            conv.conv.padding_mode = padding_mode  # torch pads by this mode in forward (its padding sizes are set)
+            layer = conv.conv
+            if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                raise TypeError(f"expected MONAI's Convolution to wrap a torch convolution, got {type(layer).__name__}")
+            layer.padding_mode = padding_mode  # torch pads by this mode in forward (its padding sizes are set)
             layers += [
                 conv,
                 NoiseInjection(c_out, spatial_dims) if noise else nn.Identity(),
@@ -235,7 +242,7 @@ class LatentGridMaskGenerator(nn.Module):
         out_channels: int = 3,
         channels: Sequence[int] = (128, 96, 64, 32, 16),
         norm: str | None = "batch",
-        padding_mode: str = "circular",
+        padding_mode: PaddingMode = "circular",
         output: str = "softmax",
         noise_blocks: int | None = None,
     ) -> None:

@@ -132,6 +132,12 @@ class PhysicsInformedGenerator(nn.Module):
     ``(B, 1, N, N, N)`` map in ``[-1, 1]`` -> ``(B, 1, N, N, N)`` subtomogram in ``[-1, 1]`` (z units / ``z_scale``).
     """
 
+    # the Fourier-grid buffers registered in __init__
+    freq: torch.Tensor
+    angle: torch.Tensor
+    shell_lo: torch.Tensor
+    shell_frac: torch.Tensor
+
     def __init__(
         self,
         box: int = 16,
@@ -197,8 +203,8 @@ class PhysicsInformedGenerator(nn.Module):
         if refine_channels > 0:
             conv: dict[str, Any] = {"spatial_dims": 3, "kernel_size": 3, "act": "PRELU", "norm": None}
             last = Convolution(3, refine_channels, 1, kernel_size=3, conv_only=True)
-            nn.init.zeros_(last.conv.weight)
-            nn.init.zeros_(last.conv.bias)
+            for p in last.parameters():  # the conv's weight and bias (conv_only)
+                nn.init.zeros_(p)
             drop = Dropout[Dropout.DROPOUT, 3](p=dropout) if dropout > 0 else nn.Identity()
             self.refine = nn.Sequential(
                 Convolution(in_channels=2, out_channels=refine_channels, **conv),
@@ -216,7 +222,7 @@ class PhysicsInformedGenerator(nn.Module):
     def bfactor(self) -> torch.Tensor:
         return nn.functional.softplus(self.raw_bfactor) * 100.0
 
-    def physics(self) -> dict[str, float]:
+    def physics(self) -> dict[str, float | list[float]]:
         """Current physical parameters as plain numbers (for logs and docs)."""
         with torch.no_grad():
             return {
@@ -264,7 +270,7 @@ class PhysicsInformedGenerator(nn.Module):
     # ------------------------------------------------------------------ calibration and forward
     @torch.no_grad()
     def calibrate_(self, maps: torch.Tensor | np.ndarray, snr: float, target_mean: float = 0.0,
-                   target_std: float = 1.0) -> dict[str, float]:
+                   target_std: float = 1.0) -> dict[str, float | list[float]]:
         """Set ``gain``, ``offset``, ``sigma`` to the fair traditional baseline's values.
 
         The baseline adds white noise of variance ``var(s_i) / snr`` to each simulated map ``s_i`` and z-scores the
@@ -345,5 +351,5 @@ def build_subtomogram_generator(kind: str = "physics", **kwargs: Any) -> nn.Modu
     if kind not in classes:
         raise ValueError(f"unknown generator kind {kind!r}; expected one of {sorted(classes)}")
     cls = classes[kind]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    accepted = set(inspect.signature(cls).parameters)  # the constructor's arguments
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})

@@ -130,11 +130,12 @@ class DensityMapInputd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        # option values a user sets: refused as one line (a DataError without a file) naming the key
         for label, value in (("voxel_size", voxel_size), ("max_memory_gb", max_memory_gb), ("copies", copies)):
-            if not value > 0:
-                raise ValueError(f"{label} must be positive, got {value}")
-        if input_voxel_size is not None and not float(input_voxel_size) > 0:
-            raise ValueError(f"input_voxel_size must be positive (or null: the headers'), got {input_voxel_size}")
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise DataError("", f"--{label} must be a positive number, got {value!r}")
+        if input_voxel_size is not None and (not isinstance(input_voxel_size, (int, float)) or not input_voxel_size > 0):
+            raise DataError("", f"--input_voxel_size must be a positive number (A) or null, got {input_voxel_size!r}")
         self.voxel_size = float(voxel_size)
         self.input_voxel_size = None if input_voxel_size is None else float(input_voxel_size)
         self.max_memory_gb = float(max_memory_gb)

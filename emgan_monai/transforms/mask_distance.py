@@ -23,6 +23,7 @@ Encoding and decoding round-trip exactly (thresholds at 0, no closing) for any o
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import overload
 
 import numpy as np
 import torch
@@ -143,6 +144,12 @@ class DistanceMapToOneHot(Transform):
         for k in range(n - 1, -1, -1):  # earlier channels win: write them last
             label[positive[k]] = k
         return (label[None] == np.arange(n + 1).reshape((-1,) + (1,) * (maps.ndim - 1))).astype(np.float32)
+
+    @overload
+    def __call__(self, img: torch.Tensor, batched: bool | None = None) -> torch.Tensor: ...
+
+    @overload
+    def __call__(self, img: np.ndarray, batched: bool | None = None) -> np.ndarray: ...
 
     def __call__(self, img: NdarrayOrTensor, batched: bool | None = None) -> NdarrayOrTensor:
         """Decode ``img``; ``batched`` (default: ``img.ndim >= 4``) says whether the first axis is the batch."""
