@@ -543,7 +543,8 @@ def test_inference_config_serves_through_monai_label_stock_bundle_task(tmp_path)
     pre[0]._loader.image_only = False  # as BundleInferTask.pre_transforms does
     post = [t for t in parser.get_parsed_content("postprocessing", instantiate=True).transforms
             if not isinstance(t, SaveImaged)]  # fmt: skip
-    assert [type(t).__name__ for t in post] == ["Invertd", "InvertToInputDtyped"]  # no writer survives the filter
+    # no writer survives the filter; the channel is squeezed last, as monailabel's writer expects (H, W[, D])
+    assert [type(t).__name__ for t in post] == ["Invertd", "InvertToInputDtyped", "SqueezeDimd"]
     inferer = parser.get_parsed_content("inferer", instantiate=True)
     sample = BUNDLE / "sample" / "widefield_sample.tif"
     data = Compose(pre)({"image": str(sample)})

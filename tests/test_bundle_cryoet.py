@@ -17,9 +17,10 @@ import torch
 from conftest import load_trained_network
 
 from emgan_monai.data.cryoet import zscore
-from emgan_monai.data.cryoet_density_inputs import fit_to_box, load_density_inputs
+from emgan_monai.data.cryoet_density_inputs import load_density_inputs
+from emgan_monai.transforms.density_maps import fit_to_box, shape_map
 from emgan_monai.data.cryoet_domains import (classifier_datalist, cyclegan_datalist, load_deepfinder_domains,
-                                             object_map, shape_map)
+                                             object_map)
 from emgan_monai.engines.gan_modes import gan_optimizer, gan_setting, wgan_optimizer
 from emgan_monai.errors import DataError
 from emgan_monai.evaluation.cryoet import (_classify, baseline_sets, calibrate_baselines, generate_subtomograms,

@@ -260,7 +260,8 @@ def prepare_confocal_data(
     if ranges is None:
         ranges = SimulationRanges()
     elif isinstance(ranges, Mapping):
-        ranges = SimulationRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in ranges.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in ranges.items()}
+        ranges = SimulationRanges(**fields)
     for kind in (*train_kinds, heldout_kind):
         if kind not in SPECIMEN_KINDS:
             raise ValueError(f"unknown specimen kind {kind!r}; choose from {sorted(SPECIMEN_KINDS)}.")
@@ -320,7 +321,10 @@ def prepare_confocal_data(
                 sig, tgt, _ = render_clean_planes(vol, na, ranges, spacing_zyx_um, planes, psf_max_lateral)
                 logger.info("rendered %s at NA %.3f: %d planes", name, na, len(planes))
                 for p in range(len(planes)):
-                    signals.append(sig[p]), labels.append(tgt[p]), names.append(name), nas.append(na)
+                    signals.append(sig[p])
+                    labels.append(tgt[p])
+                    names.append(name)
+                    nas.append(na)
         shapes = sorted({s.shape for s in signals})
         np.savez(train_file.with_suffix(".tmp.npz"), names=np.array(names), nas=np.array(nas),
                  **{f"signal_{i}": s for i, s in enumerate(signals)},

@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from emgan_monai.data.cryoet import ZScoreStats, subtomograms_from_deepfinder, zscore
 from emgan_monai.transforms.cryoet_value_range import density_to_network, subtomo_to_network
+from emgan_monai.transforms.density_maps import shape_map
 
 __all__ = [
     "CryoETDomains",
@@ -35,43 +36,7 @@ __all__ = [
     "load_deepfinder_domains",
     "object_map",
     "paired_datalist",
-    "shape_map",
 ]
-
-
-def shape_map(volume: np.ndarray, iso: float = 0.3, sigma: float = 1.0) -> np.ndarray:
-    """Noise-free shape map in ``[0, 1]``: binarise at ``iso * max`` and smooth with a Gaussian.
-
-    The same rule turns a binary object label (``iso`` anywhere in ``(0, 1)``) and a density map from
-    :func:`~emgan_monai.physics.atomic_models.density_from_pdb` or an MRC template (its molecular envelope at
-    ``iso`` of its maximum) into the D-domain maps the generators were trained on.
-
-    Parameters
-    ----------
-    volume
-        ``(D, H, W)`` non-negative density or binary mask.
-    iso
-        Threshold as a fraction of the maximum, in ``(0, 1)``.
-    sigma
-        Standard deviation of the Gaussian smoothing in voxels (0 = none).
-
-    Returns
-    -------
-    np.ndarray
-        ``(D, H, W)`` float32 in ``[0, 1]`` (all zeros for an empty input).
-    """
-    if not 0.0 < iso < 1.0:
-        raise ValueError(f"iso must be in (0, 1), got {iso}")
-    volume = np.asarray(volume, dtype=np.float32)
-    if volume.ndim != 3:
-        raise ValueError(f"shape_map expects a (D, H, W) volume, got shape {volume.shape}")
-    vmax = float(volume.max())
-    if vmax <= 0:
-        return np.zeros_like(volume)
-    mask = (volume >= iso * vmax).astype(np.float32)
-    if sigma > 0:
-        mask = ndimage.gaussian_filter(mask, sigma, mode="constant")
-    return np.clip(mask / max(float(mask.max()), 1e-12), 0.0, 1.0).astype(np.float32)
 
 
 def object_map(target_box: np.ndarray, label: int) -> np.ndarray:

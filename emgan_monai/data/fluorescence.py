@@ -70,7 +70,7 @@ def _listing(names: Sequence[str]) -> str:
 
 
 def paired_datalist(
-    root: str | Path,
+    root: str | os.PathLike,
     image_dir: str = "wf",
     label_dir: str = "confocal",
     extensions: Sequence[str] = TIFF_EXTENSIONS,

@@ -34,11 +34,14 @@ from scipy.spatial import cKDTree
 
 __all__ = ["SPECIMEN_KINDS", "filaments", "make_specimen", "membranes", "procedural_nuclei", "puncta", "vesicles"]
 
+#: what ``np.random.default_rng`` accepts here: a generator, a seed, or a seed sequence such as ``[seed, 0, k]``
+SeedLike = np.random.Generator | int | Sequence[int] | None
+
 DEFAULT_SPACING = (0.29, 0.26, 0.26)
 
 
 def _grid(
-    shape_zyx: Sequence[int], spacing_zyx_um: Sequence[float], rng: np.random.Generator | int | None
+    shape_zyx: Sequence[int], spacing_zyx_um: Sequence[float], rng: SeedLike
 ) -> tuple[tuple[int, int, int], np.ndarray, np.random.Generator, np.ndarray]:
     """Checked grid ``(Z, Y, X)``, voxel size (um), generator and physical extent (um) of a specimen."""
     shape = tuple(int(s) for s in shape_zyx)
@@ -47,7 +50,7 @@ def _grid(
         raise ValueError(f"shape_zyx must be three positive integers, got {tuple(shape_zyx)}.")
     if spacing.shape != (3,) or np.any(spacing <= 0):
         raise ValueError(f"spacing_zyx_um must be three positive sizes in um, got {spacing_zyx_um}.")
-    return shape, spacing, np.random.default_rng(rng), np.array(shape) * spacing  # type: ignore[return-value]
+    return shape, spacing, np.random.default_rng(rng), np.array(shape) * spacing
 
 
 def _splat(vol: np.ndarray, points_vox: np.ndarray, weights: np.ndarray) -> None:
@@ -78,7 +81,7 @@ def _finish(vol: np.ndarray, rng: np.random.Generator, spacing: np.ndarray, blur
 def filaments(
     shape_zyx: Sequence[int],
     spacing_zyx_um: Sequence[float] = DEFAULT_SPACING,
-    rng: np.random.Generator | int | None = None,
+    rng: SeedLike = None,
     n_filaments: int | None = None,
     persistence_um: float = 6.0,
     width_um: float = 0.06,
@@ -90,7 +93,7 @@ def filaments(
     ----------
     shape_zyx, spacing_zyx_um : Sequence
         Grid ``(Z, Y, X)`` and voxel size in um.
-    rng : np.random.Generator | int | None
+    rng : np.random.Generator | int | Sequence[int] | None
         Generator or seed.
     n_filaments : int | None
         Number of curves; default about one per 8 um^2 of field.
@@ -133,7 +136,7 @@ def filaments(
 def vesicles(
     shape_zyx: Sequence[int],
     spacing_zyx_um: Sequence[float] = DEFAULT_SPACING,
-    rng: np.random.Generator | int | None = None,
+    rng: SeedLike = None,
     n_vesicles: int | None = None,
     radius_um: tuple[float, float] = (0.25, 1.2),
     wall_um: float = 0.05,
@@ -171,7 +174,7 @@ def vesicles(
 def membranes(
     shape_zyx: Sequence[int],
     spacing_zyx_um: Sequence[float] = DEFAULT_SPACING,
-    rng: np.random.Generator | int | None = None,
+    rng: SeedLike = None,
     cell_size_um: tuple[float, float] = (4.0, 10.0),
     wall_um: float = 0.06,
     diffuse: float = 0.05,
@@ -203,7 +206,7 @@ def membranes(
 def puncta(
     shape_zyx: Sequence[int],
     spacing_zyx_um: Sequence[float] = DEFAULT_SPACING,
-    rng: np.random.Generator | int | None = None,
+    rng: SeedLike = None,
     density_per_um3: float = 0.1,
     diffuse: float = 0.05,
 ) -> np.ndarray:
@@ -279,7 +282,7 @@ def make_specimen(
     kind: str,
     shape_zyx: Sequence[int],
     spacing_zyx_um: Sequence[float] = DEFAULT_SPACING,
-    rng: np.random.Generator | int | None = None,
+    rng: SeedLike = None,
 ) -> np.ndarray:
     """A procedural specimen of ``kind`` (one of :data:`SPECIMEN_KINDS`), shape ``(Z, Y, X)``, float32."""
     if kind not in SPECIMEN_KINDS:

@@ -28,6 +28,7 @@ import numpy as np
 import tifffile
 import torch
 from monai.inferers import Inferer
+from monai.utils import convert_to_tensor
 from torch import nn
 
 from ..metrics.image_quality import image_quality, normalize_pair, richardson_lucy_baseline, tune_rl_iterations
@@ -94,7 +95,8 @@ def _load_plane(path: str) -> np.ndarray:
 @torch.no_grad()
 def _predict(network: nn.Module, inferer: Inferer, image: np.ndarray, device: torch.device) -> np.ndarray:
     """Network output for a 2D image ``(H, W)`` in the units of the percentile-normalised target."""
-    x = ScalePercentile()(torch.from_numpy(image)[None]).as_tensor()[None].to(device)  # (1, 1, H, W)
+    scaled = convert_to_tensor(ScalePercentile()(torch.from_numpy(image)[None]), track_meta=False)  # plain tensor
+    x = scaled[None].to(device)  # (1, 1, H, W)
     network.eval()
     return inferer(x, network)[0, 0].float().cpu().numpy()
 

@@ -36,7 +36,7 @@ from emgan_monai.io import write_image
 from emgan_monai.metrics.classification import accuracy_with_se, confusion_matrix
 from emgan_monai.metrics.distances import frechet_distance, prdc
 from emgan_monai.metrics.image_quality import clipped_ssim
-from emgan_monai.networks import build_subtomogram_generator
+from emgan_monai.networks import SubtomogramClassifier, build_subtomogram_generator
 from emgan_monai.transforms.cryoet_value_range import SUBTOMO_SCALE, density_to_network, network_to_subtomo
 from emgan_monai.visualize import central_slices, montage
 
@@ -123,7 +123,7 @@ def generator_sets(
 
 
 @torch.no_grad()
-def _classify(classifier: nn.Module, volumes: np.ndarray, device: torch.device, batch: int = 16) -> tuple:
+def _classify(classifier: SubtomogramClassifier, volumes: np.ndarray, device: torch.device, batch: int = 16) -> tuple:
     """``(N, B, B, B)`` volumes -> ``(logits (N, C), features (N, F))`` numpy arrays of a
     :class:`~emgan_monai.networks.SubtomogramClassifier` (``features`` then ``head``), in batches of ``batch``."""
     classifier = classifier.to(device).eval()
@@ -138,7 +138,7 @@ def _classify(classifier: nn.Module, volumes: np.ndarray, device: torch.device, 
 
 @torch.no_grad()
 def score_sets(
-    classifier: nn.Module, train: CryoETDomains, test: CryoETDomains, sets: Mapping[str, np.ndarray],
+    classifier: SubtomogramClassifier, train: CryoETDomains, test: CryoETDomains, sets: Mapping[str, np.ndarray],
     prdc_k: int = 5, device: str | torch.device = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Score the real held-out and training subtomograms and every synthetic set with ``classifier``.
@@ -242,12 +242,13 @@ def write_report(
 
 def _describe_generator(g: nn.Module) -> dict[str, Any]:
     d: dict[str, Any] = {"class": type(g).__name__, "parameters": int(sum(p.numel() for p in g.parameters()))}
-    if hasattr(g, "physics"):
-        d["physics"] = g.physics()
+    physics = getattr(g, "physics", None)  # PhysicsInformedGenerator's fitted parameters
+    if physics is not None:
+        d["physics"] = physics()
     return d
 
 
-def _criteria(rows: dict[str, Any], name: str, baselines: list[str]) -> dict[str, Any]:
+def _criteria(rows: Mapping[str, Any], name: str, baselines: list[str]) -> dict[str, Any]:
     """The issue's 'done when' targets for generator ``name`` against the strongest baseline of each metric."""
     g, real = rows[name], rows["real_heldout"]
     best = max(baselines, key=lambda b: rows[b]["accuracy"])
@@ -329,7 +330,7 @@ def _examples_png(path: Path, test: CryoETDomains, real: np.ndarray, volumes: di
 
 
 def load_generators(
-    files: dict[str, Sequence[str]], generator_kwargs: dict[str, Any], device: str | torch.device = "cpu"
+    files: dict[str, Sequence[Any]], generator_kwargs: dict[str, Any], device: str | torch.device = "cpu"
 ) -> dict[str, nn.Module]:
     """``{name: (kind, weights_path[, kwargs])}`` -> ``{name: generator}`` (eval mode) built with
     :func:`~emgan_monai.networks.build_subtomogram_generator` ``(kind, **generator_kwargs, **kwargs)``."""

@@ -204,7 +204,7 @@ def evaluate_texture(tr_masks: torch.Tensor, tr_em: torch.Tensor, va_masks: torc
     ref_feats = texture_features(va, tile, stride)
     scale_feats = texture_features(tr, tile, stride)
     ref_hf = high_frequency_power(va, HF_CUTOFF)
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for name in (n for n in TEXTURE_SETS if n in sets):
         feats = scale_feats if name == "real_train" else texture_features(sets[name], tile, stride)
         rows[name] = {

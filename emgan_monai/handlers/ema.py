@@ -79,8 +79,6 @@ class ModelEMA(nn.Module):
         average is not dominated by the initial weights.
     """
 
-    updates: torch.Tensor  # the number of updates so far (a buffer, so that it is checkpointed)
-
     def __init__(self, network: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
@@ -91,6 +89,7 @@ class ModelEMA(nn.Module):
             p.requires_grad_(False)
         self.decay = float(decay)
         self.warmup = bool(warmup)
+        self.updates: torch.Tensor  # the number of updates so far (a buffer, so that it is checkpointed)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()

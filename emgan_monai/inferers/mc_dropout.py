@@ -65,7 +65,9 @@ class MCDropoutInferer(Inferer):
         """Whether the passes share one draw of ``network``'s noise (``fix_noise`` and the network allows it)."""
         return self.fix_noise and has_dropout(network) and hasattr(network, "sample_noise")
 
-    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(  # type: ignore[override]  # a module (its dropout layers), not any callable
+        self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         from emgan_monai.networks import mc_dropout
 
         if self.noise_fixed(network):
@@ -73,7 +75,8 @@ class MCDropoutInferer(Inferer):
             if roi is not None and tuple(inputs.shape[2:]) != tuple(roi):
                 raise ValueError(f"fix_noise needs maps of exactly the box size {tuple(roi)}, got "
                                  f"{tuple(inputs.shape[2:])}; pass --fix_noise false to tile larger maps")
-            mean, std = mc_dropout(network, inputs, k=self.k, noise=network.sample_noise(inputs))
+            sample_noise = getattr(network, "sample_noise")  # checked by noise_fixed; nn.Module types it as a tensor
+            mean, std = mc_dropout(network, inputs, k=self.k, noise=sample_noise(inputs))
         else:
             mean, std = mc_dropout(_InfererModule(network, self.inferer), inputs, k=self.k)
         return torch.cat([mean, std], dim=1)

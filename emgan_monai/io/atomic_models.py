@@ -59,13 +59,18 @@ class AtomicModelReader(ImageReader):
         return all(str(f).lower().endswith(ATOMIC_MODEL_SUFFIXES) for f in ensure_tuple(filename))
 
     def _read_one(self, name: PathLike) -> tuple[np.ndarray, str]:
-        from emgan_monai.data.cryoet import load_density
         from emgan_monai.errors import DataError
+        from emgan_monai.physics.atomic_models import density_from_pdb
 
         try:
-            return load_density(name, voxel_size=self.voxel_size, box=None, max_voxels=self.max_voxels), str(name)
-        except DataError as err:  # no atoms, missing file ...: a read error naming the file
+            density, _ = density_from_pdb(name, voxel_size=self.voxel_size, box=None, max_voxels=self.max_voxels)
+        except FileNotFoundError as err:
+            raise ImageReadError(name, "atomic model file not found") from err
+        except DataError as err:  # too many voxels ...: a read error naming the file
             raise ImageReadError(name, err.problem) from err
+        except ValueError as err:  # no ATOM/HETATM records; the message names the file already
+            raise ImageReadError(name, str(err).split(": ", 1)[-1]) from err
+        return density, str(name)
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
         """Build the density map of each file; ``(Z, Y, X)`` arrays with their file names.

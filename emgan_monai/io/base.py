@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ def normalise_unit(unit: Any) -> str | None:
     return _UNIT_ALIASES.get(text.lower(), _UNIT_ALIASES.get(text, text))
 
 
-def unit_scale(unit_from: str | None, unit_to: str) -> float | None:
+def unit_scale(unit_from: str | None, unit_to: str | None) -> float | None:
     """Factor converting lengths in ``unit_from`` to ``unit_to``; ``None`` when either is unknown."""
     src, dst = normalise_unit(unit_from), normalise_unit(unit_to)
     if src not in _UNIT_IN_ANGSTROM or dst not in _UNIT_IN_ANGSTROM:
@@ -389,6 +389,7 @@ class VoxelImageWriter(ImageWriter):
     """
 
     output_dtype: DtypeLike
+    data_obj: np.ndarray
     has_channel: bool
     spacing: np.ndarray
     origin: np.ndarray
@@ -513,7 +514,8 @@ class VoxelImageWriter(ImageWriter):
         )(img, dst_affine=torch.as_tensor(target), spatial_size=None if spatial_shape is None else spatial_shape[:r])
         out_np = np.moveaxis(convert_data_type(out, np.ndarray)[0], 0, -1)
         self.data_obj = out_np if self.has_channel else out_np[..., 0]
-        return self._as_affine(out.affine, r)
+        # SpatialResample returns a MetaTensor for a MetaTensor (its return is annotated torch.Tensor)
+        return self._as_affine(cast(MetaTensor, out).affine, r)
 
     def output_array(self) -> np.ndarray:
         """The stored data cast to ``self.output_dtype`` (channel last, MONAI axis order)."""

@@ -11,6 +11,7 @@ stores that position in ``origin`` and sets ``n*start`` to zero.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Sequence
@@ -146,7 +147,7 @@ def read_mrc(filename: PathLike, permissive: bool = False, max_bytes: int | None
             voxel = tuple(float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
             origin = np.array([float(hdr.origin.x), float(hdr.origin.y), float(hdr.origin.z)])
             nstart = np.array([int(hdr.nxstart), int(hdr.nystart), int(hdr.nzstart)])
-            axis_order = (int(hdr.maps), int(hdr.mapr), int(hdr.mapc))
+            axis_order: tuple[int, ...] = (int(hdr.maps), int(hdr.mapr), int(hdr.mapc))
             labels = [bytes(lbl).rstrip(b"\0 ").decode("ascii", "replace") for lbl in hdr.label[: int(hdr.nlabl)]]
             header = {
                 "mrc_mode": int(hdr.mode),
@@ -199,8 +200,8 @@ def read_mrc(filename: PathLike, permissive: bool = False, max_bytes: int | None
 def write_mrc(
     filename: PathLike,
     data: np.ndarray,
-    voxel_size: float | Sequence[float] = 1.0,
-    origin: Sequence[float] | None = None,
+    voxel_size: float | Sequence[float] | np.ndarray = 1.0,
+    origin: Sequence[float] | np.ndarray | None = None,
     image_stack: bool | None = None,
     overwrite: bool = True,
 ) -> None:
@@ -290,7 +291,7 @@ class MRCReader(ImageReader):
         """Read one file or a list of files into :class:`MRCImage` objects."""
         permissive = kwargs.pop("permissive", self.permissive)
         max_bytes = kwargs.pop("max_bytes", self.max_bytes)
-        images = [read_or_defer(lambda name=name: read_mrc(name, permissive=permissive, max_bytes=max_bytes))
+        images = [read_or_defer(functools.partial(read_mrc, name, permissive=permissive, max_bytes=max_bytes))
                   for name in ensure_tuple(data)]
         return images if len(images) > 1 else images[0]
 

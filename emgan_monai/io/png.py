@@ -10,6 +10,7 @@ it (under ``LoadImage(reader=...)`` from ``get_data``, so that MONAI cannot fall
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,11 +47,11 @@ class PNGReader(PILReader):
         """``True`` when every file name ends in ``.png``."""
         return is_supported_format(filename, ("png",))
 
-    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any):
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any):  # type: ignore[override]  # files, not arrays
         """Decode and check each file (:func:`~emgan_monai.io.files.open_png`); return the PIL image(s)."""
         images = []
         for name in ensure_tuple(data):
-            img = read_or_defer(lambda name=name: open_png(name, max_bytes=kwargs.get("max_bytes", self.max_bytes)))
+            img = read_or_defer(functools.partial(open_png, name, max_bytes=kwargs.get("max_bytes", self.max_bytes)))
             if callable(self.converter) and not isinstance(img, FailedRead):
                 img = self.converter(img)
             images.append(img)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import cast
 
 from monai.data import MetaTensor
 from monai.transforms import SaveImage, SaveImaged
@@ -82,7 +83,7 @@ def output_name_formatter(metadict: dict | None, saver) -> dict:
     ``"output_name_formatter": "$emgan_monai.io.output_name_formatter"``."""
     from monai.data.folder_layout import default_name_formatter
 
-    out = default_name_formatter(metadict, saver)
+    out = default_name_formatter(metadict or {}, saver)  # MONAI treats None and {} alike
     name = (metadict or {}).get(OUTPUT_NAME_KEY)
     if name:
         out["subject"] = sanitize_filename(str(name))
@@ -109,12 +110,15 @@ class SafeSaveImage(SaveImage):
         meta_data = img.meta if isinstance(img, MetaTensor) else meta_data
         if filename is not None:
             return f"{filename}{self.output_ext}"
-        return self.folder_layout.filename(**self.fname_formatter(meta_data, self))
+        return os.fspath(self.folder_layout.filename(**self.fname_formatter(meta_data, self)))
 
     def __call__(self, img, meta_data: dict | None = None, filename=None):
         path = self.target_path(img, meta_data, filename)
         if filename is None:  # derived from the input's name: must stay in output_dir
-            check_inside(path, self.folder_layout.output_dir)
+            output_dir = getattr(self.folder_layout, "output_dir", None)  # FolderLayout's (FolderLayoutBase has none)
+            if output_dir is None:
+                raise AttributeError(f"{type(self.folder_layout).__name__} has no output_dir to keep {path} in")
+            check_inside(path, output_dir)
         if not self.overwrite and os.path.exists(path):
             raise FileExistsError(
                 f"{path} already exists; choose another output_dir or pass --overwrite true to replace it"
@@ -129,4 +133,4 @@ class SafeSaveImaged(SaveImaged):
         super().__init__(*args, **kwargs)
         # same saver, same settings: only the class gains the existence and containment checks
         self.saver.__class__ = SafeSaveImage
-        self.saver.overwrite = bool(overwrite)
+        cast(SafeSaveImage, self.saver).overwrite = bool(overwrite)  # mypy does not follow the __class__ change

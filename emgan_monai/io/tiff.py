@@ -25,6 +25,7 @@ One module, about 480 lines, for one concept: the TIFF reader/writer pair and th
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -132,8 +133,8 @@ def _resolution_size(tag: tifffile.TiffTag | None) -> float | None:
     return float(Fraction(int(den), int(num)))
 
 
-def _ome_spacing(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None]:
-    pixels = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
+def _ome_spacing(ome_xml: str) -> tuple[dict[str, float], str | None]:
+    pixels = tifffile.xml2dict(ome_xml).get("OME", {}).get("Image", {})
     if isinstance(pixels, list):
         pixels = pixels[0]
     pixels = pixels.get("Pixels", {})
@@ -155,7 +156,7 @@ def _file_spacing(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None,
     """Voxel size per axis letter, unit and the kind of metadata it came from."""
     page = tif.pages.first
     if tif.is_ome and tif.ome_metadata:
-        spacing, unit = _ome_spacing(tif)
+        spacing, unit = _ome_spacing(tif.ome_metadata)
         if spacing:
             return spacing, unit, "ome"
     if tif.is_imagej:
@@ -398,7 +399,7 @@ class TiffReader(ImageReader):
         """Read one file or a list of files into :class:`TiffImage` objects."""
         axes = kwargs.pop("axes", self.axes)
         max_bytes = kwargs.pop("max_bytes", self.max_bytes)
-        images = [read_or_defer(lambda name=name: read_tiff(name, axes=axes, max_bytes=max_bytes))
+        images = [read_or_defer(functools.partial(read_tiff, name, axes=axes, max_bytes=max_bytes))
                   for name in ensure_tuple(data)]
         return images if len(images) > 1 else images[0]
 

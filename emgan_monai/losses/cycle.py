@@ -78,6 +78,7 @@ class LowPassCycleLoss(CycleConsistencyLoss):
         radius = max(1, int(round(3 * self.sigma)))
         x = torch.arange(-radius, radius + 1, dtype=torch.float32)
         kernel = torch.exp(-0.5 * (x / max(self.sigma, 1e-6)) ** 2)
+        self.kernel: torch.Tensor  # the 1D Gaussian (a buffer)
         self.register_buffer("kernel", kernel / kernel.sum(), persistent=False)
 
     def blur(self, x: torch.Tensor) -> torch.Tensor:

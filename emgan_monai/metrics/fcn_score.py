@@ -72,6 +72,13 @@ class SegmenterNet(UNet):
         return node
 
 
+def _only_tensor(value: object, what: str) -> torch.Tensor:
+    """``value`` if a tensor (MONAI also types tuples and dicts as results, which these calls never give)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{what} returned a {type(value).__name__}, expected a tensor")
+    return value
+
+
 def _as_tensor(x, name: str, channels: int | None = None) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
     if t.ndim != 4:
@@ -169,7 +176,8 @@ def predict_segmenter(segmenter: nn.Module, images, roi_size: int = 128, batch_s
     inferer = SlidingWindowInferer(roi_size=(roi_size,) * 2, sw_batch_size=batch_size, overlap=0.25, mode="gaussian")
     try:
         out = [
-            inferer(x[i : i + batch_size].to(device), segmenter).softmax(1).cpu() for i in range(0, len(x), batch_size)
+            _only_tensor(inferer(x[i : i + batch_size].to(device), segmenter), "SlidingWindowInferer").softmax(1).cpu()
+            for i in range(0, len(x), batch_size)
         ]
     finally:
         segmenter.train(was_training)
@@ -205,7 +213,7 @@ def segmentation_dice(
     pred = torch.nn.functional.one_hot(probs.argmax(1), num_classes=3).movedim(-1, 1).float()
     metric = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)
     metric(y_pred=pred, y=(y > 0.5).float())
-    per_class = metric.aggregate().tolist()
+    per_class = _only_tensor(metric.aggregate(), "DiceMetric.aggregate").tolist()
     mito, membrane = float(per_class[0]), float(per_class[1])
     return {"mito": mito, "membrane": membrane, "mean": float(np.nanmean([mito, membrane]))}
 
@@ -233,9 +241,10 @@ def segmenter_features(segmenter: nn.Module, images, batch_size: int = 8, layer:
     """
     x = _as_tensor(images, "images", 1)
     if layer is None:
-        if not hasattr(segmenter, "bottleneck"):
+        bottleneck = getattr(segmenter, "bottleneck", None)
+        if not isinstance(bottleneck, nn.Module):
             raise ValueError("segmenter has no 'bottleneck' attribute: pass the layer to hook.")
-        layer = segmenter.bottleneck
+        layer = bottleneck
     divisor = getattr(segmenter, "divisor", 1)
     pad_h, pad_w = (-x.shape[2]) % divisor, (-x.shape[3]) % divisor
     if pad_h or pad_w:

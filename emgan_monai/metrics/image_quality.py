@@ -19,7 +19,7 @@ voxel-wise score of generated against real subtomograms, window 7).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -29,6 +29,13 @@ from skimage.restoration import richardson_lucy
 __all__ = ["clipped_ssim", "image_quality", "normalize_pair", "richardson_lucy_baseline", "tune_rl_iterations"]
 
 Normalization = Literal["percentile", "minmse"]
+
+
+def _as_metric_tensor(value: torch.Tensor | Sequence[Any]) -> torch.Tensor:
+    """The tensor a MONAI metric returns for batched tensors (its ``__call__`` is also typed for list input)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"expected the metric of batched tensors to be a tensor, got {type(value).__name__}")
+    return value
 
 
 def _percentile_normalize(x: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
@@ -106,9 +113,9 @@ def image_quality(
     spatial_dims = pred.ndim
     p = torch.from_numpy(pred)[None, None]
     t = torch.from_numpy(target)[None, None]
-    ssim = SSIMMetric(spatial_dims=spatial_dims, data_range=data_range, win_size=win)(p, t)
-    psnr = PSNRMetric(max_val=data_range)(p, t)
-    mse = MSEMetric()(p, t)
+    ssim = _as_metric_tensor(SSIMMetric(spatial_dims=spatial_dims, data_range=data_range, win_size=win)(p, t))
+    psnr = _as_metric_tensor(PSNRMetric(max_val=data_range)(p, t))
+    mse = _as_metric_tensor(MSEMetric()(p, t))
     t_norm = float(np.sqrt((target**2).sum()))
     nrmse = float(np.sqrt(((pred - target) ** 2).sum())) / t_norm if t_norm > 0 else float("inf")
     return {"ssim": float(ssim.item()), "psnr": float(psnr.item()), "mse": float(mse.item()), "nrmse": nrmse}
@@ -186,6 +193,43 @@ def richardson_lucy_baseline(
     return (estimate * scale).astype(np.float32)
 
 
+@overload
+def tune_rl_iterations(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    psf: np.ndarray,
+    candidates: Sequence[int] = (5, 10, 20, 40),
+    normalize: Normalization = "minmse",
+    background: float | None = None,
+    psf_projection: Literal["slice", "sum"] = "sum",
+    return_scores: Literal[False] = False,
+) -> int: ...
+
+
+@overload
+def tune_rl_iterations(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    psf: np.ndarray,
+    candidates: Sequence[int] = (5, 10, 20, 40),
+    normalize: Normalization = "minmse",
+    background: float | None = None,
+    psf_projection: Literal["slice", "sum"] = "sum",
+    *,
+    return_scores: Literal[True],
+) -> tuple[int, dict[int, float]]: ...
+
+
+@overload
+def tune_rl_iterations(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    psf: np.ndarray,
+    candidates: Sequence[int] = (5, 10, 20, 40),
+    normalize: Normalization = "minmse",
+    background: float | None = None,
+    psf_projection: Literal["slice", "sum"] = "sum",
+    return_scores: bool = False,
+) -> int | tuple[int, dict[int, float]]: ...
+
+
 def tune_rl_iterations(
     pairs: Iterable[tuple[np.ndarray, np.ndarray]],
     psf: np.ndarray,
@@ -247,4 +291,4 @@ def clipped_ssim(a: np.ndarray, b: np.ndarray, clip: float) -> float:
     metric = SSIMMetric(spatial_dims=3, data_range=2 * clip, win_size=7)
     ta = torch.from_numpy(np.clip(a, -clip, clip).astype(np.float32))[:, None]
     tb = torch.from_numpy(np.clip(b, -clip, clip).astype(np.float32))[:, None]
-    return float(metric(ta, tb).mean())
+    return float(_as_metric_tensor(metric(ta, tb)).mean())

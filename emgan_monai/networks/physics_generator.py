@@ -132,12 +132,6 @@ class PhysicsInformedGenerator(nn.Module):
     ``(B, 1, N, N, N)`` map in ``[-1, 1]`` -> ``(B, 1, N, N, N)`` subtomogram in ``[-1, 1]`` (z units / ``z_scale``).
     """
 
-    # the Fourier-grid buffers registered in __init__
-    freq: torch.Tensor
-    angle: torch.Tensor
-    shell_lo: torch.Tensor
-    shell_frac: torch.Tensor
-
     def __init__(
         self,
         box: int = 16,
@@ -180,6 +174,11 @@ class PhysicsInformedGenerator(nn.Module):
         k = np.sqrt(kz**2 + ky**2 + kx**2)
         angle = np.degrees(np.arctan2(np.abs(kz), np.abs(kx)))  # angle from the specimen plane in (k_z, k_x)
         angle = np.where((kz == 0) & (kx == 0), 0.0, angle)  # the tilt axis itself is always sampled
+        # buffers, declared for the type checker (TorchScript cannot resolve class-level string annotations)
+        self.freq: torch.Tensor
+        self.angle: torch.Tensor
+        self.shell_lo: torch.Tensor
+        self.shell_frac: torch.Tensor
         self.register_buffer("freq", torch.from_numpy(k.astype(np.float32)), persistent=False)
         self.register_buffer("angle", torch.from_numpy(angle.astype(np.float32)), persistent=False)
         kmax = float(k.max())

@@ -13,6 +13,7 @@ Conventions
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,7 @@ def _element_of(line: str) -> str:
     return "".join(c for c in candidate if c.isalpha()) or "C"
 
 
-def read_pdb_atoms(pdb_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_pdb_atoms(pdb_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Parse ATOM/HETATM records of a PDB file.
 
     Only the first model (up to the first ``ENDMDL``) is read; alternate locations other than
@@ -111,7 +112,7 @@ def read_pdb_atoms(pdb_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 MMCIF_SUFFIXES: tuple[str, ...] = (".cif", ".mmcif", ".cif.gz", ".mmcif.gz")
 
 
-def read_mmcif_atoms(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_mmcif_atoms(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Atoms of the first model of an mmCIF / PDBx file (``.cif``, ``.mmcif``, optionally gzipped), read with gemmi.
 
     Large complexes (ribosomes, anything over 99,999 atoms or 62 chains) exist only in this format. Same rules as
@@ -162,7 +163,7 @@ def read_mmcif_atoms(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(coords, dtype=np.float64), np.asarray(weights, dtype=np.float64)
 
 
-def read_atoms(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_atoms(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Atoms of a PDB (``.pdb``, ``.ent``) or mmCIF (:data:`MMCIF_SUFFIXES`) model: ``(coords_xyz, atomic_numbers)``."""
     name = Path(path).name.lower()
     if name.endswith(MMCIF_SUFFIXES):
@@ -171,7 +172,7 @@ def read_atoms(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def density_from_pdb(
-    pdb_path: str | Path,
+    pdb_path: str | os.PathLike,
     voxel_size: float = 10.0,
     resolution: float | None = None,
     box: int | Sequence[int] | None = None,
@@ -226,7 +227,7 @@ def density_from_pdb(
     if box is None:
         half = np.abs(rel).max() + 3.0 * sigma_vox + 1.0
         edge = int(2 * np.ceil(half))
-        shape = (edge, edge, edge)
+        shape: tuple[int, ...] = (edge, edge, edge)
     else:
         shape = box_shape(box, 3)
     if max_voxels is not None and int(np.prod(shape, dtype=np.int64)) > max_voxels:

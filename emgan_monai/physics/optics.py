@@ -80,7 +80,7 @@ def _check_grid(shape_zyx: Sequence[int], spacing_zyx_um: Sequence[float]) -> tu
     spacing = np.asarray(spacing_zyx_um, dtype=np.float64)
     if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise ValueError(f"spacing_zyx_um must be three positive voxel sizes in um (z, y, x), got {spacing_zyx_um}.")
-    return shape, spacing  # type: ignore[return-value]
+    return shape, spacing
 
 
 def check_optics(na: float, n_immersion: float, *wavelengths_um: float) -> None:
@@ -286,7 +286,7 @@ def widefield_psf(
     return _normalise(_radial_psf_on_grid(shape, spacing, na, wavelength_em_um, n_immersion, oversampling))
 
 
-def pinhole_disc(radius_um: float, spacing_yx_um: Sequence[float], supersample: int = 8) -> np.ndarray:
+def pinhole_disc(radius_um: float, spacing_yx_um: Sequence[float] | np.ndarray, supersample: int = 8) -> np.ndarray:
     """Anti-aliased disc (area-coverage weights) of the pinhole back-projected to object space.
 
     Parameters
@@ -373,7 +373,7 @@ def psf_fwhm(psf: np.ndarray, spacing_zyx_um: Sequence[float]) -> tuple[float, f
     peak = np.unravel_index(int(np.argmax(psf)), psf.shape)
     widths = []
     for axis in range(3):
-        index = list(peak)
+        index: list[int | slice] = [int(i) for i in peak]
         index[axis] = slice(None)
         line = psf[tuple(index)]
         half = line[peak[axis]] / 2.0

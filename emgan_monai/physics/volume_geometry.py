@@ -11,7 +11,7 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -22,7 +22,7 @@ __all__ = ["box_shape", "pad_or_crop", "random_rotation_matrix", "resample_map",
 
 def box_shape(box: int | Sequence[int], ndim: int) -> tuple[int, ...]:
     """``box`` as a shape of ``ndim`` positive ints: an int is a cube (square) edge, a sequence the full shape."""
-    shape = (int(box),) * ndim if np.isscalar(box) else tuple(int(b) for b in box)  # type: ignore[arg-type]
+    shape = tuple(int(b) for b in box) if isinstance(box, Iterable) else (int(box),) * ndim
     if len(shape) != ndim or min(shape) <= 0:
         raise ValueError(f"box must be a positive int or a sequence of {ndim} positive ints, got {box}")
     return shape

@@ -81,8 +81,8 @@ class RandCameraNoised(RandomizableTransform, MapTransform):
             if self._do_transform:
                 params = {
                     "photons": float(np.exp(self.R.uniform(*np.log(self.photons)))),
-                    "background": float(self.R.uniform(*self.background)),
-                    "read_noise": float(self.R.uniform(*self.read_noise)),
+                    "background": float(self.R.uniform(self.background[0], self.background[1])),
+                    "read_noise": float(self.R.uniform(self.read_noise[0], self.read_noise[1])),
                 }
                 seed = int(self.R.randint(0, 2**31 - 1))
                 noisy = camera_noise(np.clip(arr, 0.0, None), offset=self.offset, rng=seed, **params)

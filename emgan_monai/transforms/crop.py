@@ -135,7 +135,7 @@ class RandAreaCrop(RandomizableTransform, InvertibleTransform):
         self.anti_aliasing = anti_aliasing
         self.last_box: tuple[slice, ...] | None = None
 
-    def randomize(self, spatial_shape: Sequence[int]) -> None:  # type: ignore[override]
+    def randomize(self, spatial_shape: Sequence[int]) -> None:
         """Draw the coin and the box for an input of spatial shape ``(H, W[, D])``; sets :attr:`last_box`."""
         super().randomize(None)
         shape = tuple(int(s) for s in spatial_shape)
@@ -154,7 +154,7 @@ class RandAreaCrop(RandomizableTransform, InvertibleTransform):
             return tuple(int(s) for s in spatial_shape)
         return tuple(int(s) for s in fall_back_tuple(self.spatial_size, tuple(spatial_shape)))
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         img: NdarrayOrTensor,
         randomize: bool = True,
@@ -229,7 +229,7 @@ class RandAreaCrop(RandomizableTransform, InvertibleTransform):
             data = Resize(spatial_size=1).inverse_transform(data, extra["resize_info"])
         pad = BorderPad(extra["crop_info"][TraceKeys.EXTRA_INFO]["cropped"])
         with pad.trace_transform(False):
-            return pad(data)  # type: ignore[return-value]
+            return pad(data)
 
 
 class RandAreaCropd(RandomizableTransform, MapTransform, InvertibleTransform):
@@ -293,7 +293,7 @@ class RandAreaCropd(RandomizableTransform, MapTransform, InvertibleTransform):
         self.cropper.R = self.R
         return self
 
-    def randomize(self, spatial_shape: Sequence[int]) -> None:  # type: ignore[override]
+    def randomize(self, spatial_shape: Sequence[int]) -> None:
         """Draw the coin and, when cropping, the box shared by all keys (see :attr:`last_box`)."""
         super().randomize(None)
         shape = tuple(int(s) for s in spatial_shape)
@@ -302,7 +302,7 @@ class RandAreaCropd(RandomizableTransform, MapTransform, InvertibleTransform):
             self.cropper.draw_box(shape) if self._do_transform else tuple(slice(0, s) for s in shape)
         )
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, torch.Tensor]:
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         """Crop every key in ``data`` at the same random box.
 
         Returns

@@ -7,7 +7,7 @@ maps, :class:`~emgan_monai.io.AtomicModelReader` for PDB / mmCIF models), puts t
 - :class:`ResampleMapd`: to the bundle's voxel size, anti-aliased (:func:`~emgan_monai.physics.volume_geometry.resample_map`);
 - :class:`ShapeMapd`: density -> shape map in ``[0, 1]`` (:func:`~emgan_monai.data.cryoet_domains.shape_map`);
 - :class:`FitToBoxd`: centred in the generator's box, never cropped in silence
-  (:func:`~emgan_monai.data.cryoet_density_inputs.fit_to_box`);
+  (:func:`fit_to_box`);
 - :class:`SampleIndexd`: item ``j`` of the ``n_samples`` draws of one map -> output names ``<map>_<postfix>_<jj>``;
 - :class:`OutputNamed`: the item's unique name (``x_mrc`` / ``x_pdb`` when ``x.mrc`` and ``x.pdb`` share a folder)
   as the savers' output name (with ``"output_name_formatter": "$emgan_monai.io.output_name_formatter"``).
@@ -27,10 +27,85 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.utils import ImageMetaKey
+from scipy import ndimage
 
 from emgan_monai.errors import DataError
+from emgan_monai.physics.volume_geometry import pad_or_crop
 
-__all__ = ["FitToBoxd", "OutputNamed", "ResampleMapd", "SampleIndexd", "ShapeMapd"]
+__all__ = ["FitToBoxd", "OutputNamed", "ResampleMapd", "SampleIndexd", "ShapeMapd", "fit_to_box", "shape_map"]
+
+
+def shape_map(volume: np.ndarray, iso: float = 0.3, sigma: float = 1.0) -> np.ndarray:
+    """Noise-free shape map in ``[0, 1]``: binarise at ``iso * max`` and smooth with a Gaussian.
+
+    The same rule turns a binary object label (``iso`` anywhere in ``(0, 1)``) and a density map from
+    :func:`~emgan_monai.physics.atomic_models.density_from_pdb` or an MRC template (its molecular envelope at
+    ``iso`` of its maximum) into the D-domain maps the generators were trained on.
+
+    Parameters
+    ----------
+    volume
+        ``(D, H, W)`` non-negative density or binary mask.
+    iso
+        Threshold as a fraction of the maximum, in ``(0, 1)``.
+    sigma
+        Standard deviation of the Gaussian smoothing in voxels (0 = none).
+
+    Returns
+    -------
+    np.ndarray
+        ``(D, H, W)`` float32 in ``[0, 1]`` (all zeros for an empty input).
+    """
+    if not 0.0 < iso < 1.0:
+        raise ValueError(f"iso must be in (0, 1), got {iso}")
+    volume = np.asarray(volume, dtype=np.float32)
+    if volume.ndim != 3:
+        raise ValueError(f"shape_map expects a (D, H, W) volume, got shape {volume.shape}")
+    vmax = float(volume.max())
+    if vmax <= 0:
+        return np.zeros_like(volume)
+    mask = (volume >= iso * vmax).astype(np.float32)
+    if sigma > 0:
+        mask = ndimage.gaussian_filter(mask, sigma, mode="constant")
+    return np.clip(mask / max(float(mask.max()), 1e-12), 0.0, 1.0).astype(np.float32)
+
+
+def fit_to_box(
+    m: np.ndarray, box: int, allow_larger: bool = False, name: str = "", voxel_size: float | None = None,
+    multiple: int = 4,
+) -> np.ndarray:
+    """Fit a ``(D, H, W)`` shape map to the generator's box without cutting the molecule.
+
+    The molecule is the region where ``m >= 0.5``. If it fits in ``box`` the output is the ``(box,)*3`` window
+    centred on it (padding with zeros where the map is smaller); only empty margin is dropped. Otherwise, with
+    ``allow_larger``, the whole map zero-padded to at least ``box`` and to a multiple of ``multiple`` per axis (for
+    a sliding-window inferer); without it a :class:`~emgan_monai.errors.DataError` explains the options.
+    """
+    m = np.asarray(m, dtype=np.float32)
+    support = np.argwhere(m >= 0.5)
+    if support.size == 0:
+        return pad_or_crop(m, box)
+    lo, hi = support.min(0), support.max(0) + 1
+    extent = hi - lo
+    if np.all(extent <= box):
+        centre = (lo + hi) // 2
+        start = centre - box // 2
+        out = np.zeros((box,) * 3, dtype=np.float32)
+        src_lo = np.maximum(start, 0)
+        src_hi = np.minimum(start + box, m.shape)
+        dst_lo = src_lo - start
+        dst_hi = dst_lo + (src_hi - src_lo)
+        out[tuple(slice(a, b) for a, b in zip(dst_lo, dst_hi))] = m[tuple(slice(a, b) for a, b in zip(src_lo, src_hi))]
+        return out
+    if not allow_larger:
+        vs = f" at {voxel_size} A/voxel" if voxel_size else ""
+        raise DataError(
+            name, f"the molecule spans {tuple(int(e) for e in extent)} voxels{vs}, more than the generator's box "
+            f"{box}: it would be cut. Generate it whole through the sliding window (--tile_large_maps true, the "
+            "default of inference.json; inference_uncertainty.json also needs --fix_noise false)"
+        )
+    shape = [max(box, int(np.ceil(n / multiple)) * multiple) for n in m.shape]
+    return pad_or_crop(m, shape)
 
 
 def _name(img: Any, key: Hashable) -> str:
@@ -126,8 +201,6 @@ class ShapeMapd(MapTransform):
         self.iso, self.sigma = float(iso), float(sigma)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from emgan_monai.data.cryoet_domains import shape_map
-
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = _with_meta(shape_map(_single_volume(d[key], key), iso=self.iso, sigma=self.sigma), d[key])
@@ -136,7 +209,7 @@ class ShapeMapd(MapTransform):
 
 class FitToBoxd(MapTransform):
     """Fit a shape map to the generator's ``box`` without cutting the molecule
-    (:func:`~emgan_monai.data.cryoet_density_inputs.fit_to_box`).
+    (:func:`fit_to_box`).
 
     A molecule (voxels ``>= 0.5``) that fits is centred in a ``(1, box, box, box)`` volume; a larger one is refused
     with a :class:`~emgan_monai.errors.DataError` naming the file, or, with ``allow_larger``, kept whole and
@@ -160,8 +233,6 @@ class FitToBoxd(MapTransform):
         self.box, self.allow_larger, self.voxel_size = int(box), bool(allow_larger), voxel_size
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from emgan_monai.data.cryoet_density_inputs import fit_to_box
-
         d = dict(data)
         for key in self.key_iterator(d):
             fitted = fit_to_box(_single_volume(d[key], key), self.box, allow_larger=self.allow_larger,

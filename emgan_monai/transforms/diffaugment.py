@@ -76,7 +76,8 @@ class DiffAugment(nn.Module):
     def _randint(self, low: int, high: int, n: int) -> torch.Tensor:
         return torch.randint(low, high, (n,), generator=self.generator)
 
-    def _apply(self, n: int) -> torch.Tensor:
+    def _coin(self, n: int) -> torch.Tensor:
+        """Whether each of ``n`` samples is augmented (named so as not to override ``nn.Module._apply``)."""
         return self._rand(n) < self.prob
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +90,7 @@ class DiffAugment(nn.Module):
 
     def _flip_rot(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        do = self._apply(b)
+        do = self._coin(b)
         k = self._randint(0, 4 if h == w else 1, b)
         flip = self._rand(b) < 0.5
         out = []
@@ -108,7 +109,7 @@ class DiffAugment(nn.Module):
         sh, sw = int(h * self.translation_ratio + 0.5), int(w * self.translation_ratio + 0.5)
         if sh == 0 and sw == 0:
             return x
-        do = self._apply(b)
+        do = self._coin(b)
         dy = self._randint(-sh, sh + 1, b) * do
         dx = self._randint(-sw, sw + 1, b) * do
         padded = F.pad(x, (sw, sw, sh, sh))
@@ -120,7 +121,7 @@ class DiffAugment(nn.Module):
         ch, cw = int(h * self.cutout_ratio + 0.5), int(w * self.cutout_ratio + 0.5)
         if ch == 0 or cw == 0:
             return x
-        do = self._apply(b)
+        do = self._coin(b)
         cy = self._randint(0, h + 1 - ch % 2, b)
         cx = self._randint(0, w + 1 - cw % 2, b)
         yy = torch.arange(h).view(1, h, 1)

@@ -89,7 +89,7 @@ class CheckImageInputd(MapTransform):
             return f"{n} spatial dimension{'s' if n != 1 else ''} (shape {spatial[::-1]} in file order{axes_text})"
         dtype = _file_dtype(x, meta)
         try:
-            kind = np.dtype(dtype).kind
+            kind: str = np.dtype(dtype).kind
         except TypeError:
             kind = ""
         if x.dtype == torch.bool or kind == "b":

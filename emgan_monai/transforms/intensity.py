@@ -248,10 +248,10 @@ def _percentile_params(d: Mapping[Hashable, Any], key: Hashable, source_key: Has
     for k in (key, source_key):
         v = d.get(k)
         if isinstance(v, MetaTensor) and PERCENTILE_KEY in v.meta:
-            return v.meta[PERCENTILE_KEY]  # type: ignore[no-any-return]
+            return v.meta[PERCENTILE_KEY]
     side = f"{source_key}_{PERCENTILE_KEY}"
     if side in d:
-        return d[side]  # type: ignore[no-any-return]
+        return d[side]
     raise ValueError(
         f"InvertPercentiled: no '{PERCENTILE_KEY}' parameters for key '{key}' (looked in d['{key}'].meta, "
         f"d['{source_key}'].meta and d['{side}'])."
@@ -285,7 +285,7 @@ class ScalePercentiled(MapTransform):
         self.scaler = ScalePercentile(lower, upper, b_min, b_max, clip, channel_wise, eps, dtype)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, Any]:
-        d = dict(data)
+        d: dict[Hashable, Any] = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.scaler(d[key])
             if not isinstance(d[key], MetaTensor):

@@ -84,7 +84,7 @@ class MaskToOneHot(Transform):
         if len(masks) != len(self.thresholds):
             raise ValueError(f"MaskToOneHot: got {len(masks)} masks for {len(self.thresholds)} thresholds.")
         ref = convert_to_tensor(masks[0], track_meta=get_track_meta())
-        binary = []
+        binary: list[torch.Tensor] = []
         for i, (m, t) in enumerate(zip(masks, self.thresholds)):
             m_t = convert_to_tensor(m, track_meta=False)
             if m_t.ndim >= 2 and m_t.shape[0] == 1:

@@ -143,6 +143,8 @@ class ToPixelSized(MapTransform):
         if len(spatial) != 2:
             raise DataError(name, f"expected a 2D image (C, X, Y), got shape {tuple(x.shape)}")
         model = (self.pixel_size,) * 2
+        size: tuple[float, ...]
+        unit: str | None
         if self.input_pixel_size is not None:
             size, unit = (self.input_pixel_size,) * 2, "nm"
             logger.info("%s: pixel size %s (set by %s)", name, _fmt(size), self.override_key)
