@@ -173,7 +173,8 @@ def test_package_script_cli(dros, tmp_path):
     finally:
         sys.path.pop(0)
     assert script.main([str(dros), "--out", str(tmp_path), "--no_torchscript", "--base_url", "https://host/x"]) == 0
-    zp = next(tmp_path.glob("*.zip"))
+    zp = next(p for p in tmp_path.glob("*.zip") if not p.name.endswith("_training_state.zip"))
+    assert (tmp_path / zp.name.replace(".zip", "_training_state.zip")).is_file()  # checkpoints in their own archive
     with zipfile.ZipFile(zp) as zf:
         large = yaml.safe_load(zf.read("drosophila_skip_patch/large_files.yml"))["large_files"]
     assert all(e["url"] == f"https://host/x/{e['path']}" for e in large)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import cycle, islice
 from pathlib import Path
@@ -63,7 +63,7 @@ DENSITY_SUFFIXES: tuple[str, ...] = (".mrc", ".map", ".pdb", ".ent", *MMCIF_SUFF
 _MODEL_SUFFIXES = (".pdb", ".ent", *MMCIF_SUFFIXES)
 
 
-def _matching_suffix(path: Path, suffixes: Sequence[str]) -> str | None:
+def _matching_suffix(path: Path, suffixes: Collection[str]) -> str | None:
     """The longest of ``suffixes`` that the file name ends with (case-insensitive; ``.cif.gz`` before ``.gz``)."""
     name = path.name.lower()
     hits = [s.lower() for s in suffixes if name.endswith(s.lower())]

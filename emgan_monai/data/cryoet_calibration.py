@@ -205,10 +205,11 @@ def init_generator(
         Voxel size in Angstrom of the simulation.
     """
     net = getattr(generator, "module", generator)
-    if not hasattr(net, "calibrate_"):
+    calibrate = getattr(net, "calibrate_", None)
+    if calibrate is None:
         return {}
     cal = calibrate_baseline(train, voxel_size, seed=seed, simulator_kwargs=simulator_kwargs)
     maps = torch.from_numpy(density_to_network(train.density))[:, None]
-    physics = net.calibrate_(maps, cal.snr)
+    physics = calibrate(maps, cal.snr)
     logger.info("physics-informed generator calibrated on the training data: snr %.4g, %s", cal.snr, physics)
     return {"snr": cal.snr, "snr_estimate_target": cal.target_snr_estimate, **physics}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from monai.data import MetaTensor
@@ -28,6 +28,7 @@ from emgan_monai.visualize import central_slices, montage
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
+    from monai.engines import SupervisedEvaluator
 
 __all__ = ["SynthesisRecord", "UncertaintyRecord"]
 
@@ -72,7 +73,7 @@ class _Record:
         self.maps = {}
 
     def _collect(self, engine: Engine) -> None:
-        batch, output = engine.state.batch, engine.state.output
+        batch, output = cast(Any, engine.state.batch), cast(Any, engine.state.output)  # ignite types them loosely
         if isinstance(batch, Mapping):  # not decollated: one item
             batch, output = [batch], [output]
         for b, o in zip(batch, output):
@@ -164,7 +165,8 @@ class UncertaintyRecord(_Record):
     def _write(self, engine: Engine) -> None:
         from emgan_monai.inferers.mc_dropout import has_dropout
 
-        inferer, network = engine.inferer, engine.network
+        evaluator = cast("SupervisedEvaluator", engine)  # the records attach to the evaluator that ran the maps
+        inferer, network = evaluator.inferer, evaluator.network
         dropout = has_dropout(network)
         files, volumes = [], []
         for name, saved in self.maps.items():

@@ -12,6 +12,7 @@ selection (it needs the voxel size): pass it to ``LoadImage(reader=...)``, e.g. 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,7 +84,7 @@ class AtomicModelReader(ImageReader):
         """
         if not self.verify_suffix(data):
             raise ValueError(f"{data}: not an atomic model (suffixes {', '.join(ATOMIC_MODEL_SUFFIXES)})")
-        maps = [read_or_defer(lambda name=name: self._read_one(name)) for name in ensure_tuple(data)]
+        maps = [read_or_defer(functools.partial(self._read_one, name)) for name in ensure_tuple(data)]
         return maps if len(maps) > 1 else maps[0]
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
