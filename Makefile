@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   -> venv + install + inference of the three bundles with the shipped weights (images in demo_output/)
-#   make test   -> venv + install + the test suite, the data-dependent tests once more without data (they must
+#   make test   -> venv + install + lint (ruff, mypy) + the test suite, the data-dependent tests once more without data (they must
 #                  skip), then the MONAI Label server test in its own venv
 # An active virtual environment ($VIRTUAL_ENV) is used as it is; otherwise .venv is created.
 SHELL := /bin/bash
@@ -18,7 +18,7 @@ LABEL_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 DEMO_DIR ?= demo_output
 
-.PHONY: setup setup-label test test-main test-nodata test-label demo clean
+.PHONY: setup setup-label lint test test-main test-nodata test-label demo clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x "$(VENV)/bin/python" ]; then python3 -m venv $(VENV); fi
@@ -38,6 +38,12 @@ setup: $(VENV)/.installed
 
 setup-label: $(LABEL_VENV)/.installed
 
+# lint and format (ruff) and types (mypy), as configured in pyproject.toml
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
 test-main: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -48,7 +54,7 @@ test-nodata: setup
 test-label: setup-label
 	$(LABEL_VENV)/bin/python -m pytest -q tests/test_monailabel.py
 
-test: test-main test-nodata test-label
+test: lint test-main test-nodata test-label
 
 demo: setup
 	$(PY) scripts/demo.py --output_dir $(DEMO_DIR)

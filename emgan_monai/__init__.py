@@ -29,8 +29,18 @@ import importlib
 __version__ = "0.2.0"
 
 _SUBMODULES = (
-    "io", "transforms", "networks", "losses", "engines", "handlers", "metrics", "physics", "data", "inferers",
-    "evaluation", "export",
+    "io",
+    "transforms",
+    "networks",
+    "losses",
+    "engines",
+    "handlers",
+    "metrics",
+    "physics",
+    "data",
+    "inferers",
+    "evaluation",
+    "export",
 )
 
 

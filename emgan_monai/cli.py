@@ -164,9 +164,11 @@ def _check_keys(paths: list[Path], overrides: dict[str, Any]) -> None:
             close = difflib.get_close_matches(key.split("#")[0], names, n=1, cutoff=0.5)
             hint = f"; did you mean '--{close[0]}'?" if close else ""
             configs = "+".join(p.name for p in paths)
-            raise UsageError(f"unknown key '--{key}' for {paths[0].parents[1].name}/{configs}{hint} "
-                             f"(list them with: emgan-monai keys {paths[0].parents[1].name} "
-                             f"{' '.join(p.stem for p in paths)})") from None
+            raise UsageError(
+                f"unknown key '--{key}' for {paths[0].parents[1].name}/{configs}{hint} "
+                f"(list them with: emgan-monai keys {paths[0].parents[1].name} "
+                f"{' '.join(p.stem for p in paths)})"
+            ) from None
 
 
 def _one_line(exc: BaseException) -> str | None:
@@ -198,9 +200,11 @@ def _paths(args: argparse.Namespace) -> list[Path]:
     paths = [config_path(bundle, c) for c in args.configs]
     if not is_standalone(paths[0]):
         bases = [p.stem for p in _configs(bundle) if is_standalone(p)]
-        raise UsageError(f"{bundle.name}/{paths[0].name} is an overlay: name its base config first "
-                         f"(one of {', '.join(bases)}), e.g. 'emgan-monai run {bundle.name} {bases[0]} "
-                         f"{paths[0].stem}'")
+        raise UsageError(
+            f"{bundle.name}/{paths[0].name} is an overlay: name its base config first "
+            f"(one of {', '.join(bases)}), e.g. 'emgan-monai run {bundle.name} {bases[0]} "
+            f"{paths[0].stem}'"
+        )
     return paths
 
 
@@ -225,15 +229,19 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emgan-monai", description="Run the emgan_monai bundles' MONAI workflows with checked options.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Run 'emgan-monai list' to see the bundles, 'emgan-monai keys BUNDLE "
-                                            "CONFIG' for the keys a run takes.")
+    parser = argparse.ArgumentParser(
+        prog="emgan-monai",
+        description="Run the emgan_monai bundles' MONAI workflows with checked options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'emgan-monai list' to see the bundles, 'emgan-monai keys BUNDLE CONFIG' for the keys a run takes.",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the full traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="bundles and their configs")
-    for name, text in (("keys", "the keys a user may set, with defaults and descriptions"),
-                       ("run", "run a config (then overlays) with --key value overrides")):
+    for name, text in (
+        ("keys", "the keys a user may set, with defaults and descriptions"),
+        ("run", "run a config (then overlays) with --key value overrides"),
+    ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("bundle", help="bundle name (see 'emgan-monai list')")
         p.add_argument("configs", nargs="+", help="config name(s) without .json: a standalone config, then overlays")
@@ -246,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     # overrides (--key value) follow the config names; argparse must not see them
     first = next((i for i, t in enumerate(argv) if not t.startswith("-")), 0)
     split = len(argv)
-    if argv[first:first + 1] == ["run"]:
-        split = next((i for i, t in enumerate(argv) if i > first and t.startswith("--")
-                      and t not in ("--verbose", "--help")), len(argv))
+    if argv[first : first + 1] == ["run"]:
+        split = next(
+            (i for i, t in enumerate(argv) if i > first and t.startswith("--") and t not in ("--verbose", "--help")),
+            len(argv),
+        )
     args = _parser().parse_args(argv[:split])
     extra = argv[split:]
     if "--verbose" in extra:

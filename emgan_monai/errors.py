@@ -154,8 +154,11 @@ class NonFiniteLossError(FloatingPointError):
             f"non-finite {loss_name} ({self.value}) at epoch {self.epoch}, iteration {self.iteration}"
             + (f"; terms: {terms}" if terms else "")
             + (f" (non-finite: {', '.join(bad)})" if bad else "")
-            + (". Training stopped before the optimiser step, so the weights were not updated with it"
-               if self.before_step else ". Training stopped after this iteration")
+            + (
+                ". Training stopped before the optimiser step, so the weights were not updated with it"
+                if self.before_step
+                else ". Training stopped after this iteration"
+            )
             + "; no checkpoint was written from this state and the last good checkpoint is kept. Resume from it with "
             "'--resume true' (a bundle run) after lowering the learning rate or checking the input data "
             "(NaN/Inf or constant images), or the same divergence will recur."

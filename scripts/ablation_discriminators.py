@@ -117,7 +117,9 @@ def epochs_to_fraction_of_best(epochs: Sequence[int], values: Sequence[float], f
     return None
 
 
-def epochs_to_fraction_of_improvement(epochs: Sequence[int], values: Sequence[float], fraction: float = 0.9) -> int | None:
+def epochs_to_fraction_of_improvement(
+    epochs: Sequence[int], values: Sequence[float], fraction: float = 0.9
+) -> int | None:
     """First epoch that achieves ``fraction`` of the curve's total improvement (lower is better).
 
     The improvement is measured from the first evaluated value to the best (minimum) one; the answer is the first
@@ -181,8 +183,8 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
     """Train stage 1 with ``configs/train_mask.json``; return the curve and the trained generator's state dict."""
     from ignite.engine import Events
 
-    from emgan_monai.metrics.morphology import compare_morphology, mask_morphology
     from emgan_monai.data.drosophila_synthesis import generate
+    from emgan_monai.metrics.morphology import compare_morphology, mask_morphology
 
     out = work / f"stage1_{kind}"
     overrides = _common_overrides(args, kind, out, args.epochs_mask)
@@ -208,17 +210,23 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
             fake, _ = generate(net, None, args.eval_samples, latent_shape, seed=args.seed + 12345, device=args.device)
             net.train()
             cmp = compare_morphology(real_stats, [mask_morphology(m.numpy()) for m in fake])
-            row = {"epoch": int(engine.state.epoch),
-                   "morphology_distance": morphology_distance(cmp),
-                   "mito_area_wasserstein": cmp["mito_area"]["wasserstein"],
-                   "diversity": mask_diversity(fake, seed=args.seed),
-                   "real_diversity": real_diversity}
+            row = {
+                "epoch": int(engine.state.epoch),
+                "morphology_distance": morphology_distance(cmp),
+                "mito_area_wasserstein": cmp["mito_area"]["wasserstein"],
+                "diversity": mask_diversity(fake, seed=args.seed),
+                "real_diversity": real_diversity,
+            }
             for key in STAGE1_CURVE_KEYS:
                 row[key] = cmp[key]["fake"]
                 row[f"real_{key}"] = cmp[key]["real"]
             curve.append(row)
-            logger.info("stage 1 %s epoch %d: %s", kind, row["epoch"],
-                        {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+            logger.info(
+                "stage 1 %s epoch %d: %s",
+                kind,
+                row["epoch"],
+                {k: round(v, 4) for k, v in row.items() if isinstance(v, float)},
+            )
 
         trainer.add_event_handler(Events.EPOCH_COMPLETED(every=args.eval_every), evaluate_masks)
         trainer.add_event_handler(Events.STARTED, lambda e: timing.setdefault("start", time.perf_counter()))
@@ -226,8 +234,11 @@ def train_stage1(args, kind: str, work: Path, real_stats: list[dict], real_diver
 
     _run_workflow(parser, attach)
     net = parser.get_parsed_content("network")
-    return {"curve": curve, "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            "wall_s": timing.get("end", 0.0) - timing.get("start", 0.0)}
+    return {
+        "curve": curve,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "wall_s": timing.get("end", 0.0) - timing.get("start", 0.0),
+    }
 
 
 def train_stage2(args, kind: str, work: Path) -> dict:
@@ -259,8 +270,11 @@ def train_stage2(args, kind: str, work: Path) -> dict:
 
     _run_workflow(parser, attach)
     net = parser.get_parsed_content("network")
-    return {"curve": curve, "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            "wall_s": timing.get("end", 0.0) - timing.get("start", 0.0)}
+    return {
+        "curve": curve,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "wall_s": timing.get("end", 0.0) - timing.get("start", 0.0),
+    }
 
 
 def _networks(args):
@@ -272,8 +286,11 @@ def _networks(args):
     parser = ConfigParser()
     parser.read_config(config_files(BUNDLE, "inference.json"))
     parser.update({"bundle_root": str(BUNDLE), "resolution": args.resolution, "device": "$torch.device('cpu')"})
-    return parser.get_parsed_content("mask_network_def"), parser.get_parsed_content("em_network_def"), \
-        parser.get_parsed_content("latent_shape")
+    return (
+        parser.get_parsed_content("mask_network_def"),
+        parser.get_parsed_content("em_network_def"),
+        parser.get_parsed_content("latent_shape"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -285,15 +302,20 @@ def _plot_curves(result: dict, path: Path, stage: str) -> None:
     from matplotlib.figure import Figure
 
     if stage == "stage1":
-        panels = [("morphology_distance", "morphology distance (lower = closer to real)", None),
-                  ("hole_fraction", "fraction of mitochondria with holes", "real_hole_fraction"),
-                  ("n_mitochondria", "mitochondria per image", "real_n_mitochondria"),
-                  ("mito_area_wasserstein", "mito-area Wasserstein (px)", None),
-                  ("membrane_components", "membrane skeleton components", "real_membrane_components"),
-                  ("diversity", "pairwise mask difference (diversity)", "real_diversity")]
+        panels = [
+            ("morphology_distance", "morphology distance (lower = closer to real)", None),
+            ("hole_fraction", "fraction of mitochondria with holes", "real_hole_fraction"),
+            ("n_mitochondria", "mitochondria per image", "real_n_mitochondria"),
+            ("mito_area_wasserstein", "mito-area Wasserstein (px)", None),
+            ("membrane_components", "membrane skeleton components", "real_membrane_components"),
+            ("diversity", "pairwise mask difference (diversity)", "real_diversity"),
+        ]
     else:
-        panels = [("val_ssim", "validation SSIM", None), ("val_psnr", "validation PSNR (dB)", None),
-                  ("val_mse", "validation MSE", None)]
+        panels = [
+            ("val_ssim", "validation SSIM", None),
+            ("val_psnr", "validation PSNR (dB)", None),
+            ("val_mse", "validation MSE", None),
+        ]
     ncols = 3
     nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), dpi=100)
@@ -313,8 +335,10 @@ def _plot_curves(result: dict, path: Path, stage: str) -> None:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{'Stage 1: noise -> mask' if stage == 'stage1' else 'Stage 2: mask -> EM'} "
-                 f"(resolution {result['settings']['resolution']}, seed {result['settings']['seed']})")
+    fig.suptitle(
+        f"{'Stage 1: noise -> mask' if stage == 'stage1' else 'Stage 2: mask -> EM'} "
+        f"(resolution {result['settings']['resolution']}, seed {result['settings']['seed']})"
+    )
     fig.tight_layout()
     fig.savefig(path)
 
@@ -345,40 +369,76 @@ def table_rows(result: dict) -> list[tuple[str, str, list]]:
 
     real = result.get("real_reference", {})
     s1 = lambda r: r["final"]["stage1_morphology"]  # noqa: E731
-    add(f"stage 1: mitochondria with holes, fraction (real {_fmt(real.get('hole_fraction'))})", "closer to real",
-        lambda r: s1(r)["hole_fraction"]["fake"])
-    add(f"stage 1: mitochondria per image (real {_fmt(real.get('n_mitochondria'))})", "closer to real",
-        lambda r: s1(r)["n_mitochondria"]["fake"])
+    add(
+        f"stage 1: mitochondria with holes, fraction (real {_fmt(real.get('hole_fraction'))})",
+        "closer to real",
+        lambda r: s1(r)["hole_fraction"]["fake"],
+    )
+    add(
+        f"stage 1: mitochondria per image (real {_fmt(real.get('n_mitochondria'))})",
+        "closer to real",
+        lambda r: s1(r)["n_mitochondria"]["fake"],
+    )
     add("stage 1: mito area Wasserstein distance (px)", "lower", lambda r: s1(r)["mito_area"]["wasserstein"])
-    add(f"stage 1: mean mitochondrion area, px (real {_fmt(real.get('mean_mito_area'))})", "closer to real",
-        lambda r: s1(r)["mito_area"]["fake_mean"])
-    add(f"stage 1: membrane pixel fraction (real {_fmt(real.get('membrane_fraction'))})", "closer to real",
-        lambda r: s1(r)["membrane_fraction"]["fake"])
-    add(f"stage 1: membrane skeleton components (real {_fmt(real.get('membrane_components'))})", "closer to real",
-        lambda r: s1(r)["membrane_components"]["fake"])
-    add(f"stage 1: largest membrane component fraction (real {_fmt(real.get('membrane_largest_fraction'))})",
-        "closer to real", lambda r: s1(r)["membrane_largest_fraction"]["fake"])
+    add(
+        f"stage 1: mean mitochondrion area, px (real {_fmt(real.get('mean_mito_area'))})",
+        "closer to real",
+        lambda r: s1(r)["mito_area"]["fake_mean"],
+    )
+    add(
+        f"stage 1: membrane pixel fraction (real {_fmt(real.get('membrane_fraction'))})",
+        "closer to real",
+        lambda r: s1(r)["membrane_fraction"]["fake"],
+    )
+    add(
+        f"stage 1: membrane skeleton components (real {_fmt(real.get('membrane_components'))})",
+        "closer to real",
+        lambda r: s1(r)["membrane_components"]["fake"],
+    )
+    add(
+        f"stage 1: largest membrane component fraction (real {_fmt(real.get('membrane_largest_fraction'))})",
+        "closer to real",
+        lambda r: s1(r)["membrane_largest_fraction"]["fake"],
+    )
     add("stage 1: morphology distance (final)", "lower", lambda r: r["final"]["morphology_distance"])
-    add(f"stage 1: mask diversity (real {_fmt(real.get('diversity'))})", "closer to real",
-        lambda r: r["final"]["diversity"])
-    add("stage 1: epochs to 90 % of the morphology-distance improvement", "lower",
-        lambda r: r["convergence"]["stage1_epochs_to_90pct_improvement"])
+    add(
+        f"stage 1: mask diversity (real {_fmt(real.get('diversity'))})",
+        "closer to real",
+        lambda r: r["final"]["diversity"],
+    )
+    add(
+        "stage 1: epochs to 90 % of the morphology-distance improvement",
+        "lower",
+        lambda r: r["convergence"]["stage1_epochs_to_90pct_improvement"],
+    )
     add("stage 2: best validation SSIM (during training)", "higher", lambda r: r["convergence"]["stage2_best_val_ssim"])
-    add("stage 2: epochs to 90 % of the best val SSIM", "lower",
-        lambda r: r["convergence"]["stage2_epochs_to_90pct_best_ssim"])
+    add(
+        "stage 2: epochs to 90 % of the best val SSIM",
+        "lower",
+        lambda r: r["convergence"]["stage2_epochs_to_90pct_best_ssim"],
+    )
     q = lambda r: r["final"]["stage2_quality_heldout"]  # noqa: E731
     add("stage 2: held-out SSIM (final generator)", "higher", lambda r: q(r)["ssim"])
     add("stage 2: held-out PSNR, dB", "higher", lambda r: q(r)["psnr"])
     add("stage 2: held-out MSE", "lower", lambda r: q(r)["mse"])
     f = lambda r: r["final"]["stage2_fcn_score"]  # noqa: E731
-    add(f"FCN-score: Dice on generated EM from held-out masks (real EM: {_fmt(real.get('dice_real_heldout'))})",
-        "higher", lambda r: f(r)["dice_generated_from_heldout_masks"]["mean"])
-    add("FCN-score: Dice on EM from generated masks (full noise -> mask -> EM)", "higher",
-        lambda r: f(r)["dice_generated_from_generated_masks"]["mean"])
+    add(
+        f"FCN-score: Dice on generated EM from held-out masks (real EM: {_fmt(real.get('dice_real_heldout'))})",
+        "higher",
+        lambda r: f(r)["dice_generated_from_heldout_masks"]["mean"],
+    )
+    add(
+        "FCN-score: Dice on EM from generated masks (full noise -> mask -> EM)",
+        "higher",
+        lambda r: f(r)["dice_generated_from_generated_masks"]["mean"],
+    )
     d = lambda r: r["final"]["stage2_feature_distances"]  # noqa: E731
     add("segmenter-feature Frechet distance, generated vs real EM", "lower", lambda r: d(r)["frechet"])
-    add(f"segmenter-feature kernel distance (KID; real vs real: {_fmt(real.get('kid_real_vs_real'))})", "lower",
-        lambda r: d(r)["kernel_mean"])
+    add(
+        f"segmenter-feature kernel distance (KID; real vs real: {_fmt(real.get('kid_real_vs_real'))})",
+        "lower",
+        lambda r: d(r)["kernel_mean"],
+    )
     add("training wall time, stage 1 + stage 2 (s)", "", lambda r: r["stage1"]["wall_s"] + r["stage2"]["wall_s"])
     return rows
 
@@ -387,21 +447,27 @@ def write_markdown(result: dict, path: Path) -> None:
     kinds = list(result["kinds"])
     st = result["settings"]
     lines = [
-        "# Discriminator ablation (drosophila_skip_patch)", "",
+        "# Discriminator ablation (drosophila_skip_patch)",
+        "",
         f"One run of `scripts/ablation_discriminators.py`: resolution {st['resolution']}, seed {st['seed']}, "
         f"{st['epochs_mask']} stage-1 epochs and {st['epochs_em']} stage-2 epochs of {st['n_train']} training "
         f"sections each (batch 1), evaluation every {st['eval_every']} epochs, the bundle's configs otherwise "
         f"unchanged; {st['num_generated']} generated masks per kind for the final morphology, "
         f"{st['n_val']} held-out sections for SSIM/PSNR/MSE; total wall time {st.get('wall_s', 0) / 60:.1f} min "
-        f"on `{st['device']}`.", "",
+        f"on `{st['device']}`.",
+        "",
         "| metric | better | " + " | ".join(kinds) + " |",
         "|---|---|" + "---|" * len(kinds),
     ]
     for name, better, vals in table_rows(result):
         lines.append(f"| {name} | {better} | " + " | ".join(_fmt(v) for v in vals) + " |")
-    lines += ["", "Curves: `curves_stage1.png`, `curves_stage2.png`; generated masks: `masks_<kind>.png`; "
-              "PCA of real vs generated masks: `pca_masks_<kind>.png`; held-out mask | generated EM | real EM: "
-              "`heldout_<kind>.png`. Raw numbers: `ablation.json`.", ""]
+    lines += [
+        "",
+        "Curves: `curves_stage1.png`, `curves_stage2.png`; generated masks: `masks_<kind>.png`; "
+        "PCA of real vs generated masks: `pca_masks_<kind>.png`; held-out mask | generated EM | real EM: "
+        "`heldout_<kind>.png`. Raw numbers: `ablation.json`.",
+        "",
+    ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -419,14 +485,13 @@ def _jsonable(o):
 
 
 def run_ablation(args) -> dict:
-    from emgan_monai.data.drosophila import drosophila_datalist, split_sections
+    from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
+    from emgan_monai.data.drosophila_synthesis import generate
+    from emgan_monai.evaluation.drosophila import evaluate
     from emgan_monai.io import write_image
     from emgan_monai.metrics.fcn_score import train_segmenter
     from emgan_monai.metrics.morphology import mask_morphology
     from emgan_monai.visualize import montage, onehot_to_rgb
-    from emgan_monai.evaluation.drosophila import evaluate
-    from emgan_monai.data.drosophila import load_sections
-    from emgan_monai.data.drosophila_synthesis import generate
 
     t0 = time.perf_counter()
     for kind in args.kinds:
@@ -449,8 +514,14 @@ def run_ablation(args) -> dict:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result: dict = {"settings": settings, "kinds": {}}
     # one segmenter for every kind so that FCN-scores and feature distances are comparable
-    segmenter = train_segmenter(tr_em, tr_masks, steps=args.segmenter_steps, seed=args.seed,
-                                patch_size=min(128, args.resolution), device=args.device)
+    segmenter = train_segmenter(
+        tr_em,
+        tr_masks,
+        steps=args.segmenter_steps,
+        seed=args.seed,
+        patch_size=min(128, args.resolution),
+        device=args.device,
+    )
 
     for kind in args.kinds:
         logger.info("=== %s: stage 1 (%d epochs)", kind, args.epochs_mask)
@@ -463,9 +534,20 @@ def run_ablation(args) -> dict:
         ev_dir = work / f"eval_{kind}"
         if ev_dir.exists():
             shutil.rmtree(ev_dir)
-        final = evaluate(mask_net, em_net, stack, ev_dir, resolution=args.resolution,
-                         n_train=args.n_train, n_val=args.n_val, num_generated=args.num_generated,
-                         latent_shape=latent_shape, seed=args.seed, device=args.device, segmenter=segmenter)
+        final = evaluate(
+            mask_net,
+            em_net,
+            stack,
+            ev_dir,
+            resolution=args.resolution,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            num_generated=args.num_generated,
+            latent_shape=latent_shape,
+            seed=args.seed,
+            device=args.device,
+            segmenter=segmenter,
+        )
         fake, _ = generate(mask_net, None, args.num_generated, latent_shape, seed=args.seed, device=args.device)
         final["morphology_distance"] = morphology_distance(final["stage1_morphology"])
         final["diversity"] = mask_diversity(fake, seed=args.seed)
@@ -474,8 +556,9 @@ def run_ablation(args) -> dict:
             if isinstance(final["stage1_morphology"][k], dict):
                 final["stage1_morphology"][k].pop("areas", None)
         # pictures a person can check
-        write_image(out / f"masks_{kind}.png", montage([onehot_to_rgb(m.numpy()) for m in fake[:16]], ncols=4),
-                    overwrite=True)
+        write_image(
+            out / f"masks_{kind}.png", montage([onehot_to_rgb(m.numpy()) for m in fake[:16]], ncols=4), overwrite=True
+        )
         for src, dst in (("pca_masks.png", f"pca_masks_{kind}.png"), ("heldout_montage.png", f"heldout_{kind}.png")):
             if (ev_dir / src).exists():
                 shutil.copyfile(ev_dir / src, out / dst)
@@ -483,7 +566,8 @@ def run_ablation(args) -> dict:
         ssim = [r.get("val_ssim", np.nan) for r in c2]
         conv = {
             "stage1_epochs_to_90pct_improvement": epochs_to_fraction_of_improvement(
-                [r["epoch"] for r in c1], [r["morphology_distance"] for r in c1]),
+                [r["epoch"] for r in c1], [r["morphology_distance"] for r in c1]
+            ),
             "stage1_best_morphology_distance": float(np.nanmin([r["morphology_distance"] for r in c1])) if c1 else None,
             "stage2_epochs_to_90pct_best_ssim": epochs_to_fraction_of_best([r["epoch"] for r in c2], ssim),
             "stage2_best_val_ssim": float(np.nanmax(ssim)) if c2 else None,
@@ -519,8 +603,9 @@ def _finish(result: dict, out: Path, real_stats: list[dict], real_div: float, t0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--dataset_dir", required=True, help="folder containing the stack folder (e.g. stack1/)")
     p.add_argument("--stack", default="stack1")
     p.add_argument("--output_dir", required=True, help="where ablation.json/.md and PNGs go (small files only)")

@@ -68,22 +68,50 @@ def _cases(quick: bool, full: bool) -> list[dict[str, Any]]:
     """Benchmark cases: networks and batch shapes. ``quick`` shrinks every size (what the test uses)."""
     s256, s512, c3 = (64, 64, 16) if quick else (256, 512, 32)
     cases: list[dict[str, Any]] = [
-        {"name": f"pix2pix {s256} c16 skip_patch", "kind": "paired", "size": s256, "g_channels": 16,
-         "num_downs": int(math.log2(s256)), "d_kind": "skip_patch", "d_channels": 16 if quick else 64},
-        {"name": f"pix2pix {s256} c64 patch70 (reference)", "kind": "paired", "size": s256,
-         "g_channels": 8 if quick else 64, "num_downs": int(math.log2(s256)), "d_kind": "patch70",
-         "d_channels": 8 if quick else 64},
-        {"name": f"noise->mask {s512}", "kind": "mask", "size": s512,
-         "channels": (16, 16, 8, 8, 8) if quick else (256, 256, 128, 64, 32), "d_channels": 16 if quick else 64},
-        {"name": f"cyclegan3d {c3}^3", "kind": "cycle", "size": c3, "g_channels": 8,
-         "critic_channels": (16, 32, 64)},
+        {
+            "name": f"pix2pix {s256} c16 skip_patch",
+            "kind": "paired",
+            "size": s256,
+            "g_channels": 16,
+            "num_downs": int(math.log2(s256)),
+            "d_kind": "skip_patch",
+            "d_channels": 16 if quick else 64,
+        },
+        {
+            "name": f"pix2pix {s256} c64 patch70 (reference)",
+            "kind": "paired",
+            "size": s256,
+            "g_channels": 8 if quick else 64,
+            "num_downs": int(math.log2(s256)),
+            "d_kind": "patch70",
+            "d_channels": 8 if quick else 64,
+        },
+        {
+            "name": f"noise->mask {s512}",
+            "kind": "mask",
+            "size": s512,
+            "channels": (16, 16, 8, 8, 8) if quick else (256, 256, 128, 64, 32),
+            "d_channels": 16 if quick else 64,
+        },
+        {"name": f"cyclegan3d {c3}^3", "kind": "cycle", "size": c3, "g_channels": 8, "critic_channels": (16, 32, 64)},
     ]
     if not quick:
-        cases.insert(2, {"name": "pix2pix 512 c16 skip_patch", "kind": "paired", "size": 512, "g_channels": 16,
-                         "num_downs": 9, "d_kind": "skip_patch", "d_channels": 64})
+        cases.insert(
+            2,
+            {
+                "name": "pix2pix 512 c16 skip_patch",
+                "kind": "paired",
+                "size": 512,
+                "g_channels": 16,
+                "num_downs": 9,
+                "d_kind": "skip_patch",
+                "d_channels": 64,
+            },
+        )
     if full and not quick:
-        cases.append({"name": "cyclegan3d 64^3", "kind": "cycle", "size": 64, "g_channels": 8,
-                      "critic_channels": (16, 32, 64)})
+        cases.append(
+            {"name": "cyclegan3d 64^3", "kind": "cycle", "size": 64, "g_channels": 8, "critic_channels": (16, 32, 64)}
+        )
     return cases
 
 
@@ -103,9 +131,12 @@ def _build(case: dict[str, Any], device: torch.device, seed: int = 0) -> dict[st
         nets = {"g": g, "d": d}
     else:
         kw = {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": case["g_channels"]}
-        nets = {"g_ab": CycleGANGenerator(**kw), "g_ba": CycleGANGenerator(**kw),
-                "d_a": SpectralNormCritic(3, 1, channels=case["critic_channels"]),
-                "d_b": SpectralNormCritic(3, 1, channels=case["critic_channels"])}
+        nets = {
+            "g_ab": CycleGANGenerator(**kw),
+            "g_ba": CycleGANGenerator(**kw),
+            "d_a": SpectralNormCritic(3, 1, channels=case["critic_channels"]),
+            "d_b": SpectralNormCritic(3, 1, channels=case["critic_channels"]),
+        }
         batch = {"image_a": torch.rand(1, 1, s, s, s), "image_b": torch.rand(1, 1, s, s, s)}
     return {"nets": {k: v.to(device) for k, v in nets.items()}, "batch": {k: v.to(device) for k, v in batch.items()}}
 
@@ -151,19 +182,29 @@ def _time_engine(
     loader = [batch]  # pre-collated, cached batch: the engine cycles through it
     g_params = [p for k, n in nets.items() if k.startswith("g") for p in n.parameters()]
     d_params = [p for k, n in nets.items() if k.startswith("d") for p in n.parameters()]
-    common = {"device": device, "max_epochs": warmup + iters, "train_data_loader": loader,
-              "g_optimizer": _adam(g_params, fast, device), "d_optimizer": _adam(d_params, fast, device),
-              "epoch_length": 1, "amp": fast and device.type == "cuda"}
+    common = {
+        "device": device,
+        "max_epochs": warmup + iters,
+        "train_data_loader": loader,
+        "g_optimizer": _adam(g_params, fast, device),
+        "d_optimizer": _adam(d_params, fast, device),
+        "epoch_length": 1,
+        "amp": fast and device.type == "cuda",
+    }
     if case["kind"] == "paired":
         engine = PairedGANTrainer(g_network=nets["g"], d_network=nets["d"], **common)
     elif case["kind"] == "mask":
-        engine = UnconditionalGANTrainer(g_network=nets["g"], d_network=nets["d"], latent_shape=_latent_shape(case),
-                                         **common)
+        engine = UnconditionalGANTrainer(
+            g_network=nets["g"], d_network=nets["d"], latent_shape=_latent_shape(case), **common
+        )
     else:
-        engine = CycleGANTrainer(generators={"g_ab": nets["g_ab"], "g_ba": nets["g_ba"]},
-                                 discriminators={"d_a": nets["d_a"], "d_b": nets["d_b"]},
-                                 generator_loss=GeneratorLoss(lambda_identity=0.0),
-                                 adversarial=AdversarialSettings(loss="bce", pool_size=0), **common)
+        engine = CycleGANTrainer(
+            generators={"g_ab": nets["g_ab"], "g_ba": nets["g_ba"]},
+            discriminators={"d_a": nets["d_a"], "d_b": nets["d_b"]},
+            generator_loss=GeneratorLoss(lambda_identity=0.0),
+            adversarial=AdversarialSettings(loss="bce", pool_size=0),
+            **common,
+        )
     if fast:  # engine attributes, not constructor arguments
         engine.check_inputs, engine.stop_on_nonfinite, engine.optim_set_to_none = False, False, True
     stamps: list[float] = []
@@ -244,13 +285,15 @@ def _time_plain(case: dict[str, Any], device: torch.device, iters: int, warmup: 
             rec_a, rec_b = nets["g_ba"](fake_b), nets["g_ab"](fake_a)
             opt_d.zero_grad()
             loss_d = 0.5 * (adv(nets["d_a"](a), True) + adv(nets["d_a"](fake_a.detach()), False)) + 0.5 * (
-                adv(nets["d_b"](b), True) + adv(nets["d_b"](fake_b.detach()), False))
+                adv(nets["d_b"](b), True) + adv(nets["d_b"](fake_b.detach()), False)
+            )
             loss_d.backward()
             opt_d.step()
             _set_requires_grad(d_nets, False)
             opt_g.zero_grad()
-            loss_g = adv(nets["d_b"](fake_b), True) + adv(nets["d_a"](fake_a), True) + 10.0 * (
-                l1(rec_a, a) + l1(rec_b, b))
+            loss_g = (
+                adv(nets["d_b"](fake_b), True) + adv(nets["d_a"](fake_a), True) + 10.0 * (l1(rec_a, a) + l1(rec_b, b))
+            )
             loss_g.backward()
             opt_g.step()
             _set_requires_grad(d_nets, True)
@@ -309,8 +352,13 @@ def bench_inference(case: dict[str, Any], device: torch.device, iters: int, mm_r
             g(x)
         _sync(device)
         sec = (time.perf_counter() - t0) / iters
-    return {"seconds_per_item": sec, "items_per_s": 1.0 / sec, "gflop_per_item": flops / 1e9,
-            "gflop_per_s": flops / sec / 1e9, "fraction_of_matmul": flops / sec / mm_rate}
+    return {
+        "seconds_per_item": sec,
+        "items_per_s": 1.0 / sec,
+        "gflop_per_item": flops / 1e9,
+        "gflop_per_s": flops / sec / 1e9,
+        "fraction_of_matmul": flops / sec / mm_rate,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- tiled
@@ -328,16 +376,25 @@ def _tiled_child(kind: str, size: int, roi: int, overlap: float, sw_batch: int) 
         x = torch.rand(1, 1, size, size, size)
         shape = (size,) * 3
     net.eval()
-    inferer = SlidingWindowInferer(roi_size=(roi,) * len(shape), sw_batch_size=sw_batch, overlap=overlap,
-                                   mode="gaussian", progress=False)
+    inferer = SlidingWindowInferer(
+        roi_size=(roi,) * len(shape), sw_batch_size=sw_batch, overlap=overlap, mode="gaussian", progress=False
+    )
     t0 = time.perf_counter()
     with torch.inference_mode():
         y = inferer(x, net)
     wall = time.perf_counter() - t0
     if tuple(y.shape[2:]) != shape or not bool(torch.isfinite(y).all()):
         raise RuntimeError(f"tiled inference returned shape {tuple(y.shape)} or non-finite values")
-    print(json.dumps({"wall_s": wall, "peak_rss_mib": _peak_rss_kib() / 1024.0, "input_mib": x.numel() * 4 / 2**20,
-                      "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "peak_rss_mib": _peak_rss_kib() / 1024.0,
+                "input_mib": x.numel() * 4 / 2**20,
+                "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            }
+        )
+    )
 
 
 def _peak_rss_kib() -> float:
@@ -357,8 +414,22 @@ def _peak_rss_kib() -> float:
 
 def bench_tiled(kind: str, size: int, roi: int, overlap: float, threads: int, sw_batch: int) -> dict[str, Any]:
     """Run :func:`_tiled_child` in a subprocess; peak RSS from the child (``VmHWM``) and ``RUSAGE_CHILDREN``."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_tiled", kind, "--_size", str(size), "--_roi", str(roi),
-           "--_overlap", str(overlap), "--_sw_batch", str(sw_batch), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_tiled",
+        kind,
+        "--_size",
+        str(size),
+        "--_roi",
+        str(roi),
+        "--_overlap",
+        str(overlap),
+        "--_sw_batch",
+        str(sw_batch),
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"tiled child {kind} failed:\n{proc.stderr[-2000:]}")
@@ -420,8 +491,13 @@ def bench_data(items: int, quick: bool) -> dict[str, Any]:
         finally:
             if scratch is not None:
                 scratch.cleanup()
-        results[bundle] = {"items_per_s": items / sec, "build_s": build_s, "n_items": n, "fetched": items,
-                           "overrides": overrides}
+        results[bundle] = {
+            "items_per_s": items / sec,
+            "build_s": build_s,
+            "n_items": n,
+            "fetched": items,
+            "overrides": overrides,
+        }
     return results
 
 
@@ -431,29 +507,40 @@ def _fmt(x: float, nd: int = 3) -> str:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    lines = [f"Machine: {res['meta']['machine']}; threads {res['meta']['threads']}; device {res['meta']['device']}; "
-             f"fp32 matmul {res['meta']['matmul_gflop_per_s']:.1f} GFLOP/s; iterations {res['meta']['iterations']} "
-             f"(+{res['meta']['warmup']} warm-up), median per round, best of {res['meta'].get('repeats', 1)} "
-             "interleaved round(s)", "",
-             "| case | plain s/it | ours s/it | ours/plain | fast s/it | fast/plain |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {res['meta']['machine']}; threads {res['meta']['threads']}; device {res['meta']['device']}; "
+        f"fp32 matmul {res['meta']['matmul_gflop_per_s']:.1f} GFLOP/s; iterations {res['meta']['iterations']} "
+        f"(+{res['meta']['warmup']} warm-up), median per round, best of {res['meta'].get('repeats', 1)} "
+        "interleaved round(s)",
+        "",
+        "| case | plain s/it | ours s/it | ours/plain | fast s/it | fast/plain |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in res["train"]:
-        lines.append(f"| {r['name']} | {_fmt(r['plain_s'])} | {_fmt(r['ours_s'])} | {_fmt(r['ours_over_plain'])} | "
-                     f"{_fmt(r['fast_s'])} | {_fmt(r['fast_over_plain'])} |")
+        lines.append(
+            f"| {r['name']} | {_fmt(r['plain_s'])} | {_fmt(r['ours_s'])} | {_fmt(r['ours_over_plain'])} | "
+            f"{_fmt(r['fast_s'])} | {_fmt(r['fast_over_plain'])} |"
+        )
     lines += ["", "| generator | items/s | GFLOP/item | GFLOP/s | fraction of matmul |", "|---|---|---|---|---|"]
     for r in res["inference"]:
-        lines.append(f"| {r['name']} | {_fmt(r['items_per_s'], 2)} | {_fmt(r['gflop_per_item'], 2)} | "
-                     f"{_fmt(r['gflop_per_s'], 1)} | {_fmt(r['fraction_of_matmul'], 2)} |")
+        lines.append(
+            f"| {r['name']} | {_fmt(r['items_per_s'], 2)} | {_fmt(r['gflop_per_item'], 2)} | "
+            f"{_fmt(r['gflop_per_s'], 1)} | {_fmt(r['fraction_of_matmul'], 2)} |"
+        )
     lines += ["", "| tiled inference | size | roi | overlap | wall s | peak RSS MiB |", "|---|---|---|---|---|---|"]
     for r in res["tiled"]:
         dims = "^2" if r["kind"] == "em2d" else "^3"
-        lines.append(f"| {r['kind']} | {r['size']}{dims} | {r['roi']} | {r['overlap']} | {_fmt(r['wall_s'], 1)} | "
-                     f"{_fmt(r['peak_rss_mib'], 0)} |")
+        lines.append(
+            f"| {r['kind']} | {r['size']}{dims} | {r['roi']} | {r['overlap']} | {_fmt(r['wall_s'], 1)} | "
+            f"{_fmt(r['peak_rss_mib'], 0)} |"
+        )
     lines += ["", "| bundle train dataset | items/s | note |", "|---|---|---|"]
     for name, r in res["data"].items():
         if "items_per_s" in r:
-            lines.append(f"| {name} | {_fmt(r['items_per_s'], 2)} | {r['n_items']} items, overrides {r['overrides']}, "
-                         f"built in {_fmt(r['build_s'], 1)} s |")
+            lines.append(
+                f"| {name} | {_fmt(r['items_per_s'], 2)} | {r['n_items']} items, overrides {r['overrides']}, "
+                f"built in {_fmt(r['build_s'], 1)} s |"
+            )
         else:
             lines.append(f"| {name} | - | skipped: {r['skipped']} |")
     return "\n".join(lines)
@@ -465,8 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="also the 64^3 CycleGAN case")
     p.add_argument("--iterations", type=int, default=None, help="timed iterations per case (default 5, quick 2)")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=1,
-                   help="interleaved rounds of plain/ours/fast per case; the best round is kept")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="interleaved rounds of plain/ours/fast per case; the best round is kept"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="bench.json")
@@ -475,8 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roi-3d", type=int, default=64)
     p.add_argument("--overlap", type=float, default=0.25)
     p.add_argument("--skip-data", action="store_true")
-    p.add_argument("--channels-last", action="store_true",
-                   help="fast path also uses channels_last (slower on CPU with instance norm, see PERFORMANCE.md)")
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="fast path also uses channels_last (slower on CPU with instance norm, see PERFORMANCE.md)",
+    )
     for hidden in ("--_tiled", "--_size", "--_roi", "--_overlap", "--_sw_batch"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -495,19 +586,29 @@ def main(argv: list[str] | None = None) -> int:
     iters = args.iterations or (2 if args.quick else 5)
     t_start = time.perf_counter()
     mm = matmul_rate(device, n=512 if args.quick else 1024)
-    res: dict[str, Any] = {"meta": {
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
-        "threads": torch.get_num_threads(), "device": str(device), "iterations": iters, "warmup": args.warmup,
-        "repeats": args.repeats,
-        "matmul_gflop_per_s": mm / 1e9, "quick": args.quick, "command": " ".join(sys.argv)}}
+    res: dict[str, Any] = {
+        "meta": {
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+            "iterations": iters,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "matmul_gflop_per_s": mm / 1e9,
+            "quick": args.quick,
+            "command": " ".join(sys.argv),
+        }
+    }
     # tiled inference first, while this process is small: Linux children inherit the parent's ru_maxrss
     threads = torch.get_num_threads()
     size2d = args.tiled_2d or (256 if args.quick else 4096)
     size3d = args.tiled_3d or (32 if args.quick else 256)
     roi2d = 64 if args.quick else 256
     roi3d = 16 if args.quick else args.roi_3d
-    res["tiled"] = [bench_tiled("em2d", size2d, roi2d, args.overlap, threads, 1),
-                    bench_tiled("cryoet3d", size3d, roi3d, args.overlap, threads, 1)]
+    res["tiled"] = [
+        bench_tiled("em2d", size2d, roi2d, args.overlap, threads, 1),
+        bench_tiled("cryoet3d", size3d, roi3d, args.overlap, threads, 1),
+    ]
     res["train"], res["inference"] = [], []
     for case in _cases(args.quick, args.full):
         # interleaved rounds, best round per variant: robust against other jobs on a shared machine
@@ -515,10 +616,19 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             plain = min(plain, _time_plain(case, device, iters, args.warmup))
             ours = min(ours, _time_engine(case, device, iters, args.warmup, fast=False))
-            fast = min(fast, _time_engine(case, device, iters, args.warmup, fast=True,
-                                          channels_last=args.channels_last))
-        res["train"].append({"name": case["name"], "plain_s": plain, "ours_s": ours, "fast_s": fast,
-                             "ours_over_plain": ours / plain, "fast_over_plain": fast / plain})
+            fast = min(
+                fast, _time_engine(case, device, iters, args.warmup, fast=True, channels_last=args.channels_last)
+            )
+        res["train"].append(
+            {
+                "name": case["name"],
+                "plain_s": plain,
+                "ours_s": ours,
+                "fast_s": fast,
+                "ours_over_plain": ours / plain,
+                "fast_over_plain": fast / plain,
+            }
+        )
         res["inference"].append({"name": case["name"], **bench_inference(case, device, iters, mm)})
         print(f"[bench] {case['name']}: plain {plain:.3f} ours {ours:.3f} fast {fast:.3f} s/it", file=sys.stderr)
     res["data"] = {} if args.skip_data else bench_data(items=4 if args.quick else 16, quick=args.quick)

@@ -22,8 +22,11 @@ import torch
 
 def average_snapshots(run_dir: Path, from_iteration: int) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Average of the snapshots with ``iteration >= from_iteration``; returns the state dict and the files used."""
-    rows = [r for r in csv.DictReader((run_dir / "snapshots" / "snapshots.csv").open())
-            if int(r["iteration"]) >= from_iteration]
+    rows = [
+        r
+        for r in csv.DictReader((run_dir / "snapshots" / "snapshots.csv").open())
+        if int(r["iteration"]) >= from_iteration
+    ]
     if not rows:
         raise ValueError(f"{run_dir}: no snapshot at or after iteration {from_iteration}")
     states = [torch.load(run_dir / "snapshots" / r["file"], map_location="cpu", weights_only=True) for r in rows]

@@ -45,8 +45,18 @@ def main() -> int:
                     continue
                 shutil.rmtree(target)
             target.mkdir(parents=True)
-            cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / cfg),
-                   "--bundle_root", str(root), "--output_dir", str(target)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "monai.bundle",
+                "run",
+                "--config_file",
+                str(root / "configs" / cfg),
+                "--bundle_root",
+                str(root),
+                "--output_dir",
+                str(target),
+            ]
             print("[demo] " + " ".join(cmd), flush=True)
             t0 = time.time()
             rc = subprocess.call(cmd, cwd=REPO)

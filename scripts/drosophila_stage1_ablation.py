@@ -51,8 +51,12 @@ def _value(row: dict, key: str, side: str = "fake") -> float:
 
 def _window(rows: list[dict], max_iteration: int | None, min_iteration: int | None = None) -> list[dict]:
     """The rows with ``min_iteration <= iteration <= max_iteration`` (either bound may be ``None``)."""
-    return [r for r in rows if (max_iteration is None or (r["iteration"] or 0) <= max_iteration)
-            and (min_iteration is None or (r["iteration"] or 0) >= min_iteration)]
+    return [
+        r
+        for r in rows
+        if (max_iteration is None or (r["iteration"] or 0) <= max_iteration)
+        and (min_iteration is None or (r["iteration"] or 0) >= min_iteration)
+    ]
 
 
 def _plotted(rows: list[dict]) -> list[tuple[str, str]]:
@@ -77,16 +81,23 @@ def summarise(rows: list[dict], max_iteration: int | None, min_iteration: int | 
         "targets_met": met,
         "most_targets_met": best,
         "first_iteration_most_targets": next(it for it, m in met if m == best),
-        "last": {"checkpoint": last["checkpoint"], "iteration": last["iteration"],
-                 **{k: {"real": _value(last, k, "real") if isinstance(last[k], dict) else None,
-                        "fake": _value(last, k)} for k, _ in _plotted([last])},
-                 "autocorr_peak_max": last["autocorr_peak"]["fake_max"],
-                 "spectral_peak_max": last["spectral_peak"]["fake_max"],
-                 "targets": last["targets"]},
+        "last": {
+            "checkpoint": last["checkpoint"],
+            "iteration": last["iteration"],
+            **{
+                k: {"real": _value(last, k, "real") if isinstance(last[k], dict) else None, "fake": _value(last, k)}
+                for k, _ in _plotted([last])
+            },
+            "autocorr_peak_max": last["autocorr_peak"]["fake_max"],
+            "spectral_peak_max": last["spectral_peak"]["fake_max"],
+            "targets": last["targets"],
+        },
     }
 
 
-def plot(curves: dict[str, list[dict]], path: Path, max_iteration: int | None, min_iteration: int | None = None) -> None:
+def plot(
+    curves: dict[str, list[dict]], path: Path, max_iteration: int | None, min_iteration: int | None = None
+) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -122,13 +133,21 @@ def sample_grid(config: dict, checkpoint: Path, path: Path, n: int = 8) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kind", action="append", required=True,
-                    help="KIND=RUN_DIR:CURVE_DIR (the run's output_dir and the folder of its curve.json); repeat")
+    ap.add_argument(
+        "--kind",
+        action="append",
+        required=True,
+        help="KIND=RUN_DIR:CURVE_DIR (the run's output_dir and the folder of its curve.json); repeat",
+    )
     ap.add_argument("--output_dir", required=True)
     ap.add_argument("--config", default=str(BUNDLE / "configs" / "train_mask.json"))
     ap.add_argument("--max_iteration", type=int, default=None, help="compare the runs up to this iteration")
-    ap.add_argument("--min_iteration", type=int, default=None,
-                    help="and from this iteration on (e.g. the start of a second training phase)")
+    ap.add_argument(
+        "--min_iteration",
+        type=int,
+        default=None,
+        help="and from this iteration on (e.g. the start of a second training phase)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.output_dir)
@@ -159,26 +178,42 @@ def main() -> None:
 
 def markdown(result: dict) -> str:
     kinds = list(result["kinds"])
-    lines = ["| statistic (last checkpoint) | real | " + " | ".join(kinds) + " |",
-             "|---|---|" + "---|" * len(kinds)]
+    lines = ["| statistic (last checkpoint) | real | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
     first = result["kinds"][kinds[0]]["last"]
     for key, label in PLOTTED:
         if key not in first:
             continue
         real = first[key]["real"]
-        lines.append(f"| {label} | {'' if real is None else f'{real:.3g}'} | "
-                     + " | ".join(f"{result['kinds'][k]['last'][key]['fake']:.3g}" for k in kinds) + " |")
-    lines.append("| strongest spectral peak, max over samples | | "
-                 + " | ".join(f"{result['kinds'][k]['last']['spectral_peak_max']:.3g}" for k in kinds) + " |")
-    lines.append("| autocorrelation peak, max over samples | | "
-                 + " | ".join(f"{result['kinds'][k]['last']['autocorr_peak_max']:.3g}" for k in kinds) + " |")
+        lines.append(
+            f"| {label} | {'' if real is None else f'{real:.3g}'} | "
+            + " | ".join(f"{result['kinds'][k]['last'][key]['fake']:.3g}" for k in kinds)
+            + " |"
+        )
+    lines.append(
+        "| strongest spectral peak, max over samples | | "
+        + " | ".join(f"{result['kinds'][k]['last']['spectral_peak_max']:.3g}" for k in kinds)
+        + " |"
+    )
+    lines.append(
+        "| autocorrelation peak, max over samples | | "
+        + " | ".join(f"{result['kinds'][k]['last']['autocorr_peak_max']:.3g}" for k in kinds)
+        + " |"
+    )
     lines += ["", "| target: first iteration met | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
     for name in result["kinds"][kinds[0]]["first_iteration_target_met"]:
-        lines.append(f"| {name} | " + " | ".join(str(result["kinds"][k]["first_iteration_target_met"][name] or "never")
-                                                for k in kinds) + " |")
-    lines.append("| most targets met (of 7), first at iteration | " + " | ".join(
-        f"{result['kinds'][k]['most_targets_met']} at {result['kinds'][k]['first_iteration_most_targets']}"
-        for k in kinds) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(str(result["kinds"][k]["first_iteration_target_met"][name] or "never") for k in kinds)
+            + " |"
+        )
+    lines.append(
+        "| most targets met (of 7), first at iteration | "
+        + " | ".join(
+            f"{result['kinds'][k]['most_targets_met']} at {result['kinds'][k]['first_iteration_most_targets']}"
+            for k in kinds
+        )
+        + " |"
+    )
     return "\n".join(lines) + "\n"
 
 

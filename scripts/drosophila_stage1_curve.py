@@ -37,18 +37,25 @@ STATS = [
 
 
 def stage1_metrics(net: torch.nn.Module, real: torch.Tensor, num_samples: int, resolution: int, seed: int) -> dict:
-    from emgan_monai.evaluation.drosophila import evaluate_stage1
     from emgan_monai.data.drosophila_synthesis import default_latent_shape, generate
+    from emgan_monai.evaluation.drosophila import evaluate_stage1
     from emgan_monai.metrics.mask_structure import PERIODICITY_KEYS
 
     fake, _ = generate(net, None, num_samples, default_latent_shape(net, resolution), seed=seed)
     table = evaluate_stage1(real, fake)
     out = {k: {"real": table[k]["real"], "fake": table[k]["fake"]} for k, _ in STATS}
-    out["n_mitochondria_std"] = {"real": table["n_mitochondria"]["real_std"], "fake": table["n_mitochondria"]["fake_std"]}
+    out["n_mitochondria_std"] = {
+        "real": table["n_mitochondria"]["real_std"],
+        "fake": table["n_mitochondria"]["fake_std"],
+    }
     out["pooled_mito_area"] = {"real": table["mito_area"]["real_mean"], "fake": table["mito_area"]["fake_mean"]}
     for key in PERIODICITY_KEYS:
-        out[key] = {"real": table["periodicity"][key]["real"], "fake": table["periodicity"][key]["fake"],
-                    "real_max": table["periodicity"][key]["real_max"], "fake_max": table["periodicity"][key]["fake_max"]}
+        out[key] = {
+            "real": table["periodicity"][key]["real"],
+            "fake": table["periodicity"][key]["fake"],
+            "real_max": table["periodicity"][key]["real_max"],
+            "fake_max": table["periodicity"][key]["fake_max"],
+        }
     out["pixel_disagreement"] = table["periodicity"]["diversity"]["pixel_disagreement"]
     return out
 
@@ -67,7 +74,9 @@ def targets_met(row: dict) -> dict[str, bool]:
         "membrane_fraction_20pct": within("membrane_fraction", 0.2),
         "skeleton_components_2x": bool(comp_f > 0 and comp_r / 2 <= comp_f <= 2 * comp_r),
         "holes_under_5pct": bool(row["hole_fraction"]["fake"] < 0.05),
-        "count_sd_at_least_half_real": bool(row["n_mitochondria_std"]["fake"] >= 0.5 * row["n_mitochondria_std"]["real"]),
+        "count_sd_at_least_half_real": bool(
+            row["n_mitochondria_std"]["fake"] >= 0.5 * row["n_mitochondria_std"]["real"]
+        ),
         "no_spectral_peak_above_real": bool(row["spectral_peak"]["fake_max"] <= row["spectral_peak"]["real_max"]),
     }
 
@@ -82,9 +91,16 @@ def main() -> None:
     ap.add_argument("--num_samples", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=1, help="use every n-th checkpoint")
-    ap.add_argument("--reuse", action="store_true", help="keep the rows of checkpoints already in <output_dir>/curve.json")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                    help="config override the run was trained with, e.g. --set noise_blocks=3 (repeatable)")
+    ap.add_argument(
+        "--reuse", action="store_true", help="keep the rows of checkpoints already in <output_dir>/curve.json"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="config override the run was trained with, e.g. --set noise_blocks=3 (repeatable)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -92,9 +108,8 @@ def main() -> None:
     from monai.transforms import Compose
 
     from emgan_monai.bundle_utils import config_files
-    from emgan_monai.data.drosophila import drosophila_datalist
+    from emgan_monai.data.drosophila import drosophila_datalist, load_sections
     from emgan_monai.handlers.ema import load_ema_generator
-    from emgan_monai.data.drosophila import load_sections
 
     run = Path(args.run_dir)
     parser = ConfigParser()
@@ -131,21 +146,50 @@ def main() -> None:
         state = torch.load(ck, map_location="cpu", weights_only=True)
         it = int(state["trainer"]["iteration"]) if "trainer" in state else None
         net = load_ema_generator(config, ck)
-        row = {"checkpoint": ck.name, "iteration": it,
-               "wall_s": (ck.stat().st_mtime - t0) if t0 else None,
-               **stage1_metrics(net, real, args.num_samples, args.resolution, args.seed)}
+        row = {
+            "checkpoint": ck.name,
+            "iteration": it,
+            "wall_s": (ck.stat().st_mtime - t0) if t0 else None,
+            **stage1_metrics(net, real, args.num_samples, args.resolution, args.seed),
+        }
         rows.append(row)
-        print(json.dumps({k: row[k] for k in ("checkpoint", "iteration", "wall_s")}),
-              {k: round(row[k]["fake"], 3) for k, _ in STATS}, flush=True)
+        print(
+            json.dumps({k: row[k] for k in ("checkpoint", "iteration", "wall_s")}),
+            {k: round(row[k]["fake"], 3) for k, _ in STATS},
+            flush=True,
+        )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for row in rows:
         row["targets"] = targets_met(row)
-    first = {name: next(({"checkpoint": r["checkpoint"], "iteration": r["iteration"], "wall_s": r["wall_s"]}
-                         for r in rows if r["targets"][name]), None) for name in rows[0]["targets"]} if rows else {}
+    first = (
+        {
+            name: next(
+                (
+                    {"checkpoint": r["checkpoint"], "iteration": r["iteration"], "wall_s": r["wall_s"]}
+                    for r in rows
+                    if r["targets"][name]
+                ),
+                None,
+            )
+            for name in rows[0]["targets"]
+        }
+        if rows
+        else {}
+    )
     with open(out / "curve.json", "w", encoding="utf-8") as f:
-        json.dump({"run_dir": str(run), "resolution": args.resolution, "num_samples": args.num_samples,
-                   "seed": args.seed, "first_time_target_met": first, "rows": rows}, f, indent=2)
+        json.dump(
+            {
+                "run_dir": str(run),
+                "resolution": args.resolution,
+                "num_samples": args.num_samples,
+                "seed": args.seed,
+                "first_time_target_met": first,
+                "rows": rows,
+            },
+            f,
+            indent=2,
+        )
     print(json.dumps(first, indent=1))
     _plot(rows, out / "curve.png")
 
@@ -156,8 +200,11 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     keys = [k for k, _ in STATS] + ["n_mitochondria_std", "spectral_peak", "orientation_coherence"]
     keys = [k for k in keys if k in rows[0]]  # curve.json rows of an earlier version lack orientation_coherence
-    labels = dict(STATS) | {"n_mitochondria_std": "sd of mitochondria per image", "spectral_peak": "spectral peak",
-                            "orientation_coherence": "membrane orientation coherence"}
+    labels = dict(STATS) | {
+        "n_mitochondria_std": "sd of mitochondria per image",
+        "spectral_peak": "spectral peak",
+        "orientation_coherence": "membrane orientation coherence",
+    }
     fig = Figure(figsize=(12, 6), dpi=100)
     FigureCanvasAgg(fig)
     x = np.array([(r["wall_s"] or 0) / 60 for r in rows])

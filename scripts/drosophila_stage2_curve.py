@@ -35,8 +35,11 @@ def main() -> None:
     ap.add_argument("--run_dir", required=True, help="output_dir of the training run (holds checkpoints/)")
     ap.add_argument("--output_dir", required=True)
     ap.add_argument("--config", default=str(BUNDLE / "configs" / "train.json"))
-    ap.add_argument("--eval_config", default=str(BUNDLE / "configs" / "train_mask.json"),
-                    help="config whose mask_preprocessing gives the real masks (default train_mask.json, as evaluate.json)")
+    ap.add_argument(
+        "--eval_config",
+        default=str(BUNDLE / "configs" / "train_mask.json"),
+        help="config whose mask_preprocessing gives the real masks (default train_mask.json, as evaluate.json)",
+    )
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--n_draws", type=int, default=2)
     ap.add_argument("--segmenter_steps", type=int, default=300)
@@ -66,8 +69,9 @@ def main() -> None:
     tr_masks, tr_em = load_sections(train, args.resolution, mask_transform=mask_tf)
     va_masks, va_em = load_sections(val, args.resolution, mask_transform=mask_tf)
 
-    segmenter = train_segmenter(tr_em, tr_masks, steps=args.segmenter_steps, seed=args.seed,
-                                patch_size=min(128, args.resolution))
+    segmenter = train_segmenter(
+        tr_em, tr_masks, steps=args.segmenter_steps, seed=args.seed, patch_size=min(128, args.resolution)
+    )
     roi = min(128, args.resolution)
     dice_real = segmentation_dice(segmenter, va_em, va_masks, roi_size=roi)["mean"]
     references: dict = {}
@@ -109,14 +113,38 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
-    first = {name: next(({"checkpoint": r["checkpoint"], "iteration": r["iteration"], "wall_s": r["wall_s"]}
-                         for r in rows if r["targets"][name]), None) for name in rows[0]["targets"]} if rows else {}
+    first = (
+        {
+            name: next(
+                (
+                    {"checkpoint": r["checkpoint"], "iteration": r["iteration"], "wall_s": r["wall_s"]}
+                    for r in rows
+                    if r["targets"][name]
+                ),
+                None,
+            )
+            for name in rows[0]["targets"]
+        }
+        if rows
+        else {}
+    )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "curve.json", "w", encoding="utf-8") as f:
-        json.dump({"run_dir": str(run), "resolution": args.resolution, "n_draws": args.n_draws, "seed": args.seed,
-                   "references": references, "dice_real_heldout": dice_real, "first_time_target_met": first,
-                   "rows": rows}, f, indent=2)
+        json.dump(
+            {
+                "run_dir": str(run),
+                "resolution": args.resolution,
+                "n_draws": args.n_draws,
+                "seed": args.seed,
+                "references": references,
+                "dice_real_heldout": dice_real,
+                "first_time_target_met": first,
+                "rows": rows,
+            },
+            f,
+            indent=2,
+        )
     print(json.dumps(first, indent=1))
     if rows:
         _plot(rows, references, dice_real, out / "curve.png")

@@ -28,8 +28,11 @@ import numpy as np
 #: Extra ``(text, doi)`` citations per bundle: the training data (with its licence) and the seed paper's sources.
 BUNDLE_CITATIONS: dict[str, list[tuple[str, str]]] = {
     "drosophila_skip_patch": [
-        ("Gerhard, Funke, Martel, Cardona, Fetter. Segmented anisotropic ssTEM dataset of neural tissue. figshare "
-         "2013 (training data, licence CC BY-NC-SA 3.0; attached as data_license.txt)", "10.6084/m9.figshare.856713"),
+        (
+            "Gerhard, Funke, Martel, Cardona, Fetter. Segmented anisotropic ssTEM dataset of neural tissue. figshare "
+            "2013 (training data, licence CC BY-NC-SA 3.0; attached as data_license.txt)",
+            "10.6084/m9.figshare.856713",
+        ),
     ],
 }
 
@@ -41,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test_input", type=Path, default=None, help=".npy network input or an image file")
     parser.add_argument("--config_file", type=Path, default=None, help="config with network_def/preprocessing")
     parser.add_argument("--validate", action="store_true", help="run bioimageio.core.test_model on the package")
-    parser.add_argument("--cite", action="append", default=[], metavar="TEXT|DOI",
-                        help="extra citation (repeatable), e.g. the seed paper: 'Authors. Title. 2024|<doi>'")
+    parser.add_argument(
+        "--cite",
+        action="append",
+        default=[],
+        metavar="TEXT|DOI",
+        help="extra citation (repeatable), e.g. the seed paper: 'Authors. Title. 2024|<doi>'",
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     extra = []
@@ -71,8 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         if items:
             x = test_input_from_file(args.bundle_dir, items[0]["image"], args.config_file)
     try:
-        path = export_bioimageio(args.bundle_dir, out, test_input=x, config_file=args.config_file,
-                                 citations=[*BUNDLE_CITATIONS.get(name, []), *extra], overwrite=args.overwrite)
+        path = export_bioimageio(
+            args.bundle_dir,
+            out,
+            test_input=x,
+            config_file=args.config_file,
+            citations=[*BUNDLE_CITATIONS.get(name, []), *extra],
+            overwrite=args.overwrite,
+        )
     except (FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"export_bioimageio: {e}", file=sys.stderr)
         return 1

@@ -33,8 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", type=int, choices=(1, 2), required=True)
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--config", default=None,
-                    help="training config (default: train_mask.json / train.json)")
+    ap.add_argument("--config", default=None, help="training config (default: train_mask.json / train.json)")
     ap.add_argument("--models_dir", default=str(BUNDLE / "models"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -57,7 +56,9 @@ def main() -> None:
     shutil.copyfile(args.checkpoint, out / f"{checkpoint_name}.pt")
     written = [f"{name}.pt", f"{checkpoint_name}.pt"]
     if (out / "mask_generator.pt").is_file() and (out / "em_generator.pt").is_file():
-        stages = [torch.load(out / f, map_location="cpu", weights_only=True) for f in ("mask_generator.pt", "em_generator.pt")]
+        stages = [
+            torch.load(out / f, map_location="cpu", weights_only=True) for f in ("mask_generator.pt", "em_generator.pt")
+        ]
         torch.save(TwoStageGenerator.combine_state_dicts(*stages), out / "model.pt")
         written.append("model.pt")
     for name in written:

@@ -29,15 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle_dir", type=Path, help="bundle folder (with configs/metadata.json)")
     parser.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default dist/)")
-    parser.add_argument("--base_url", default=None,
-                        help="where the model files will be hosted; adds url: <base_url>/<path> to large_files.yml")
+    parser.add_argument(
+        "--base_url",
+        default=None,
+        help="where the model files will be hosted; adds url: <base_url>/<path> to large_files.yml",
+    )
     parser.add_argument("--no_torchscript", action="store_true", help="do not export models/model.ts")
     parser.add_argument("--no_wheel", action="store_true", help="do not embed a wheel of emgan_monai")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing archive")
     args = parser.parse_args(argv)
     try:
-        res = package_bundle(args.bundle_dir, args.out, torchscript=not args.no_torchscript,
-                             base_url=args.base_url, overwrite=args.overwrite, wheel=not args.no_wheel)
+        res = package_bundle(
+            args.bundle_dir,
+            args.out,
+            torchscript=not args.no_torchscript,
+            base_url=args.base_url,
+            overwrite=args.overwrite,
+            wheel=not args.no_wheel,
+        )
     except (FileNotFoundError, FileExistsError, MetadataError, RuntimeError) as e:
         print(f"package_bundle: {e}", file=sys.stderr)
         return 1

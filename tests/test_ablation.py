@@ -70,10 +70,39 @@ def test_ablation_end_to_end(tmp_path):
     data = tmp_path / "data"
     make_synthetic_stack(data / "stack1", n_sections=6, size=64, seed=1)
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), "--dataset_dir", str(data), "--output_dir", str(out),
-           "--work_dir", str(tmp_path / "work"), "--resolution", "64", "--epochs_mask", "2", "--epochs_em", "2",
-           "--eval_every", "1", "--n_train", "4", "--n_val", "2", "--num_generated", "4", "--eval_samples", "3",
-           "--segmenter_steps", "3", "--discriminator_channels", "8", "--kinds", "skip_patch", "patch16"]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--dataset_dir",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--work_dir",
+        str(tmp_path / "work"),
+        "--resolution",
+        "64",
+        "--epochs_mask",
+        "2",
+        "--epochs_em",
+        "2",
+        "--eval_every",
+        "1",
+        "--n_train",
+        "4",
+        "--n_val",
+        "2",
+        "--num_generated",
+        "4",
+        "--eval_samples",
+        "3",
+        "--segmenter_steps",
+        "3",
+        "--discriminator_channels",
+        "8",
+        "--kinds",
+        "skip_patch",
+        "patch16",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-5000:]
@@ -86,8 +115,14 @@ def test_ablation_end_to_end(tmp_path):
         for row in res["stage2"]["curve"]:
             assert {"val_ssim", "val_psnr", "val_mse"} <= set(row) and math.isfinite(row["val_ssim"])
         for row in res["stage1"]["curve"]:
-            assert {"hole_fraction", "n_mitochondria", "mito_area_wasserstein", "membrane_components",
-                    "morphology_distance", "diversity"} <= set(row)
+            assert {
+                "hole_fraction",
+                "n_mitochondria",
+                "mito_area_wasserstein",
+                "membrane_components",
+                "morphology_distance",
+                "diversity",
+            } <= set(row)
         # convergence figures follow from the curves (recomputed here, not by the script's helpers)
         ssim = [r["val_ssim"] for r in res["stage2"]["curve"]]
         dist = [r["morphology_distance"] for r in res["stage1"]["curve"]]
@@ -118,13 +153,18 @@ def test_ablation_end_to_end(tmp_path):
 def _stage1_row(it: int, n_mito: float, comps: float, met: dict) -> dict:
     pair = lambda real, fake: {"real": real, "fake": fake}  # noqa: E731
     return {
-        "checkpoint": f"checkpoint_epoch={it // 50}.pt", "iteration": it,
-        "n_mitochondria": pair(19.2, n_mito), "pooled_mito_area": pair(186.0, 190.0),
-        "membrane_fraction": pair(0.21, 0.2), "membrane_components": pair(6.25, comps),
-        "hole_fraction": pair(0.03, 0.0), "n_mitochondria_std": pair(2.4, 2.0),
+        "checkpoint": f"checkpoint_epoch={it // 50}.pt",
+        "iteration": it,
+        "n_mitochondria": pair(19.2, n_mito),
+        "pooled_mito_area": pair(186.0, 190.0),
+        "membrane_fraction": pair(0.21, 0.2),
+        "membrane_components": pair(6.25, comps),
+        "hole_fraction": pair(0.03, 0.0),
+        "n_mitochondria_std": pair(2.4, 2.0),
         "spectral_peak": {"real": 11.5, "fake": 20.0, "real_max": 14.0, "fake_max": 30.0},
         "autocorr_peak": {"real": 0.15, "fake": 0.15, "real_max": 0.26, "fake_max": 0.28},
-        "pixel_disagreement": 0.4, "targets": met,
+        "pixel_disagreement": 0.4,
+        "targets": met,
     }
 
 
@@ -154,5 +194,9 @@ def test_stage1_ablation_summary_reads_first_iterations_and_cuts_at_max_iteratio
     assert late["iterations"] == [400, 600] and late["first_iteration_target_met"] == {"mito": 400, "comps": 600}
     with pytest.raises(ValueError, match="min_iteration"):
         mod.summarise(rows, 300, 400)
-    rows = [{**r, "orientation_coherence": {"real": 0.06, "fake": 0.03, "real_max": 0.08, "fake_max": 0.05}} for r in rows]
-    assert "| membrane orientation coherence | 0.06 | 0.03 |" in mod.markdown({"kinds": {"skip_patch": mod.summarise(rows, None)}})
+    rows = [
+        {**r, "orientation_coherence": {"real": 0.06, "fake": 0.03, "real_max": 0.08, "fake_max": 0.05}} for r in rows
+    ]
+    assert "| membrane orientation coherence | 0.06 | 0.03 |" in mod.markdown(
+        {"kinds": {"skip_patch": mod.summarise(rows, None)}}
+    )

@@ -15,14 +15,21 @@ PACKAGE = Path(__file__).resolve().parents[1] / "emgan_monai"
 
 #: room -> floor; a room imports only rooms on lower floors (and itself)
 FLOORS = {
-    "errors": 0, "bundle_utils": 0, "visualize": 0,
-    "physics": 1, "losses": 1,
+    "errors": 0,
+    "bundle_utils": 0,
+    "visualize": 0,
+    "physics": 1,
+    "losses": 1,
     "io": 2,  # reads atomic models into density maps through physics
-    "metrics": 3, "transforms": 3,
+    "metrics": 3,
+    "transforms": 3,
     "networks": 4,
-    "data": 5, "engines": 5, "inferers": 5,
+    "data": 5,
+    "engines": 5,
+    "inferers": 5,
     "handlers": 6,
-    "evaluation": 7, "export": 7,
+    "evaluation": 7,
+    "export": 7,
     "cli": 8,
     "__init__": 9,  # the package's lazy attribute access to its sub-packages
 }
@@ -68,11 +75,15 @@ def _violations() -> list[str]:
             if room is None or room == own or room == "__init__":
                 continue
             if room not in FLOORS or own not in FLOORS:
-                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: room '{room if room not in FLOORS else own}' "
-                           "has no floor in tests/test_architecture.py")
+                bad.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line}: room '{room if room not in FLOORS else own}' "
+                    "has no floor in tests/test_architecture.py"
+                )
             elif FLOORS[room] >= FLOORS[own]:
-                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {own} (floor {FLOORS[own]}) imports {target} "
-                           f"({room}, floor {FLOORS[room]})")
+                bad.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line}: {own} (floor {FLOORS[own]}) imports {target} "
+                    f"({room}, floor {FLOORS[room]})"
+                )
     return bad
 
 

@@ -41,9 +41,19 @@ def folder(tmp_path: Path) -> Path:
 
 def test_tolerant_dataset_yields_good_items_and_records_the_rest(folder: Path) -> None:
     files = sorted(folder.glob("*.tif"))
-    transform = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"),
-                         RequireShaped("image", spatial_dims=(2, 3), channels=1, min_size=[86, 86, 1],
-                                       accepts="single-channel 2D images or 3D stacks")])
+    transform = Compose(
+        [
+            LoadImaged("image", image_only=True),
+            EnsureChannelFirstd("image"),
+            RequireShaped(
+                "image",
+                spatial_dims=(2, 3),
+                channels=1,
+                min_size=[86, 86, 1],
+                accepts="single-channel 2D images or 3D stacks",
+            ),
+        ]
+    )
     ds = TolerantDataset([{"image": str(f)} for f in files], transform)
     names = [Path(b["image"].meta["filename_or_obj"][0]).name for b in DataLoader(ds, batch_size=1, num_workers=0)]
     assert names == ["a_good.tif", "c_good.tif"]  # the files after the bad one are processed too, in order
@@ -61,8 +71,12 @@ def test_require_shaped_messages() -> None:
     img = MetaTensor(torch.zeros(1, 100, 90), meta={"filename_or_obj": "x.tif"})
     assert check({"image": img})["image"] is img
     assert check({"image": MetaTensor(torch.zeros(1, 100, 90, 2))})["image"].shape == (1, 100, 90, 2)  # Z=2 is fine
-    cases = [((3, 100, 90), "3 channel"), ((1, 100), "1 spatial dimension"), ((1, 2, 100, 90, 4), "4 spatial"),
-             ((1, 64, 90), "below the minimum")]
+    cases = [
+        ((3, 100, 90), "3 channel"),
+        ((1, 100), "1 spatial dimension"),
+        ((1, 2, 100, 90, 4), "4 spatial"),
+        ((1, 64, 90), "below the minimum"),
+    ]
     for shape, problem in cases:
         with pytest.raises(ValueError, match=rf"x\.tif: image of shape .*{problem}.*this bundle accepts ACCEPTED"):
             check({"image": MetaTensor(torch.zeros(*shape), meta={"filename_or_obj": "x.tif"})})
@@ -77,8 +91,11 @@ def test_report_failures_lists_and_exits_non_zero() -> None:
     with pytest.raises(SystemExit) as info:
         report_failures(ds, stream=out)
     assert info.value.code == 1
-    assert out.getvalue().splitlines() == ["2 of 4 input(s) failed:", "  b.tif: ImageReadError: truncated",
-                                           "  d.tif: ValueError: 4D"]
+    assert out.getvalue().splitlines() == [
+        "2 of 4 input(s) failed:",
+        "  b.tif: ImageReadError: truncated",
+        "  d.tif: ValueError: 4D",
+    ]
     try:
         try:
             raise ValueError("root cause\nsecond line")
@@ -93,10 +110,24 @@ def test_confocal_inference_processes_every_readable_file(folder: Path, tmp_path
         pytest.skip("bundles/confocal_enhance/models/model.pt missing")
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-         str(CONFOCAL / 'configs' / 'inference.json'),
-         "--input_dir", str(folder), "--output_dir", str(out), "--device", "$torch.device('cpu')"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str(CONFOCAL / "configs" / "inference.json"),
+            "--input_dir",
+            str(folder),
+            "--output_dir",
+            str(out),
+            "--device",
+            "$torch.device('cpu')",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert run.returncode == 1, run.stderr[-3000:]
@@ -106,7 +137,7 @@ def test_confocal_inference_processes_every_readable_file(folder: Path, tmp_path
         assert pred.shape == shape and pred.dtype == np.uint16
     err = run.stderr.splitlines()
     start = err.index("2 of 4 input(s) failed:")
-    listed = err[start + 1:]
+    listed = err[start + 1 :]
     assert len(listed) == 2 and "Traceback" not in run.stderr
     assert listed[0].startswith(f"  {folder / 'b_bad.tif'}: ImageReadError:") and "truncated" in listed[0]
     assert listed[1].startswith(f"  {folder / 'd_4d.tif'}: DataError:")
@@ -126,11 +157,24 @@ def test_drosophila_mask2em_processes_every_readable_file(tmp_path: Path) -> Non
     (d / "c_good.png").write_bytes(good)
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-         str(bundle / 'configs' / 'inference_mask2em.json'),
-         "--input_dir", str(d), "--output_dir", str(out),
-         "--device", "$torch.device('cpu')"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str(bundle / "configs" / "inference_mask2em.json"),
+            "--input_dir",
+            str(d),
+            "--output_dir",
+            str(out),
+            "--device",
+            "$torch.device('cpu')",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
@@ -153,14 +197,34 @@ def test_cryoet_inference_processes_every_readable_map(tmp_path: Path) -> None:
     (d / "b_bad.mrc").write_bytes(good[:500])
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-         str(bundle / 'configs' / 'inference.json'),
-         "--input_dir", str(d), "--output_dir", str(out), "--device", "$torch.device('cpu')", "--n_samples", "2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str(bundle / "configs" / "inference.json"),
+            "--input_dir",
+            str(d),
+            "--output_dir",
+            str(out),
+            "--device",
+            "$torch.device('cpu')",
+            "--n_samples",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
-    assert sorted(p.name for p in out.glob("*.mrc")) == ["a_good_input.mrc", "a_good_sample_00.mrc", "a_good_sample_01.mrc"]
+    assert sorted(p.name for p in out.glob("*.mrc")) == [
+        "a_good_input.mrc",
+        "a_good_sample_00.mrc",
+        "a_good_sample_01.mrc",
+    ]
     err = run.stderr.splitlines()
     listed = err[err.index("1 of 2 input(s) failed:") + 1 :]
     assert len(listed) == 1 and listed[0].startswith(f"  {d / 'b_bad.mrc'}:") and "Traceback" not in run.stderr

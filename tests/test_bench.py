@@ -26,9 +26,22 @@ def _positive(value: object, where: str) -> None:
 def test_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench.py"), "--quick", "--iterations", "1", "--threads", "1",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bench.py"),
+            "--quick",
+            "--iterations",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| case | plain s/it | ours s/it |" in proc.stdout  # the markdown table is printed

@@ -60,7 +60,9 @@ def bundle_run(config: str | list[str], *overrides: str, check: bool = True) -> 
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg, *overrides]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -102,7 +104,9 @@ def test_train_gan_writes_loadable_generator(trained) -> None:
     assert "val_ssim" in trained["gan_log"] and "g_adv" in trained["gan_log"]
     # the discriminator is spectrally normalised and has no normalisation layer
     assert any(k.endswith("parametrizations.weight.original") for k in ckpt["discriminator"])
-    assert not any("norm" in k.split(".")[-2] for k in ckpt["discriminator"] if "." in k and "parametrizations" not in k)
+    assert not any(
+        "norm" in k.split(".")[-2] for k in ckpt["discriminator"] if "." in k and "parametrizations" not in k
+    )
     # fine-tuning started from the pixel model: one epoch of a small ramped adversarial weight stays close to it
     pixel = torch.load(trained["pixel"] / "model.pt", map_location="cpu", weights_only=True)
     fresh = tiny_generator().state_dict()
@@ -180,7 +184,11 @@ def test_inference_default_sample_with_shipped_weights(tmp_path) -> None:
     assert pred.shape == src.shape and pred.dtype == src.dtype
     assert (out / "widefield_sample_preview.png").is_file()
     # the sample states 0.26 um pixels, the model's: nothing resampled, and the output carries the input's size
-    assert read_tiff(out / "widefield_sample_confocal.tif").spacing == read_tiff(BUNDLE / "sample" / "widefield_sample.tif").spacing == {"X": 0.26, "Y": 0.26}
+    assert (
+        read_tiff(out / "widefield_sample_confocal.tif").spacing
+        == read_tiff(BUNDLE / "sample" / "widefield_sample.tif").spacing
+        == {"X": 0.26, "Y": 0.26}
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -200,7 +208,7 @@ def failure_lines(stderr: str) -> dict[str, str]:
     """``{file name: reason}`` of the failure list a batch run prints at its end."""
     lines = stderr.splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(r"\d+ of \d+ input\(s\) failed:", line))
-    return {Path(line.strip().split(": ", 1)[0]).name: line.strip().split(": ", 1)[1] for line in lines[start + 1:]}
+    return {Path(line.strip().split(": ", 1)[0]).name: line.strip().split(": ", 1)[1] for line in lines[start + 1 :]}
 
 
 def sample_plane() -> np.ndarray:
@@ -253,7 +261,7 @@ def test_inference_resamples_calibrated_inputs_to_the_model_pixel_size_and_back(
     different result. An uncalibrated file is taken at 0.26 um, which the log says."""
     plane = sample_plane()[:100, :120]
     fine = np.repeat(np.repeat(plane, 2, 0), 2, 1)
-    stack = np.stack([sample_plane()[i:i + 60:2, i:i + 70:2] for i in (0, 20, 40)])  # (3, 30, 35) at 0.52 um
+    stack = np.stack([sample_plane()[i : i + 60 : 2, i : i + 70 : 2] for i in (0, 20, 40)])  # (3, 30, 35) at 0.52 um
     stack = np.repeat(np.repeat(stack, 2, 1), 2, 2)  # (3, 60, 70): 2x the model's grid spacing at 0.52 um
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
@@ -299,8 +307,14 @@ def test_inference_refuses_an_oversized_stack_before_allocating_it(tmp_path) -> 
     stack[:, ::50, ::50] = 200
     inp = tmp_path / "in"
     inp.mkdir()
-    tifffile.imwrite(inp / "huge.tif", stack, imagej=True, resolution=(1 / 1.04, 1 / 1.04),
-                     metadata={"unit": "um", "axes": "ZYX"}, compression="zlib")
+    tifffile.imwrite(
+        inp / "huge.tif",
+        stack,
+        imagej=True,
+        resolution=(1 / 1.04, 1 / 1.04),
+        metadata={"unit": "um", "axes": "ZYX"},
+        compression="zlib",
+    )
     run = cli_run("--input_dir", str(inp), "--output_dir", str(tmp_path / "out"))
     assert run.returncode == 1, run.stderr[-3000:]
     (reason,) = failure_lines(run.stderr).values()
@@ -326,7 +340,8 @@ def test_inference_refuses_colliding_output_names_before_writing(tmp_path) -> No
     run = cli_run("--input_dir", str(inp), "--output_dir", str(out), "--overwrite", "true")
     assert run.returncode == 2, run.stderr[-3000:]
     assert run.stderr.strip().splitlines()[-1] == (
-        f"error: {inp}: x.tif and x.tiff would both write x_*: rename one of them (nothing was processed or written)")
+        f"error: {inp}: x.tif and x.tiff would both write x_*: rename one of them (nothing was processed or written)"
+    )
     assert "Traceback" not in run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["x_confocal.tif"]
     assert (out / "x_confocal.tif").read_bytes() == b"an earlier result"
@@ -367,8 +382,18 @@ def test_inference_keys_are_documented() -> None:
     from emgan_monai.cli import user_keys
 
     keys = user_keys([CONFIGS / "inference.json"])
-    for key in ("input_dir", "output_dir", "overwrite", "pixel_size", "model_pixel_size", "max_rescale",
-                "max_memory_gb", "device", "roi_size", "ckpt_path"):
+    for key in (
+        "input_dir",
+        "output_dir",
+        "overwrite",
+        "pixel_size",
+        "model_pixel_size",
+        "max_rescale",
+        "max_memory_gb",
+        "device",
+        "roi_size",
+        "ckpt_path",
+    ):
         assert keys[key][1], f"no _comment_{key}"
     assert all(doc for _, doc in keys.values()), [k for k, (_, doc) in keys.items() if not doc]
     readme = (BUNDLE / "docs" / "README.md").read_text()
@@ -398,7 +423,9 @@ def test_check_image_input_states_each_problem() -> None:
     for x, meta, problem in cases:
         with pytest.raises(DataError) as info:
             check({"image": MetaTensor(x, meta={"filename_or_obj": "in/b.tif", **meta})})
-        assert str(info.value).startswith(f"in/b.tif: {problem}") and str(info.value).endswith("; this bundle accepts ACCEPTED")
+        assert str(info.value).startswith(f"in/b.tif: {problem}") and str(info.value).endswith(
+            "; this bundle accepts ACCEPTED"
+        )
         assert "\n" not in str(info.value)
 
 
@@ -422,12 +449,26 @@ def test_lateral_pixel_size_round_trip_and_refusals() -> None:
     assert back["pred"].shape == back["image"].shape == (1, 30, 40, 3)
     assert torch.equal(back["pred"].affine, affine) and back["pred"].meta["unit"] == "um"
     assert torch.allclose(back["pred"], 2 * back["image"], atol=1e-5)
-    same = lateral({"image": MetaTensor(torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.261, 0.261, 1.0])),
-                                    meta={"unit": "um"})})["image"]
+    same = lateral(
+        {
+            "image": MetaTensor(
+                torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.261, 0.261, 1.0])), meta={"unit": "um"}
+            )
+        }
+    )["image"]
     assert same.shape == (1, 30, 40)  # within 1 %: not resampled
-    with pytest.raises(DataError, match=r"s\.tif: pixel size 0\.05 um \(from the file\) is 5\.2x smaller than the model's 0\.26 um"):
-        lateral({"image": MetaTensor(torch.rand(1, 30, 40), affine=torch.diag(torch.tensor([0.05, 0.05, 1.0])),
-                                 meta={"unit": "um", "filename_or_obj": "s.tif"})})
+    with pytest.raises(
+        DataError, match=r"s\.tif: pixel size 0\.05 um \(from the file\) is 5\.2x smaller than the model's 0\.26 um"
+    ):
+        lateral(
+            {
+                "image": MetaTensor(
+                    torch.rand(1, 30, 40),
+                    affine=torch.diag(torch.tensor([0.05, 0.05, 1.0])),
+                    meta={"unit": "um", "filename_or_obj": "s.tif"},
+                )
+            }
+        )
     with pytest.raises(DataError, match="--max_memory_gb must be a positive number"):
         LateralPixelSized("image", model_pixel_size=0.26, max_memory_gb=0)
 
@@ -728,7 +769,9 @@ def test_real_pairs_train_and_evaluate(tmp_path) -> None:
                "--rl_candidates", "[1,2]", "--roi_size", "32", *TINY_NET)  # fmt: skip
     result = json.loads((out / "metrics.json").read_text())
     (held_out,) = result["sets"].values()
-    assert held_out["n"] == 1 and [Path(r["image"]).name for r in held_out["per_image"]["wide-field input"]] == ["cell5.tif"]
+    assert held_out["n"] == 1 and [Path(r["image"]).name for r in held_out["per_image"]["wide-field input"]] == [
+        "cell5.tif"
+    ]
     assert len(held_out["summary"]) == 4  # input, Richardson-Lucy (from --optics), two networks
 
 

@@ -13,24 +13,34 @@ import mrcfile
 import numpy as np
 import pytest
 import torch
-
 from conftest import load_trained_network
 
 from emgan_monai.data.cryoet import zscore
+from emgan_monai.data.cryoet_calibration import (
+    _simulate,
+    calibrate_snr,
+    estimate_snr,
+    simulate_baseline,
+    simulator_settings,
+)
 from emgan_monai.data.cryoet_density_inputs import load_density_inputs
-from emgan_monai.transforms.density_maps import fit_to_box, shape_map
-from emgan_monai.data.cryoet_domains import (classifier_datalist, cyclegan_datalist, load_deepfinder_domains,
-                                             object_map)
+from emgan_monai.data.cryoet_domains import classifier_datalist, cyclegan_datalist, load_deepfinder_domains, object_map
 from emgan_monai.engines.gan_modes import gan_optimizer, gan_setting, wgan_optimizer
 from emgan_monai.errors import DataError
-from emgan_monai.evaluation.cryoet import (_classify, baseline_sets, calibrate_baselines, generate_subtomograms,
-                                           generator_sets, metrics_table, score_sets)
+from emgan_monai.evaluation.cryoet import (
+    _classify,
+    baseline_sets,
+    calibrate_baselines,
+    generate_subtomograms,
+    generator_sets,
+    metrics_table,
+    score_sets,
+)
 from emgan_monai.inferers import MCDropoutInferer
 from emgan_monai.networks import CycleGANGenerator, PhysicsInformedGenerator, SubtomogramClassifier
 from emgan_monai.physics.subtomogram_simulator import add_noise_snr
-from emgan_monai.data.cryoet_calibration import (_simulate, calibrate_snr, estimate_snr, simulate_baseline,
-                                                       simulator_settings)
 from emgan_monai.transforms.cryoet_value_range import density_to_network, network_to_subtomo, subtomo_to_network
+from emgan_monai.transforms.density_maps import fit_to_box, shape_map
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "cryoet_gan"
@@ -173,8 +183,10 @@ def test_fit_to_box_never_crops_the_molecule_silently():
 def test_mmcif_maps_are_accepted(tmp_path):
     gemmi = pytest.importorskip("gemmi")
     pdb = tmp_path / "model.pdb"
-    lines = [f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
-             for i, (x, y, z) in enumerate(np.random.default_rng(0).uniform(-30, 30, size=(200, 3)))]
+    lines = [
+        f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
+        for i, (x, y, z) in enumerate(np.random.default_rng(0).uniform(-30, 30, size=(200, 3)))
+    ]
     pdb.write_text("\n".join(lines) + "\nEND\n")
     st = gemmi.read_structure(str(pdb))
     st.setup_entities()
@@ -272,8 +284,20 @@ def test_mc_dropout_inferer_std_zero_without_dropout_positive_with():
 # ----------------------------------------------------------------------------------------------
 def test_bundle_configs_end_to_end(toy, tmp_path):
     small = ["--critic_channels", "[4, 8, 8]", "--binning", "1", "--shape_sigma", "0.5", "--snapshot_interval", "2"]
-    common = ["--dataset_dir", str(toy), "--train_tomos", "[1]", "--val_tomos", "[2]", "--batch_size", "2",
-              "--val_interval", "1", *TINY, *small]
+    common = [
+        "--dataset_dir",
+        str(toy),
+        "--train_tomos",
+        "[1]",
+        "--val_tomos",
+        "[2]",
+        "--batch_size",
+        "2",
+        "--val_interval",
+        "1",
+        *TINY,
+        *small,
+    ]
     # physics-informed GAN (the default): calibrated on the training data, EMA weights saved, no cycle
     phys_dir = tmp_path / "physics"
     _run("train.json", "--output_dir", str(phys_dir), "--max_epochs", "1", *common)
@@ -294,34 +318,86 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
 
     # pure CycleGAN with the paper's WGAN (weight clipping on plain critics, RMSprop at 5e-5)
     run_dir = tmp_path / "cyclegan"
-    _run("train.json", "--output_dir", str(run_dir), "--max_epochs", "1", "--generator_kind", "cyclegan",
-         "--gan_mode", "wgan_clip", *common)
+    _run(
+        "train.json",
+        "--output_dir",
+        str(run_dir),
+        "--max_epochs",
+        "1",
+        "--generator_kind",
+        "cyclegan",
+        "--gan_mode",
+        "wgan_clip",
+        *common,
+    )
     net = CycleGANGenerator(3, channels=2, n_res_blocks=1, dropout=0.2, decoder_noise=True, input_noise_std=0.2)
     net.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
     ckpt = torch.load(run_dir / "checkpoints" / "checkpoint_final.pt", weights_only=True)
     assert (run_dir / "g_sd.pt").is_file() and "g_sd" in ckpt and "critic_d" in ckpt
-    assert ckpt["d_optimizer"]["param_groups"][0]["initial_lr"] == 5e-5 and "alpha" in ckpt["d_optimizer"]["param_groups"][0]
+    assert (
+        ckpt["d_optimizer"]["param_groups"][0]["initial_lr"] == 5e-5
+        and "alpha" in ckpt["d_optimizer"]["param_groups"][0]
+    )
     assert not any("parametrizations" in k for k in ckpt["critic_s"])  # no spectral norm under clipping
     assert max(float(v.abs().max()) for k, v in ckpt["critic_s"].items() if k.endswith("weight")) <= 0.01 + 1e-7
     # WGAN-GP variant with Adam
-    _run("train.json", "--output_dir", str(tmp_path / "train_gp"), "--max_epochs", "1", "--generator_kind",
-         "cyclegan", "--gan_mode", "wgan_gp", *common)
+    _run(
+        "train.json",
+        "--output_dir",
+        str(tmp_path / "train_gp"),
+        "--max_epochs",
+        "1",
+        "--generator_kind",
+        "cyclegan",
+        "--gan_mode",
+        "wgan_gp",
+        *common,
+    )
     ckpt = torch.load(tmp_path / "train_gp" / "checkpoints" / "checkpoint_final.pt", weights_only=True)
-    assert ckpt["d_optimizer"]["param_groups"][0]["betas"] == [0.5, 0.9] or \
-        tuple(ckpt["d_optimizer"]["param_groups"][0]["betas"]) == (0.5, 0.9)
+    assert ckpt["d_optimizer"]["param_groups"][0]["betas"] == [0.5, 0.9] or tuple(
+        ckpt["d_optimizer"]["param_groups"][0]["betas"]
+    ) == (0.5, 0.9)
 
     # classifier
     clf_dir = tmp_path / "clf"
-    _run("train_classifier.json", "--dataset_dir", str(toy), "--output_dir", str(clf_dir), "--train_tomos", "[1]",
-         "--val_tomos", "[2]", "--max_epochs", "2", "--batch_size", "4", "--val_interval", "1", "--box", "16",
-         "--binning", "1", "--num_classes", "3")
+    _run(
+        "train_classifier.json",
+        "--dataset_dir",
+        str(toy),
+        "--output_dir",
+        str(clf_dir),
+        "--train_tomos",
+        "[1]",
+        "--val_tomos",
+        "[2]",
+        "--max_epochs",
+        "2",
+        "--batch_size",
+        "4",
+        "--val_interval",
+        "1",
+        "--box",
+        "16",
+        "--binning",
+        "1",
+        "--num_classes",
+        "3",
+    )
     clf = SubtomogramClassifier(3, num_classes=3, channels=(16, 32, 64))
     clf.load_state_dict(torch.load(clf_dir / "classifier.pt", weights_only=True))
 
     # inference on the embedded sample maps, with either generator kind
     inf_dir = tmp_path / "inference"
-    _run("inference.json", "--output_dir", str(inf_dir), "--model_path", str(phys_dir / "model.pt"), "--n_samples",
-         "2", *TINY)
+    _run(
+        "inference.json",
+        "--output_dir",
+        str(inf_dir),
+        "--model_path",
+        str(phys_dir / "model.pt"),
+        "--n_samples",
+        "2",
+        *TINY,
+    )
     summary = json.loads((inf_dir / "synthesis.json").read_text())
     assert summary["n_maps"] == len(list((BUNDLE / "sample").glob("*.mrc"))) >= 1
     first = inf_dir / summary["files"][0]["samples"][1]
@@ -329,8 +405,18 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
         assert mrc.data.shape == (16, 16, 16) and mrc.data.dtype == np.float32 and np.isfinite(mrc.data).all()
         assert mrc.voxel_size.x == pytest.approx(20.0)
     assert (inf_dir / "montage.png").stat().st_size > 0
-    _run("inference.json", "--output_dir", str(tmp_path / "inference_cg"), "--model_path", str(run_dir / "model.pt"),
-         "--generator_kind", "cyclegan", "--n_samples", "2", *TINY)
+    _run(
+        "inference.json",
+        "--output_dir",
+        str(tmp_path / "inference_cg"),
+        "--model_path",
+        str(run_dir / "model.pt"),
+        "--generator_kind",
+        "cyclegan",
+        "--n_samples",
+        "2",
+        *TINY,
+    )
     # a map whose molecule is larger than the box is tiled, not cut
     big_dir = tmp_path / "big_maps"
     big_dir.mkdir()
@@ -339,38 +425,105 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
     with mrcfile.new(big_dir / "long.mrc") as mrc:
         mrc.set_data(big)
         mrc.voxel_size = 20.0
-    _run("inference.json", "--input_dir", str(big_dir), "--output_dir", str(tmp_path / "inference_big"),
-         "--model_path", str(phys_dir / "model.pt"), "--n_samples", "1", *TINY)
+    _run(
+        "inference.json",
+        "--input_dir",
+        str(big_dir),
+        "--output_dir",
+        str(tmp_path / "inference_big"),
+        "--model_path",
+        str(phys_dir / "model.pt"),
+        "--n_samples",
+        "1",
+        *TINY,
+    )
     with mrcfile.open(tmp_path / "inference_big" / "long_sample_00.mrc") as mrc:
         assert mrc.data.shape == (40, 40, 40)
     # no silent overwrite
-    configs = str(CONFIGS / 'inference.json')
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs, "--bundle_root", str(BUNDLE),
-           "--output_dir", str(inf_dir), "--model_path", str(phys_dir / "model.pt"),
-           "--n_samples", "2", *TINY]
+    configs = str(CONFIGS / "inference.json")
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        configs,
+        "--bundle_root",
+        str(BUNDLE),
+        "--output_dir",
+        str(inf_dir),
+        "--model_path",
+        str(phys_dir / "model.pt"),
+        "--n_samples",
+        "2",
+        *TINY,
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode != 0 and "exists" in proc.stderr + proc.stdout
 
     # MC-dropout uncertainty (the CycleGAN generator carries dropout)
     unc_dir = tmp_path / "uncertainty"
-    _run("inference_uncertainty.json", "--output_dir", str(unc_dir), "--model_path", str(run_dir / "model.pt"),
-         "--generator_kind", "cyclegan", "--mc_samples", "3", *TINY)
+    _run(
+        "inference_uncertainty.json",
+        "--output_dir",
+        str(unc_dir),
+        "--model_path",
+        str(run_dir / "model.pt"),
+        "--generator_kind",
+        "cyclegan",
+        "--mc_samples",
+        "3",
+        *TINY,
+    )
     unc = json.loads((unc_dir / "uncertainty.json").read_text())
     assert unc["k"] == 3 and all(f["mean_std"] > 0 for f in unc["files"])
     assert (unc_dir / "uncertainty.png").is_file() and (unc_dir / unc["files"][0]["std"]).is_file()
 
     # evaluation table: both generators, two calibrated baselines, real data; one normalisation
     ev_dir = tmp_path / "evaluate"
-    files = {"physics_gan": ["physics", str(phys_dir / "model.pt")], "cyclegan": ["cyclegan", str(run_dir / "model.pt")]}
-    _run(["train.json", "evaluate.json"], "--dataset_dir", str(toy), "--output_dir", str(ev_dir), "--generator_files",
-         json.dumps(files), "--classifier_path", str(clf_dir / "classifier.pt"), "--train_tomos", "[1]",
-         "--test_tomos", "[2, 3]", "--binning", "1", "--shape_sigma", "0.5", "--num_classes", "3", "--prdc_k", "3",
-         *TINY)
+    files = {
+        "physics_gan": ["physics", str(phys_dir / "model.pt")],
+        "cyclegan": ["cyclegan", str(run_dir / "model.pt")],
+    }
+    _run(
+        ["train.json", "evaluate.json"],
+        "--dataset_dir",
+        str(toy),
+        "--output_dir",
+        str(ev_dir),
+        "--generator_files",
+        json.dumps(files),
+        "--classifier_path",
+        str(clf_dir / "classifier.pt"),
+        "--train_tomos",
+        "[1]",
+        "--test_tomos",
+        "[2, 3]",
+        "--binning",
+        "1",
+        "--shape_sigma",
+        "0.5",
+        "--num_classes",
+        "3",
+        "--prdc_k",
+        "3",
+        *TINY,
+    )
     metrics = json.loads((ev_dir / "metrics.json").read_text())
     for method in ("physics_gan", "cyclegan", "traditional_simulation", "traditional_simulation_wedge_noise"):
         row = metrics[method]
-        for key in ("accuracy", "accuracy_se", "accuracy_se_by_map", "precision", "recall", "density", "coverage",
-                    "frechet_distance", "ssim", "std_ratio"):
+        for key in (
+            "accuracy",
+            "accuracy_se",
+            "accuracy_se_by_map",
+            "precision",
+            "recall",
+            "density",
+            "coverage",
+            "frechet_distance",
+            "ssim",
+            "std_ratio",
+        ):
             assert np.isfinite(row[key]), (method, key)
         assert np.asarray(row["confusion_matrix"]).shape == (3, 3) and np.sum(row["confusion_matrix"]) == 12 * 8
         p, n = row["accuracy"], row["n"]
@@ -432,11 +585,43 @@ def test_multi_gpu_config_two_ranks(toy, tmp_path, kind):
         "$emgan_monai.engines.utils.leave_process_group()",
     ]}))  # fmt: skip
     files = [str(CONFIGS / c) for c in ("train.json", "multi_gpu_train.json")] + [str(extra)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "monai.bundle", "run", "--config_file", "[" + ",".join(repr(f) for f in files) + "]", "--bundle_root",
-           str(BUNDLE), "--dataset_dir", str(toy), "--output_dir", str(out), "--train_tomos", "[1]", "--val_tomos",
-           "[2]", "--max_epochs", "1", "--batch_size", "2", "--val_interval", "1", "--critic_channels", "[4, 8, 8]",
-           "--binning", "1", "--generator_kind", kind, "--snapshot_interval", "1000", *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "[" + ",".join(repr(f) for f in files) + "]",
+        "--bundle_root",
+        str(BUNDLE),
+        "--dataset_dir",
+        str(toy),
+        "--output_dir",
+        str(out),
+        "--train_tomos",
+        "[1]",
+        "--val_tomos",
+        "[2]",
+        "--max_epochs",
+        "1",
+        "--batch_size",
+        "2",
+        "--val_interval",
+        "1",
+        "--critic_channels",
+        "[4, 8, 8]",
+        "--binning",
+        "1",
+        "--generator_kind",
+        kind,
+        "--snapshot_interval",
+        "1000",
+        *TINY,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -493,14 +678,22 @@ def _collapse_report(net: torch.nn.Module) -> dict:
     logits, _ = _classify(clf, gen, torch.device("cpu"))
     pred = logits.argmax(1)
     counts = np.bincount(pred, minlength=9)
-    return {"classes": int(np.unique(pred).size), "largest_fraction": float(counts.max() / pred.size),
-            "accuracy": float((pred == np.concatenate([test.label - 1] * 2)).mean()),
-            "std_ratio": float(gen.std() / real.std()), "counts": counts.tolist()}
+    return {
+        "classes": int(np.unique(pred).size),
+        "largest_fraction": float(counts.max() / pred.size),
+        "accuracy": float((pred == np.concatenate([test.label - 1] * 2)).mean()),
+        "std_ratio": float(gen.std() / real.std()),
+        "counts": counts.tolist(),
+    }
 
 
 def _collapsed(report: dict) -> bool:
-    return (report["classes"] < 8 or report["largest_fraction"] > 0.5 or abs(report["std_ratio"] - 1.0) > 0.2
-            or report["accuracy"] <= 2 / 9)
+    return (
+        report["classes"] < 8
+        or report["largest_fraction"] > 0.5
+        or abs(report["std_ratio"] - 1.0) > 0.2
+        or report["accuracy"] <= 2 / 9
+    )
 
 
 _HAS_DATA = (DATA / "deepfinder_toy" / "tomo6_data.h5").is_file()
@@ -511,8 +704,9 @@ def test_collapse_check_rejects_a_collapsed_generator():
     """The check used on the shipped weights fails for a generator that ignores its input (one fixed real subtomogram
     for every map, as the 0.1.0 weights effectively did) and for one with the right texture at half amplitude."""
     ev, _ = _shipped("evaluate.json", "classifier_def")
-    train = load_deepfinder_domains(DATA, ev["train_tomos"], box=ev["box"], sigma=ev["shape_sigma"],
-                                       binning=ev["binning"])
+    train = load_deepfinder_domains(
+        DATA, ev["train_tomos"], box=ev["box"], sigma=ev["shape_sigma"], binning=ev["binning"]
+    )
     fixed = torch.from_numpy(subtomo_to_network(zscore(train.subtomo[0], train.stats())))[None, None]
 
     class Constant(torch.nn.Module):
@@ -544,8 +738,9 @@ def test_shipped_generator_does_not_collapse():
         report = _collapse_report(net)
         assert not _collapsed(report), report
     else:
-        items = load_density_inputs(BUNDLE / "sample", parser["voxel_size"], parser["box"], parser["iso"],
-                                       parser["shape_sigma"])
+        items = load_density_inputs(
+            BUNDLE / "sample", parser["voxel_size"], parser["box"], parser["iso"], parser["shape_sigma"]
+        )
         maps = np.stack([m for _, m in items])
         gen = generate_subtomograms(net, maps, 4, seed=0).reshape(4, len(maps), *maps.shape[1:])
         assert abs(float(gen.std()) - 1.0) <= 0.2
@@ -564,9 +759,30 @@ def test_real_toy_tomograms_train_then_inference(tmp_path):
             pytest.skip(f"real cryo-ET data not found: {path}")
     run = tmp_path / "physics"
     # 27 particles in tomogram 1, batch 12 with drop_last: 2 iterations
-    proc = _run("train.json", "--dataset_dir", str(DATA), "--output_dir", str(run), "--train_tomos", "[1]",
-                "--val_tomos", "[2]", "--binning", "2", "--batch_size", "12", "--max_epochs", "1", "--val_interval",
-                "1", "--critic_channels", "[4, 8, 8]", "--snapshot_interval", "1000", *TINY)
+    proc = _run(
+        "train.json",
+        "--dataset_dir",
+        str(DATA),
+        "--output_dir",
+        str(run),
+        "--train_tomos",
+        "[1]",
+        "--val_tomos",
+        "[2]",
+        "--binning",
+        "2",
+        "--batch_size",
+        "12",
+        "--max_epochs",
+        "1",
+        "--val_interval",
+        "1",
+        "--critic_channels",
+        "[4, 8, 8]",
+        "--snapshot_interval",
+        "1000",
+        *TINY,
+    )
     log = proc.stdout + proc.stderr
     assert "val_ssim" in log and "Epoch[1] Complete" in log, log[-3000:]  # validated on the held-out tomogram
     ckpt = torch.load(run / "checkpoints" / "checkpoint_final.pt", map_location="cpu", weights_only=True)
@@ -575,16 +791,34 @@ def test_real_toy_tomograms_train_then_inference(tmp_path):
     assert int(ckpt["trainer"]["iteration"]) == 2 and int(ckpt["trainer"]["epoch_length"]) == 2
     calibration = json.loads((run / "calibration.json").read_text())
     assert np.isfinite(calibration["snr"]) and calibration["snr"] > 0 and calibration["gain"] > 0
-    load_trained_network(CONFIGS / "train.json", BUNDLE, run / "model.pt", box=16, generator_channels=2,
-                         n_res_blocks=1, dropout=0.2, refine_channels=4)
+    load_trained_network(
+        CONFIGS / "train.json",
+        BUNDLE,
+        run / "model.pt",
+        box=16,
+        generator_channels=2,
+        n_res_blocks=1,
+        dropout=0.2,
+        refine_channels=4,
+    )
 
     maps = tmp_path / "maps"
     maps.mkdir()
     for name in ("1bxn", "3cf3"):
         (maps / f"{name}.mrc").write_bytes((templates / f"{name}.mrc").read_bytes())
     out = tmp_path / "inference"
-    _run("inference.json", "--input_dir", str(maps), "--output_dir", str(out), "--model_path", str(run / "model.pt"),
-         "--n_samples", "2", *TINY)
+    _run(
+        "inference.json",
+        "--input_dir",
+        str(maps),
+        "--output_dir",
+        str(out),
+        "--model_path",
+        str(run / "model.pt"),
+        "--n_samples",
+        "2",
+        *TINY,
+    )
     summary = json.loads((out / "synthesis.json").read_text())
     assert summary["n_maps"] == 2 and len(summary["files"]) == 2
     for entry in summary["files"]:
@@ -644,8 +878,10 @@ def test_inference_preprocessing_is_the_density_input(tmp_path):
     from emgan_monai.data.cryoet_density_inputs import density_input
 
     pdb = tmp_path / "model.pdb"
-    lines = [f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
-             for i, (x, y, z) in enumerate(np.random.default_rng(0).uniform(-40, 40, size=(300, 3)) * [1, 0.6, 0.3])]
+    lines = [
+        f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
+        for i, (x, y, z) in enumerate(np.random.default_rng(0).uniform(-40, 40, size=(300, 3)) * [1, 0.6, 0.3])
+    ]
     pdb.write_text("\n".join(lines) + "\nEND\n")
     parser = _parser("inference.json")
     pre = parser.get_parsed_content("preprocessing")
@@ -694,8 +930,11 @@ def test_inference_configs_standalone_with_the_shipped_generator(tmp_path):
     summary = json.loads((out / "synthesis.json").read_text())
     maps = sorted(p.stem for p in (BUNDLE / "sample").glob("*.mrc"))
     assert [f["map"] for f in summary["files"]] == maps and summary["n_samples"] == 2 and summary["failed"] == []
-    assert summary["files"][0] == {"map": maps[0], "input": f"{maps[0]}_input.mrc",
-                                   "samples": [f"{maps[0]}_sample_00.mrc", f"{maps[0]}_sample_01.mrc"]}
+    assert summary["files"][0] == {
+        "map": maps[0],
+        "input": f"{maps[0]}_input.mrc",
+        "samples": [f"{maps[0]}_sample_00.mrc", f"{maps[0]}_sample_01.mrc"],
+    }
     _, net = _shipped("inference.json", "network_def")
     net.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True))
     net.eval()
@@ -703,8 +942,9 @@ def test_inference_configs_standalone_with_the_shipped_generator(tmp_path):
     torch.manual_seed(0)
     with torch.no_grad():
         for name in maps:
-            x = torch.from_numpy(density_to_network(density_input(BUNDLE / "sample" / f"{name}.mrc", 20.0, 16, 0.3,
-                                                                  0.5)))[None, None]
+            x = torch.from_numpy(
+                density_to_network(density_input(BUNDLE / "sample" / f"{name}.mrc", 20.0, 16, 0.3, 0.5))
+            )[None, None]
             for j in range(2):
                 expected = network_to_subtomo(inferer(x, net))[0, 0]
                 with mrcfile.open(out / f"{name}_sample_{j:02d}.mrc") as mrc:
@@ -735,8 +975,20 @@ def test_inference_configs_standalone_with_the_shipped_generator(tmp_path):
 _STANDALONE = ["inference.json", "inference_uncertainty.json", "train.json", "train_classifier.json"]
 
 
-@pytest.mark.parametrize("overrides", [{}, {"box": 24, "voxel_size": 10.0, "refine_channels": 4, "dropout": 0.3,
-                                             "generator_kind": "cyclegan", "num_classes": 5}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "box": 24,
+            "voxel_size": 10.0,
+            "refine_channels": 4,
+            "dropout": 0.3,
+            "generator_kind": "cyclegan",
+            "num_classes": 5,
+        },
+    ],
+)
 def test_repeated_definitions_are_identical(overrides):
     """Definitions repeated in the standalone configs (zoo style) are the same text and, with the same overrides,
     resolve to the same objects: the generator (``network_def`` and its settings), the classifier
@@ -744,11 +996,40 @@ def test_repeated_definitions_are_identical(overrides):
     sub-tomogram geometry."""
     raw = {c: json.loads((CONFIGS / c).read_text()) for c in _STANDALONE}
     raw["evaluate.json"] = json.loads((CONFIGS / "evaluate.json").read_text())
-    shared = ["network_def", "generator_kind", "generator_channels", "n_res_blocks", "noise_channels", "decoder_noise",
-              "input_noise_std", "dropout", "refine_channels", "max_residual", "defocus_um", "tilt_max_deg", "box",
-              "voxel_size", "shape_sigma", "seed", "device", "bundle_root", "dataset_dir", "classifier_def",
-              "num_classes", "classifier_channels", "classifier_dropout", "train_tomos", "val_tomos", "binning",
-              "train_domains", "val_domains", "iso", "map_box", "model_path", "input_dir"]
+    shared = [
+        "network_def",
+        "generator_kind",
+        "generator_channels",
+        "n_res_blocks",
+        "noise_channels",
+        "decoder_noise",
+        "input_noise_std",
+        "dropout",
+        "refine_channels",
+        "max_residual",
+        "defocus_um",
+        "tilt_max_deg",
+        "box",
+        "voxel_size",
+        "shape_sigma",
+        "seed",
+        "device",
+        "bundle_root",
+        "dataset_dir",
+        "classifier_def",
+        "num_classes",
+        "classifier_channels",
+        "classifier_dropout",
+        "train_tomos",
+        "val_tomos",
+        "binning",
+        "train_domains",
+        "val_domains",
+        "iso",
+        "map_box",
+        "model_path",
+        "input_dir",
+    ]
     for key in shared:
         values = {c: cfg[key] for c, cfg in raw.items() if key in cfg}
         assert len({json.dumps(v, sort_keys=True) for v in values.values()}) == 1, (key, values)
@@ -775,11 +1056,15 @@ def test_repeated_definitions_are_identical(overrides):
     clfs = [resolved(c, "classifier_def") for c in ("train_classifier.json", ["train.json", "evaluate.json"])]
     assert clfs[0] == clfs[1] and clfs[0]["num_classes"] == overrides.get("num_classes", 9)
     split = ["train_tomos", "val_tomos", "box", "binning", "shape_sigma", "voxel_size"]
-    assert ({k: resolved("train.json", k) for k in split} == {k: resolved("train_classifier.json", k) for k in split})
-    shapes = {tuple(v.shape) for v in _parser("inference.json", **overrides).get_parsed_content("network_def")
-              .state_dict().values()}
-    assert shapes == {tuple(v.shape) for v in _parser("train.json", **overrides).get_parsed_content("network_def")
-                      .state_dict().values()}
+    assert {k: resolved("train.json", k) for k in split} == {k: resolved("train_classifier.json", k) for k in split}
+    shapes = {
+        tuple(v.shape)
+        for v in _parser("inference.json", **overrides).get_parsed_content("network_def").state_dict().values()
+    }
+    assert shapes == {
+        tuple(v.shape)
+        for v in _parser("train.json", **overrides).get_parsed_content("network_def").state_dict().values()
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -802,8 +1087,9 @@ def _write_map(path: Path, data: np.ndarray | None = None, voxel_size: float | N
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """``emgan-monai`` (the package's entry point, as ``python -m emgan_monai.cli``) on CPU."""
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, "-m", "emgan_monai.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "emgan_monai.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _failures(stderr: str, n: int, total: int) -> dict[str, str]:
@@ -811,7 +1097,7 @@ def _failures(stderr: str, n: int, total: int) -> dict[str, str]:
     lines = stderr.splitlines()
     head = f"{n} of {total} input(s) failed:"
     assert head in lines, stderr[-3000:]
-    listed = lines[lines.index(head) + 1:]
+    listed = lines[lines.index(head) + 1 :]
     assert len(listed) == n and "Traceback" not in stderr, stderr[-3000:]
     return {Path(line.strip().split(": ", 1)[0]).name: line.split(": ", 1)[1] for line in listed}
 
@@ -827,8 +1113,10 @@ def test_density_map_input_contract():
     from emgan_monai.transforms.density_map_input import estimate_memory_bytes, resampled_shape
 
     def img(array, voxel=10.0, name="m.mrc", cell=None):
-        t = MetaTensor(torch.as_tensor(np.asarray(array, np.float32))[None],
-                       affine=torch.diag(torch.tensor([voxel, voxel, voxel, 1.0], dtype=torch.float64)))
+        t = MetaTensor(
+            torch.as_tensor(np.asarray(array, np.float32))[None],
+            affine=torch.diag(torch.tensor([voxel, voxel, voxel, 1.0], dtype=torch.float64)),
+        )
         t.meta["filename_or_obj"] = name
         t.meta["mrc_cella"] = cell if cell is not None else tuple(voxel * s for s in np.shape(array))
         return {"image": t}
@@ -841,16 +1129,22 @@ def test_density_map_input_contract():
     blob = np.zeros((8, 8, 8), np.float32)
     blob[2:6, 2:6, 2:6] = 1.0
     assert check(img(blob))["image"].shape == (1, 8, 8, 8)
-    for array, problem in ((np.ones((8, 8, 8)), "the map is constant"), (-blob, "no positive density"),
-                           (np.where(blob > 0, np.nan, 0.0), "64 NaN/Inf voxel(s)"),
-                           (np.ones((8, 8)), "a 2D image of (8, 8) pixels; this bundle accepts 3D density maps")):
+    for array, problem in (
+        (np.ones((8, 8, 8)), "the map is constant"),
+        (-blob, "no positive density"),
+        (np.where(blob > 0, np.nan, 0.0), "64 NaN/Inf voxel(s)"),
+        (np.ones((8, 8)), "a 2D image of (8, 8) pixels; this bundle accepts 3D density maps"),
+    ):
         with pytest.raises(DataError, match="^m.mrc: ") as err:
             check(img(array))
         assert problem in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(DataError, match="no voxel size .* set --input_voxel_size"):
         check(img(blob, voxel=1.0, cell=(0.0, 0.0, 0.0)))
-    with pytest.raises(DataError, match=r"at 1 A/voxel \(the MRC header\) the map spans \(8, 8, 8\) voxels, "
-                                        r"\(0, 0, 0\) at the model's 20 A: too small"):
+    with pytest.raises(
+        DataError,
+        match=r"at 1 A/voxel \(the MRC header\) the map spans \(8, 8, 8\) voxels, "
+        r"\(0, 0, 0\) at the model's 20 A: too small",
+    ):
         check(img(blob, voxel=1.0))
     fixed = DensityMapInputd("image", voxel_size=20.0, input_voxel_size=40.0)(img(blob, cell=(0.0, 0.0, 0.0)))
     assert torch.allclose(fixed["image"].affine.diagonal()[:3], torch.tensor([40.0] * 3, dtype=torch.float64))
@@ -859,10 +1153,12 @@ def test_density_map_input_contract():
     with pytest.raises(DataError) as err:
         DensityMapInputd("image", voxel_size=20.0)(img(np.pad(blob, 12), voxel=400.0))
     need = estimate_memory_bytes(32**3, 640**3, 12) / 2**30
-    assert str(err.value) == (f"m.mrc: at 400 A/voxel (the MRC header), resampling its (32, 32, 32) voxels to the "
-                              f"model's 20 A gives (640, 640, 640) voxels, estimated to need {need:.1f} GiB, more than "
-                              "--max_memory_gb 4; check the voxel size (--input_voxel_size), crop or bin the map, or "
-                              "raise --max_memory_gb")
+    assert str(err.value) == (
+        f"m.mrc: at 400 A/voxel (the MRC header), resampling its (32, 32, 32) voxels to the "
+        f"model's 20 A gives (640, 640, 640) voxels, estimated to need {need:.1f} GiB, more than "
+        "--max_memory_gb 4; check the voxel size (--input_voxel_size), crop or bin the map, or "
+        "raise --max_memory_gb"
+    )
     # a 1 A header (often 'unknown') is used and logged with what it implies
     records = []
     handler = logging.Handler()
@@ -901,8 +1197,10 @@ def test_oversized_map_refused_before_allocation(config, tmp_path):
     proc = _bundle_run(config, "--input_dir", str(maps), "--output_dir", str(tmp_path / "out"), *extra, cwd=tmp_path)
     assert time.monotonic() - start < 30 and proc.returncode == 1, proc.stderr[-3000:]
     reason = _failures(proc.stderr, 1, 2)["b_huge.mrc"]
-    assert reason.startswith("DataError: at 400 A/voxel (the MRC header), resampling its (32, 32, 32) voxels to the "
-                             "model's 20 A gives (640, 640, 640) voxels, estimated to need ")
+    assert reason.startswith(
+        "DataError: at 400 A/voxel (the MRC header), resampling its (32, 32, 32) voxels to the "
+        "model's 20 A gives (640, 640, 640) voxels, estimated to need "
+    )
     assert "more than --max_memory_gb 4; check the voxel size (--input_voxel_size)" in reason
     assert "MemoryError" not in proc.stdout + proc.stderr
     assert {p.name for p in (tmp_path / "out").glob("a_good_*.mrc")} and not list((tmp_path / "out").glob("b_*"))
@@ -925,10 +1223,13 @@ def test_bad_maps_listed_good_ones_written(config, tmp_path):
     proc = _bundle_run(config, "--input_dir", str(maps), "--output_dir", str(out), *extra, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
     reasons = _failures(proc.stderr, 3, 5)
-    assert reasons["b_truncated.mrc"].startswith("ImageReadError:") and "truncated MRC file" in reasons[
-        "b_truncated.mrc"]
-    assert reasons["c_no_voxel_size.mrc"] == ("DataError: the MRC header has no voxel size (cell size (0.0, 0.0, "
-                                              "0.0)); set --input_voxel_size to the map's voxel size in A")
+    assert (
+        reasons["b_truncated.mrc"].startswith("ImageReadError:") and "truncated MRC file" in reasons["b_truncated.mrc"]
+    )
+    assert reasons["c_no_voxel_size.mrc"] == (
+        "DataError: the MRC header has no voxel size (cell size (0.0, 0.0, "
+        "0.0)); set --input_voxel_size to the map's voxel size in A"
+    )
     assert reasons["d_constant.mrc"].startswith("DataError: the map is constant (every voxel 3)")
     written = sorted(p.name for p in out.glob("*.mrc"))
     outputs = ["sample_00"] if config == "inference.json" else ["mean", "std"]
@@ -938,7 +1239,10 @@ def test_bad_maps_listed_good_ones_written(config, tmp_path):
             assert mrc.voxel_size.x == pytest.approx(20.0) and mrc.data.shape == (16, 16, 16)
     record = json.loads((out / ("synthesis.json" if config == "inference.json" else "uncertainty.json")).read_text())
     assert sorted(Path(f["file"]).name for f in record["failed"]) == [
-        "b_truncated.mrc", "c_no_voxel_size.mrc", "d_constant.mrc"]
+        "b_truncated.mrc",
+        "c_no_voxel_size.mrc",
+        "d_constant.mrc",
+    ]
 
 
 def test_input_voxel_size_overrides_a_missing_header(tmp_path):
@@ -950,8 +1254,20 @@ def test_input_voxel_size_overrides_a_missing_header(tmp_path):
     _write_map(maps / "m.mrc", voxel_size=None)
     _write_map(ref / "m.mrc", voxel_size=10.0)
     for folder, extra in ((maps, ["--input_voxel_size", "10"]), (ref, [])):
-        proc = _cli("run", "cryoet_gan", "inference", "--input_dir", str(folder), "--output_dir",
-                    str(folder / "out"), "--n_samples", "1", "--device", "$torch.device('cpu')", *extra)
+        proc = _cli(
+            "run",
+            "cryoet_gan",
+            "inference",
+            "--input_dir",
+            str(folder),
+            "--output_dir",
+            str(folder / "out"),
+            "--n_samples",
+            "1",
+            "--device",
+            "$torch.device('cpu')",
+            *extra,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("m_input.mrc", "m_sample_00.mrc"):
         with mrcfile.open(maps / "out" / name) as a, mrcfile.open(ref / "out" / name) as b:
@@ -973,12 +1289,23 @@ def test_same_stem_inputs_both_get_results(config, tmp_path):
     (maps / "x.pdb").write_bytes(pdb.read_bytes())
     out = tmp_path / "out"
     extra = ["--n_samples", "1"] if config == "inference" else ["--mc_samples", "2"]
-    proc = _cli("run", "cryoet_gan", config, "--input_dir", str(maps), "--output_dir", str(out), "--device",
-                "$torch.device('cpu')", *extra)
+    proc = _cli(
+        "run",
+        "cryoet_gan",
+        config,
+        "--input_dir",
+        str(maps),
+        "--output_dir",
+        str(out),
+        "--device",
+        "$torch.device('cpu')",
+        *extra,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     outputs = ["sample_00"] if config == "inference" else ["mean", "std"]
     assert sorted(p.name for p in out.glob("*.mrc")) == sorted(
-        f"x_{s}_{o}.mrc" for s in ("mrc", "pdb") for o in ["input", *outputs])
+        f"x_{s}_{o}.mrc" for s in ("mrc", "pdb") for o in ["input", *outputs]
+    )
     record = json.loads((out / ("synthesis.json" if config == "inference" else "uncertainty.json")).read_text())
     assert [f["map"] for f in record["files"]] == ["x_mrc", "x_pdb"]
     with mrcfile.open(out / "x_mrc_input.mrc") as a, mrcfile.open(out / "x_pdb_input.mrc") as b:
@@ -995,8 +1322,17 @@ def test_stale_records_do_not_block_a_run(tmp_path):
     out.mkdir()
     (out / "synthesis.json").write_text('{"stale": true}')
     (out / "montage.png").write_bytes(b"stale")
-    args = ["run", "cryoet_gan", "inference", "--input_dir", str(maps), "--output_dir", str(out), "--device",
-            "$torch.device('cpu')"]
+    args = [
+        "run",
+        "cryoet_gan",
+        "inference",
+        "--input_dir",
+        str(maps),
+        "--output_dir",
+        str(out),
+        "--device",
+        "$torch.device('cpu')",
+    ]
     proc = _cli(*args, "--n_samples", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((out / "synthesis.json").read_text())
@@ -1006,7 +1342,8 @@ def test_stale_records_do_not_block_a_run(tmp_path):
     assert json.loads((out / "synthesis.json").read_text())["n_samples"] == 1
     proc = _cli(*args, "--n_samples", "1")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
-        f"error: {out / 'm_input.mrc'} already exists; choose another output_dir or pass --overwrite true to replace it")
+        f"error: {out / 'm_input.mrc'} already exists; choose another output_dir or pass --overwrite true to replace it"
+    )
 
 
 def test_inference_keys_are_documented(capsys):
@@ -1017,8 +1354,16 @@ def test_inference_keys_are_documented(capsys):
     readme = (BUNDLE / "docs" / "README.md").read_text()
     for config in _INFERENCE:
         keys = user_keys([CONFIGS / config])
-        assert {"input_dir", "output_dir", "overwrite", "seed", "max_memory_gb", "input_voxel_size",
-                "tile_large_maps", "device"} <= set(keys)
+        assert {
+            "input_dir",
+            "output_dir",
+            "overwrite",
+            "seed",
+            "max_memory_gb",
+            "input_voxel_size",
+            "tile_large_maps",
+            "device",
+        } <= set(keys)
         assert not [k for k, (_, doc) in keys.items() if not doc], config
         assert not [k for k in keys if f"`{k}`" not in readme], config
         assert main(["keys", "cryoet_gan", config[:-5]]) == 0
@@ -1040,8 +1385,11 @@ def test_atomic_model_with_a_stray_atom_refused_before_building(tmp_path):
     pdb = tmp_path / "stray.pdb"
     pdb.write_text("\n".join(atoms) + "\nEND\n")
     load = LoadImage(reader=AtomicModelReader(voxel_size=20.0, max_memory_gb=4), image_only=True)
-    with pytest.raises(ImageReadError, match=r"stray.pdb.*the model spans \(\d{3}, \d{3}, \d{3}\) voxels at 20 A .*"
-                                             r"--max_memory_gb"):
+    with pytest.raises(
+        ImageReadError,
+        match=r"stray.pdb.*the model spans \(\d{3}, \d{3}, \d{3}\) voxels at 20 A .*"
+        r"--max_memory_gb",
+    ):
         load(str(pdb))
     good = tmp_path / "good.pdb"
     good.write_text("\n".join(atoms[:10]) + "\nEND\n")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from PIL import Image
-
 from conftest import load_trained_network
+from PIL import Image
 
 from emgan_monai.bundle_utils import config_files
 from emgan_monai.data.drosophila import make_synthetic_stack
@@ -35,25 +34,38 @@ TINY = ["--n_train", "4", "--n_val", "2", "--resolution", str(RES), "--discrimin
 #: stage 2: a small NoiseUNet (every config that loads the stage-2 weights takes it)
 TINY_EM = ["--em_channels", "[4, 8, 8, 8]"]
 #: stage 1: sections of RES px, crops of RES / 2 px, two iterations of batch 4
-TINY_MASK = ["--section_size", str(RES), "--crop_size", str(RES // 2), "--batch_size", "4", "--iterations_per_epoch", "2",
-             "--generator_channels", "[16, 8, 8, 8, 8]"]
+TINY_MASK = [
+    "--section_size",
+    str(RES),
+    "--crop_size",
+    str(RES // 2),
+    "--batch_size",
+    "4",
+    "--iterations_per_epoch",
+    "2",
+    "--generator_channels",
+    "[16, 8, 8, 8, 8]",
+]
 
 
 #: evaluate.json is an overlay merged after inference.json
 EVALUATE = ["inference.json", "evaluate.json"]
 
 
-def bundle_run(config: str | list[str], *overrides: str, check: bool = True, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def bundle_run(
+    config: str | list[str], *overrides: str, check: bool = True, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
     """``python -m monai.bundle run`` of ``config`` (a standalone config file name, or a base config and its overlays
     to merge) with CLI overrides, from ``cwd``."""
     files = config_files(BUNDLE, *([config] if isinstance(config, str) else config))
     config_arg = files[0] if len(files) == 1 else "[" + ",".join(f"'{f}'" for f in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg,
-           *overrides]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg, *overrides]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -95,8 +107,21 @@ def stack_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stage1_run(stack_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stage1")
-    bundle_run("train_mask.json", "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
-               "--save_interval", "1", "--orientation_start_epoch", "0", *TINY, *TINY_MASK)  # every term on
+    bundle_run(
+        "train_mask.json",
+        "--dataset_dir",
+        str(stack_dir),
+        "--output_dir",
+        str(out),
+        "--max_epochs",
+        "1",
+        "--save_interval",
+        "1",
+        "--orientation_start_epoch",
+        "0",
+        *TINY,
+        *TINY_MASK,
+    )  # every term on
     return out
 
 
@@ -104,8 +129,22 @@ def stage1_run(stack_dir, tmp_path_factory) -> Path:
 def stage2_runs(stack_dir, tmp_path_factory) -> dict:
     """A 1-epoch stage-2 run, then ``--resume true`` continuing it to 2 epochs in the same folder."""
     out = tmp_path_factory.mktemp("stage2")
-    args = ["--dataset_dir", str(stack_dir), "--output_dir", str(out), "--val_interval", "1", "--save_interval", "1",
-            "--batch_size", "2", "--iterations_per_epoch", "2", *TINY, *TINY_EM]
+    args = [
+        "--dataset_dir",
+        str(stack_dir),
+        "--output_dir",
+        str(out),
+        "--val_interval",
+        "1",
+        "--save_interval",
+        "1",
+        "--batch_size",
+        "2",
+        "--iterations_per_epoch",
+        "2",
+        *TINY,
+        *TINY_EM,
+    ]
     first = bundle_run("train.json", *args, "--max_epochs", "1")
     epoch1 = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
     second = bundle_run("train.json", *args, "--max_epochs", "2", "--resume", "true")
@@ -162,33 +201,53 @@ def test_train_mask_switches_the_orientation_term_on_after_its_start_epoch(tmp_p
 
 
 def test_train_mask_finetunes_from_a_full_checkpoint(stack_dir, stage1_run, tmp_path):
-    _finetune_moves_from("train_mask.json", stage1_run / "checkpoints" / "checkpoint_final.pt", tmp_path / "ft1",
-                         ["--dataset_dir", str(stack_dir), *TINY, *TINY_MASK],
-                         {"generator_channels": [16, 8, 8, 8, 8]})
+    _finetune_moves_from(
+        "train_mask.json",
+        stage1_run / "checkpoints" / "checkpoint_final.pt",
+        tmp_path / "ft1",
+        ["--dataset_dir", str(stack_dir), *TINY, *TINY_MASK],
+        {"generator_channels": [16, 8, 8, 8, 8]},
+    )
 
 
 def test_train_em_finetunes_from_a_full_checkpoint(stack_dir, stage2_runs, tmp_path):
-    _finetune_moves_from("train.json", stage2_runs["dir"] / "checkpoints" / "checkpoint_final.pt", tmp_path / "ft2",
-                         ["--dataset_dir", str(stack_dir), "--batch_size", "2", "--iterations_per_epoch", "2",
-                          "--val_interval", "1", *TINY, *TINY_EM],
-                         {"em_channels": [4, 8, 8, 8]})
+    _finetune_moves_from(
+        "train.json",
+        stage2_runs["dir"] / "checkpoints" / "checkpoint_final.pt",
+        tmp_path / "ft2",
+        [
+            "--dataset_dir",
+            str(stack_dir),
+            "--batch_size",
+            "2",
+            "--iterations_per_epoch",
+            "2",
+            "--val_interval",
+            "1",
+            *TINY,
+            *TINY_EM,
+        ],
+        {"em_channels": [4, 8, 8, 8]},
+    )
 
 
 #: where each standalone config defines the stage-2 (mask -> EM) network and the stage-1 (noise -> mask) generator
 STAGE2_DEFS = {"train.json": "network_def", "inference_mask2em.json": "network_def", "inference.json": "em_network_def"}
 STAGE1_DEFS = {"train_mask.json": "network_def", "inference.json": "mask_network_def"}
 #: settings repeated across standalone configs (the zoo's way: each config carries what it needs)
-REPEATED = {"em_channels": ("train.json", "inference.json", "inference_mask2em.json"),
-            "em_noise": ("train.json", "inference.json", "inference_mask2em.json"),
-            "latent_channels": ("train_mask.json", "inference.json"),
-            "latent_stride": ("train_mask.json", "inference.json"),
-            "generator_channels": ("train_mask.json", "inference.json"),
-            "mask_channels": ("train_mask.json", "inference.json"),
-            "generator_output": ("train_mask.json", "inference.json"),
-            "noise_blocks": ("train_mask.json", "inference.json"),
-            "mask_preprocessing": ("train_mask.json", "evaluate.json"),
-            "dataset_dir": ("train.json", "train_mask.json", "inference.json"),
-            "bundle_root": ("train.json", "train_mask.json", "inference.json", "inference_mask2em.json")}
+REPEATED = {
+    "em_channels": ("train.json", "inference.json", "inference_mask2em.json"),
+    "em_noise": ("train.json", "inference.json", "inference_mask2em.json"),
+    "latent_channels": ("train_mask.json", "inference.json"),
+    "latent_stride": ("train_mask.json", "inference.json"),
+    "generator_channels": ("train_mask.json", "inference.json"),
+    "mask_channels": ("train_mask.json", "inference.json"),
+    "generator_output": ("train_mask.json", "inference.json"),
+    "noise_blocks": ("train_mask.json", "inference.json"),
+    "mask_preprocessing": ("train_mask.json", "evaluate.json"),
+    "dataset_dir": ("train.json", "train_mask.json", "inference.json"),
+    "bundle_root": ("train.json", "train_mask.json", "inference.json", "inference_mask2em.json"),
+}
 
 
 def test_repeated_definitions_are_identical():
@@ -203,7 +262,9 @@ def test_repeated_definitions_are_identical():
         assert all(v == values[0] for v in values), (key, names)
     assert raw["inference.json"]["network_def"] == {
         "_target_": "emgan_monai.networks.two_stage_generator.TwoStageGenerator",
-        "mask_generator": "@mask_network_def", "em_generator": "@em_network_def"}
+        "mask_generator": "@mask_network_def",
+        "em_generator": "@em_network_def",
+    }
     for overrides in ({}, {"em_channels": [4, 8, 8, 8], "em_noise": False}):
         resolved = {c: _resolved(c, key, **overrides) for c, key in STAGE2_DEFS.items()}
         want = resolved["train.json"]
@@ -222,8 +283,13 @@ def test_repeated_definitions_are_identical():
         assert _resolved(EVALUATE, "mask_network_def", **overrides) == want
         assert _resolved("inference.json", "network_def", **overrides)["mask_generator"] == want
     # paper recipes keep their own networks
-    assert _resolved(["train.json", "train_paper.json"], "network_def")["_target_"] == "emgan_monai.networks.Pix2PixUNet"
-    assert _resolved(["train_mask.json", "train_mask_paper.json"], "network_def")["_target_"] == "emgan_monai.networks.NoiseToMaskGenerator"
+    assert (
+        _resolved(["train.json", "train_paper.json"], "network_def")["_target_"] == "emgan_monai.networks.Pix2PixUNet"
+    )
+    assert (
+        _resolved(["train_mask.json", "train_mask_paper.json"], "network_def")["_target_"]
+        == "emgan_monai.networks.NoiseToMaskGenerator"
+    )
 
 
 def test_evaluation_and_training_share_the_mask_transforms():
@@ -232,7 +298,8 @@ def test_evaluation_and_training_share_the_mask_transforms():
     train = _resolved("train_mask.json", "mask_preprocessing")
     assert _resolved(EVALUATE, "mask_preprocessing") == train
     assert _resolved(EVALUATE, "mask_preprocessing", resolution=RES) == _resolved(
-        "train_mask.json", "mask_preprocessing", section_size=RES)
+        "train_mask.json", "mask_preprocessing", section_size=RES
+    )
     for name in ("inference.json", EVALUATE):
         assert _parsed(name, "latent_shape") == [16, 16, 16], name
         crops = _parsed("train_mask.json", "latent_shape", crop_size=RES)
@@ -241,8 +308,16 @@ def test_evaluation_and_training_share_the_mask_transforms():
 
 def test_paper_recipe_config_trains(stack_dir, tmp_path):
     out = tmp_path / "paper"
-    bundle_run(["train_mask.json", "train_mask_paper.json"], "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
-               *TINY)
+    bundle_run(
+        ["train_mask.json", "train_mask_paper.json"],
+        "--dataset_dir",
+        str(stack_dir),
+        "--output_dir",
+        str(out),
+        "--max_epochs",
+        "1",
+        *TINY,
+    )
     net = _parsed(["train_mask.json", "train_mask_paper.json"], "network_def", resolution=RES)
     net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
 
@@ -296,8 +371,16 @@ def test_load_ema_generator_reads_full_checkpoints_and_plain_weights(stage2_runs
 def test_paper_stage2_recipe_config_trains(stack_dir, tmp_path):
     """``train_paper.json``: the pix2pix recipe of the paper (kept for a GPU) still trains and saves its U-Net."""
     out = tmp_path / "paper2"
-    bundle_run(["train.json", "train_paper.json"], "--dataset_dir", str(stack_dir), "--output_dir", str(out), "--max_epochs", "1",
-               *TINY)
+    bundle_run(
+        ["train.json", "train_paper.json"],
+        "--dataset_dir",
+        str(stack_dir),
+        "--output_dir",
+        str(out),
+        "--max_epochs",
+        "1",
+        *TINY,
+    )
     net = _parsed(["train.json", "train_paper.json"], "network_def", resolution=RES)
     net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
 
@@ -308,7 +391,9 @@ def two_stage_weights(stage1_run, stage2_runs, tmp_path_factory) -> Path:
     from emgan_monai.networks.two_stage_generator import TwoStageGenerator
 
     path = tmp_path_factory.mktemp("two_stage") / "model.pt"
-    stages = [torch.load(d / "model.pt", map_location="cpu", weights_only=True) for d in (stage1_run, stage2_runs["dir"])]
+    stages = [
+        torch.load(d / "model.pt", map_location="cpu", weights_only=True) for d in (stage1_run, stage2_runs["dir"])
+    ]
     torch.save(TwoStageGenerator.combine_state_dicts(*stages), path)
     return path
 
@@ -324,8 +409,19 @@ def test_inference_pairs_and_no_overwrite(stage1_run, stage2_runs, two_stage_wei
     from emgan_monai.data.drosophila_synthesis import generate
 
     out = tmp_path / "pairs"
-    args = ["--ckpt_path", str(two_stage_weights), *TINY_TWO_STAGE, "--num_pairs", "3", "--batch_size", "2",
-            "--output_dir", str(out), "--seed", "7"]
+    args = [
+        "--ckpt_path",
+        str(two_stage_weights),
+        *TINY_TWO_STAGE,
+        "--num_pairs",
+        "3",
+        "--batch_size",
+        "2",
+        "--output_dir",
+        str(out),
+        "--seed",
+        "7",
+    ]
     bundle_run("inference.json", *args)
     mask_net = _parsed("train_mask.json", "network_def", generator_channels=[16, 8, 8, 8, 8])
     mask_net.load_state_dict(torch.load(stage1_run / "model.pt", map_location="cpu", weights_only=True))
@@ -371,8 +467,20 @@ def test_inference_mask2em_any_size(stage2_runs, tmp_path):
     labels = rng.integers(0, 3, (77, 69)).astype(np.uint8)  # odd, larger than the window: several tiles
     tifffile.imwrite(masks / "labels.tif", labels)
     out = tmp_path / "em"
-    bundle_run("inference_mask2em.json", "--input_dir", str(masks), "--input_pattern", "*", "--output_dir", str(out),
-               "--em_weights", str(stage2_runs["dir"] / "model.pt"), *TINY_EM, "--resolution", str(RES))
+    bundle_run(
+        "inference_mask2em.json",
+        "--input_dir",
+        str(masks),
+        "--input_pattern",
+        "*",
+        "--output_dir",
+        str(out),
+        "--em_weights",
+        str(stage2_runs["dir"] / "model.pt"),
+        *TINY_EM,
+        "--resolution",
+        str(RES),
+    )
     for stem, shape in (("drawn", (45, 53)), ("labels", (77, 69))):
         em = tifffile.imread(out / f"{stem}_em.tif")
         assert em.dtype == np.uint16 and em.shape == shape
@@ -383,12 +491,32 @@ def test_inference_mask2em_any_size(stage2_runs, tmp_path):
 
 def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
     out = tmp_path / "eval"
-    bundle_run(EVALUATE, "--dataset_dir", str(stack_dir), "--output_dir", str(out),
-               "--ckpt_path", str(two_stage_weights), *TINY_TWO_STAGE, "--n_train", "4", "--n_val", "2",
-               "--num_generated", "4", "--segmenter_steps", "4")
+    bundle_run(
+        EVALUATE,
+        "--dataset_dir",
+        str(stack_dir),
+        "--output_dir",
+        str(out),
+        "--ckpt_path",
+        str(two_stage_weights),
+        *TINY_TWO_STAGE,
+        "--n_train",
+        "4",
+        "--n_val",
+        "2",
+        "--num_generated",
+        "4",
+        "--segmenter_steps",
+        "4",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"stage1_morphology", "stage2_quality_heldout", "stage2_fcn_score", "stage2_feature_distances",
-            "stage2_texture"} <= set(metrics)
+    assert {
+        "stage1_morphology",
+        "stage2_quality_heldout",
+        "stage2_fcn_score",
+        "stage2_feature_distances",
+        "stage2_texture",
+    } <= set(metrics)
     for key in ("hole_fraction", "n_mitochondria", "membrane_fraction", "membrane_components", "mito_area"):
         assert key in metrics["stage1_morphology"]
     per = metrics["stage1_morphology"]["periodicity"]
@@ -398,14 +526,23 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
     quality = metrics["stage2_quality_heldout"]
     assert {"ssim", "psnr", "mse"} <= set(quality)
     assert math.isfinite(quality["ssim"]) and -1 <= quality["ssim"] <= 1
-    assert set(metrics["stage2_fcn_score"]) == {"dice_real_heldout", "dice_generated_from_heldout_masks",
-                                                "dice_generated_from_generated_masks"}
+    assert set(metrics["stage2_fcn_score"]) == {
+        "dice_real_heldout",
+        "dice_generated_from_heldout_masks",
+        "dice_generated_from_generated_masks",
+    }
     assert math.isfinite(metrics["stage2_feature_distances"]["frechet"])
     # texture of generated EM and same-run baselines vs the held-out sections (tiny data: no ordering asserted
     # between real_train and painted_masks, only that every value exists and noise adds high-frequency power)
     texture = metrics["stage2_texture"]
-    assert list(texture["sets"]) == ["real_train", "blurred_real", "noisy_real", "painted_masks",
-                                     "generated_from_heldout_masks", "generated_from_generated_masks"]
+    assert list(texture["sets"]) == [
+        "real_train",
+        "blurred_real",
+        "noisy_real",
+        "painted_masks",
+        "generated_from_heldout_masks",
+        "generated_from_generated_masks",
+    ]
     for name, row in texture["sets"].items():
         assert math.isfinite(row["texture_frechet"]) and row["texture_frechet"] >= 0, name
         assert math.isfinite(row["hf_power_ratio"]), name
@@ -417,8 +554,10 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
     assert "## Stage 2: texture realism" in (out / "metrics.md").read_text()
 
 
-@pytest.mark.skipif(not (BUNDLE / "models" / "model.pt").is_file(),
-                    reason="shipped weights not in bundles/drosophila_skip_patch/models/")
+@pytest.mark.skipif(
+    not (BUNDLE / "models" / "model.pt").is_file(),
+    reason="shipped weights not in bundles/drosophila_skip_patch/models/",
+)
 def test_inference_with_shipped_weights_from_the_repository_and_the_bundle_folder(tmp_path):
     """The documented commands: from the repository root and from inside the bundle folder (``configs/...``)."""
     out = tmp_path / "shipped"
@@ -427,9 +566,25 @@ def test_inference_with_shipped_weights_from_the_repository_and_the_bundle_folde
     assert (out / "montage.png").is_file()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     inside = tmp_path / "inside"
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
-                           "--output_dir", str(inside), "--num_pairs", "4"], cwd=BUNDLE, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            "configs/inference.json",
+            "--output_dir",
+            str(inside),
+            "--num_pairs",
+            "4",
+        ],
+        cwd=BUNDLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # the first batch (4 pairs) of the same seed: the same latents and noise, the same files
     for name in ("em_0000.tif", "em_0003.png", "mask_0001.tif", "mask_0002.png"):
@@ -440,8 +595,9 @@ def test_inference_config_has_the_inference_properties():
     """``create_workflow(inference.json, "inference").check_properties()``: nothing missing (MONAI Label, the zoo)."""
     from monai.bundle import create_workflow
 
-    workflow = create_workflow(config_file=str(CONFIGS / "inference.json"), workflow_type="inference",
-                               bundle_root=str(BUNDLE))
+    workflow = create_workflow(
+        config_file=str(CONFIGS / "inference.json"), workflow_type="inference", bundle_root=str(BUNDLE)
+    )
     assert not workflow.check_properties()
 
 
@@ -449,8 +605,11 @@ def _tiny_two_stage(seed: int = 0, **kwargs):
     from emgan_monai.networks.two_stage_generator import TwoStageGenerator
 
     torch.manual_seed(seed)
-    net = TwoStageGenerator(_parsed("inference.json", "mask_network_def", generator_channels=[16, 8, 8, 8, 8]),
-                            _parsed("inference.json", "em_network_def", em_channels=[4, 8, 8, 8]), **kwargs)
+    net = TwoStageGenerator(
+        _parsed("inference.json", "mask_network_def", generator_channels=[16, 8, 8, 8, 8]),
+        _parsed("inference.json", "em_network_def", em_channels=[4, 8, 8, 8]),
+        **kwargs,
+    )
     for m in net.modules():  # noise scales of 0 would hide a difference in the injected noise
         if type(m).__name__ == "NoiseInjection":
             torch.nn.init.constant_(m.weight, 0.5)
@@ -499,8 +658,10 @@ def test_two_stage_generator_draws_what_the_stage_functions_draw():
     torch.testing.assert_close(out, torch.cat([em, mask], 1), rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not all((BUNDLE / "models" / f).is_file() for f in ("model.pt", "mask_generator.pt", "em_generator.pt")),
-                    reason="shipped weights not in bundles/drosophila_skip_patch/models/")
+@pytest.mark.skipif(
+    not all((BUNDLE / "models" / f).is_file() for f in ("model.pt", "mask_generator.pt", "em_generator.pt")),
+    reason="shipped weights not in bundles/drosophila_skip_patch/models/",
+)
 def test_shipped_model_is_both_stages():
     """models/model.pt (inference.json's network_def) == mask_generator.pt + em_generator.pt, and loads strictly."""
     from emgan_monai.networks.two_stage_generator import TwoStageGenerator
@@ -538,8 +699,10 @@ MAX_SKELETON_COMPONENTS = 2 * 6.25
 MAX_HOLE_FRACTION = 0.05
 
 
-@pytest.mark.skipif(not (BUNDLE / "models" / "mask_generator.pt").is_file(),
-                    reason="shipped stage-1 weights not in bundles/drosophila_skip_patch/models/")
+@pytest.mark.skipif(
+    not (BUNDLE / "models" / "mask_generator.pt").is_file(),
+    reason="shipped stage-1 weights not in bundles/drosophila_skip_patch/models/",
+)
 def test_shipped_mask_generator_is_not_collapsed_and_draws_tissue():
     """Samples of different seeds must differ like real sections do, no sample may be a periodic tiling or a set of
     parallel streaks, and the samples' morphology must meet the targets of issue 11 (mitochondria, membranes,
@@ -579,18 +742,53 @@ def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, tmp_path):
     DDP keeps the two ranks' generators identical; only rank 0 writes checkpoints."""
     out = tmp_path / "ddp"
     extra = tmp_path / "save_each_rank.json"
-    extra.write_text(json.dumps({"finalize": [
-        "$torch.save(@network.state_dict(), os.path.join(@output_dir, 'rank' + str(dist.get_rank()) + '.pt'))",
-        "$emgan_monai.engines.utils.leave_process_group()",
-    ]}))
+    extra.write_text(
+        json.dumps(
+            {
+                "finalize": [
+                    "$torch.save(@network.state_dict(), os.path.join(@output_dir, 'rank' + str(dist.get_rank()) + '.pt'))",
+                    "$emgan_monai.engines.utils.leave_process_group()",
+                ]
+            }
+        )
+    )
     files = [*config_files(BUNDLE, "train.json", "multi_gpu_train.json"), extra]
     configs = "[" + ",".join(f"'{p}'" for p in files) + "]"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
-           "run", "--config_file", configs, "--dataset_dir", str(stack_dir), "--output_dir", str(out),
-           "--max_epochs", "1", "--val_interval", "1", "--n_train", "4", "--n_val", "2", "--resolution", "32",
-           "--discriminator_channels", "8", "--batch_size", "1", *TINY_EM, "--device", "$torch.device('cpu')"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        configs,
+        "--dataset_dir",
+        str(stack_dir),
+        "--output_dir",
+        str(out),
+        "--max_epochs",
+        "1",
+        "--val_interval",
+        "1",
+        "--n_train",
+        "4",
+        "--n_val",
+        "2",
+        "--resolution",
+        "32",
+        "--discriminator_channels",
+        "8",
+        "--batch_size",
+        "1",
+        *TINY_EM,
+        "--device",
+        "$torch.device('cpu')",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     w0 = torch.load(out / "rank0.pt", map_location="cpu", weights_only=True)
@@ -628,9 +826,8 @@ def test_shipped_em_generator_keeps_texture(real_data):
         pytest.skip(f"real data not found at {stack}")
     from monai.transforms import Compose
 
-    from emgan_monai.data.drosophila import drosophila_datalist, split_sections
+    from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
-    from emgan_monai.data.drosophila import load_sections
 
     mask_tf = Compose(_parsed(EVALUATE, "mask_preprocessing"))
     train, val = split_sections(drosophila_datalist(stack), n_train=16, n_val=4)
@@ -644,8 +841,9 @@ def test_shipped_em_generator_keeps_texture(real_data):
     rows = tex["sets"]
     hf = rows["generated_from_heldout_masks"]["hf_power_ratio"]
     assert HF_POWER_RANGE[0] < hf < HF_POWER_RANGE[1], hf
-    gen, paint, real = (rows[k]["texture_frechet"] for k in ("generated_from_heldout_masks", "painted_masks",
-                                                              "real_train"))
+    gen, paint, real = (
+        rows[k]["texture_frechet"] for k in ("generated_from_heldout_masks", "painted_masks", "real_train")
+    )
     assert gen < MAX_TEXTURE_VS_PAINTED * paint, (gen, paint)
     assert gen < MAX_TEXTURE_VS_REAL * real, (gen, real)
 
@@ -659,9 +857,25 @@ def test_real_stack_train_then_mask2em(real_data, tmp_path):
     from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
 
     run = tmp_path / "run"
-    proc = bundle_run("train.json", "--dataset_dir", str(data), "--output_dir", str(run), "--max_epochs", "1",
-                      "--batch_size", "2", "--iterations_per_epoch", "2", "--val_interval", "1", "--save_interval", "1",
-                      *TINY, *TINY_EM)
+    proc = bundle_run(
+        "train.json",
+        "--dataset_dir",
+        str(data),
+        "--output_dir",
+        str(run),
+        "--max_epochs",
+        "1",
+        "--batch_size",
+        "2",
+        "--iterations_per_epoch",
+        "2",
+        "--val_interval",
+        "1",
+        "--save_interval",
+        "1",
+        *TINY,
+        *TINY_EM,
+    )
     assert proc.returncode == 0
     log = proc.stdout + proc.stderr
     assert "Epoch[1] Complete" in log and "val_ssim" in log, log[-3000:]
@@ -684,8 +898,18 @@ def test_real_stack_train_then_mask2em(real_data, tmp_path):
     Image.fromarray(rgb[0]).save(masks_dir / "real_a.png")
     Image.fromarray(rgb[1][:57, :50]).save(masks_dir / "real_b.png")
     out = tmp_path / "em"
-    bundle_run("inference_mask2em.json", "--input_dir", str(masks_dir), "--output_dir", str(out),
-               "--em_weights", str(run / "model.pt"), *TINY_EM, "--resolution", str(RES))
+    bundle_run(
+        "inference_mask2em.json",
+        "--input_dir",
+        str(masks_dir),
+        "--output_dir",
+        str(out),
+        "--em_weights",
+        str(run / "model.pt"),
+        *TINY_EM,
+        "--resolution",
+        str(RES),
+    )
     for stem, shape in shapes.items():
         em = tifffile.imread(out / f"{stem}_em.tif")
         assert em.dtype == np.uint16 and em.shape == shape

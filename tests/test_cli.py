@@ -48,8 +48,17 @@ def test_keys_take_descriptions_from_comments(tmp_path):
 
 
 def test_unknown_key_is_refused_with_a_suggestion_before_any_work(capsys, tmp_path):
-    rc = main(["run", "drosophila_skip_patch", "inference_mask2em", "--input_folder", str(tmp_path),
-               "--output_dir", str(tmp_path / "out")])
+    rc = main(
+        [
+            "run",
+            "drosophila_skip_patch",
+            "inference_mask2em",
+            "--input_folder",
+            str(tmp_path),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("error: unknown key '--input_folder'")
@@ -73,10 +82,24 @@ def test_refused_commands_say_why_in_one_line(argv, message, capsys):
 
 
 def test_values_are_literals_and_json_booleans():
-    got = parse_overrides(["--a", "[4, 8]", "--b=1e-3", "--c", "false", "--d", "True", "--e", "out/x",
-                           "--f", "$torch.device('cpu')", "--g", "null"])
-    assert got == {"a": [4, 8], "b": 1e-3, "c": False, "d": True, "e": "out/x", "f": "$torch.device('cpu')",
-                   "g": None}
+    got = parse_overrides(
+        [
+            "--a",
+            "[4, 8]",
+            "--b=1e-3",
+            "--c",
+            "false",
+            "--d",
+            "True",
+            "--e",
+            "out/x",
+            "--f",
+            "$torch.device('cpu')",
+            "--g",
+            "null",
+        ]
+    )
+    assert got == {"a": [4, 8], "b": 1e-3, "c": False, "d": True, "e": "out/x", "f": "$torch.device('cpu')", "g": None}
 
 
 def test_a_missing_input_folder_is_one_line_and_exit_2(tmp_path):
@@ -84,10 +107,25 @@ def test_a_missing_input_folder_is_one_line_and_exit_2(tmp_path):
     exe = Path(sys.executable).parent / "emgan-monai"
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "emgan_monai.cli"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([*cmd, "run", "drosophila_skip_patch", "inference_mask2em", "--input_dir",
-                           str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "out"), "--device",
-                           "$torch.device('cpu')"], cwd=tmp_path, capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            *cmd,
+            "run",
+            "drosophila_skip_patch",
+            "inference_mask2em",
+            "--input_dir",
+            str(tmp_path / "nowhere"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--device",
+            "$torch.device('cpu')",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "nowhere" in last and "does not exist" in last
@@ -96,8 +134,19 @@ def test_a_missing_input_folder_is_one_line_and_exit_2(tmp_path):
 
 def test_a_bad_option_value_is_one_line_and_exit_2(tmp_path, capsys):
     """A value the bundle refuses while building its pipeline (a negative pixel size) reads as one line too."""
-    rc = main(["run", "drosophila_skip_patch", "inference_mask2em", "--pixel_size", "-1",
-               "--output_dir", str(tmp_path / "out"), "--device", "$torch.device('cpu')"])
+    rc = main(
+        [
+            "run",
+            "drosophila_skip_patch",
+            "inference_mask2em",
+            "--pixel_size",
+            "-1",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--device",
+            "$torch.device('cpu')",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1] == "error: --pixel_size: must be a positive size in nm or null, got -1", err[-3:]
     assert not any((tmp_path / "out").rglob("*"))  # nothing written

@@ -11,10 +11,9 @@ import tifffile
 import torch
 
 from emgan_monai.data.confocal_training import prepare_confocal_data, render_clean_planes, stack_blocks
-from emgan_monai.engines import PairedGANTrainer
+from emgan_monai.engines import GeneratorLoss, PairedGANTrainer
 from emgan_monai.physics.pair_synthesis import SimulationRanges, camera_noise
 from emgan_monai.transforms import RandCameraNoised
-from emgan_monai.engines import GeneratorLoss
 
 TINY = {"procedural_shape": (8, 32, 32), "n_procedural_train": 1, "n_na_train": 1, "n_eval_planes": 2,
         "psf_max_lateral": 31, "train_kinds": ("puncta", "filaments")}  # fmt: skip

@@ -75,9 +75,13 @@ def _synthetic_deepfinder(tmp_path: Path) -> tuple[Path, Path, Path]:
     for name, arr in (("data", data), ("target", target)):
         with h5py.File(tmp_path / f"tomo1_{name}.h5", "w") as fh:
             fh["dataset"] = arr
-    xml = "<objlist>\n" + "".join(
-        f'  <object tomo_idx="0" class_label="{label}" x="{x}" y="{y}" z="{z}"/>\n' for label, (x, y, z) in objs
-    ) + "</objlist>\n"
+    xml = (
+        "<objlist>\n"
+        + "".join(
+            f'  <object tomo_idx="0" class_label="{label}" x="{x}" y="{y}" z="{z}"/>\n' for label, (x, y, z) in objs
+        )
+        + "</objlist>\n"
+    )
     (tmp_path / "tomo1_objlist.xml").write_text(xml)
     return tmp_path / "tomo1_data.h5", tmp_path / "tomo1_target.h5", tmp_path / "tomo1_objlist.xml"
 

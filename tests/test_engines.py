@@ -48,9 +48,15 @@ def build(mode: str, max_epochs: int, handlers=(), **kwargs):
         g_ab, g_ba, d_a, d_b = _gen(1, 1), _gen(1, 1), _disc(1), _disc(1)
         g_opt = torch.optim.Adam([*g_ab.parameters(), *g_ba.parameters()], lr=2e-3, betas=(0.5, 0.999))
         d_opt = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=2e-3, betas=(0.5, 0.999))
-        trainer = CycleGANTrainer(generators={"g_ab": g_ab, "g_ba": g_ba}, discriminators={"d_a": d_a, "d_b": d_b},
-                                  g_optimizer=g_opt, d_optimizer=d_opt, keys=("image_a", "image_b"),
-                                  adversarial=AdversarialSettings(pool_size=3, **adversarial), **common)
+        trainer = CycleGANTrainer(
+            generators={"g_ab": g_ab, "g_ba": g_ba},
+            discriminators={"d_a": d_a, "d_b": d_b},
+            g_optimizer=g_opt,
+            d_optimizer=d_opt,
+            keys=("image_a", "image_b"),
+            adversarial=AdversarialSettings(pool_size=3, **adversarial),
+            **common,
+        )
         nets = {"g_ab": g_ab, "g_ba": g_ba, "d_a": d_a, "d_b": d_b}
     else:
         g = _gen(1, 1)
@@ -58,12 +64,25 @@ def build(mode: str, max_epochs: int, handlers=(), **kwargs):
         g_opt = torch.optim.Adam(g.parameters(), lr=2e-3, betas=(0.5, 0.999))
         d_opt = torch.optim.Adam(d.parameters(), lr=2e-3, betas=(0.5, 0.999))
         if mode == "paired":
-            trainer = PairedGANTrainer(g_network=g, g_optimizer=g_opt, d_network=d, d_optimizer=d_opt,
-                                       adversarial=AdversarialSettings(**adversarial), **common)
+            trainer = PairedGANTrainer(
+                g_network=g,
+                g_optimizer=g_opt,
+                d_network=d,
+                d_optimizer=d_opt,
+                adversarial=AdversarialSettings(**adversarial),
+                **common,
+            )
         else:
-            trainer = UnconditionalGANTrainer(g_network=g, g_optimizer=g_opt, d_network=d, d_optimizer=d_opt,
-                                              latent_shape=(1, 16, 16), real_key="label",
-                                              adversarial=AdversarialSettings(**adversarial), **common)
+            trainer = UnconditionalGANTrainer(
+                g_network=g,
+                g_optimizer=g_opt,
+                d_network=d,
+                d_optimizer=d_opt,
+                latent_shape=(1, 16, 16),
+                real_key="label",
+                adversarial=AdversarialSettings(**adversarial),
+                **common,
+            )
         nets = {"g": g, "d": d}
     save_dict = {**nets, "g_opt": g_opt, "d_opt": d_opt, "trainer": trainer, "rng": trainer.rng}
     for h in handlers:
@@ -72,8 +91,12 @@ def build(mode: str, max_epochs: int, handlers=(), **kwargs):
 
 
 def _weights(save_dict) -> dict[str, torch.Tensor]:
-    return {f"{k}.{n}": p.detach().clone() for k, m in save_dict.items() if isinstance(m, nn.Module)
-            for n, p in m.state_dict().items()}
+    return {
+        f"{k}.{n}": p.detach().clone()
+        for k, m in save_dict.items()
+        if isinstance(m, nn.Module)
+        for n, p in m.state_dict().items()
+    }
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -91,8 +114,11 @@ def test_parameters_change_and_losses_finite(mode):
     expected |= {"paired": {"g_pixel"}, "cycle": {"g_cycle", "g_identity", "d_a", "d_b"}}.get(mode, set())
     assert expected <= set(values), values
     assert all(np.isfinite(v) for v in values.values())
-    images = {"unconditional": ("real", "fake"), "paired": ("input", "fake", "real"),
-              "cycle": ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")}[mode]
+    images = {
+        "unconditional": ("real", "fake"),
+        "paired": ("input", "fake", "real"),
+        "cycle": ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b"),
+    }[mode]
     for key in images:
         assert out[key].shape == (BATCH, 1, 16, 16) and not out[key].requires_grad
 
@@ -142,11 +168,18 @@ def test_wasserstein_gradient_penalty_value():
     g0 = _gen(1, 1)
     g0.load_state_dict(g.state_dict())
     loader = DataLoader(_data("paired"), batch_size=BATCH, shuffle=False)
-    trainer = PairedGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
-                               g_optimizer=torch.optim.Adam(g.parameters()), d_network=critic,
-                               d_optimizer=torch.optim.Adam(critic.parameters()),
-                               adversarial=AdversarialSettings(loss="wasserstein", gp_weight=10.0), epoch_length=1,
-                               seed=7)
+    trainer = PairedGANTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=loader,
+        g_network=g,
+        g_optimizer=torch.optim.Adam(g.parameters()),
+        d_network=critic,
+        d_optimizer=torch.optim.Adam(critic.parameters()),
+        adversarial=AdversarialSettings(loss="wasserstein", gp_weight=10.0),
+        epoch_length=1,
+        seed=7,
+    )
     trainer.run()
     out = scalars(trainer.state.output)
     assert out["gp"] == pytest.approx(2.25, rel=1e-5)
@@ -167,6 +200,7 @@ def test_d_steps_updates_critic_more():
     def optimiser_steps(d_steps):
         trainer, save_dict = build("paired", max_epochs=1, d_steps=d_steps, epoch_length=1)
         trainer.run()
+
         def steps(net, opt):
             return save_dict[opt].state[next(iter(save_dict[net].parameters()))]["step"].item()
 
@@ -290,14 +324,25 @@ def _paired_trainer(loader, max_epochs: int, wrap=lambda m: m):
     g, d = wrap(_gen(1, 1)), wrap(_disc(2))
     g_opt = torch.optim.Adam(g.parameters(), lr=2e-3, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(d.parameters(), lr=2e-3, betas=(0.5, 0.999))
-    trainer = PairedGANTrainer(device="cpu", max_epochs=max_epochs, train_data_loader=loader, g_network=g,
-                               g_optimizer=g_opt, d_network=d, d_optimizer=d_opt, seed=7)
+    trainer = PairedGANTrainer(
+        device="cpu",
+        max_epochs=max_epochs,
+        train_data_loader=loader,
+        g_network=g,
+        g_optimizer=g_opt,
+        d_network=d,
+        d_optimizer=d_opt,
+        seed=7,
+    )
     return trainer, {"g": g, "d": d, "g_opt": g_opt, "d_opt": d_opt, "trainer": trainer, "rng": trainer.rng}
 
 
 def _bare_weights(save_dict) -> dict[str, torch.Tensor]:
-    return {f"{k}.{n}": p.detach().clone() for k in ("g", "d")
-            for n, p in getattr(save_dict[k], "module", save_dict[k]).state_dict().items()}
+    return {
+        f"{k}.{n}": p.detach().clone()
+        for k in ("g", "d")
+        for n, p in getattr(save_dict[k], "module", save_dict[k]).state_dict().items()
+    }
 
 
 def _ddp_worker(rank: int, world: int, tmp: str, max_epochs: int) -> None:

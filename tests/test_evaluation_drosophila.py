@@ -61,8 +61,9 @@ def test_texture_table_orders_the_baselines():
     tr_masks, va_masks = _masks(6, seed=1), _masks(3, seed=2)
     tr_em, va_em = _em(tr_masks, 3), _em(va_masks, 4)
     deterministic = stage2_draws(_Painter(), va_masks, n_draws=2)
-    table = evaluate_texture(tr_masks, tr_em, va_masks, va_em, deterministic, _em(_masks(4, seed=5), 6),
-                             tile=32, stride=8)
+    table = evaluate_texture(
+        tr_masks, tr_em, va_masks, va_em, deterministic, _em(_masks(4, seed=5), 6), tile=32, stride=8
+    )
     rows = table["sets"]
     assert tuple(rows) == TEXTURE_SETS
     for row in rows.values():
@@ -72,12 +73,16 @@ def test_texture_table_orders_the_baselines():
     # class means measured on the training sections (the grain averages out)
     np.testing.assert_allclose(list(table["class_means"].values()), GREY.numpy(), atol=0.02)
     # real vs real is the closest; blur and noise move the high-frequency power the right way
-    others = [rows[k]["texture_frechet"] for k in TEXTURE_SETS if k not in ("real_train", "generated_from_generated_masks")]
+    others = [
+        rows[k]["texture_frechet"] for k in TEXTURE_SETS if k not in ("real_train", "generated_from_generated_masks")
+    ]
     assert rows["real_train"]["texture_frechet"] < min(others)
     assert rows["blurred_real"]["hf_power_ratio"] < 0.5 < 1.5 < rows["noisy_real"]["hf_power_ratio"]
     assert table["draw_diversity"] == 0.0
-    assert table["ratios"]["generated_over_real_train"] == rows["generated_from_heldout_masks"]["texture_frechet"] / \
-        rows["real_train"]["texture_frechet"]
+    assert (
+        table["ratios"]["generated_over_real_train"]
+        == rows["generated_from_heldout_masks"]["texture_frechet"] / rows["real_train"]["texture_frechet"]
+    )
     # a generator that adds the right grain comes closer to the real texture than the painter
     grainy = stage2_draws(_Painter(0.12), va_masks, n_draws=2)
     table2 = evaluate_texture(tr_masks, tr_em, va_masks, va_em, grainy, _em(_masks(4, seed=5), 6), tile=32, stride=8)
@@ -89,10 +94,15 @@ def test_texture_table_orders_the_baselines():
 
 def metrics_markdown_section(table: dict) -> str:
     """The texture part of :func:`metrics_markdown` (the other sections need a full evaluation)."""
-    text = metrics_markdown({
-        "stage1_morphology": {}, "stage2_quality_heldout": {k: 0.0 for k in ("ssim", "psnr", "mse", "nrmse")},
-        "stage2_fcn_score": {}, "stage2_feature_distances": {k: 0.0 for k in ("frechet", "kernel_mean", "kernel_std",
-                                                                              "kernel_real_train_vs_heldout")},
-        "stage2_texture": table,
-    })
-    return text[text.index("## Stage 2: texture"):]
+    text = metrics_markdown(
+        {
+            "stage1_morphology": {},
+            "stage2_quality_heldout": {k: 0.0 for k in ("ssim", "psnr", "mse", "nrmse")},
+            "stage2_fcn_score": {},
+            "stage2_feature_distances": {
+                k: 0.0 for k in ("frechet", "kernel_mean", "kernel_std", "kernel_real_train_vs_heldout")
+            },
+            "stage2_texture": table,
+        }
+    )
+    return text[text.index("## Stage 2: texture") :]

@@ -75,9 +75,21 @@ def test_ckpt_export_cli_equals_eager(dros, tmp_path):
 
     cfg = dros / "configs" / "inference.json"
     ts = dros / "models" / "model.ts"
-    _bundle_cli("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(dros / "models" / "model.pt"),
-                "--meta_file", str(dros / "configs" / "metadata.json"), "--config_file", str(cfg),
-                "--bundle_root", str(dros), cwd=tmp_path)
+    _bundle_cli(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts),
+        "--ckpt_file",
+        str(dros / "models" / "model.pt"),
+        "--meta_file",
+        str(dros / "configs" / "metadata.json"),
+        "--config_file",
+        str(cfg),
+        "--bundle_root",
+        str(dros),
+        cwd=tmp_path,
+    )
     scripted, meta, extra = load_net_with_metadata(str(ts), more_extra_files=("inference.json",))
     assert meta["version"] == load_metadata(dros)["version"]
     assert "network_def" in json.loads(extra["inference.json"])
@@ -127,9 +139,18 @@ def test_package_zip_runs_from_another_directory(dros, masks, tmp_path):
     assert res.zip_path.name == f"drosophila_skip_patch_v{load_metadata(dros)['version']}.zip"
     assert res.torchscript_max_abs_diff is not None and res.torchscript_max_abs_diff <= 1e-5
     members = set(res.members)
-    for required in ("configs/metadata.json", "configs/inference.json", "configs/inference_mask2em.json",
-                     "models/model.pt", "models/em_generator.pt", "models/model.ts",
-                     "docs/README.md", "docs/data_license.txt", "LICENSE", "large_files.yml"):
+    for required in (
+        "configs/metadata.json",
+        "configs/inference.json",
+        "configs/inference_mask2em.json",
+        "models/model.pt",
+        "models/em_generator.pt",
+        "models/model.ts",
+        "docs/README.md",
+        "docs/data_license.txt",
+        "LICENSE",
+        "large_files.yml",
+    ):
         assert f"drosophila_skip_patch/{required}" in members, required
     assert not any("/runs/" in m or "/eval/" in m for m in members)
     # lean: the resumable training state is a separate archive, never in the user-facing zip
@@ -157,8 +178,20 @@ def test_package_zip_runs_from_another_directory(dros, masks, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = tmp_path / "em_out"
-    _bundle_cli("run", "--config_file", str(root / "configs" / "inference_mask2em.json"), "--bundle_root", str(root), "--input_dir", str(masks),
-                "--output_dir", str(out), "--device", "$torch.device('cpu')", cwd=elsewhere)
+    _bundle_cli(
+        "run",
+        "--config_file",
+        str(root / "configs" / "inference_mask2em.json"),
+        "--bundle_root",
+        str(root),
+        "--input_dir",
+        str(masks),
+        "--output_dir",
+        str(out),
+        "--device",
+        "$torch.device('cpu')",
+        cwd=elsewhere,
+    )
     for i, width in enumerate((192, 256)):
         em, _ = read_image(out / f"mask_{i}_em.tif")
         assert em.shape == (256, width) and em.dtype == np.uint16 and em.max() > em.min()
@@ -189,14 +222,33 @@ def test_bioimageio_package_validates_offline(dros, masks, tmp_path):
     finally:
         sys.path.pop(0)
     out = tmp_path / "dros.bioimageio.zip"
-    assert script.main([str(dros), "--out", str(out), "--test_input", str(masks / "mask_1.png"),
-                        "--cite", "Seed paper (test entry)|10.1000/test"]) == 0
+    assert (
+        script.main(
+            [
+                str(dros),
+                "--out",
+                str(out),
+                "--test_input",
+                str(masks / "mask_1.png"),
+                "--cite",
+                "Seed paper (test entry)|10.1000/test",
+            ]
+        )
+        == 0
+    )
     with zipfile.ZipFile(out) as zf:
         names = set(zf.namelist())
         rdf = yaml.safe_load(zf.read("rdf.yaml"))
         x = np.load(zf.open("test_input.npy"))
-    assert {"rdf.yaml", "weights.pt", "test_input.npy", "test_output.npy", "cover.png", "README.md",
-            "data_license.txt"} <= names
+    assert {
+        "rdf.yaml",
+        "weights.pt",
+        "test_input.npy",
+        "test_output.npy",
+        "cover.png",
+        "README.md",
+        "data_license.txt",
+    } <= names
     assert x.shape == (1, 3, 256, 256) and set(np.unique(x)) <= {0.0, 1.0}  # the one-hot of the drawn mask
     assert "torchscript" in rdf["weights"]
     dois = {c.get("doi") for c in rdf["cite"]}
@@ -237,24 +289,50 @@ def test_confocal_zip_runs_in_a_fresh_venv_from_its_own_wheel(tmp_path):
     venv = tmp_path / "fresh"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)], check=True,
-                   capture_output=True)
-    fresh_site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                     check=True, capture_output=True, text=True).stdout.strip())
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    fresh_site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     deps = [p for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages()} if Path(p).is_dir()]
     (fresh_site / "zz_dependencies.pth").write_text("\n".join(deps) + "\n")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["OMP_NUM_THREADS"] = "1"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = subprocess.run([str(py), "-c", "import emgan_monai; print(emgan_monai.__file__)"], cwd=elsewhere, env=env,
-                           check=True, capture_output=True, text=True).stdout.strip()
+    where = subprocess.run(
+        [str(py), "-c", "import emgan_monai; print(emgan_monai.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert Path(where).is_relative_to(fresh_site), where  # the wheel's copy, not this checkout
 
     out = tmp_path / "out"
-    cmd = [str(py), "-m", "monai.bundle", "run", "--config_file",
-           str(root / "configs" / "inference.json"),
-           "--bundle_root", str(root), "--output_dir", str(out), "--device", "$torch.device('cpu')"]
+    cmd = [
+        str(py),
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(root / "configs" / "inference.json"),
+        "--bundle_root",
+        str(root),
+        "--output_dir",
+        str(out),
+        "--device",
+        "$torch.device('cpu')",
+    ]
     run = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     outputs = sorted(out.rglob("*.tif"))

@@ -9,8 +9,12 @@ import pytest
 import torch
 
 from emgan_monai.losses.fewshot import discriminator_loss, generator_loss, r1_penalty
-from emgan_monai.metrics.mask_structure import (autocorrelation_peak, compare_periodicity, mask_diversity,
-                                                spectral_peak_ratio)
+from emgan_monai.metrics.mask_structure import (
+    autocorrelation_peak,
+    compare_periodicity,
+    mask_diversity,
+    spectral_peak_ratio,
+)
 from emgan_monai.networks import build_discriminator
 from emgan_monai.networks.discriminators import minibatch_std
 from emgan_monai.networks.mask_generator import LatentGridMaskGenerator, NoiseInjection, straight_through_onehot
@@ -180,8 +184,8 @@ def test_diffaugment_is_reproducible_and_differentiable():
 def test_fewshot_trainer_updates_d_g_and_ema():
     from torch.optim.swa_utils import AveragedModel
 
-    from emgan_monai.engines.fewshot import FewShotGANTrainer
     from emgan_monai.engines import AdversarialSettings, GeneratorLoss
+    from emgan_monai.engines.fewshot import FewShotGANTrainer
     from emgan_monai.handlers import AveragedModelUpdate, ema_multi_avg_fn
 
     torch.manual_seed(0)
@@ -197,11 +201,17 @@ def test_fewshot_trainer_updates_d_g_and_ema():
     for with_texture in (False, True):
         texture = {"texture_loss": TextureStatisticsLoss(), "lambda_texture": 0.5} if with_texture else {}
         trainer = FewShotGANTrainer(
-            device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
-            g_optimizer=torch.optim.Adam(g.parameters(), 1e-3, betas=(0.0, 0.99)), d_network=d,
-            d_optimizer=torch.optim.Adam(d.parameters(), 1e-3, betas=(0.0, 0.99)), latent_shape=(4, 8, 8),
+            device="cpu",
+            max_epochs=1,
+            train_data_loader=loader,
+            g_network=g,
+            g_optimizer=torch.optim.Adam(g.parameters(), 1e-3, betas=(0.0, 0.99)),
+            d_network=d,
+            d_optimizer=torch.optim.Adam(d.parameters(), 1e-3, betas=(0.0, 0.99)),
+            latent_shape=(4, 8, 8),
             adversarial=AdversarialSettings(loss="hinge", r1_gamma=1.0, r1_interval=2, augment=DiffAugment()),
-            generator_loss=GeneratorLoss(**texture), train_handlers=[AveragedModelUpdate(ema)],
+            generator_loss=GeneratorLoss(**texture),
+            train_handlers=[AveragedModelUpdate(ema)],
         )
         trainer.run()
         out = trainer.state.output
@@ -216,9 +226,17 @@ def test_fewshot_trainer_updates_d_g_and_ema():
     assert any((p - q).abs().max() > 1e-7 for p, q in zip(ema_params, g.parameters()))  # ... but is not G
     assert int(ema.n_averaged) == 4  # the handler updated the EMA after each of the 2 x 2 iterations
     with pytest.raises(ValueError):
-        FewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
-                          g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
-                          latent_shape=(4, 8, 8), adversarial=AdversarialSettings(loss="tanh_hinge"))
+        FewShotGANTrainer(
+            device="cpu",
+            max_epochs=1,
+            train_data_loader=loader,
+            g_network=g,
+            g_optimizer=trainer.g_optimizer,
+            d_network=d,
+            d_optimizer=trainer.d_optimizer,
+            latent_shape=(4, 8, 8),
+            adversarial=AdversarialSettings(loss="tanh_hinge"),
+        )
 
 
 def test_mask_to_onehot_thresholds_0_1_and_0_255_masks_alike():
@@ -252,8 +270,14 @@ def test_area_argmax_downsampling_keeps_thin_membranes(tmp_path):
     membrane[[9, 10, 29, 30], :] = True  # rows 9-10 and 29-30: never row 4k (what nearest keeps at 1/4)
     Image.fromarray(membrane).save(root / "membranes" / "00.png")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / "mitochondria" / "00.png")
-    datalist = [{"image": str(root / "raw" / "00.tif"), "mito": str(root / "mitochondria" / "00.png"),
-                 "membrane": str(root / "membranes" / "00.png"), "section": 0}]
+    datalist = [
+        {
+            "image": str(root / "raw" / "00.tif"),
+            "mito": str(root / "mitochondria" / "00.png"),
+            "membrane": str(root / "membranes" / "00.png"),
+            "section": 0,
+        }
+    ]
     masks, em = load_sections(datalist, 16)
     assert masks.shape == (1, 3, 16, 16) and em.shape == (1, 1, 16, 16)
     assert set(masks.unique().tolist()) == {0.0, 1.0}
@@ -464,9 +488,16 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
     again = trainer.augment(torch.rand(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)))
     torch.testing.assert_close(first, again)
     with pytest.raises(ValueError, match="loss must be one of"):
-        PairedFewShotGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g,
-                                g_optimizer=trainer.g_optimizer, d_network=d, d_optimizer=trainer.d_optimizer,
-                                adversarial=AdversarialSettings(loss="bce"))
+        PairedFewShotGANTrainer(
+            device="cpu",
+            max_epochs=1,
+            train_data_loader=loader,
+            g_network=g,
+            g_optimizer=trainer.g_optimizer,
+            d_network=d,
+            d_optimizer=trainer.d_optimizer,
+            adversarial=AdversarialSettings(loss="bce"),
+        )
     with pytest.raises(ValueError, match="texture_loss"):
         GeneratorLoss(lambda_texture=1.0)
 

@@ -33,7 +33,7 @@ COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)  # mitocho
 def _labels(shape=(40, 48), seed=0) -> np.ndarray:
     """A plausible label map (rows, columns): background with a membrane line and a mitochondrion."""
     lab = np.full(shape, 2, np.uint8)
-    lab[:, shape[1] // 2: shape[1] // 2 + 2] = 1
+    lab[:, shape[1] // 2 : shape[1] // 2 + 2] = 1
     lab[5:15, 4:16] = 0
     rng = np.random.default_rng(seed)
     lab[rng.integers(0, shape[0], 20), rng.integers(0, shape[1], 20)] = 1
@@ -45,8 +45,9 @@ def tiny_weights(tmp_path_factory) -> Path:
     from emgan_monai.networks import NoiseUNet
 
     torch.manual_seed(0)
-    net = NoiseUNet(spatial_dims=2, in_channels=3, out_channels=1, channels=[4, 8, 8, 8], noise=False,
-                    out_act="sigmoid")
+    net = NoiseUNet(
+        spatial_dims=2, in_channels=3, out_channels=1, channels=[4, 8, 8, 8], noise=False, out_act="sigmoid"
+    )
     path = tmp_path_factory.mktemp("weights") / "em_tiny.pt"
     torch.save(net.state_dict(), path)
     return path
@@ -57,14 +58,28 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "emgan-monai"
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "emgan_monai.cli"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300,
-                          check=False)
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def mask2em(masks: Path, out: Path, weights: Path, *extra: str) -> subprocess.CompletedProcess:
-    return cli("run", "drosophila_skip_patch", "inference_mask2em", "--input_dir", str(masks), "--input_pattern", "*",
-               "--output_dir", str(out), "--em_weights", str(weights), *TINY_EM, "--device", "$torch.device('cpu')",
-               *extra, cwd=masks.parent)
+    return cli(
+        "run",
+        "drosophila_skip_patch",
+        "inference_mask2em",
+        "--input_dir",
+        str(masks),
+        "--input_pattern",
+        "*",
+        "--output_dir",
+        str(out),
+        "--em_weights",
+        str(weights),
+        *TINY_EM,
+        "--device",
+        "$torch.device('cpu')",
+        *extra,
+        cwd=masks.parent,
+    )
 
 
 def _failures(stderr: str) -> dict[str, str]:
@@ -72,7 +87,7 @@ def _failures(stderr: str) -> dict[str, str]:
     lines = stderr.splitlines()
     head = next(i for i, line in enumerate(lines) if "input(s) failed:" in line)
     out = {}
-    for line in lines[head + 1:]:
+    for line in lines[head + 1 :]:
         path, reason = line.strip().split(": ", 1)
         out[Path(path).name] = reason
     return out
@@ -112,7 +127,8 @@ def test_bad_masks_are_listed_and_good_ones_processed(tmp_path, tiny_weights):
     tifffile.imwrite(masks / "a_good.tif", lab)
     Image.fromarray(np.full((*lab.shape, 3), (255, 255, 0), np.uint8)).save(masks / "b_yellow.png")
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (*lab.shape, 3)).astype(np.uint8)).save(
-        masks / "c_noise.png")
+        masks / "c_noise.png"
+    )
     tifffile.imwrite(masks / "d_stack.tif", np.stack([lab] * 3), imagej=True, metadata={"axes": "ZYX"})
     tifffile.imwrite(masks / "e_label_planes.tif", np.stack([lab] * 3))  # 3 planes of 0/1/2 (read as RGB samples)
     tifffile.imwrite(masks / "f_binary.tif", (lab == 1).astype(np.uint8))  # a membrane mask, not a label map
@@ -134,10 +150,16 @@ def test_bad_masks_are_listed_and_good_ones_processed(tmp_path, tiny_weights):
     "name, write, problem",
     [
         ("float.tif", lambda p: tifffile.imwrite(p, _labels().astype(np.float32) + 0.25), "not whole numbers"),
-        ("labels9.tif", lambda p: tifffile.imwrite(p, np.where(_labels() == 1, 9, _labels()).astype(np.uint8)),
-         "label values [9] outside the labels (0, 1, 2)"),
-        ("rgb16.tif", lambda p: tifffile.imwrite(p, (COLOURS[_labels()].astype(np.uint16) * 257), photometric="rgb"),
-         "colour values outside 0..255"),
+        (
+            "labels9.tif",
+            lambda p: tifffile.imwrite(p, np.where(_labels() == 1, 9, _labels()).astype(np.uint8)),
+            "label values [9] outside the labels (0, 1, 2)",
+        ),
+        (
+            "rgb16.tif",
+            lambda p: tifffile.imwrite(p, (COLOURS[_labels()].astype(np.uint16) * 257), photometric="rgb"),
+            "colour values outside 0..255",
+        ),
         ("palette.png", lambda p: Image.fromarray(_labels()).convert("P").save(p), "indexed-colour (palette) PNG"),
         ("binary_planes.tif", lambda p: tifffile.imwrite(p, np.ones((3, 40, 48), np.uint8)), "not one-hot"),
     ],
@@ -187,8 +209,9 @@ def test_pixel_size_resampled_refused_or_overridden(tmp_path, tiny_weights):
     assert em_model.shape == lab.shape and _pixel_size(out / "model_em.tif") == pytest.approx((0.0184, "micron"))
     # the 4.6 nm mask is the 18.4 nm one at 4x: at the model's size it is the same mask, so the same EM, brought
     # back to 4.6 nm by bilinear interpolation
-    up = torch.nn.functional.interpolate(torch.as_tensor(em_model, dtype=torch.float64)[None, None], scale_factor=4,
-                                         mode="bilinear", align_corners=False)[0, 0].numpy()
+    up = torch.nn.functional.interpolate(
+        torch.as_tensor(em_model, dtype=torch.float64)[None, None], scale_factor=4, mode="bilinear", align_corners=False
+    )[0, 0].numpy()
     assert np.abs(up - em_fine).max() <= 2
 
     (masks / "fine.tif").unlink()
@@ -225,8 +248,11 @@ def test_mistyped_key_is_refused_with_a_suggestion(tmp_path):
     proc = cli("run", "drosophila_skip_patch", "inference_mask2em", "--input_folder", "x", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        ("error: unknown key '--input_folder' for drosophila_skip_patch/inference_mask2em.json; did you mean "
-         "'--input_dir'? (list them with: emgan-monai keys drosophila_skip_patch inference_mask2em)")]
+        (
+            "error: unknown key '--input_folder' for drosophila_skip_patch/inference_mask2em.json; did you mean "
+            "'--input_dir'? (list them with: emgan-monai keys drosophila_skip_patch inference_mask2em)"
+        )
+    ]
 
 
 def test_keys_are_documented_in_the_configs_and_the_readme(capsys):
@@ -242,7 +268,8 @@ def test_keys_are_documented_in_the_configs_and_the_readme(capsys):
             if key not in ("--bundle_root", "--dataset_dir"):
                 assert f"`{key[2:]}`" in readme, (config, key)
     assert {"--pixel_size", "--model_pixel_size", "--tile_size"} <= {
-        line.split()[0] for line in out if line.startswith("--")}
+        line.split()[0] for line in out if line.startswith("--")
+    }
 
 
 @pytest.mark.skipif(not (BUNDLE / "models" / "model.pt").is_file(), reason="shipped weights not in the bundle")
@@ -250,8 +277,20 @@ def test_synthetic_pairs_carry_the_model_pixel_size_and_a_stale_record_never_blo
     out = tmp_path / "pairs"
     out.mkdir()
     (out / "synthesis.json").write_text('{"from": "an earlier cryo-ET run"}')
-    proc = cli("run", "drosophila_skip_patch", "inference", "--output_dir", str(out), "--num_pairs", "1",
-               "--resolution", "64", "--device", "$torch.device('cpu')", cwd=tmp_path)
+    proc = cli(
+        "run",
+        "drosophila_skip_patch",
+        "inference",
+        "--output_dir",
+        str(out),
+        "--num_pairs",
+        "1",
+        "--resolution",
+        "64",
+        "--device",
+        "$torch.device('cpu')",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("em_0000.tif", "mask_0000.tif"):
         assert _pixel_size(out / name) == pytest.approx((MODEL_NM, "nm")), name

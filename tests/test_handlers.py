@@ -16,8 +16,12 @@ def _read(log_dir) -> EventAccumulator:
 
 
 def test_image_grid_2d_dict(tmp_path):
-    out = {"input": torch.rand(3, 1, 16, 16), "fake": torch.rand(3, 1, 16, 16), "mask": torch.rand(3, 3, 16, 16),
-           "g_loss": 1.0}
+    out = {
+        "input": torch.rand(3, 1, 16, 16),
+        "fake": torch.rand(3, 1, 16, 16),
+        "mask": torch.rand(3, 3, 16, 16),
+        "g_loss": 1.0,
+    }
     engine = Engine(lambda e, b: out)
     TensorBoardImageGrid(log_dir=str(tmp_path), tag="img", max_images=2).attach(engine)
     engine.run([0, 1], max_epochs=2)
@@ -34,8 +38,13 @@ def test_image_grid_3d_tuple_iteration_level(tmp_path):
     vol = torch.rand(2, 1, 8, 8, 5)
     out = {"input": vol, "fake": vol * 2, "real": torch.rand(2, 2, 8, 8, 5)}
     engine = Engine(lambda e, b: out)
-    handler = TensorBoardImageGrid(log_dir=str(tmp_path), tag="triplet", epoch_level=False, interval=2,
-                                   output_transform=lambda o: (o["input"], o["fake"], o["real"]))
+    handler = TensorBoardImageGrid(
+        log_dir=str(tmp_path),
+        tag="triplet",
+        epoch_level=False,
+        interval=2,
+        output_transform=lambda o: (o["input"], o["fake"], o["real"]),
+    )
     handler.attach(engine)
     engine.run([0, 1, 2, 3], max_epochs=1)
     acc = _read(tmp_path)
@@ -81,8 +90,16 @@ def test_image_grid_on_paired_trainer(tmp_path):
     g, d = nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(2, 1, 4, stride=2, padding=1)
     data = [{"image": torch.rand(1, 16, 16), "label": torch.rand(1, 16, 16)} for _ in range(2)]
     grid = TensorBoardImageGrid(log_dir=str(tmp_path))  # default: every image tensor of the output
-    trainer = PairedGANTrainer("cpu", 1, DataLoader(data, batch_size=2), g, torch.optim.Adam(g.parameters()), d,
-                               torch.optim.Adam(d.parameters()), train_handlers=[grid])
+    trainer = PairedGANTrainer(
+        "cpu",
+        1,
+        DataLoader(data, batch_size=2),
+        g,
+        torch.optim.Adam(g.parameters()),
+        d,
+        torch.optim.Adam(d.parameters()),
+        train_handlers=[grid],
+    )
     trainer.run()
     assert set(_read(tmp_path).Tags()["images"]) == {"images/input", "images/fake", "images/real"}
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import data_root
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from monai.data import MetaTensor, image_writer
@@ -17,7 +18,6 @@ from monai.transforms import LoadImage, SaveImage
 from PIL import Image
 
 import emgan_monai.io  # noqa: F401  (registers the writers/readers with MONAI)
-from conftest import data_root
 from emgan_monai.io.errors import ImageFileNotFoundError, ImageReadError, ImageWriteError
 from emgan_monai.io.files import read_image, write_image
 from emgan_monai.io.mrc import MRCReader, MRCWriter, read_mrc, write_mrc
@@ -433,5 +433,6 @@ def test_truncated_png_with_explicit_reader_names_file(tmp_path: Path) -> None:
             LoadImage(reader=reader)(bad)
     with pytest.raises(ImageReadError, match="truncated_cells.png"):
         PNGReader().read(bad)  # called directly, read() raises at once
-    np.testing.assert_array_equal(np.asarray(LoadImage(reader="PNGReader", image_only=True)(good)).T,
-                                  np.asarray(Image.open(good)))
+    np.testing.assert_array_equal(
+        np.asarray(LoadImage(reader="PNGReader", image_only=True)(good)).T, np.asarray(Image.open(good))
+    )

@@ -179,13 +179,17 @@ def test_texture_statistics_loss_terms():
 
 def _stripes(angle: float, size: int = 64, period: float = 6.0) -> torch.Tensor:
     """``(size, size)`` sinusoidal stripes whose wave vector makes ``angle`` radians with the x axis."""
-    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     return torch.sin(2 * math.pi * (x * math.cos(angle) + y * math.sin(angle)) / period)
 
 
 def _rings(size: int = 64, period: float = 6.0) -> torch.Tensor:
     """``(size, size)`` concentric rings: edges in every direction."""
-    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     r = torch.sqrt((x - size / 2 + 0.5) ** 2 + (y - size / 2 + 0.5) ** 2)
     return torch.sin(2 * math.pi * r / period)
 
@@ -203,8 +207,9 @@ def test_orientation_coherence_tells_parallel_streaks_from_edges_in_all_directio
     local = [orientation_coherence(rings, w).item() for w in (8, 16, 32)]
     assert 0.2 < local[2] < local[1] < local[0] < 0.99, local
     # a symmetry of the square does not change it; a constant image has none
-    torch.testing.assert_close(orientation_coherence(torch.rot90(stripes, 1, (2, 3)).flip(-1), 16),
-                               orientation_coherence(stripes, 16))
+    torch.testing.assert_close(
+        orientation_coherence(torch.rot90(stripes, 1, (2, 3)).flip(-1), 16), orientation_coherence(stripes, 16)
+    )
     assert orientation_coherence(torch.ones(1, 1, 16, 16)).item() == 0.0
     x = stripes.clone().requires_grad_(True)
     orientation_coherence(x, 16).sum().backward()
@@ -224,15 +229,24 @@ def test_texture_statistics_orientation_term_compares_batches_as_distributions()
     assert only(stripes, rings) > 0.5  # streaks where the target has edges in all directions
     from emgan_monai.losses.texture import orientation_coherence
 
-    expected = torch.stack([(orientation_coherence(stripes, w).sort(0).values
-                             - orientation_coherence(rings, w).sort(0).values).abs().mean() for w in (None, 16)]).mean()
+    expected = torch.stack(
+        [
+            (orientation_coherence(stripes, w).sort(0).values - orientation_coherence(rings, w).sort(0).values)
+            .abs()
+            .mean()
+            for w in (None, 16)
+        ]
+    ).mean()
     torch.testing.assert_close(only(stripes, rings), expected)  # the default windows: whole image and 16 px
     assert only(stripes, stripes.flip(0)) < 1e-6  # the order within the batch is free
     assert only(stripes.transpose(-1, -2), stripes) < 1e-4  # so is the direction of the streaks
-    assert TextureStatisticsLoss()(stripes, rings) == TextureStatisticsLoss(w_orientation=0.0)(stripes, rings)  # off by default
+    assert TextureStatisticsLoss()(stripes, rings) == TextureStatisticsLoss(w_orientation=0.0)(
+        stripes, rings
+    )  # off by default
     two = torch.cat([stripes, rings], dim=1)  # channel 0 streaks, channel 1 rings
-    only_rings = TextureStatisticsLoss(w_spectrum=0.0, w_intensity=0.0, w_gradient=0.0, w_orientation=1.0,
-                                       orientation_channels=[1])
+    only_rings = TextureStatisticsLoss(
+        w_spectrum=0.0, w_intensity=0.0, w_gradient=0.0, w_orientation=1.0, orientation_channels=[1]
+    )
     assert only_rings(two, torch.cat([rings, rings], dim=1)) < 1e-6 < only(two, torch.cat([rings, rings], dim=1))
     with pytest.raises(ValueError, match="orientation_windows"):
         TextureStatisticsLoss(w_orientation=1.0, orientation_windows=[])

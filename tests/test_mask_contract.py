@@ -19,8 +19,9 @@ LABELS = RNG.integers(0, 3, (40, 56)).astype(np.uint8)
 
 
 def _load(path):
-    return Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"),
-                    ColorMaskToOneHotd("image")])({"image": str(path)})["image"]
+    return Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"), ColorMaskToOneHotd("image")])(
+        {"image": str(path)}
+    )["image"]
 
 
 def _rgb(background=(0, 0, 255)) -> np.ndarray:
@@ -54,12 +55,22 @@ def test_antialiased_edges_are_tolerated():
 @pytest.mark.parametrize(
     "name, make, message",
     [
-        ("noise.png", lambda p: write_image(p, RNG.integers(0, 255, (40, 56, 3)).astype(np.uint8)), "not a colour mask"),
+        (
+            "noise.png",
+            lambda p: write_image(p, RNG.integers(0, 255, (40, 56, 3)).astype(np.uint8)),
+            "not a colour mask",
+        ),
         ("yellow.png", lambda p: write_image(p, np.full((40, 56, 3), (255, 255, 0), np.uint8)), "not a colour mask"),
-        ("stack3.tif", lambda p: tifffile.imwrite(p, RNG.integers(0, 255, (3, 40, 56)).astype(np.uint8)),
-         "not a colour mask"),
-        ("grey.png", lambda p: write_image(p, RNG.integers(0, 255, (40, 56)).astype(np.uint8)),
-         "not among the expected labels"),
+        (
+            "stack3.tif",
+            lambda p: tifffile.imwrite(p, RNG.integers(0, 255, (3, 40, 56)).astype(np.uint8)),
+            "not a colour mask",
+        ),
+        (
+            "grey.png",
+            lambda p: write_image(p, RNG.integers(0, 255, (40, 56)).astype(np.uint8)),
+            "not among the expected labels",
+        ),
     ],
 )
 def test_what_is_not_a_mask_is_refused_naming_the_file(tmp_path, name, make, message):

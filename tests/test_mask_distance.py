@@ -14,10 +14,10 @@ def _cells(size: int = 64, gap: int = 0) -> np.ndarray:
     """One-hot (3, size, size): a 2 px membrane grid of 4 x 4 cells (a ``gap`` px break in one wall), a 5 px mito."""
     label = np.full((size, size), 2, dtype=np.int64)
     for k in range(0, size, 16):
-        label[k:k + 2, :] = 1
-        label[:, k:k + 2] = 1
+        label[k : k + 2, :] = 1
+        label[:, k : k + 2] = 1
     if gap:
-        label[20:20 + gap, 16:18] = 2  # a break in the vertical wall between two cells
+        label[20 : 20 + gap, 16:18] = 2  # a break in the vertical wall between two cells
     yy, xx = np.mgrid[:size, :size]
     label[(yy - 40) ** 2 + (xx - 40) ** 2 <= 9] = 0
     return (label[None] == np.arange(3)[:, None, None]).astype(np.float32)

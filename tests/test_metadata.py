@@ -64,33 +64,58 @@ def test_metadata_follows_the_schema_kept_in_the_repo(bundle):
 
 
 def _valid_meta() -> dict:
-    tensor = {"type": "image", "format": "magnitude", "modality": "EM", "num_channels": 1,
-              "spatial_shape": ["8*n", "8*n"], "dtype": "float32", "value_range": [0, 1], "is_patch_data": False,
-              "channel_def": {"0": "intensity"}}
-    return {"schema": "https://example.org/meta_schema.json", "version": "0.1.0", "changelog": {"0.1.0": "first"},
-            "monai_version": "1.6.1", "pytorch_version": "2.13.0", "numpy_version": "2.4.6",
-            "required_packages_version": {"emgan_monai": "0.1.0"}, "name": "toy", "task": "t", "description": "d",
-            "authors": "a", "copyright": "c", "eval_metrics": {"ssim": 0.5},
-            "network_data_format": {"inputs": {"image": dict(tensor)}, "outputs": {"pred": dict(tensor)}}}
+    tensor = {
+        "type": "image",
+        "format": "magnitude",
+        "modality": "EM",
+        "num_channels": 1,
+        "spatial_shape": ["8*n", "8*n"],
+        "dtype": "float32",
+        "value_range": [0, 1],
+        "is_patch_data": False,
+        "channel_def": {"0": "intensity"},
+    }
+    return {
+        "schema": "https://example.org/meta_schema.json",
+        "version": "0.1.0",
+        "changelog": {"0.1.0": "first"},
+        "monai_version": "1.6.1",
+        "pytorch_version": "2.13.0",
+        "numpy_version": "2.4.6",
+        "required_packages_version": {"emgan_monai": "0.1.0"},
+        "name": "toy",
+        "task": "t",
+        "description": "d",
+        "authors": "a",
+        "copyright": "c",
+        "eval_metrics": {"ssim": 0.5},
+        "network_data_format": {"inputs": {"image": dict(tensor)}, "outputs": {"pred": dict(tensor)}},
+    }
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda m: m.pop("copyright"), "missing required 'copyright'"),
-    (lambda m: m.update(version=1), r"metadata.version: 1 is not of type string"),
-    (lambda m: m.update(name="has space"), r"metadata.name: .* does not match"),
-    (lambda m: m["changelog"].update({"next": "x"}), r"changelog key 'next'"),
-    (lambda m: m["required_packages_version"].update(torch=None), r"required_packages_version.torch"),
-    (lambda m: m["network_data_format"]["inputs"]["image"].pop("modality"), r"inputs.image: missing required"),
-    (lambda m: m["network_data_format"]["inputs"]["image"].update(num_channels=0), "below the minimum 1"),
-    (lambda m: m["network_data_format"]["inputs"]["image"].update(num_channels=True), "not of type integer"),
-    (lambda m: m["network_data_format"]["outputs"]["pred"].update(dtype="float"), r"pred.dtype: 'float' is not one"),
-    (lambda m: m["network_data_format"]["outputs"]["pred"].update(value_range=[0, 1, 2]), "matches none of anyOf"),
-    (lambda m: m["network_data_format"]["outputs"]["pred"].update(spatial_shape=[8, 8, 8, 8]), "more than 3 items"),
-    (lambda m: m["network_data_format"]["outputs"]["pred"].update(spatial_shape=["n; import os"]), "anyOf"),
-    (lambda m: m["network_data_format"]["outputs"]["pred"].update(is_patch_data="false"), "not of type boolean"),
-    (lambda m: m["network_data_format"].update(outputs={}), "outputs: fewer than 1 entries"),
-    (lambda m: m["eval_metrics"].update(ssim="0.5"), r"eval_metrics.ssim"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda m: m.pop("copyright"), "missing required 'copyright'"),
+        (lambda m: m.update(version=1), r"metadata.version: 1 is not of type string"),
+        (lambda m: m.update(name="has space"), r"metadata.name: .* does not match"),
+        (lambda m: m["changelog"].update({"next": "x"}), r"changelog key 'next'"),
+        (lambda m: m["required_packages_version"].update(torch=None), r"required_packages_version.torch"),
+        (lambda m: m["network_data_format"]["inputs"]["image"].pop("modality"), r"inputs.image: missing required"),
+        (lambda m: m["network_data_format"]["inputs"]["image"].update(num_channels=0), "below the minimum 1"),
+        (lambda m: m["network_data_format"]["inputs"]["image"].update(num_channels=True), "not of type integer"),
+        (
+            lambda m: m["network_data_format"]["outputs"]["pred"].update(dtype="float"),
+            r"pred.dtype: 'float' is not one",
+        ),
+        (lambda m: m["network_data_format"]["outputs"]["pred"].update(value_range=[0, 1, 2]), "matches none of anyOf"),
+        (lambda m: m["network_data_format"]["outputs"]["pred"].update(spatial_shape=[8, 8, 8, 8]), "more than 3 items"),
+        (lambda m: m["network_data_format"]["outputs"]["pred"].update(spatial_shape=["n; import os"]), "anyOf"),
+        (lambda m: m["network_data_format"]["outputs"]["pred"].update(is_patch_data="false"), "not of type boolean"),
+        (lambda m: m["network_data_format"].update(outputs={}), "outputs: fewer than 1 entries"),
+        (lambda m: m["eval_metrics"].update(ssim="0.5"), r"eval_metrics.ssim"),
+    ],
+)
 def test_schema_rejects_wrong_metadata(mutate, match):
     meta = _valid_meta()
     assert schema_problems(meta) == []
@@ -107,14 +132,39 @@ def test_schema_validator_refuses_keywords_it_does_not_implement():
 def test_checks_catch_wrong_metadata(tmp_path):
     """The checks are not vacuous: a wrong channel count, shape, range or missing field is reported."""
     meta = {
-        "schema": "s", "version": "0.1.0", "changelog": {"0.1.0": "x"}, "monai_version": "1.6.1",
-        "pytorch_version": "2.13.0", "numpy_version": "2.4.6", "required_packages_version": {}, "name": "toy",
-        "task": "t", "description": "d", "authors": "a", "copyright": "c",
+        "schema": "s",
+        "version": "0.1.0",
+        "changelog": {"0.1.0": "x"},
+        "monai_version": "1.6.1",
+        "pytorch_version": "2.13.0",
+        "numpy_version": "2.4.6",
+        "required_packages_version": {},
+        "name": "toy",
+        "task": "t",
+        "description": "d",
+        "authors": "a",
+        "copyright": "c",
         "network_data_format": {
-            "inputs": {"image": {"type": "image", "format": "magnitude", "num_channels": 3, "spatial_shape": [32, 32],
-                                 "dtype": "float32", "value_range": [0, 1]}},
-            "outputs": {"pred": {"type": "image", "format": "magnitude", "num_channels": 1, "spatial_shape": [32, 32],
-                                 "dtype": "float32", "value_range": [0, 1]}},
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "num_channels": 3,
+                    "spatial_shape": [32, 32],
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "num_channels": 1,
+                    "spatial_shape": [32, 32],
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                }
+            },
         },
     }
     check_metadata(meta)
@@ -129,9 +179,18 @@ def test_checks_catch_wrong_metadata(tmp_path):
 
     bundle = tmp_path / "toy"
     (bundle / "configs").mkdir(parents=True)
-    (bundle / "configs" / "inference.json").write_text(json.dumps({
-        "network_def": {"_target_": "emgan_monai.networks.Pix2PixUNet", "channels": 4, "num_downs": 5,
-                        "out_act": "sigmoid"}}))
+    (bundle / "configs" / "inference.json").write_text(
+        json.dumps(
+            {
+                "network_def": {
+                    "_target_": "emgan_monai.networks.Pix2PixUNet",
+                    "channels": 4,
+                    "num_downs": 5,
+                    "out_act": "sigmoid",
+                }
+            }
+        )
+    )
     (bundle / "configs" / "metadata.json").write_text(json.dumps(meta))
     net = build_network(bundle)
     assert check_network_data_format(bundle, network=net)["output_shape"] == (1, 1, 32, 32)

@@ -9,8 +9,13 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from emgan_monai.metrics.texture import (FEATURE_LAYOUT, N_FEATURES, high_frequency_power, texture_distance,
-                                         texture_features)
+from emgan_monai.metrics.texture import (
+    FEATURE_LAYOUT,
+    N_FEATURES,
+    high_frequency_power,
+    texture_distance,
+    texture_features,
+)
 
 TILE, STRIDE = 32, 16
 

@@ -77,8 +77,9 @@ def _sample_input(bundle: Path) -> Path | None:
 
 def _post(url: str, params: dict | None = None, timeout: float = 180.0) -> tuple[bytes, dict]:
     body = urllib.parse.urlencode({"params": json.dumps(params or {})}).encode()
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.read(), dict(r.headers)
 
@@ -117,11 +118,30 @@ def server(tmp_path_factory):
 
     port = _free_port()
     exe = Path(sys.executable).parent / "monailabel"
-    cmd = [str(exe), "start_server", "--app", str(app), "--studies", str(studies), "--conf", "models", "all",
-           "--conf", "bundles", str(bundles), "--host", "127.0.0.1", "--port", str(port)]
-    env = dict(os.environ, MONAILABEL_PYEXE=sys.executable,
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    cmd = [
+        str(exe),
+        "start_server",
+        "--app",
+        str(app),
+        "--studies",
+        str(studies),
+        "--conf",
+        "models",
+        "all",
+        "--conf",
+        "bundles",
+        str(bundles),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    env = dict(
+        os.environ,
+        MONAILABEL_PYEXE=sys.executable,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+    )
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -139,10 +159,10 @@ def server(tmp_path_factory):
                 time.sleep(2)
         if info is None:
             log.flush()
-            pytest.fail(f"server did not answer /info/ (exit code {proc.poll()}):\n"
-                        + (tmp / "server.log").read_text()[-4000:])
-        yield {"base": base, "info": info, "inputs": inputs, "served": served, "log": tmp / "server.log",
-               "tmp": tmp}
+            pytest.fail(
+                f"server did not answer /info/ (exit code {proc.poll()}):\n" + (tmp / "server.log").read_text()[-4000:]
+            )
+        yield {"base": base, "info": info, "inputs": inputs, "served": served, "log": tmp / "server.log", "tmp": tmp}
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -176,7 +196,7 @@ def _infer(server, model: str, image: str, params: dict | None = None, suffix: s
 def test_server_binds_loopback_and_lists_every_model(server):
     info = server["info"]
     assert info["name"] == "emgan_monai"
-    assert set(info["models"]) == _expected_models(server["served"]), (server["log"].read_text()[-3000:])
+    assert set(info["models"]) == _expected_models(server["served"]), server["log"].read_text()[-3000:]
     assert urllib.parse.urlparse(server["base"]).hostname == "127.0.0.1"
     assert "Uvicorn running on http://127.0.0.1:" in server["log"].read_text()
 
@@ -238,8 +258,11 @@ def test_generator_needs_no_image_content_and_is_seeded(server):
     assert not np.array_equal(a, c)
     assert set(np.unique(a[1])) <= {0, 1, 2}
     np.testing.assert_allclose(voxel, (4.6 * 1024 / 256,) * 2, rtol=1e-3)  # nm
-    em, _ = read_image(_infer(server, "drosophila_generator", "mask_rgb",
-                              {"seed": 7, "output": "em", "result_extension": ".mrc"}, ".mrc")[0])
+    em, _ = read_image(
+        _infer(
+            server, "drosophila_generator", "mask_rgb", {"seed": 7, "output": "em", "result_extension": ".mrc"}, ".mrc"
+        )[0]
+    )
     np.testing.assert_array_equal(np.squeeze(em), a[0])
 
 
@@ -251,8 +274,11 @@ def test_cryoet_generator_volume_voxel_size_and_uncertainty(server):
     assert sub.ndim == 3 and sub.dtype == np.float32 and np.isfinite(sub).all()
     np.testing.assert_array_equal(sub, again)  # seeded noise
     np.testing.assert_allclose(voxel, (20.0,) * 3, rtol=1e-4)  # the bundle's voxel size, A
-    ms, _ = read_image(_infer(server, "cryoet_generator", "density_map",
-                              {"uncertainty": True, "k": 4, "result_extension": ".tif"}, ".tif")[0])
+    ms, _ = read_image(
+        _infer(
+            server, "cryoet_generator", "density_map", {"uncertainty": True, "k": 4, "result_extension": ".tif"}, ".tif"
+        )[0]
+    )
     assert ms.shape == (sub.shape[0], 2, *sub.shape[1:])  # ImageJ ZCYX: channels mean, std
     std = ms[:, 1]
     assert np.isfinite(ms).all() and (std >= 0).all() and std.max() > 0

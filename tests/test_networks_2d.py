@@ -252,8 +252,11 @@ def test_default_parameter_counts_below_25_mb(tmp_path):
         "noise_to_mask": NoiseToMaskGenerator(),
         "pix2pix_unet": Pix2PixUNet(),
     }
-    expected = {"skip_patch(3ch)": _skip_patch_params(2, 3, 64), "patch70(3ch)": _patch_params(2, 3, 64, 70),
-                "patch16(3ch)": _patch_params(2, 3, 64, 16)}
+    expected = {
+        "skip_patch(3ch)": _skip_patch_params(2, 3, 64),
+        "patch70(3ch)": _patch_params(2, 3, 64, 70),
+        "patch16(3ch)": _patch_params(2, 3, 64, 16),
+    }
     assert expected["patch70(3ch)"] == 2_764_737  # pix2pix n_layers=3 with bias on every conv, no affine norm
     for name, m in models.items():
         n = sum(p.numel() for p in m.parameters())

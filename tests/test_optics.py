@@ -166,8 +166,16 @@ def test_synthesize_pair_noise_statistics(psfs: dict[str, np.ndarray]) -> None:
     vol = np.ones((6, 64, 64))
     for photons in (50.0, 400.0):
         wf, _ = synthesize_pair(
-            vol, 3, psfs["wf"], psfs["conf"], photons=photons, background=10.0, read_noise=2.0, offset=100.0,
-            rng=0, axial_padding="reflect",
+            vol,
+            3,
+            psfs["wf"],
+            psfs["conf"],
+            photons=photons,
+            background=10.0,
+            read_noise=2.0,
+            offset=100.0,
+            rng=0,
+            axial_padding="reflect",
         )
         counts = wf.astype(np.float64) - 100.0
         assert counts.mean() == pytest.approx(photons + 10.0, rel=0.02)
@@ -177,8 +185,9 @@ def test_synthesize_pair_noise_statistics(psfs: dict[str, np.ndarray]) -> None:
 def test_synthesize_pair_mean_scales_with_photons(psfs: dict[str, np.ndarray]) -> None:
     vol = _blobs()
     means = [
-        synthesize_pair(vol, 6, psfs["wf"], psfs["conf"], photons=p, background=0.0, read_noise=0.0, offset=0.0,
-                        rng=1)[0].mean()
+        synthesize_pair(vol, 6, psfs["wf"], psfs["conf"], photons=p, background=0.0, read_noise=0.0, offset=0.0, rng=1)[
+            0
+        ].mean()
         for p in (100.0, 1000.0)
     ]
     assert means[1] / means[0] == pytest.approx(10.0, rel=0.03)
@@ -215,8 +224,9 @@ def test_image_quality_matches_skimage() -> None:
     target = gaussian_filter(rng.random((40, 48)), 2)
     pred = target + 0.02 * rng.standard_normal(target.shape)
     q = image_quality(pred, target, data_range=1.0)
-    ref = structural_similarity(target, pred, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False)
+    ref = structural_similarity(
+        target, pred, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert q["ssim"] == pytest.approx(ref, abs=1e-5)
     mse = float(((pred - target) ** 2).mean())
     assert q["mse"] == pytest.approx(mse, rel=1e-5)

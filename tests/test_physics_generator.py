@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from emgan_monai.engines import CycleGANTrainer
+from emgan_monai.engines import AdversarialSettings, CycleGANTrainer
 from emgan_monai.handlers import ModelEMA, WallTimeSnapshots
 from emgan_monai.networks import (
     CycleGANGenerator,
@@ -18,7 +18,6 @@ from emgan_monai.networks import (
 from emgan_monai.networks.physics_generator import ctf_torch, soft_wedge
 from emgan_monai.physics.ctf import ctf_1d
 from emgan_monai.physics.subtomogram_simulator import missing_wedge_mask, simulate_subtomogram
-from emgan_monai.engines import AdversarialSettings
 
 
 def _maps(n: int = 4, box: int = 16, seed: int = 0) -> torch.Tensor:
@@ -82,8 +81,7 @@ def test_gradients_reach_physics_and_residual():
     x = _maps(2)
     critic = SpectralNormCritic(3, 1, channels=(4, 8))
     critic(g(x)).mean().backward()
-    for p in (g.log_defocus, g.raw_bfactor, g.tilt_max, g.noise_log_profile, g.noise_wedge_logit, g.gain,
-              g.log_sigma):
+    for p in (g.log_defocus, g.raw_bfactor, g.tilt_max, g.noise_log_profile, g.noise_wedge_logit, g.gain, g.log_sigma):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
     last = g.refine[-1].conv
     assert last.weight.grad.abs().sum() > 0  # zero-initialised but trainable
@@ -100,8 +98,9 @@ def test_noise_filter_keeps_unit_power():
 
 
 def test_build_subtomogram_generator_by_kind():
-    kw = dict(box=16, voxel_size=20.0, refine_channels=4, channels=2, n_res_blocks=1, decoder_noise=True,
-              input_noise_std=0.2)
+    kw = dict(
+        box=16, voxel_size=20.0, refine_channels=4, channels=2, n_res_blocks=1, decoder_noise=True, input_noise_std=0.2
+    )
     assert isinstance(build_subtomogram_generator("physics", **kw), PhysicsInformedGenerator)
     cg = build_subtomogram_generator("cyclegan", **kw)
     assert isinstance(cg, CycleGANGenerator) and cg.decoder_noise and cg.input_noise_std == 0.2
@@ -115,14 +114,19 @@ def test_one_directional_trainer_moves_physics_and_ema():
     torch.manual_seed(0)
     g = PhysicsInformedGenerator(box=16, refine_channels=4)
     d = SpectralNormCritic(3, 1, channels=(4, 8))
-    data = [{"density": _maps(2, seed=i), "subtomo": torch.randn(2, 1, 16, 16, 16).clamp(-1, 1) / 3}
-            for i in range(3)]
+    data = [{"density": _maps(2, seed=i), "subtomo": torch.randn(2, 1, 16, 16, 16).clamp(-1, 1) / 3} for i in range(3)]
     before = g.log_defocus.item()
     ema = ModelEMA(g, decay=0.9)
     trainer = CycleGANTrainer(
-        "cpu", 2, data, generators={"g_ab": g, "g_ba": None}, discriminators={"d_a": None, "d_b": d},
-        g_optimizer=torch.optim.Adam(g.parameters(), 1e-2), d_optimizer=torch.optim.Adam(d.parameters(), 1e-3),
-        keys=("density", "subtomo"), adversarial=AdversarialSettings(loss="least_squares", pool_size=0),
+        "cpu",
+        2,
+        data,
+        generators={"g_ab": g, "g_ba": None},
+        discriminators={"d_a": None, "d_b": d},
+        g_optimizer=torch.optim.Adam(g.parameters(), 1e-2),
+        d_optimizer=torch.optim.Adam(d.parameters(), 1e-3),
+        keys=("density", "subtomo"),
+        adversarial=AdversarialSettings(loss="least_squares", pool_size=0),
     )
     ema.attach(trainer)
     trainer.run()
@@ -133,8 +137,15 @@ def test_one_directional_trainer_moves_physics_and_ema():
     # the EMA lies between the start and the current weights
     assert ema.module.log_defocus.item() != g.log_defocus.item()
     with pytest.raises(ValueError, match="both"):
-        CycleGANTrainer("cpu", 1, data, {"g_ab": g}, {"d_a": d, "d_b": d}, g_optimizer=trainer.g_optimizer,
-                        d_optimizer=trainer.d_optimizer)
+        CycleGANTrainer(
+            "cpu",
+            1,
+            data,
+            {"g_ab": g},
+            {"d_a": d, "d_b": d},
+            g_optimizer=trainer.g_optimizer,
+            d_optimizer=trainer.d_optimizer,
+        )
 
 
 def test_model_ema_average():

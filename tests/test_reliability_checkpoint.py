@@ -23,12 +23,12 @@ from monai.handlers import CheckpointLoader, CheckpointSaver
 from monai.transforms import Compose, RandFlipd, RandGaussianNoised
 from torch import nn
 
+from emgan_monai.engines import AdversarialSettings, GeneratorLoss
 from emgan_monai.engines.paired import PairedGANTrainer
 from emgan_monai.errors import CheckpointError, DataError, NonFiniteLossError
 from emgan_monai.handlers.checkpoint import AtomicCheckpointSaver, is_complete_checkpoint, load_checkpoint
 from emgan_monai.handlers.nonfinite import NonFiniteLossGuard
 from emgan_monai.handlers.resume import ResumeFromLatest, latest_checkpoint
-from emgan_monai.engines import AdversarialSettings, GeneratorLoss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,8 +71,17 @@ class _NanAfter(torch.utils.data.Dataset):
 def _trainer(loader, max_epochs: int, check_inputs: bool = True, **kwargs):
     g, d = _nets()
     g_opt, d_opt = torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
-    trainer = PairedGANTrainer(device="cpu", max_epochs=max_epochs, train_data_loader=loader, g_network=g,
-                               g_optimizer=g_opt, d_network=d, d_optimizer=d_opt, seed=3, **kwargs)
+    trainer = PairedGANTrainer(
+        device="cpu",
+        max_epochs=max_epochs,
+        train_data_loader=loader,
+        g_network=g,
+        g_optimizer=g_opt,
+        d_network=d,
+        d_optimizer=d_opt,
+        seed=3,
+        **kwargs,
+    )
     trainer.check_inputs = check_inputs
     save = {"g": g, "d": d, "g_opt": g_opt, "d_opt": d_opt, "trainer": trainer, "rng": trainer.rng}
     return trainer, save
@@ -87,11 +96,13 @@ def test_nonfinite_loss_stops_before_step_keeps_last_good_checkpoint(tmp_path):
     """NaN in the data at epoch 2: clear error (loss, epoch, iteration, resume hint), weights not poisoned,
     no final checkpoint / model.pt written from the diverged state, epoch-1 checkpoint stays the newest."""
     loader = torch.utils.data.DataLoader(_NanAfter(_items(4), n=4), batch_size=2, shuffle=False)
-    trainer, save = _trainer(loader, max_epochs=3, adversarial=AdversarialSettings(loss="least_squares"),
-                              check_inputs=False)
+    trainer, save = _trainer(
+        loader, max_epochs=3, adversarial=AdversarialSettings(loss="least_squares"), check_inputs=False
+    )
     ckpt_dir = tmp_path / "checkpoints"
-    AtomicCheckpointSaver(str(ckpt_dir), save, save_interval=1, n_saved=2, save_final=True,
-                          final_filename="checkpoint_final.pt").attach(trainer)
+    AtomicCheckpointSaver(
+        str(ckpt_dir), save, save_interval=1, n_saved=2, save_final=True, final_filename="checkpoint_final.pt"
+    ).attach(trainer)
     # MONAI's own saver, as in a bundle's train_handlers: it would save model.pt on EXCEPTION_RAISED
     CheckpointSaver(str(tmp_path), {"model": save["g"]}, save_final=True, final_filename="model.pt").attach(trainer)
     seen = {}
@@ -119,9 +130,14 @@ def test_nan_in_a_batch_is_named_before_the_forward_pass():
 
 def test_nonfinite_generator_loss_is_named():
     loader = torch.utils.data.DataLoader(_items(2), batch_size=2)
-    trainer, _ = _trainer(loader, max_epochs=1, generator_loss=GeneratorLoss(
-        pixel_loss=lambda fake, real: (fake - real).abs().mean() / 0.0))
-    with pytest.raises(NonFiniteLossError, match=r"non-finite g_loss \(inf\) at epoch 1, iteration 1; terms: .*g_pixel=inf"):
+    trainer, _ = _trainer(
+        loader,
+        max_epochs=1,
+        generator_loss=GeneratorLoss(pixel_loss=lambda fake, real: (fake - real).abs().mean() / 0.0),
+    )
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite g_loss \(inf\) at epoch 1, iteration 1; terms: .*g_pixel=inf"
+    ):
         trainer.run()
 
 
@@ -178,9 +194,13 @@ def test_kill_during_save_keeps_previous_checkpoint_loadable(tmp_path):
     procs = {}
     for kind in ("atomic", "monai"):
         (tmp_path / kind).mkdir()
-        procs[kind] = subprocess.Popen([sys.executable, "-c", _KILL_DURING_SAVE, str(tmp_path / kind), kind],
-                                       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for kind, proc in procs.items():
+        procs[kind] = subprocess.Popen(
+            [sys.executable, "-c", _KILL_DURING_SAVE, str(tmp_path / kind), kind],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    for proc in procs.values():
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
     # atomic: only an orphan temporary file besides the intact epoch-1 checkpoint
@@ -201,8 +221,9 @@ def test_kill_during_save_keeps_previous_checkpoint_loadable(tmp_path):
 
 def test_atomic_saver_is_atomic_and_readable_by_others(tmp_path):
     net = nn.Linear(2, 2)
-    assert AtomicCheckpointSaver(str(tmp_path), {"net": net}, save_final=True, save_key_metric=True,
-                                 key_metric_name="m", save_interval=1).atomic
+    assert AtomicCheckpointSaver(
+        str(tmp_path), {"net": net}, save_final=True, save_key_metric=True, key_metric_name="m", save_interval=1
+    ).atomic
     assert not CheckpointSaver(str(tmp_path), {"net": net}, save_final=True)._final_checkpoint.save_handler._atomic
     engine = Engine(lambda e, b: None)
     AtomicCheckpointSaver(str(tmp_path), {"net": net}, save_interval=1).attach(engine)
@@ -266,14 +287,24 @@ def _unsafe_torch_loads(tree: ast.AST, where: str) -> list[str]:
             continue
         f = node.func
         is_load = (isinstance(f, ast.Name) and f.id in load_names) or (
-            isinstance(f, ast.Attribute) and f.attr == "load" and (
+            isinstance(f, ast.Attribute)
+            and f.attr == "load"
+            and (
                 (isinstance(f.value, ast.Name) and f.value.id in torch_names)
-                or (isinstance(f.value, ast.Attribute) and f.value.attr == "serialization"
-                    and isinstance(f.value.value, ast.Name) and f.value.value.id in torch_names)))
+                or (
+                    isinstance(f.value, ast.Attribute)
+                    and f.value.attr == "serialization"
+                    and isinstance(f.value.value, ast.Name)
+                    and f.value.value.id in torch_names
+                )
+            )
+        )
         if not is_load:
             continue
-        safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-                   for k in node.keywords)
+        safe = any(
+            k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+            for k in node.keywords
+        )
         if not safe:
             found.append(f"{where}:{getattr(node, 'lineno', '?')}: {ast.unparse(node)}")
     return found
@@ -316,7 +347,8 @@ def test_unsafe_load_finder_sees_multiline_aliased_and_config_loads(tmp_path):
     (tmp_path / "emgan_monai").mkdir()
     (tmp_path / "apps" / "x").mkdir(parents=True)
     (tmp_path / "bundles" / "b" / "configs").mkdir(parents=True)
-    (tmp_path / "emgan_monai" / "a.py").write_text(textwrap.dedent("""
+    (tmp_path / "emgan_monai" / "a.py").write_text(
+        textwrap.dedent("""
         import torch
         import torch as th
         from torch import load as tl
@@ -329,11 +361,17 @@ def test_unsafe_load_finder_sees_multiline_aliased_and_config_loads(tmp_path):
         bad2 = th.load("f", weights_only=False)
         bad3 = tl("f")
         bad4 = torch.serialization.load("f")
-    """))
+    """)
+    )
     (tmp_path / "apps" / "x" / "b.py").write_text("import torch\nnet = torch.load('m.pt')\n")
-    (tmp_path / "bundles" / "b" / "configs" / "inference.json").write_text(json.dumps(
-        {"load": "$@net.load_state_dict(torch.load(@ckpt_path))",
-         "safe": "$@net.load_state_dict(torch.load(@ckpt_path, weights_only=True))"}))
+    (tmp_path / "bundles" / "b" / "configs" / "inference.json").write_text(
+        json.dumps(
+            {
+                "load": "$@net.load_state_dict(torch.load(@ckpt_path))",
+                "safe": "$@net.load_state_dict(torch.load(@ckpt_path, weights_only=True))",
+            }
+        )
+    )
     found = _repo_unsafe_loads(tmp_path)
     assert len(found) == 6, found
     assert sum("a.py" in f for f in found) == 4 and any("apps/x/b.py:2" in f for f in found)
@@ -342,11 +380,20 @@ def test_unsafe_load_finder_sees_multiline_aliased_and_config_loads(tmp_path):
 
 # ------------------------------------------------------------------------------------------- exact data resume
 def _shuffled_run(tmp_path: Path, max_epochs: int, resume: Path | None, register: bool = True):
-    transform = Compose([RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=0),
-                         RandGaussianNoised(keys="image", prob=1.0, std=0.05)])
+    transform = Compose(
+        [
+            RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=0),
+            RandGaussianNoised(keys="image", prob=1.0, std=0.05),
+        ]
+    )
     transform.set_random_state(seed=11)
-    loader = MonaiDataLoader(Dataset(_items(6), transform), batch_size=2, shuffle=True, num_workers=0,
-                             generator=torch.Generator().manual_seed(5))
+    loader = MonaiDataLoader(
+        Dataset(_items(6), transform),
+        batch_size=2,
+        shuffle=True,
+        num_workers=0,
+        generator=torch.Generator().manual_seed(5),
+    )
     trainer, save = _trainer(loader, max_epochs=max_epochs)
     if not register:
         trainer.rng._registered.pop("data_loader")
@@ -371,8 +418,9 @@ def test_shuffling_and_random_transforms_resume_exactly(tmp_path):
 
 def test_data_loader_state_is_weights_only_safe(tmp_path):
     transform = Compose([RandFlipd(keys="image", prob=0.5)])
-    loader = MonaiDataLoader(Dataset(_items(2), transform), batch_size=1, shuffle=True,
-                             generator=torch.Generator().manual_seed(0))
+    loader = MonaiDataLoader(
+        Dataset(_items(2), transform), batch_size=1, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     trainer, _ = _trainer(loader, max_epochs=1)
     torch.save({"rng": trainer.rng.state_dict()}, tmp_path / "rng.pt")
     state = load_checkpoint(tmp_path / "rng.pt")["rng"]["registered"]["data_loader"]

@@ -8,7 +8,6 @@ import warnings
 import zlib
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import pytest
 import tifffile
@@ -67,8 +66,13 @@ def _read_both(path: Path, must_fail: bool = False) -> None:
 _mutation = st.one_of(
     st.tuples(st.just("truncate"), st.floats(0.0, 0.999)),
     st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, 1100), st.integers(0, 255)), min_size=1, max_size=8)),
-    st.tuples(st.just("int32"), st.tuples(st.integers(0, 1020), st.sampled_from(
-        [-1, 0, 1, 2**31 - 1, -(2**31), 10**6, 65535, 4]) | st.integers(-(2**31), 2**31 - 1))),
+    st.tuples(
+        st.just("int32"),
+        st.tuples(
+            st.integers(0, 1020),
+            st.sampled_from([-1, 0, 1, 2**31 - 1, -(2**31), 10**6, 65535, 4]) | st.integers(-(2**31), 2**31 - 1),
+        ),
+    ),
 )
 
 
@@ -96,8 +100,11 @@ def test_fuzz_mutated_real_files_raise_only_image_read_error(seeds, tmp_path, na
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.binary(min_size=0, max_size=3000), suffix=st.sampled_from([".tif", ".mrc", ".png", ".tiff"]),
-       magic=st.sampled_from([b"", b"II*\x00", b"MM\x00*", b"\x89PNG\r\n\x1a\n", b"II+\x00"]))
+@given(
+    payload=st.binary(min_size=0, max_size=3000),
+    suffix=st.sampled_from([".tif", ".mrc", ".png", ".tiff"]),
+    magic=st.sampled_from([b"", b"II*\x00", b"MM\x00*", b"\x89PNG\r\n\x1a\n", b"II+\x00"]),
+)
 def test_fuzz_random_bytes_raise_only_image_read_error(tmp_path, payload, suffix, magic):
     path = tmp_path / f"r{suffix}"
     path.write_bytes(magic + payload)

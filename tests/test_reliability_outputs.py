@@ -61,14 +61,21 @@ def mask2em(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     Image.fromarray(onehot_to_rgb(np.eye(3, dtype=np.float32)[np.zeros((32, 32), int)].transpose(2, 0, 1))).save(
-        outside / "up.png")
+        outside / "up.png"
+    )
     weights = _weights(tmp_path, _parser("inference_mask2em.json", resolution=32), "network_def", "em.pt")
     return tmp_path, masks, weights
 
 
 def _run_mask2em(masks: Path, out: Path, weights: Path, **overrides) -> None:
-    parser = _parser("inference_mask2em.json", input_dir=str(masks), output_dir=str(out), em_weights=str(weights),
-                     resolution=32, **overrides)
+    parser = _parser(
+        "inference_mask2em.json",
+        input_dir=str(masks),
+        output_dir=str(out),
+        em_weights=str(weights),
+        resolution=32,
+        **overrides,
+    )
     parser.get_parsed_content("initialize")
     parser.get_parsed_content("evaluator").run()
 
@@ -107,8 +114,15 @@ def test_safe_saver_refuses_paths_outside_output_dir(tmp_path):
     from monai.data import MetaTensor
 
     out = tmp_path / "out"
-    saver = SafeSaveImaged(keys="pred", output_dir=str(out), output_postfix="em", output_ext=".tif",
-                           separate_folder=False, resample=False, data_root_dir=str(tmp_path / "in" / "deep"))
+    saver = SafeSaveImaged(
+        keys="pred",
+        output_dir=str(out),
+        output_postfix="em",
+        output_ext=".tif",
+        separate_folder=False,
+        resample=False,
+        data_root_dir=str(tmp_path / "in" / "deep"),
+    )
     img = MetaTensor(torch.rand(1, 8, 8), meta={"filename_or_obj": str(tmp_path / "x.png")})
     with pytest.raises(UnsafePathError, match=r"x_em\.tif.*not inside the output folder"):
         saver({"pred": img})
@@ -132,8 +146,9 @@ def test_write_image_never_overwrites_unless_asked(tmp_path):
 # ------------------------------------------------------------------------------------- noise -> mask -> EM
 def _synth(tmp: Path, out: Path, weights: Path, **overrides) -> dict:
     """inference.json (one TwoStageGenerator, ``ckpt_path``) for one pair at 128 px; returns ``synthesis.json``."""
-    parser = _parser("inference.json", output_dir=str(out), ckpt_path=str(weights), num_pairs=1, resolution=128,
-                     **overrides)
+    parser = _parser(
+        "inference.json", output_dir=str(out), ckpt_path=str(weights), num_pairs=1, resolution=128, **overrides
+    )
     parser.get_parsed_content("initialize")
     for i in range(len(parser["run"])):
         parser.get_parsed_content(f"run#{i}")
@@ -172,8 +187,9 @@ def test_inference_configs_refuse_malicious_weights(tmp_path, synth_weights, mas
     # inference.json: MONAI CheckpointLoader handler of the evaluator (weights_only=True inside)
     with pytest.raises(Exception) as info:
         _synth(tmp_path, tmp_path / "out", evil)
-    assert any(isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e)
-               for e in _cause_chain(info.value))
+    assert any(
+        isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e) for e in _cause_chain(info.value)
+    )
     assert not marker.exists()
     # inference_mask2em.json: MONAI CheckpointLoader handler (weights_only=True inside)
     _, masks, weights = mask2em

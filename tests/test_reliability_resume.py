@@ -18,7 +18,9 @@ from emgan_monai.handlers.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundles" / "drosophila_skip_patch" / "configs" / "train.json"
-PAUSE_AT = 5  # iteration 5 = first iteration of epoch 3 (2 iterations of batch 1 per epoch): after checkpoint_epoch=2.pt
+PAUSE_AT = (
+    5  # iteration 5 = first iteration of epoch 3 (2 iterations of batch 1 per epoch): after checkpoint_epoch=2.pt
+)
 
 # merged after train.json: the same `run` list plus a handler that, at iteration PAUSE_AT, tells the
 # test it got there and then waits to be killed (so the kill lands at a known point, from outside, as a real SIGKILL)
@@ -55,10 +57,16 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted_run(tmp_path):
     full_dir, killed_dir = tmp_path / "full", tmp_path / "killed"
 
     # the reference run and the run to be killed, side by side
-    full = subprocess.Popen(_command(str(TRAIN), data, full_dir), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    victim = subprocess.Popen(_command(str([str(TRAIN), str(hook)]), data, killed_dir), cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    full = subprocess.Popen(
+        _command(str(TRAIN), data, full_dir), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    victim = subprocess.Popen(
+        _command(str([str(TRAIN), str(hook)]), data, killed_dir),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     while not marker.exists():
         assert victim.poll() is None, victim.stderr.read().decode()[-3000:]
@@ -73,8 +81,14 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted_run(tmp_path):
     assert names == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt"], names  # no final, no partial file
     assert not (killed_dir / "model.pt").exists()
 
-    resumed = subprocess.run(_command(str(TRAIN), data, killed_dir, "--resume", "true"), cwd=REPO,
-                             env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        _command(str(TRAIN), data, killed_dir, "--resume", "true"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
     assert "resume: read" in log and "checkpoint_epoch=2.pt" in log

@@ -21,7 +21,12 @@ def test_2d_shape_and_residual_units() -> None:
 
 def test_3d_multichannel_without_global_residual() -> None:
     net = ResidualUNetGenerator(
-        spatial_dims=3, in_channels=2, out_channels=3, channels=(4, 8), strides=(2,), num_res_units=1,
+        spatial_dims=3,
+        in_channels=2,
+        out_channels=3,
+        channels=(4, 8),
+        strides=(2,),
+        num_res_units=1,
         global_residual=False,
     )
     assert net(torch.randn(1, 2, 8, 16, 16)).shape == (1, 3, 8, 16, 16)
@@ -59,8 +64,9 @@ def test_global_residual_adds_input() -> None:
 @pytest.mark.parametrize("value", [-7.0, 5.0])
 def test_output_is_unbounded(value: float) -> None:
     """No final sigmoid/tanh/clamp: a body whose last layer emits ``value`` gives exactly ``value``."""
-    net = _constant_body(ResidualUNetGenerator(channels=(4, 8), strides=(2,), num_res_units=0,
-                                               global_residual=False), value)
+    net = _constant_body(
+        ResidualUNetGenerator(channels=(4, 8), strides=(2,), num_res_units=0, global_residual=False), value
+    )
     with torch.no_grad():
         y = net(torch.rand(1, 1, 8, 8))
     torch.testing.assert_close(y, torch.full_like(y, value))

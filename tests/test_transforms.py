@@ -111,9 +111,7 @@ def test_dict_crop_joint_box_and_modes():
 
 
 def test_dict_crop_per_key_mode_and_onehot_renormalisation():
-    label = MaskToOneHot()(
-        (torch.rand(1, 32, 32) > 0.7).float() * 255, torch.rand(1, 32, 32) > 0.6
-    )
+    label = MaskToOneHot()((torch.rand(1, 32, 32) > 0.7).float() * 255, torch.rand(1, 32, 32) > 0.6)
     data = {"image": torch.rand(1, 32, 32), "label": label}
     crop = RandAreaCropd(["image", "label"], area_fraction=0.9, mode=["bilinear", "bilinear"]).set_random_state(seed=0)
     out = crop(data)

@@ -133,6 +133,7 @@ def test_inference_config_parses_alone_from_the_bundle_folder(bundle_copy: Path)
         "p.get_parsed_content('network_def'); p.get_parsed_content('inferer'); print('ok')"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=bundle_copy, capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=bundle_copy, capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

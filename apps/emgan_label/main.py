@@ -34,14 +34,14 @@ from functools import partial
 from pathlib import Path
 
 import monailabel
-from monailabel.datastore.local import LocalDatastore
 from lib.infers import BundleImageInferTask, CryoETGeneratorInferTask, DrosophilaGeneratorInferTask
+from monai.transforms import SaveImaged
 from monailabel.config import settings
+from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
-from monai.transforms import SaveImaged
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,9 @@ class EMGANLabelApp(MONAILabelApp):
                 continue
             if _stock_servable(bundle):
                 # the stock task, unchanged: its savers (SaveImaged and subclasses) are left out of postprocessing
-                out[bundle.name] = partial(BundleInferTask, path, self.conf, type=InferType.OTHERS,
-                                           post_filter=[SaveImaged], load_strict=True)
+                out[bundle.name] = partial(
+                    BundleInferTask, path, self.conf, type=InferType.OTHERS, post_filter=[SaveImaged], load_strict=True
+                )
         return out
 
     def init_infers(self) -> dict[str, InferTask]:
@@ -153,4 +154,3 @@ class EMGANLabelApp(MONAILabelApp):
         from monailabel.tasks.activelearning.random import Random
 
         return {"random": Random(), "first": First()}
-

@@ -30,8 +30,21 @@ def main(argv: list[str] | None = None) -> int:
     if exe is None:
         print("serve.py: 'monailabel' not found; install the extra: pip install -e '.[label]'", file=sys.stderr)
         return 1
-    cmd = [exe, "start_server", "--app", str(Path(__file__).resolve().parent), "--studies", args.studies,
-           "--conf", "models", args.models, "--host", args.host, "--port", str(args.port)]
+    cmd = [
+        exe,
+        "start_server",
+        "--app",
+        str(Path(__file__).resolve().parent),
+        "--studies",
+        args.studies,
+        "--conf",
+        "models",
+        args.models,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     if args.bundles:
         cmd += ["--conf", "bundles", args.bundles]
     os.execv(exe, cmd + rest)

@@ -33,8 +33,15 @@ from monai.data import Dataset
 from monai.transforms import MapTransform
 from torch.utils.data import IterableDataset, get_worker_info
 
-__all__ = ["BatchFailures", "RequireShaped", "TolerantDataset", "check_output_names", "failure_reason",
-           "report_failure_list", "report_failures"]
+__all__ = [
+    "BatchFailures",
+    "RequireShaped",
+    "TolerantDataset",
+    "check_output_names",
+    "failure_reason",
+    "report_failure_list",
+    "report_failures",
+]
 
 
 def failure_reason(error: BaseException, name: str | None = None) -> str:
@@ -51,7 +58,7 @@ def failure_reason(error: BaseException, name: str | None = None) -> str:
     text = str(error).strip().splitlines()
     first = text[0] if text else ""
     if name and first.startswith(f"{name}: "):
-        first = first[len(name) + 2:]
+        first = first[len(name) + 2 :]
     return f"{type(error).__name__}: {first}".rstrip(": ")
 
 
@@ -214,13 +221,16 @@ class RequireShaped(MapTransform):
                 continue
             meta = getattr(img, "meta", {}) if isinstance(img, torch.Tensor) else {}
             name = meta.get("filename_or_obj", key)
-            raise ValueError(f"{name}: image of shape {shape} (channel-first, as loaded) has {problem}; "
-                             f"this bundle accepts {self.accepts}")
+            raise ValueError(
+                f"{name}: image of shape {shape} (channel-first, as loaded) has {problem}; "
+                f"this bundle accepts {self.accepts}"
+            )
         return d
 
 
-def check_output_names(datalist: Sequence[Mapping], savers: Sequence[Any], overwrite: bool = False,
-                       key: str = "image") -> list[str]:
+def check_output_names(
+    datalist: Sequence[Mapping], savers: Sequence[Any], overwrite: bool = False, key: str = "image"
+) -> list[str]:
     """Before a batch run: the output files of every input, refused when two inputs share one or, unless
     ``overwrite``, when one exists already.
 
@@ -260,23 +270,30 @@ def check_output_names(datalist: Sequence[Mapping], savers: Sequence[Any], overw
         seen.add(src)
         for i, saver in enumerate(savers):
             saver = getattr(saver, "saver", saver)
-            path = os.path.abspath(saver.folder_layout.filename(**saver.fname_formatter({"filename_or_obj": src},
-                                                                                          saver)))
+            path = os.path.abspath(
+                saver.folder_layout.filename(**saver.fname_formatter({"filename_or_obj": src}, saver))
+            )
             if path in planned:
                 clashes.append((planned[path][0], src, path))
             else:
                 planned[path] = (src, i)
     if clashes:
         first, second, path = clashes[0]
-        what = (f"two outputs of {os.path.basename(first)}" if first == second else
-                f"{os.path.basename(first)} and {os.path.basename(second)}")
-        hint = ("choose another output extension" if first == second else
-                "rename one of them or narrow --input_pattern")
-        raise DataError(os.path.dirname(first), f"{what} would both be written as {path} ({len(clashes)} clash(es)); "
-                        f"nothing was written: {hint}")
+        what = (
+            f"two outputs of {os.path.basename(first)}"
+            if first == second
+            else f"{os.path.basename(first)} and {os.path.basename(second)}"
+        )
+        hint = "choose another output extension" if first == second else "rename one of them or narrow --input_pattern"
+        raise DataError(
+            os.path.dirname(first),
+            f"{what} would both be written as {path} ({len(clashes)} clash(es)); nothing was written: {hint}",
+        )
     if not overwrite:
         existing = [p for p in planned if os.path.exists(p)]
         if existing:
-            raise FileExistsError(f"{existing[0]} already exists ({len(existing)} of the {len(planned)} output files); "
-                                  "choose another output_dir or pass --overwrite true to replace them")
+            raise FileExistsError(
+                f"{existing[0]} already exists ({len(existing)} of the {len(planned)} output files); "
+                "choose another output_dir or pass --overwrite true to replace them"
+            )
     return list(planned)

@@ -305,7 +305,9 @@ def prepare_confocal_data(
         for j in range(n_procedural_train):
             specimens["train"].append((f"{kind}{j}", partial(make_specimen, kind, procedural_shape, spacing_zyx_um,
                                                              rng=[seed, 0, k_i, j])))  # fmt: skip
-        specimens["val"].append((kind, partial(make_specimen, kind, procedural_shape, spacing_zyx_um, rng=[seed, 1, k_i])))
+        specimens["val"].append(
+            (kind, partial(make_specimen, kind, procedural_shape, spacing_zyx_um, rng=[seed, 1, k_i]))
+        )
     for j in range(2):
         specimens["loso"].append((f"{heldout_kind}{j}", partial(make_specimen, heldout_kind, procedural_shape,
                                                                 spacing_zyx_um, rng=[seed, 2, j])))  # fmt: skip

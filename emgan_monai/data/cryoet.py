@@ -68,6 +68,8 @@ def _matching_suffix(path: Path, suffixes: Collection[str]) -> str | None:
     name = path.name.lower()
     hits = [s.lower() for s in suffixes if name.endswith(s.lower())]
     return max(hits, key=len) if hits else None
+
+
 _MRC_SUFFIXES = (".mrc", ".map", ".rec", ".st", ".ali")
 
 Subtomogram = tuple[np.ndarray, int, tuple[int, int, int]]
@@ -123,8 +125,11 @@ def density_draws_datalist(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     items = density_datalist(folder, suffixes)
     names = unique_names([item["image"] for item in items], [item["label"] for item in items])
-    return [{"image": item["image"], "name": name, "sample": j}
-            for item, name in zip(items, names) for j in range(int(n_samples))]
+    return [
+        {"image": item["image"], "name": name, "sample": j}
+        for item, name in zip(items, names)
+        for j in range(int(n_samples))
+    ]
 
 
 def unique_names(files: Sequence[str], stems: Sequence[str]) -> list[str]:
@@ -160,8 +165,9 @@ def unique_names(files: Sequence[str], stems: Sequence[str]) -> list[str]:
     return out
 
 
-def load_density(path: str | Path, voxel_size: float = 10.0, box: int | Sequence[int] | None = None,
-                 max_voxels: int | None = None) -> np.ndarray:
+def load_density(
+    path: str | Path, voxel_size: float = 10.0, box: int | Sequence[int] | None = None, max_voxels: int | None = None
+) -> np.ndarray:
     """Load a density map (MRC) or build one from a PDB model, at ``voxel_size`` in a ``box``.
 
     MRC maps are resampled from the voxel size in their header (:func:`resample_map`) and then
@@ -269,16 +275,15 @@ def load_tomogram(path: str | Path, key: str = "dataset") -> np.ndarray:
     if data.ndim != 3:
         raise DataError(path, f"expected a 3D tomogram, got shape {data.shape}")
     if not np.all(np.isfinite(data)):
-        raise DataError(path, f"the tomogram holds {int(np.sum(~np.isfinite(data)))} NaN/Inf voxels "
-                        "(a failed reconstruction?)")
+        raise DataError(
+            path, f"the tomogram holds {int(np.sum(~np.isfinite(data)))} NaN/Inf voxels (a failed reconstruction?)"
+        )
     if float(data.min()) == float(data.max()):
         raise DataError(path, f"the tomogram is constant (every voxel = {data.flat[0]})")
     return data
 
 
-def cut_subvolume(
-    volume: np.ndarray, centre: Sequence[int], box: int, border: str = "drop"
-) -> np.ndarray | None:
+def cut_subvolume(volume: np.ndarray, centre: Sequence[int], box: int, border: str = "drop") -> np.ndarray | None:
     """Cut a cubic ``box`` centred on ``centre`` (voxel ``box // 2`` of the cut is ``centre``).
 
     Parameters
@@ -308,8 +313,9 @@ def cut_subvolume(
         raise ValueError(f"centre must hold 3 indices, got {centre!r}")
     if border == "drop" and any(int(box) > n for n in np.shape(volume)):
         raise DataError(
-            "", f"the volume {np.shape(volume)} is smaller than the box {box}: every subvolume would be dropped "
-            "(use a smaller box or border='pad')"
+            "",
+            f"the volume {np.shape(volume)} is smaller than the box {box}: every subvolume would be dropped "
+            "(use a smaller box or border='pad')",
         )
     c = np.asarray(centre, dtype=np.int64)
     lo = c - box // 2
@@ -499,7 +505,7 @@ class ZScoreStats:
     std: float
 
     @classmethod
-    def fit(cls, volumes: Iterable[np.ndarray]) -> "ZScoreStats":
+    def fit(cls, volumes: Iterable[np.ndarray]) -> ZScoreStats:
         """Fit on an iterable of arrays (streamed: running sums in float64)."""
         n, s, s2 = 0, 0.0, 0.0
         for v in volumes:
@@ -534,9 +540,7 @@ def zscore(volume: np.ndarray, stats: ZScoreStats | None = None, eps: float = 1e
     return ((volume - mean) / std).astype(np.float32)
 
 
-def save_subtomograms(
-    items: Iterable[tuple], out_dir: str | Path, voxel_size: float, prefix: str = "subtomo"
-) -> Path:
+def save_subtomograms(items: Iterable[tuple], out_dir: str | Path, voxel_size: float, prefix: str = "subtomo") -> Path:
     """Write subtomograms as MRC files and a ``labels.csv`` index.
 
     Parameters

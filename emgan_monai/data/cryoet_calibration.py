@@ -71,8 +71,9 @@ def estimate_snr(subtomos: np.ndarray, masks: np.ndarray) -> float:
 
 def _simulate(densities: np.ndarray, voxel_size: float, snr: float, seed: int, simulator_kwargs: dict) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.stack([simulate_subtomogram(d, voxel_size, snr=snr, rng=rng, **simulator_kwargs)
-                     for d in np.asarray(densities)]).astype(np.float32)
+    return np.stack(
+        [simulate_subtomogram(d, voxel_size, snr=snr, rng=rng, **simulator_kwargs) for d in np.asarray(densities)]
+    ).astype(np.float32)
 
 
 def calibrate_snr(
@@ -102,8 +103,13 @@ def calibrate_snr(
     if not measured(lo) <= target <= measured(hi):
         if not strict:
             edge = bounds[1] if target > measured(hi) else bounds[0]
-            logger.warning("calibrate_snr: estimate %.4g cannot be reached with simulator SNRs in %s (the simulated "
-                           "signal correlates too little with the masks); using %.4g", target, bounds, edge)
+            logger.warning(
+                "calibrate_snr: estimate %.4g cannot be reached with simulator SNRs in %s (the simulated "
+                "signal correlates too little with the masks); using %.4g",
+                target,
+                bounds,
+                edge,
+            )
             return float(edge)
         raise ValueError(f"target SNR estimate {target} cannot be reached with simulator SNRs in {bounds}")
     for _ in range(iterations):
@@ -117,8 +123,11 @@ def simulator_settings(simulator_kwargs: dict | None = None) -> dict[str, Any]:
     its defaults updated by ``simulator_kwargs`` (recorded in the metrics, so the record is what ran)."""
     import inspect
 
-    defaults = {k: v.default for k, v in inspect.signature(simulate_subtomogram).parameters.items()
-                if v.default is not inspect.Parameter.empty and k not in ("snr", "rng")}
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(simulate_subtomogram).parameters.items()
+        if v.default is not inspect.Parameter.empty and k not in ("snr", "rng")
+    }
     unknown = set(simulator_kwargs or {}) - set(defaults)
     if unknown:
         raise ValueError(f"unknown simulator settings {sorted(unknown)}; expected some of {sorted(defaults)}")
@@ -155,7 +164,10 @@ class BaselineCalibration:
 
 
 def calibrate_baseline(
-    train: CryoETDomains, voxel_size: float, seed: int = 0, simulator_kwargs: dict | None = None,
+    train: CryoETDomains,
+    voxel_size: float,
+    seed: int = 0,
+    simulator_kwargs: dict | None = None,
     snr: float | None = None,
 ) -> BaselineCalibration:
     """Fair traditional baseline: SNR calibrated on the real training subtomograms with the estimator that measures
@@ -170,7 +182,11 @@ def calibrate_baseline(
 
 
 def simulate_baseline(
-    densities: np.ndarray, voxel_size: float, snr: float, seed: int = 0, stats: ZScoreStats | None = None,
+    densities: np.ndarray,
+    voxel_size: float,
+    snr: float,
+    seed: int = 0,
+    stats: ZScoreStats | None = None,
     **simulator_kwargs: Any,
 ) -> np.ndarray:
     """Traditional simulation (:func:`~emgan_monai.physics.subtomogram_simulator.simulate_subtomogram`) of every map,
@@ -183,7 +199,10 @@ def simulate_baseline(
 
 
 def init_generator(
-    generator: nn.Module, train: CryoETDomains, voxel_size: float, seed: int = 0,
+    generator: nn.Module,
+    train: CryoETDomains,
+    voxel_size: float,
+    seed: int = 0,
     simulator_kwargs: dict | None = None,
 ) -> dict[str, Any]:
     """Start a physics-informed generator at the fair baseline:

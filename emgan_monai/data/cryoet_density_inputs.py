@@ -20,19 +20,29 @@ __all__ = ["density_input", "load_density_inputs"]
 
 
 def load_density_inputs(
-    input_dir: str | Path, voxel_size: float = 10.0, box: int = 32, iso: float = 0.3, sigma: float = 1.0,
+    input_dir: str | Path,
+    voxel_size: float = 10.0,
+    box: int = 32,
+    iso: float = 0.3,
+    sigma: float = 1.0,
     allow_larger: bool = False,
 ) -> list[tuple[str, np.ndarray]]:
     """Read every density map (MRC) / atomic model (PDB, mmCIF) of a folder as a D-domain shape map.
 
     Returns ``[(name, shape map in [0, 1]), ...]`` sorted by name (see :func:`density_input`).
     """
-    return [(item["label"], density_input(item["image"], voxel_size, box, iso, sigma, allow_larger))
-            for item in density_datalist(input_dir, DENSITY_SUFFIXES)]
+    return [
+        (item["label"], density_input(item["image"], voxel_size, box, iso, sigma, allow_larger))
+        for item in density_datalist(input_dir, DENSITY_SUFFIXES)
+    ]
 
 
 def density_input(
-    path: str | Path, voxel_size: float = 10.0, box: int = 32, iso: float = 0.3, sigma: float = 1.0,
+    path: str | Path,
+    voxel_size: float = 10.0,
+    box: int = 32,
+    iso: float = 0.3,
+    sigma: float = 1.0,
     allow_larger: bool = False,
 ) -> np.ndarray:
     """One density map (MRC) / atomic model (PDB, mmCIF) as the D-domain shape map the generator was trained on.
@@ -42,5 +52,10 @@ def density_input(
     with a clear error, or (``allow_larger``) returned whole, padded to a multiple of 4, for tiled (sliding-window)
     inference. Never cropped in silence. float32 in ``[0, 1]`` (feed it through :func:`density_to_network`).
     """
-    return fit_to_box(shape_map(load_density(path, voxel_size=voxel_size, box=None), iso=iso, sigma=sigma), box,
-                      allow_larger=allow_larger, name=str(path), voxel_size=voxel_size)
+    return fit_to_box(
+        shape_map(load_density(path, voxel_size=voxel_size, box=None), iso=iso, sigma=sigma),
+        box,
+        allow_larger=allow_larger,
+        name=str(path),
+        voxel_size=voxel_size,
+    )

@@ -96,8 +96,9 @@ def check_section(item: dict, min_size: int | None = None) -> tuple[int, int]:
                 item[key], f"expected a single-channel (grey or 1-bit) {key} mask (H, W), got shape {mask.shape}"
             )
         if mask.shape != raw.shape:
-            raise DataError(item[key], f"{key} mask shape {mask.shape} differs from the EM section {raw.shape} "
-                            f"({item['image']})")
+            raise DataError(
+                item[key], f"{key} mask shape {mask.shape} differs from the EM section {raw.shape} ({item['image']})"
+            )
     return raw.shape
 
 
@@ -171,9 +172,7 @@ def drosophila_datalist(
     return datalist
 
 
-def split_sections(
-    datalist: Sequence[dict], n_train: int = 16, n_val: int = 4
-) -> tuple[list[dict], list[dict]]:
+def split_sections(datalist: Sequence[dict], n_train: int = 16, n_val: int = 4) -> tuple[list[dict], list[dict]]:
     """Split a datalist by section: the first ``n_train`` sections train, the next ``n_val`` validate.
 
     Splitting by section (not by crop) keeps validation sections unseen, as the dataset's challenge
@@ -232,9 +231,7 @@ def build_mask(mito: np.ndarray, membrane: np.ndarray, threshold: float | None =
     return convert_to_numpy(onehot, dtype=np.float32)
 
 
-def make_synthetic_stack(
-    folder: str | os.PathLike, n_sections: int = 4, size: int = 64, seed: int = 0
-) -> Path:
+def make_synthetic_stack(folder: str | os.PathLike, n_sections: int = 4, size: int = 64, seed: int = 0) -> Path:
     """Write a small synthetic EM stack with the Drosophila-VNC folder layout.
 
     Cells are Voronoi regions whose boundaries are the membranes (about 2 px wide); mitochondria are
@@ -303,8 +300,9 @@ def make_synthetic_stack(
     return folder
 
 
-def load_sections(datalist: Sequence[dict], resolution: int, em_max: float = 255.0,
-                  mask_transform: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_sections(
+    datalist: Sequence[dict], resolution: int, em_max: float = 255.0, mask_transform: Callable | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Load sections of the stack layout at ``resolution``: one-hot masks and EM.
 
     Parameters
@@ -321,33 +319,46 @@ def load_sections(datalist: Sequence[dict], resolution: int, em_max: float = 255
     masks, em
         ``(N, 3, R, R)`` one-hot masks and ``(N, 1, R, R)`` EM in [0, 1] (area resize).
     """
-    from monai.transforms import (AsDiscreted, Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized,
-                                  ScaleIntensityRanged)
+    from monai.transforms import (
+        AsDiscreted,
+        Compose,
+        EnsureChannelFirstd,
+        EnsureTyped,
+        LoadImaged,
+        Resized,
+        ScaleIntensityRanged,
+    )
 
     from emgan_monai.transforms import MaskToOneHotd
 
     if mask_transform is None:
-        mask_transform = Compose([
-            LoadImaged(keys=["mito", "membrane"], image_only=True),
-            EnsureChannelFirstd(keys=["mito", "membrane"]),
-            MaskToOneHotd(keys=["mito", "membrane"], output_key="label", delete_keys=True),
-            Resized(keys="label", spatial_size=[resolution, resolution], mode="area"),
-            AsDiscreted(keys="label", argmax=True, to_onehot=3),
-            EnsureTyped(keys="label", dtype=torch.float32, track_meta=False),
-        ])
-    em_tf = Compose([
-        LoadImaged(keys="image", image_only=True),
-        EnsureChannelFirstd(keys="image"),
-        ScaleIntensityRanged(keys="image", a_min=0.0, a_max=em_max, b_min=0.0, b_max=1.0, clip=True),
-        Resized(keys="image", spatial_size=[resolution, resolution], mode="area"),
-        EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
-    ])
+        mask_transform = Compose(
+            [
+                LoadImaged(keys=["mito", "membrane"], image_only=True),
+                EnsureChannelFirstd(keys=["mito", "membrane"]),
+                MaskToOneHotd(keys=["mito", "membrane"], output_key="label", delete_keys=True),
+                Resized(keys="label", spatial_size=[resolution, resolution], mode="area"),
+                AsDiscreted(keys="label", argmax=True, to_onehot=3),
+                EnsureTyped(keys="label", dtype=torch.float32, track_meta=False),
+            ]
+        )
+    em_tf = Compose(
+        [
+            LoadImaged(keys="image", image_only=True),
+            EnsureChannelFirstd(keys="image"),
+            ScaleIntensityRanged(keys="image", a_min=0.0, a_max=em_max, b_min=0.0, b_max=1.0, clip=True),
+            Resized(keys="image", spatial_size=[resolution, resolution], mode="area"),
+            EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
+        ]
+    )
     masks, ems = [], []
     for d in datalist:
         m = torch.as_tensor(mask_transform({k: v for k, v in d.items() if k != "image"})["label"]).float()
         if tuple(m.shape[1:]) != (resolution, resolution):
-            raise ValueError(f"mask_transform gave masks of shape {tuple(m.shape)}, expected (3, {resolution}, "
-                             f"{resolution}): set the config's section size to the evaluation resolution")
+            raise ValueError(
+                f"mask_transform gave masks of shape {tuple(m.shape)}, expected (3, {resolution}, "
+                f"{resolution}): set the config's section size to the evaluation resolution"
+            )
         masks.append(m)
         ems.append(torch.as_tensor(em_tf({"image": d["image"]})["image"]).float())
     return torch.stack(masks), torch.stack(ems)

@@ -28,8 +28,17 @@ import torch
 
 from emgan_monai.networks.two_stage_generator import hard_mask, random_symmetry
 
-__all__ = ["NOISE_SEED_STRIDE", "check_new_outputs", "default_latent_shape", "draw_masks", "generate",
-           "latent_datalist", "output_names", "seeded", "write_montage_and_record"]
+__all__ = [
+    "NOISE_SEED_STRIDE",
+    "check_new_outputs",
+    "default_latent_shape",
+    "draw_masks",
+    "generate",
+    "latent_datalist",
+    "output_names",
+    "seeded",
+    "write_montage_and_record",
+]
 
 #: the seed of a batch's injected noise is ``seed * NOISE_SEED_STRIDE + index of the batch's first sample``
 NOISE_SEED_STRIDE = 1_000_003
@@ -64,8 +73,15 @@ def draw_masks(mask_net: torch.nn.Module, z: torch.Tensor, symmetrise: bool = Tr
 
 
 @torch.no_grad()
-def generate(mask_net: torch.nn.Module, em_net: torch.nn.Module | None, n: int, latent_shape: Sequence[int],
-             seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 8):
+def generate(
+    mask_net: torch.nn.Module,
+    em_net: torch.nn.Module | None,
+    n: int,
+    latent_shape: Sequence[int],
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
+):
     """``n`` synthetic masks ``(n, 3, H, W)`` (hard one-hot) and, if ``em_net`` is given, EM ``(n, 1, H, W)``.
 
     The noise both generators may inject is drawn under a seed derived from ``seed`` and the batch start.
@@ -92,8 +108,9 @@ def output_names(index: int) -> dict[str, str]:
     return {"em": f"em_{index:04d}", "mask": f"mask_{index:04d}"}
 
 
-def latent_datalist(num_pairs: int, latent_shape: Sequence[int], seed: int = 0, batch_size: int = 4,
-                    pixel_size: float | None = None) -> list[dict]:
+def latent_datalist(
+    num_pairs: int, latent_shape: Sequence[int], seed: int = 0, batch_size: int = 4, pixel_size: float | None = None
+) -> list[dict]:
     """The dataset of ``inference.json``: one item per pair.
 
     Item ``i``: ``"image"`` ``latent_shape`` float32 (row ``i`` of one seeded ``torch.randn`` draw; the key MONAI's
@@ -107,7 +124,9 @@ def latent_datalist(num_pairs: int, latent_shape: Sequence[int], seed: int = 0, 
         raise ValueError(f"num_pairs must be >= 1, got {num_pairs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    z = torch.randn((int(num_pairs), *[int(s) for s in latent_shape]), generator=torch.Generator().manual_seed(int(seed)))
+    z = torch.randn(
+        (int(num_pairs), *[int(s) for s in latent_shape]), generator=torch.Generator().manual_seed(int(seed))
+    )
     scale: dict = {}
     if pixel_size is not None:
         if not float(pixel_size) > 0:
@@ -116,9 +135,14 @@ def latent_datalist(num_pairs: int, latent_shape: Sequence[int], seed: int = 0, 
     items = []
     for i in range(int(num_pairs)):
         names = output_names(i)
-        items.append({"image": z[i], "noise_seed": int(seed) * NOISE_SEED_STRIDE + i - i % int(batch_size),
-                      "em_meta": {"filename_or_obj": names["em"], **scale},
-                      "mask_meta": {"filename_or_obj": names["mask"], **scale}})
+        items.append(
+            {
+                "image": z[i],
+                "noise_seed": int(seed) * NOISE_SEED_STRIDE + i - i % int(batch_size),
+                "em_meta": {"filename_or_obj": names["em"], **scale},
+                "mask_meta": {"filename_or_obj": names["mask"], **scale},
+            }
+        )
     return items
 
 
@@ -126,8 +150,12 @@ def _planned(output_dir: Path, num_pairs: int) -> list[Path]:
     files = [output_dir / "montage.png"]
     for i in range(num_pairs):
         names = output_names(i)
-        files += [output_dir / f"{names['mask']}.png", output_dir / f"{names['mask']}.tif",
-                  output_dir / f"{names['em']}.png", output_dir / f"{names['em']}.tif"]
+        files += [
+            output_dir / f"{names['mask']}.png",
+            output_dir / f"{names['mask']}.tif",
+            output_dir / f"{names['em']}.png",
+            output_dir / f"{names['em']}.tif",
+        ]
     return files
 
 
@@ -152,8 +180,15 @@ def check_new_outputs(output_dir: str | Path, num_pairs: int, overwrite: bool = 
     return str(out)
 
 
-def write_montage_and_record(output_dir: str | Path, num_pairs: int, seed: int, latent_shape: Sequence[int],
-                             overwrite: bool = False, montage_cols: int = 4, pixel_size: float | None = None) -> dict:
+def write_montage_and_record(
+    output_dir: str | Path,
+    num_pairs: int,
+    seed: int,
+    latent_shape: Sequence[int],
+    overwrite: bool = False,
+    montage_cols: int = 4,
+    pixel_size: float | None = None,
+) -> dict:
     """After ``inference.json``'s evaluator: ``montage.png`` (mask | EM per pair, ``montage_cols`` pairs a row, read
     back from the written PNGs) and ``synthesis.json`` (rewritten every run, whatever an earlier run left; with the
     ``pixel_size`` in nm when given). Returns the record."""
@@ -164,13 +199,22 @@ def write_montage_and_record(output_dir: str | Path, num_pairs: int, seed: int, 
     tiles, pairs = [], []
     for i in range(int(num_pairs)):
         names = output_names(i)
-        files = {"mask": out / f"{names['mask']}.png", "mask_tif": out / f"{names['mask']}.tif",
-                 "em_png": out / f"{names['em']}.png", "em_tif": out / f"{names['em']}.tif"}
+        files = {
+            "mask": out / f"{names['mask']}.png",
+            "mask_tif": out / f"{names['mask']}.tif",
+            "em_png": out / f"{names['em']}.png",
+            "em_tif": out / f"{names['em']}.tif",
+        }
         tiles += [read_image(files["mask"])[0], read_image(files["em_png"])[0]]
         pairs.append({k: str(v) for k, v in files.items()})
     write_image(out / "montage.png", montage(tiles, ncols=2 * max(1, int(montage_cols))), overwrite=overwrite)
-    record = {"num_pairs": int(num_pairs), "seed": int(seed), "latent_shape": [int(s) for s in latent_shape],
-              **({"pixel_size_nm": float(pixel_size)} if pixel_size is not None else {}),
-              "pairs": pairs, "montage": str(out / "montage.png")}
+    record = {
+        "num_pairs": int(num_pairs),
+        "seed": int(seed),
+        "latent_shape": [int(s) for s in latent_shape],
+        **({"pixel_size_nm": float(pixel_size)} if pixel_size is not None else {}),
+        "pairs": pairs,
+        "montage": str(out / "montage.png"),
+    }
     (out / "synthesis.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     return record

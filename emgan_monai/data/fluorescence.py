@@ -215,6 +215,8 @@ def image_datalist(input_dir: str | os.PathLike, key: str = "image") -> list[dic
         by_stem.setdefault(f.stem.casefold(), []).append(f)
     clashes = [group for group in by_stem.values() if len(group) > 1]
     if clashes:
-        pairs = "; ".join(" and ".join(f.name for f in group) + f" would both write {group[0].stem}_*" for group in clashes)
+        pairs = "; ".join(
+            " and ".join(f.name for f in group) + f" would both write {group[0].stem}_*" for group in clashes
+        )
         raise DataError(path, f"{pairs}: rename one of them (nothing was processed or written)")
     return [{key: str(f)} for f in files]

@@ -65,7 +65,9 @@ def _splat(vol: np.ndarray, points_vox: np.ndarray, weights: np.ndarray) -> None
         np.add.at(vol, tuple(idx[ok].T), w[ok])
 
 
-def _finish(vol: np.ndarray, rng: np.random.Generator, spacing: np.ndarray, blur_um: float, diffuse: float) -> np.ndarray:
+def _finish(
+    vol: np.ndarray, rng: np.random.Generator, spacing: np.ndarray, blur_um: float, diffuse: float
+) -> np.ndarray:
     """Blur to the structure's physical width, scale the 99.9th percentile to 1, add a smooth background."""
     if blur_um > 0:
         vol = ndimage.gaussian_filter(vol, sigma=blur_um / spacing, mode="constant")
@@ -163,7 +165,9 @@ def vesicles(
             continue
         zz, yy, xx = (np.arange(a, b) * s for a, b, s in zip(lo, hi, spacing))
         dist = np.sqrt(
-            (zz[:, None, None] - centre[0]) ** 2 + (yy[None, :, None] - centre[1]) ** 2 + (xx[None, None, :] - centre[2]) ** 2
+            (zz[:, None, None] - centre[0]) ** 2
+            + (yy[None, :, None] - centre[1]) ** 2
+            + (xx[None, None, :] - centre[2]) ** 2
         )
         vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] += rng.uniform(0.4, 1.0) * np.exp(
             -0.5 * ((dist - radius) / sigma) ** 2

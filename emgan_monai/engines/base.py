@@ -158,9 +158,7 @@ class AdversarialTrainer(Trainer):
         if use_amp and device.type != "cuda":
             global _AMP_CPU_WARNED
             if not _AMP_CPU_WARNED:
-                warnings.warn(
-                    f"amp=True is only honoured on CUDA; training on {device} runs in float32.", stacklevel=2
-                )
+                warnings.warn(f"amp=True is only honoured on CUDA; training on {device} runs in float32.", stacklevel=2)
                 _AMP_CPU_WARNED = True
             use_amp = False
         super().__init__(
@@ -273,8 +271,9 @@ class AdversarialTrainer(Trainer):
         """
         if not self.stop_on_nonfinite or bool(torch.isfinite(loss.detach()).all()):
             return
-        terms = {k: float(v.detach().float()) if isinstance(v, torch.Tensor) else float(v)
-                 for k, v in components.items()}
+        terms = {
+            k: float(v.detach().float()) if isinstance(v, torch.Tensor) else float(v) for k, v in components.items()
+        }
         raise NonFiniteLossError(name, float(loss.detach().float()), self.state.epoch, self.state.iteration, terms)
 
     def _handle_exception(self, e: BaseException) -> None:
@@ -288,7 +287,7 @@ class AdversarialTrainer(Trainer):
         if isinstance(e, (NonFiniteLossError, CheckpointError)):
             if not getattr(e, "_emgan_logged", False):  # ignite hands the error over twice (iteration, run)
                 self.logger.error("training stopped: %s", e)
-                setattr(e, "_emgan_logged", True)  # a mark on this error object only, read back above
+                e._emgan_logged = True  # type: ignore[union-attr]  # a mark on this error object, read back above
             raise e
         super()._handle_exception(e)
 

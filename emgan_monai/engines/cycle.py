@@ -83,8 +83,15 @@ class CycleGANTrainer(AdversarialTrainer):
         weights = GeneratorLoss() if generator_loss is None else generator_loss
         adversarial = AdversarialSettings(pool_size=50) if adversarial is None else adversarial
         adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment")
-        weights.refuse(type(self).__name__, "lambda_adv", "adv_warmup", "pixel_loss", "lambda_pixel", "texture_loss",
-                       "lambda_texture")
+        weights.refuse(
+            type(self).__name__,
+            "lambda_adv",
+            "adv_warmup",
+            "pixel_loss",
+            "lambda_pixel",
+            "texture_loss",
+            "lambda_texture",
+        )
         given_g = {k: v for k, v in generators.items() if v is not None}
         given_d = {k: v for k, v in discriminators.items() if v is not None}
         if not {"g_ab"} <= set(given_g) <= {"g_ab", "g_ba"} or not {"d_b"} <= set(given_d) <= {"d_a", "d_b"}:
@@ -169,7 +176,11 @@ class CycleGANTrainer(AdversarialTrainer):
         adv = self.generator_adv(self.d_b, fakes["fake_b"]) + self.generator_adv(self.d_a, fakes["fake_a"])
         cycle_a = self.cycle_loss(real_a, fakes["rec_a"].float())
         cycle_b = self.cycle_loss_b(real_b, fakes["rec_b"].float())
-        terms = {"g_adv": (1.0, adv), "g_cycle": (self.lambda_cycle, cycle_a), "g_cycle_b": (self.lambda_cycle_b, cycle_b)}
+        terms = {
+            "g_adv": (1.0, adv),
+            "g_cycle": (self.lambda_cycle, cycle_a),
+            "g_cycle_b": (self.lambda_cycle_b, cycle_b),
+        }
         if self.lambda_identity > 0:
             identity = self.identity_loss(real_a, fakes["idt_a"].float()) + self.identity_loss(
                 real_b, fakes["idt_b"].float()

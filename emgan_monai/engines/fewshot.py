@@ -170,8 +170,9 @@ class FewShotGANTrainer(FewShotRecipe, UnconditionalGANTrainer):
     ) -> None:
         adversarial = self._fewshot_settings(adversarial)
         generator_loss = GeneratorLoss() if generator_loss is None else generator_loss
-        generator_loss.refuse(type(self).__name__, "lambda_adv", "adv_warmup", "pixel_loss", "lambda_pixel",
-                              *_CYCLE_TERMS)
+        generator_loss.refuse(
+            type(self).__name__, "lambda_adv", "adv_warmup", "pixel_loss", "lambda_pixel", *_CYCLE_TERMS
+        )
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -286,5 +287,8 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
         fake = fakes["fake"]
         adv = self.fewshot_generator_adv(self._d_input(inputs["input"], fake))
         pixel = self.pixel_loss(fake.float(), inputs["real"].float())
-        return {"g_adv": (self.adv_weight(), adv), "g_pixel": (self.lambda_pixel, pixel),
-                **self.fewshot_texture_terms(fake, inputs["real"])}
+        return {
+            "g_adv": (self.adv_weight(), adv),
+            "g_pixel": (self.lambda_pixel, pixel),
+            **self.fewshot_texture_terms(fake, inputs["real"]),
+        }

@@ -25,14 +25,42 @@ __all__ = ["GAN_MODES", "gan_optimizer", "gan_setting", "wgan_optimizer"]
 #: ``wgan_clip``: the paper's Wasserstein + weight clipping 0.01 on a plain critic (clipping spectrally normalised
 #: weights bounds nothing), RMSprop at the WGAN paper's 5e-5.
 GAN_MODES: dict[str, dict[str, Any]] = {
-    "lsgan": {"adv_loss": "least_squares", "clip_value": None, "gp_weight": None, "spectral_norm": True,
-              "optimizer": "adam", "lr": 2e-4, "betas": (0.5, 0.999)},
-    "hinge": {"adv_loss": "hinge", "clip_value": None, "gp_weight": None, "spectral_norm": True,
-              "optimizer": "adam", "lr": 2e-4, "betas": (0.5, 0.999)},
-    "wgan_gp": {"adv_loss": "wasserstein", "clip_value": None, "gp_weight": 10.0, "spectral_norm": False,
-                "optimizer": "adam", "lr": 1e-4, "betas": (0.5, 0.9)},
-    "wgan_clip": {"adv_loss": "wasserstein", "clip_value": 0.01, "gp_weight": None, "spectral_norm": False,
-                  "optimizer": "rmsprop", "lr": 5e-5, "betas": None},
+    "lsgan": {
+        "adv_loss": "least_squares",
+        "clip_value": None,
+        "gp_weight": None,
+        "spectral_norm": True,
+        "optimizer": "adam",
+        "lr": 2e-4,
+        "betas": (0.5, 0.999),
+    },
+    "hinge": {
+        "adv_loss": "hinge",
+        "clip_value": None,
+        "gp_weight": None,
+        "spectral_norm": True,
+        "optimizer": "adam",
+        "lr": 2e-4,
+        "betas": (0.5, 0.999),
+    },
+    "wgan_gp": {
+        "adv_loss": "wasserstein",
+        "clip_value": None,
+        "gp_weight": 10.0,
+        "spectral_norm": False,
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "betas": (0.5, 0.9),
+    },
+    "wgan_clip": {
+        "adv_loss": "wasserstein",
+        "clip_value": 0.01,
+        "gp_weight": None,
+        "spectral_norm": False,
+        "optimizer": "rmsprop",
+        "lr": 5e-5,
+        "betas": None,
+    },
 }
 
 

@@ -71,8 +71,16 @@ class GeneratorLoss:
     lambda_identity: float = 0.5
 
     def __post_init__(self) -> None:
-        numbers = ("lambda_adv", "adv_warmup", "lambda_pixel", "lambda_texture", "lambda_cycle", "lambda_cycle_b",
-                   "cycle_b_sigma", "lambda_identity")
+        numbers = (
+            "lambda_adv",
+            "adv_warmup",
+            "lambda_pixel",
+            "lambda_texture",
+            "lambda_cycle",
+            "lambda_cycle_b",
+            "cycle_b_sigma",
+            "lambda_identity",
+        )
         negative = {k: getattr(self, k) for k in numbers if getattr(self, k) is not None and getattr(self, k) < 0}
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {negative}.")

@@ -11,8 +11,14 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "RandomState", "DataLoaderRandomState", "FullPassLoader", "ImagePool", "LinearDecayLR", "scalars",
-    "leave_process_group", "GeneratorState",
+    "RandomState",
+    "DataLoaderRandomState",
+    "FullPassLoader",
+    "ImagePool",
+    "LinearDecayLR",
+    "scalars",
+    "leave_process_group",
+    "GeneratorState",
 ]
 
 
@@ -151,8 +157,14 @@ class DataLoaderRandomState:
             if not isinstance(state, tuple):  # a RandomState on another bit generator: no legacy tuple
                 raise ValueError(f"only MT19937 random states can be saved, got {state.get('bit_generator')!r}")
             name, key, pos, has_gauss, cached = state
-            transforms.append({"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                               "has_gauss": int(has_gauss), "cached_gaussian": float(cached)})
+            transforms.append(
+                {
+                    "key": torch.from_numpy(key.astype(np.int64)),
+                    "pos": int(pos),
+                    "has_gauss": int(has_gauss),
+                    "cached_gaussian": float(cached),
+                }
+            )
         return {"generators": [g.get_state() for g in self.generators], "transforms": transforms}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -60,14 +60,19 @@ def check_outputs(output_dir: str | Path, overwrite: bool = False) -> None:
     """Refuse to start when ``output_dir`` holds a previous evaluation's files, unless ``overwrite``."""
     for name in _OUTPUTS:
         if (Path(output_dir) / name).exists() and not overwrite:
-            raise FileExistsError(f"{Path(output_dir) / name} exists; pass overwrite=True (--overwrite true) to "
-                                  "replace it")
+            raise FileExistsError(
+                f"{Path(output_dir) / name} exists; pass overwrite=True (--overwrite true) to replace it"
+            )
 
 
 @torch.no_grad()
 def generate_subtomograms(
-    generator: nn.Module, densities: np.ndarray, n_samples: int, seed: int = 0,
-    device: str | torch.device = "cpu", batch: int = 8,
+    generator: nn.Module,
+    densities: np.ndarray,
+    n_samples: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch: int = 8,
 ) -> np.ndarray:
     """``n_samples`` generator outputs per ``(N, B, B, B)`` map, in z units: ``(n_samples * N, B, B, B)``, sample
     ``j`` of map ``i`` at ``j * N + i``. Eval mode (dropout off); noise from ``torch.manual_seed(seed)``."""
@@ -82,7 +87,11 @@ def generate_subtomograms(
 
 
 def calibrate_baselines(
-    train: CryoETDomains, voxel_size: float, snr: float | None = None, wedge_noise: bool = True, seed: int = 0,
+    train: CryoETDomains,
+    voxel_size: float,
+    snr: float | None = None,
+    wedge_noise: bool = True,
+    seed: int = 0,
 ) -> dict[str, BaselineCalibration]:
     """The fair traditional baselines, calibrated on the real training data (:func:`calibrate_baseline`).
 
@@ -90,16 +99,21 @@ def calibrate_baselines(
     estimator reads as the real training subtomograms' value); with ``wedge_noise`` also
     ``traditional_simulation_wedge_noise``: the noise passed through the missing wedge too, always calibrated.
     """
-    baselines = {"traditional_simulation": calibrate_baseline(train, voxel_size, seed=seed, simulator_kwargs={},
-                                                              snr=snr)}
+    baselines = {
+        "traditional_simulation": calibrate_baseline(train, voxel_size, seed=seed, simulator_kwargs={}, snr=snr)
+    }
     if wedge_noise:
         baselines["traditional_simulation_wedge_noise"] = calibrate_baseline(
-            train, voxel_size, seed=seed, simulator_kwargs={"noise_in_wedge": True})
+            train, voxel_size, seed=seed, simulator_kwargs={"noise_in_wedge": True}
+        )
     return baselines
 
 
 def baseline_sets(
-    test: CryoETDomains, baselines: Mapping[str, BaselineCalibration], n_samples: int, voxel_size: float,
+    test: CryoETDomains,
+    baselines: Mapping[str, BaselineCalibration],
+    n_samples: int,
+    voxel_size: float,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """``{name: (n_samples * N, B, B, B)}`` simulated subtomograms of the ``N`` held-out maps, sample ``j`` of map
@@ -111,15 +125,20 @@ def baseline_sets(
 
 
 def generator_sets(
-    test: CryoETDomains, generators: Mapping[str, nn.Module], n_samples: int, seed: int = 0,
+    test: CryoETDomains,
+    generators: Mapping[str, nn.Module],
+    n_samples: int,
+    seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, np.ndarray]:
     """``{name: (n_samples * N, B, B, B)}`` outputs of every generator for the ``N`` held-out maps
     (:func:`generate_subtomograms`, z units, sample ``j`` of map ``i`` at ``j * N + i``)."""
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    return {name: generate_subtomograms(gen, test.density, n_samples, seed=seed, device=device)
-            for name, gen in generators.items()}
+    return {
+        name: generate_subtomograms(gen, test.density, n_samples, seed=seed, device=device)
+        for name, gen in generators.items()
+    }
 
 
 @torch.no_grad()
@@ -138,8 +157,12 @@ def _classify(classifier: SubtomogramClassifier, volumes: np.ndarray, device: to
 
 @torch.no_grad()
 def score_sets(
-    classifier: SubtomogramClassifier, train: CryoETDomains, test: CryoETDomains, sets: Mapping[str, np.ndarray],
-    prdc_k: int = 5, device: str | torch.device = "cpu",
+    classifier: SubtomogramClassifier,
+    train: CryoETDomains,
+    test: CryoETDomains,
+    sets: Mapping[str, np.ndarray],
+    prdc_k: int = 5,
+    device: str | torch.device = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Score the real held-out and training subtomograms and every synthetic set with ``classifier``.
 
@@ -165,15 +188,25 @@ def score_sets(
     real_logits, real_feats = _classify(classifier, real, device)
     real_std = float(real.std())
 
-    def row(vols: np.ndarray, labels: np.ndarray, logits: np.ndarray, feats: np.ndarray, n_maps: int,
-            paired: np.ndarray | None) -> dict[str, Any]:
+    def row(
+        vols: np.ndarray,
+        labels: np.ndarray,
+        logits: np.ndarray,
+        feats: np.ndarray,
+        n_maps: int,
+        paired: np.ndarray | None,
+    ) -> dict[str, Any]:
         pred = logits.argmax(1)
         correct = pred == labels
-        r: dict[str, Any] = {"n": int(len(labels)), **accuracy_with_se(correct, n_maps),
-                             "classes_predicted": int(np.unique(pred).size),
-                             "confusion_matrix": confusion_matrix(labels, pred, n_classes).tolist(),
-                             "std": float(vols.std()), "std_ratio": float(vols.std() / real_std),
-                             "mean": float(vols.mean())}
+        r: dict[str, Any] = {
+            "n": int(len(labels)),
+            **accuracy_with_se(correct, n_maps),
+            "classes_predicted": int(np.unique(pred).size),
+            "confusion_matrix": confusion_matrix(labels, pred, n_classes).tolist(),
+            "std": float(vols.std()),
+            "std_ratio": float(vols.std() / real_std),
+            "mean": float(vols.mean()),
+        }
         if feats is not real_feats:
             r.update(prdc(real_feats, feats, k=prdc_k))
             r["frechet_distance"] = float(frechet_distance(real_feats, feats))
@@ -188,14 +221,18 @@ def score_sets(
     for name, vols in sets.items():
         n_samples = len(vols) // len(test)
         logits, feats = _classify(classifier, vols, device)
-        rows[name] = row(vols, np.concatenate([true] * n_samples), logits, feats, len(test),
-                         np.concatenate([real] * n_samples))
+        rows[name] = row(
+            vols, np.concatenate([true] * n_samples), logits, feats, len(test), np.concatenate([real] * n_samples)
+        )
     return rows
 
 
 def metrics_table(
-    rows: Mapping[str, dict[str, Any]], setting: Mapping[str, Any], train: CryoETDomains,
-    baselines: Mapping[str, BaselineCalibration], generators: Mapping[str, nn.Module],
+    rows: Mapping[str, dict[str, Any]],
+    setting: Mapping[str, Any],
+    train: CryoETDomains,
+    baselines: Mapping[str, BaselineCalibration],
+    generators: Mapping[str, nn.Module],
 ) -> dict[str, Any]:
     """The evaluation's result: ``setting`` (the given entries plus the normalisation, the baselines' calibrations
     and the generators' descriptions), the rows of :func:`score_sets`, and ``criteria``: the issue's targets for every
@@ -208,12 +245,17 @@ def metrics_table(
             **ordered,
             "n_test_particles": int(rows["real_heldout"]["n"]),
             **{k: given.pop(k) for k in ("n_samples_per_map", "box", "binning", "voxel_size_A") if k in given},
-            "normalisation": "z units of the real training subtomograms (mean %.6g, std %.6g) for every set"
-                             % (stats.mean, stats.std),
-            "baselines": {name: {"snr": cal.snr, "snr_estimate_target": cal.target_snr_estimate,
-                                 "simulator": cal.simulator, "zscore_of_simulated_training_set":
-                                 {"mean": cal.stats.mean, "std": cal.stats.std}}
-                          for name, cal in baselines.items()},
+            "normalisation": f"z units of the real training subtomograms (mean {stats.mean:.6g}, std {stats.std:.6g}) "
+            "for every set",
+            "baselines": {
+                name: {
+                    "snr": cal.snr,
+                    "snr_estimate_target": cal.target_snr_estimate,
+                    "simulator": cal.simulator,
+                    "zscore_of_simulated_training_set": {"mean": cal.stats.mean, "std": cal.stats.std},
+                }
+                for name, cal in baselines.items()
+            },
             "baseline_snr": baselines["traditional_simulation"].snr,
             "generators": {name: _describe_generator(g) for name, g in generators.items()},
             **given,
@@ -225,8 +267,12 @@ def metrics_table(
 
 
 def write_report(
-    metrics: Mapping[str, Any], test: CryoETDomains, sets: Mapping[str, np.ndarray], train: CryoETDomains,
-    output_dir: str | Path, overwrite: bool = False,
+    metrics: Mapping[str, Any],
+    test: CryoETDomains,
+    sets: Mapping[str, np.ndarray],
+    train: CryoETDomains,
+    output_dir: str | Path,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``metrics.json``, ``metrics.md`` and ``examples.png`` (one row per class: map, real, then the first
     sample of every set) to ``output_dir``; returns ``metrics``."""
@@ -264,11 +310,14 @@ def _criteria(rows: Mapping[str, Any], name: str, baselines: list[str]) -> dict[
         "at_least_8_of_9_classes": g["classes_predicted"] >= min(8, len(real["confusion_matrix"]) - 1),
         "std_within_20pct_of_real": abs(g["std_ratio"] - 1.0) <= 0.2,
     }
-    return {**{k: bool(v) for k, v in checks.items()}, "all": bool(all(checks.values())),
-            "best_baseline_by_accuracy": best,
-            "accuracy_minus_best_baseline": float(diff.mean()),
-            "accuracy_minus_best_baseline_se_paired_by_map": float(diff.std(ddof=1) / np.sqrt(diff.size)),
-            "accuracy_over_real": float(g["accuracy"] / max(real["accuracy"], 1e-12))}
+    return {
+        **{k: bool(v) for k, v in checks.items()},
+        "all": bool(all(checks.values())),
+        "best_baseline_by_accuracy": best,
+        "accuracy_minus_best_baseline": float(diff.mean()),
+        "accuracy_minus_best_baseline_se_paired_by_map": float(diff.std(ddof=1) / np.sqrt(diff.size)),
+        "accuracy_over_real": float(g["accuracy"] / max(real["accuracy"], 1e-12)),
+    }
 
 
 _ROW_NAMES = {
@@ -297,28 +346,44 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     ]
     for key in _row_keys(metrics):
         r = metrics[key]
-        cells = [f"{r[m]:.3f}" if m in r else "--" for m in ("frechet_distance", "coverage", "precision", "recall",
-                                                            "density")]
+        cells = [
+            f"{r[m]:.3f}" if m in r else "--"
+            for m in ("frechet_distance", "coverage", "precision", "recall", "density")
+        ]
         lines.append(
             f"| {_ROW_NAMES.get(key, key)} | {r['n']} | {100 * r['accuracy']:.1f} % +- {100 * r['accuracy_se']:.1f} "
-            f"({100 * r['accuracy_se_by_map']:.1f}) | {r['classes_predicted']} | " + " | ".join(cells)
-            + f" | {r['std']:.3f} ({r['std_ratio']:.2f}) | " + (f"{r['ssim']:.3f}" if "ssim" in r else "--") + " |"
+            f"({100 * r['accuracy_se_by_map']:.1f}) | {r['classes_predicted']} | "
+            + " | ".join(cells)
+            + f" | {r['std']:.3f} ({r['std_ratio']:.2f}) | "
+            + (f"{r['ssim']:.3f}" if "ssim" in r else "--")
+            + " |"
         )
     for name, crit in metrics.get("criteria", {}).items():
         lines += ["", f"Targets for {_ROW_NAMES.get(name, name)} (against the strongest baseline):", ""]
-        lines += [f"- {k}: {'yes' if v else 'NO'}" if isinstance(v, bool) else
-                  f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in crit.items()]
+        lines += [
+            f"- {k}: {'yes' if v else 'NO'}"
+            if isinstance(v, bool)
+            else f"- {k}: {v:.4f}"
+            if isinstance(v, float)
+            else f"- {k}: {v}"
+            for k, v in crit.items()
+        ]
     for key in _row_keys(metrics):
         cm = np.asarray(metrics[key]["confusion_matrix"])
-        lines += ["", f"Confusion matrix, {_ROW_NAMES.get(key, key)} (rows: true class, columns: predicted class):", "",
-                  "| true \\ pred | " + " | ".join(str(i + 1) for i in range(cm.shape[1])) + " |",
-                  "|---" * (cm.shape[1] + 1) + "|"]
+        lines += [
+            "",
+            f"Confusion matrix, {_ROW_NAMES.get(key, key)} (rows: true class, columns: predicted class):",
+            "",
+            "| true \\ pred | " + " | ".join(str(i + 1) for i in range(cm.shape[1])) + " |",
+            "|---" * (cm.shape[1] + 1) + "|",
+        ]
         lines += [f"| {i + 1} | " + " | ".join(str(v) for v in r) + " |" for i, r in enumerate(cm)]
     return "\n".join(lines) + "\n"
 
 
-def _examples_png(path: Path, test: CryoETDomains, real: np.ndarray, volumes: dict[str, np.ndarray],
-                  overwrite: bool) -> None:
+def _examples_png(
+    path: Path, test: CryoETDomains, real: np.ndarray, volumes: dict[str, np.ndarray], overwrite: bool
+) -> None:
     """One row per class: map, real, then every set of ``volumes`` (central slices across axes 0 and 1)."""
     tiles = []
     for k in np.unique(test.label):

@@ -34,21 +34,39 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from ..data.drosophila import load_sections
+from ..data.drosophila_synthesis import default_latent_shape, generate, seeded
 from ..io import write_image
 from ..metrics.texture import high_frequency_power, texture_distance, texture_features
 from ..visualize import montage, onehot_to_rgb, to_uint8
-from ..data.drosophila import load_sections
-from ..data.drosophila_synthesis import default_latent_shape, generate, seeded
 
-__all__ = ["TEXTURE_SETS", "evaluate", "evaluate_stage1", "evaluate_stage2", "evaluate_texture", "fcn_scores",
-           "feature_distances", "heldout_montage", "metrics_markdown", "prepare_output_dir", "save_metrics",
-           "stage2_draws", "texture_scores"]
+__all__ = [
+    "TEXTURE_SETS",
+    "evaluate",
+    "evaluate_stage1",
+    "evaluate_stage2",
+    "evaluate_texture",
+    "fcn_scores",
+    "feature_distances",
+    "heldout_montage",
+    "metrics_markdown",
+    "prepare_output_dir",
+    "save_metrics",
+    "stage2_draws",
+    "texture_scores",
+]
 
 logger = logging.getLogger(__name__)
 
 #: rows of the texture table, in order: real references, degraded references, the naive method, the model
-TEXTURE_SETS = ("real_train", "blurred_real", "noisy_real", "painted_masks", "generated_from_heldout_masks",
-                "generated_from_generated_masks")
+TEXTURE_SETS = (
+    "real_train",
+    "blurred_real",
+    "noisy_real",
+    "painted_masks",
+    "generated_from_heldout_masks",
+    "generated_from_generated_masks",
+)
 #: degradations of the real training sections in the texture table
 BLUR_SIGMA, NOISE_SD, PAINT_SIGMA = 2.0, 0.15, 1.5
 #: radial frequency (cycles / pixel) above which power counts as high-frequency
@@ -63,8 +81,9 @@ def _tiles(x: torch.Tensor, tile: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, tile, tile)
 
 
-def evaluate_stage1(real_masks: torch.Tensor, fake_masks: torch.Tensor, output_dir: Path | None = None,
-                    area_hist: bool = True) -> dict:
+def evaluate_stage1(
+    real_masks: torch.Tensor, fake_masks: torch.Tensor, output_dir: Path | None = None, area_hist: bool = True
+) -> dict:
     """Morphology, periodicity and diversity of generated vs real masks (plus a PCA scatter PNG, an area histogram
     and a montage of generated masks when ``output_dir`` is given); ``area_hist=False`` leaves the histogram of
     mitochondrion areas out of the result.
@@ -83,8 +102,12 @@ def evaluate_stage1(real_masks: torch.Tensor, fake_masks: torch.Tensor, output_d
     result = compare_morphology(real_stats, fake_stats)
     result["periodicity"] = compare_periodicity([m.numpy() for m in real_masks], [m.numpy() for m in fake_masks])
     if output_dir is not None:
-        pca_scatter(real_masks.numpy(), fake_masks.numpy(), Path(output_dir) / "pca_masks.png",
-                    title="Masks: real (stack 1) vs generated (stage 1)")
+        pca_scatter(
+            real_masks.numpy(),
+            fake_masks.numpy(),
+            Path(output_dir) / "pca_masks.png",
+            title="Masks: real (stack 1) vs generated (stage 1)",
+        )
         _area_histogram(result, Path(output_dir) / "mito_area_hist.png")
         tiles = [onehot_to_rgb(m.numpy()) for m in fake_masks[:16]]
         write_image(Path(output_dir) / "generated_masks.png", montage(tiles, ncols=4), overwrite=True)
@@ -116,8 +139,9 @@ def _area_histogram(morph: dict, path: Path) -> None:
 
 
 @torch.no_grad()
-def stage2_draws(em_net: torch.nn.Module, masks: torch.Tensor, n_draws: int = 1, seed: int = 0,
-                 device: str | torch.device = "cpu") -> torch.Tensor:
+def stage2_draws(
+    em_net: torch.nn.Module, masks: torch.Tensor, n_draws: int = 1, seed: int = 0, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """``n_draws`` stage-2 outputs per mask: ``(N, 3, H, W)`` -> ``(n_draws, N, 1, H, W)`` in [0, 1] on the CPU.
 
     Draw ``d`` runs under torch's global generator seeded with ``seed + 1000 + d`` (a generator with noise
@@ -133,8 +157,14 @@ def stage2_draws(em_net: torch.nn.Module, masks: torch.Tensor, n_draws: int = 1,
     return torch.stack(draws)
 
 
-def evaluate_stage2(em_net: torch.nn.Module, val_masks: torch.Tensor, val_em: torch.Tensor,
-                    device: str | torch.device = "cpu", n_draws: int = 1, seed: int = 0) -> tuple[dict, torch.Tensor]:
+def evaluate_stage2(
+    em_net: torch.nn.Module,
+    val_masks: torch.Tensor,
+    val_em: torch.Tensor,
+    device: str | torch.device = "cpu",
+    n_draws: int = 1,
+    seed: int = 0,
+) -> tuple[dict, torch.Tensor]:
     """Paired SSIM / PSNR / MSE / NRMSE of draw 0 of ``em_net(val_masks)`` against the real held-out EM.
 
     Returns
@@ -151,9 +181,17 @@ def evaluate_stage2(em_net: torch.nn.Module, val_masks: torch.Tensor, val_em: to
     return {k: float(np.mean([q[k] for q in per])) for k in keys} | {"per_section": per}, draws
 
 
-def evaluate_texture(tr_masks: torch.Tensor, tr_em: torch.Tensor, va_masks: torch.Tensor, va_em: torch.Tensor,
-                     heldout_draws: torch.Tensor, generated_em: torch.Tensor | None = None, tile: int = 128, stride: int = 32,
-                     seed: int = 0) -> dict[str, Any]:
+def evaluate_texture(
+    tr_masks: torch.Tensor,
+    tr_em: torch.Tensor,
+    va_masks: torch.Tensor,
+    va_em: torch.Tensor,
+    heldout_draws: torch.Tensor,
+    generated_em: torch.Tensor | None = None,
+    tile: int = 128,
+    stride: int = 32,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Texture of generated EM and of same-run baselines against the real held-out sections ``va_em``.
 
     Sets (:data:`TEXTURE_SETS`): ``real_train`` (the real training sections ``tr_em``: the real-vs-real
@@ -213,15 +251,20 @@ def evaluate_texture(tr_masks: torch.Tensor, tr_em: torch.Tensor, va_masks: torc
             "n_tiles": int(len(feats)),
         }
     generated = rows["generated_from_heldout_masks"]["texture_frechet"]
-    ratios = {f"generated_over_{ref}": generated / rows[ref]["texture_frechet"] if rows[ref]["texture_frechet"] > 0
-              else None for ref in ("real_train", "painted_masks")}
+    ratios = {
+        f"generated_over_{ref}": generated / rows[ref]["texture_frechet"] if rows[ref]["texture_frechet"] > 0 else None
+        for ref in ("real_train", "painted_masks")
+    }
     return {
         "sets": rows,
         "draw_diversity": float(np.abs(draws[0] - draws[1]).mean()) if len(draws) > 1 else None,
         "ratios": ratios,
         "n_draws": int(len(draws)),
-        "class_means": {"mito": float(class_means[0]), "membrane": float(class_means[1]),
-                        "background": float(class_means[2])},
+        "class_means": {
+            "mito": float(class_means[0]),
+            "membrane": float(class_means[1]),
+            "background": float(class_means[2]),
+        },
         "tile": tile,
         "stride": stride,
         "hf_cutoff": HF_CUTOFF,
@@ -238,8 +281,13 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
-def fcn_scores(segmenter: torch.nn.Module, val: Sequence[torch.Tensor], heldout_pred: torch.Tensor,
-               generated: Sequence[torch.Tensor], roi_size: int = 128) -> dict:
+def fcn_scores(
+    segmenter: torch.nn.Module,
+    val: Sequence[torch.Tensor],
+    heldout_pred: torch.Tensor,
+    generated: Sequence[torch.Tensor],
+    roi_size: int = 128,
+) -> dict:
     """FCN-score: Dice of ``segmenter`` (trained on real training sections) against the conditioning masks, on the
     real held-out EM, on EM generated from the held-out masks ``heldout_pred`` ``(N_v, 1, H, W)`` and on the
     generated pairs ``generated`` (masks, EM)."""
@@ -254,8 +302,14 @@ def fcn_scores(segmenter: torch.nn.Module, val: Sequence[torch.Tensor], heldout_
     }
 
 
-def feature_distances(segmenter: torch.nn.Module, train_em: torch.Tensor, val_em: torch.Tensor,
-                      generated_em: torch.Tensor, tile: int = 128, seed: int = 0) -> dict:
+def feature_distances(
+    segmenter: torch.nn.Module,
+    train_em: torch.Tensor,
+    val_em: torch.Tensor,
+    generated_em: torch.Tensor,
+    tile: int = 128,
+    seed: int = 0,
+) -> dict:
     """Frechet and kernel distances between segmenter features of ``tile``-px tiles of generated EM and of all real
     EM (training + held-out), with the kernel distance of real training vs real held-out tiles as a reference."""
     from ..metrics.distances import frechet_distance, kernel_distance
@@ -263,8 +317,9 @@ def feature_distances(segmenter: torch.nn.Module, train_em: torch.Tensor, val_em
 
     real_feat = segmenter_features(segmenter, _tiles(torch.cat([train_em, val_em]), tile))
     fake_feat = segmenter_features(segmenter, _tiles(generated_em, tile))
-    kid = kernel_distance(real_feat, fake_feat, subsets=50, subset_size=min(len(real_feat), len(fake_feat), 100),
-                          seed=seed)
+    kid = kernel_distance(
+        real_feat, fake_feat, subsets=50, subset_size=min(len(real_feat), len(fake_feat), 100), seed=seed
+    )
     distances = {
         "frechet": frechet_distance(real_feat, fake_feat),
         "kernel_mean": float(kid.mean),
@@ -276,22 +331,31 @@ def feature_distances(segmenter: torch.nn.Module, train_em: torch.Tensor, val_em
     ref_feat_a = segmenter_features(segmenter, _tiles(train_em, tile))
     ref_feat_b = segmenter_features(segmenter, _tiles(val_em, tile))
     distances["kernel_real_train_vs_heldout"] = float(
-        kernel_distance(ref_feat_a, ref_feat_b, subsets=50, subset_size=min(len(ref_feat_a), len(ref_feat_b)),
-                        seed=seed).mean
+        kernel_distance(
+            ref_feat_a, ref_feat_b, subsets=50, subset_size=min(len(ref_feat_a), len(ref_feat_b)), seed=seed
+        ).mean
     )
     return distances
 
 
-def texture_scores(train: Sequence[torch.Tensor], val: Sequence[torch.Tensor], heldout_draws: torch.Tensor,
-                   generated_em: torch.Tensor | None = None, tile: int = 64, seed: int = 0) -> dict[str, Any]:
+def texture_scores(
+    train: Sequence[torch.Tensor],
+    val: Sequence[torch.Tensor],
+    heldout_draws: torch.Tensor,
+    generated_em: torch.Tensor | None = None,
+    tile: int = 64,
+    seed: int = 0,
+) -> dict[str, Any]:
     """:func:`evaluate_texture` of training / held-out sections ``(masks, em)`` on ``tile``-px tiles every quarter
     tile."""
-    return evaluate_texture(train[0], train[1], val[0], val[1], heldout_draws, generated_em, tile=tile,
-                            stride=max(1, tile // 4), seed=seed)
+    return evaluate_texture(
+        train[0], train[1], val[0], val[1], heldout_draws, generated_em, tile=tile, stride=max(1, tile // 4), seed=seed
+    )
 
 
-def heldout_montage(val: Sequence[torch.Tensor], heldout_pred: torch.Tensor, output_dir: str | Path,
-                    overwrite: bool = False) -> str:
+def heldout_montage(
+    val: Sequence[torch.Tensor], heldout_pred: torch.Tensor, output_dir: str | Path, overwrite: bool = False
+) -> str:
     """``heldout_montage.png``: conditioning mask | generated EM | real EM for each held-out section."""
     tiles = []
     for m, p, t in zip(val[0], heldout_pred, val[1]):
@@ -354,8 +418,9 @@ def evaluate(
     stage1_heldout = evaluate_stage1(va[0], fake[0], area_hist=False)
     quality, va_draws = evaluate_stage2(em_net, va[0], va[1], device=device, n_draws=n_draws, seed=seed)
     if segmenter is None:
-        segmenter = train_segmenter(tr[1], tr[0], steps=segmenter_steps, seed=seed, patch_size=min(128, resolution),
-                                    device=device)
+        segmenter = train_segmenter(
+            tr[1], tr[0], steps=segmenter_steps, seed=seed, patch_size=min(128, resolution), device=device
+        )
     metrics = {
         "resolution": resolution,
         "sections": {"train": [d["section"] for d in train], "val": [d["section"] for d in val]},
@@ -365,8 +430,9 @@ def evaluate(
         "stage1_morphology_vs_heldout": stage1_heldout,
         "stage2_quality_heldout": quality,
         "stage2_fcn_score": fcn_scores(segmenter, va, va_draws[0], fake, roi_size=min(128, resolution)),
-        "stage2_feature_distances": feature_distances(segmenter, tr[1], va[1], fake[1], min(feature_tile, resolution),
-                                                      seed),
+        "stage2_feature_distances": feature_distances(
+            segmenter, tr[1], va[1], fake[1], min(feature_tile, resolution), seed
+        ),
         "stage2_texture": texture_scores(tr, va, va_draws, fake[1], min(feature_tile, resolution // 2), seed),
     }
     heldout_montage(va, va_draws[0], out, overwrite)
@@ -387,57 +453,102 @@ def _fmt(v) -> str:
 
 def metrics_markdown(m: dict) -> str:
     """A markdown summary of :func:`evaluate`'s metrics."""
-    lines = ["## Stage 1: mask morphology (real = all sections, generated = stage-1 samples)", "",
-             "| statistic | real | generated |", "|---|---|---|"]
+    lines = [
+        "## Stage 1: mask morphology (real = all sections, generated = stage-1 samples)",
+        "",
+        "| statistic | real | generated |",
+        "|---|---|---|",
+    ]
     for k, v in m["stage1_morphology"].items():
         if isinstance(v, dict) and "real" in v and "fake" in v and np.ndim(v["real"]) == 0:
             lines.append(f"| {k} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
     area = m["stage1_morphology"].get("mito_area", {})
     if area:
-        lines.append(f"| mitochondrion area, pooled mean | {_fmt(area.get('real_mean'))} | {_fmt(area.get('fake_mean'))} |")
-        lines.append(f"| mitochondrion area: Wasserstein distance real vs generated | | {_fmt(area.get('wasserstein'))} |")
+        lines.append(
+            f"| mitochondrion area, pooled mean | {_fmt(area.get('real_mean'))} | {_fmt(area.get('fake_mean'))} |"
+        )
+        lines.append(
+            f"| mitochondrion area: Wasserstein distance real vs generated | | {_fmt(area.get('wasserstein'))} |"
+        )
     n_mito = m["stage1_morphology"].get("n_mitochondria", {})
     if n_mito:
-        lines.append(f"| sd of mitochondria per image | {_fmt(n_mito.get('real_std'))} | {_fmt(n_mito.get('fake_std'))} |")
+        lines.append(
+            f"| sd of mitochondria per image | {_fmt(n_mito.get('real_std'))} | {_fmt(n_mito.get('fake_std'))} |"
+        )
     per = m["stage1_morphology"].get("periodicity")
     if per:
-        lines += ["", "## Stage 1: periodicity and diversity (mean over masks; max in brackets)", "",
-                  "| statistic | real | generated |", "|---|---|---|"]
-        for key, name in (("spectral_peak", "strongest off-origin spectral peak / radial mean"),
-                          ("autocorr_peak", "strongest autocorrelation outside the central lobe"),
-                          ("orientation_coherence", "membrane orientation coherence (0 all directions, 1 parallel)")):
+        lines += [
+            "",
+            "## Stage 1: periodicity and diversity (mean over masks; max in brackets)",
+            "",
+            "| statistic | real | generated |",
+            "|---|---|---|",
+        ]
+        for key, name in (
+            ("spectral_peak", "strongest off-origin spectral peak / radial mean"),
+            ("autocorr_peak", "strongest autocorrelation outside the central lobe"),
+            ("orientation_coherence", "membrane orientation coherence (0 all directions, 1 parallel)"),
+        ):
             if key not in per:  # metrics.json of an earlier version
                 continue
             v = per[key]
-            above = (f"; {_fmt(100 * v['fake_above_real_max'])} % above the real max (expected for real masks: "
-                     f"{_fmt(100 * v['expected_above_real_max'])} %)" if "fake_above_real_max" in v else "")
-            lines.append(f"| {name} | {_fmt(v['real'])} ({_fmt(v['real_max'])}) | {_fmt(v['fake'])} "
-                         f"({_fmt(v['fake_max'])}{above}) |")
+            above = (
+                f"; {_fmt(100 * v['fake_above_real_max'])} % above the real max (expected for real masks: "
+                f"{_fmt(100 * v['expected_above_real_max'])} %)"
+                if "fake_above_real_max" in v
+                else ""
+            )
+            lines.append(
+                f"| {name} | {_fmt(v['real'])} ({_fmt(v['real_max'])}) | {_fmt(v['fake'])} "
+                f"({_fmt(v['fake_max'])}{above}) |"
+            )
         for key, v in per["diversity"].items():
             lines.append(f"| {key.replace('_', ' ')} | {_fmt(v['real'])} | {_fmt(v['fake'])} |")
     q = m["stage2_quality_heldout"]
-    lines += ["", "## Stage 2: generated EM from held-out masks vs real held-out EM", "",
-              "| SSIM | PSNR (dB) | MSE | NRMSE |", "|---|---|---|---|",
-              f"| {_fmt(q['ssim'])} | {_fmt(q['psnr'])} | {_fmt(q['mse'])} | {_fmt(q['nrmse'])} |", "",
-              "## FCN-score (segmenter trained on real training sections; Dice against the conditioning mask)", "",
-              "| EM given to the segmenter | Dice mito | Dice membrane | mean |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Stage 2: generated EM from held-out masks vs real held-out EM",
+        "",
+        "| SSIM | PSNR (dB) | MSE | NRMSE |",
+        "|---|---|---|---|",
+        f"| {_fmt(q['ssim'])} | {_fmt(q['psnr'])} | {_fmt(q['mse'])} | {_fmt(q['nrmse'])} |",
+        "",
+        "## FCN-score (segmenter trained on real training sections; Dice against the conditioning mask)",
+        "",
+        "| EM given to the segmenter | Dice mito | Dice membrane | mean |",
+        "|---|---|---|---|",
+    ]
     for name, d in m["stage2_fcn_score"].items():
         lines.append(f"| {name} | {_fmt(d['mito'])} | {_fmt(d['membrane'])} | {_fmt(d['mean'])} |")
     dist = m["stage2_feature_distances"]
-    lines += ["", "## Segmenter-feature distances, generated vs real EM tiles", "",
-              "| Frechet | kernel (KID) | KID real train vs real held-out (reference) |", "|---|---|---|",
-              f"| {_fmt(dist['frechet'])} | {_fmt(dist['kernel_mean'])} +- {_fmt(dist['kernel_std'])} | "
-              f"{_fmt(dist['kernel_real_train_vs_heldout'])} |", ""]
+    lines += [
+        "",
+        "## Segmenter-feature distances, generated vs real EM tiles",
+        "",
+        "| Frechet | kernel (KID) | KID real train vs real held-out (reference) |",
+        "|---|---|---|",
+        f"| {_fmt(dist['frechet'])} | {_fmt(dist['kernel_mean'])} +- {_fmt(dist['kernel_std'])} | "
+        f"{_fmt(dist['kernel_real_train_vs_heldout'])} |",
+        "",
+    ]
     tex = m.get("stage2_texture")
     if tex:
-        lines += [f"## Stage 2: texture realism (features of {tex['tile']}-px tiles vs real held-out sections)", "",
-                  "| set | texture Frechet | HF power / real |", "|---|---|---|"]
+        lines += [
+            f"## Stage 2: texture realism (features of {tex['tile']}-px tiles vs real held-out sections)",
+            "",
+            "| set | texture Frechet | HF power / real |",
+            "|---|---|---|",
+        ]
         for name, row in tex["sets"].items():
             lines.append(f"| {name} | {_fmt(row['texture_frechet'])} | {_fmt(row['hf_power_ratio'])} |")
         r = tex["ratios"]
-        lines += ["", f"Texture Frechet in z-scores of the real training tiles; HF power = fraction of spectral power "
-                      f"above {tex['hf_cutoff']:g} cycles / pixel. Generated from held-out masks ({tex['n_draws']} "
-                      f"draws per mask) over real train: {_fmt(r['generated_over_real_train'])}; over painted masks: "
-                      f"{_fmt(r['generated_over_painted_masks'])}. Mean |draw 0 - draw 1|: "
-                      f"{_fmt(tex['draw_diversity'])} (0 for a deterministic generator).", ""]
+        lines += [
+            "",
+            f"Texture Frechet in z-scores of the real training tiles; HF power = fraction of spectral power "
+            f"above {tex['hf_cutoff']:g} cycles / pixel. Generated from held-out masks ({tex['n_draws']} "
+            f"draws per mask) over real train: {_fmt(r['generated_over_real_train'])}; over painted masks: "
+            f"{_fmt(r['generated_over_painted_masks'])}. Mean |draw 0 - draw 1|: "
+            f"{_fmt(tex['draw_diversity'])} (0 for a deterministic generator).",
+            "",
+        ]
     return "\n".join(lines)

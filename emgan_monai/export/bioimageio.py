@@ -42,10 +42,14 @@ __all__ = ["DEFAULT_CITATIONS", "export_bioimageio", "make_cover", "test_input_f
 
 #: Citations every package gets, as ``(text, doi)``; bundle-specific ones are added from ``citations``.
 DEFAULT_CITATIONS: tuple[tuple[str, str], ...] = (
-    ("Isola, Zhu, Zhou, Efros. Image-to-Image Translation with Conditional Adversarial Networks. CVPR 2017",
-     "10.1109/CVPR.2017.632"),
-    ("Cardoso et al. MONAI: An open-source framework for deep learning in healthcare. 2022",
-     "10.48550/arXiv.2211.02701"),
+    (
+        "Isola, Zhu, Zhou, Efros. Image-to-Image Translation with Conditional Adversarial Networks. CVPR 2017",
+        "10.1109/CVPR.2017.632",
+    ),
+    (
+        "Cardoso et al. MONAI: An open-source framework for deep learning in healthcare. 2022",
+        "10.48550/arXiv.2211.02701",
+    ),
 )
 
 _SPATIAL_IDS = {2: ("y", "x"), 3: ("z", "y", "x")}
@@ -102,12 +106,16 @@ def _axes(spec: IOSpec, step: int | None, channel_names: Sequence[str], output_o
     axes: list = [v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[v0_5.Identifier(c) for c in channel_names])]
     for axis_id, size in zip(_SPATIAL_IDS[nd], spec.spatial_shape):
         if output_of is not None:
-            axes.append(v0_5.SpaceOutputAxis(id=v0_5.AxisId(axis_id),
-                                             size=v0_5.SizeReference(tensor_id=v0_5.TensorId(output_of),
-                                                                     axis_id=v0_5.AxisId(axis_id))))
+            axes.append(
+                v0_5.SpaceOutputAxis(
+                    id=v0_5.AxisId(axis_id),
+                    size=v0_5.SizeReference(tensor_id=v0_5.TensorId(output_of), axis_id=v0_5.AxisId(axis_id)),
+                )
+            )
         elif step:
-            axes.append(v0_5.SpaceInputAxis(id=v0_5.AxisId(axis_id),
-                                            size=v0_5.ParameterizedSize(min=int(step), step=int(step))))
+            axes.append(
+                v0_5.SpaceInputAxis(id=v0_5.AxisId(axis_id), size=v0_5.ParameterizedSize(min=int(step), step=int(step)))
+            )
         else:
             axes.append(v0_5.SpaceInputAxis(id=v0_5.AxisId(axis_id), size=int(size)))
     return axes
@@ -115,9 +123,16 @@ def _axes(spec: IOSpec, step: int | None, channel_names: Sequence[str], output_o
 
 #: the tensor dtypes a package may declare, by their bioimage.io name (``IntervalOrRatioDataDescr.type``)
 _DATA_TYPES: dict[torch.dtype, IntervalOrRatioDType] = {
-    torch.float32: "float32", torch.float64: "float64", torch.uint8: "uint8", torch.int8: "int8",
-    torch.uint16: "uint16", torch.int16: "int16", torch.uint32: "uint32", torch.int32: "int32",
-    torch.uint64: "uint64", torch.int64: "int64",
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.uint8: "uint8",
+    torch.int8: "int8",
+    torch.uint16: "uint16",
+    torch.int16: "int16",
+    torch.uint32: "uint32",
+    torch.int32: "int32",
+    torch.uint64: "uint64",
+    torch.int64: "int64",
 }
 
 
@@ -240,15 +255,23 @@ def export_bioimageio(
     x = example_input(spec_in) if test_input is None else torch.as_tensor(np.asarray(test_input))
     x = x.to(spec_in.dtype)
     if x.ndim != len(spec_in.shape) or x.shape[:2] != (1, spec_in.num_channels):
-        raise ValueError(f"test_input must be (1, {spec_in.num_channels}, ...) with {len(spec_in.spatial_shape)} "
-                         f"spatial axes, got {tuple(x.shape)}")
+        raise ValueError(
+            f"test_input must be (1, {spec_in.num_channels}, ...) with {len(spec_in.spatial_shape)} "
+            f"spatial axes, got {tuple(x.shape)}"
+        )
 
     with tempfile.TemporaryDirectory(prefix="bioimageio_") as tmp_dir:
         tmp = Path(tmp_dir)
         # traced at the test input's shape, as the package was built before the zoo export became scripted: the
         # bioimage.io checks run the weights at the smallest size the axes allow, which the traced graph accepts
-        ts = export_torchscript(bundle_dir, tmp / "weights.pt", config_file=config_file, ckpt_file=ckpt_file,
-                                input_shape=tuple(x.shape), use_trace=True)
+        ts = export_torchscript(
+            bundle_dir,
+            tmp / "weights.pt",
+            config_file=config_file,
+            ckpt_file=ckpt_file,
+            input_shape=tuple(x.shape),
+            use_trace=True,
+        )
         diff = compare_torchscript(bundle_dir, ts, config_file=config_file, ckpt_file=ckpt_file)
         if diff > 1e-5:
             raise ValueError(f"{bundle_dir}: TorchScript differs from eager by {diff:.3g}")
@@ -267,23 +290,26 @@ def export_bioimageio(
         doc.write_text(_documentation(meta, spec_in, spec_out, step, bundle_dir), encoding="utf-8")
 
         name_in, name_out = spec_in.key, spec_out.key
-        inputs = [v0_5.InputTensorDescr(
-            id=v0_5.TensorId(name_in),
-            description=f"network input of {meta['name']} ({meta['network_data_format']['inputs'][name_in]['format']})",
-            axes=_axes(spec_in, step, _channel_names(meta, "inputs", name_in, spec_in.num_channels)),
-            test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
-            data=v0_5.IntervalOrRatioDataDescr(type=_data_type(spec_in.dtype),
-                                               range=spec_in.value_range),
-        )]
-        outputs = [v0_5.OutputTensorDescr(
-            id=v0_5.TensorId(name_out),
-            description=f"network output of {meta['name']}",
-            axes=_axes(spec_out, None, _channel_names(meta, "outputs", name_out, spec_out.num_channels),
-                       output_of=name_in),
-            test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
-            data=v0_5.IntervalOrRatioDataDescr(type=_data_type(spec_out.dtype),
-                                               range=spec_out.value_range),
-        )]
+        inputs = [
+            v0_5.InputTensorDescr(
+                id=v0_5.TensorId(name_in),
+                description=f"network input of {meta['name']} ({meta['network_data_format']['inputs'][name_in]['format']})",
+                axes=_axes(spec_in, step, _channel_names(meta, "inputs", name_in, spec_in.num_channels)),
+                test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
+                data=v0_5.IntervalOrRatioDataDescr(type=_data_type(spec_in.dtype), range=spec_in.value_range),
+            )
+        ]
+        outputs = [
+            v0_5.OutputTensorDescr(
+                id=v0_5.TensorId(name_out),
+                description=f"network output of {meta['name']}",
+                axes=_axes(
+                    spec_out, None, _channel_names(meta, "outputs", name_out, spec_out.num_channels), output_of=name_in
+                ),
+                test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
+                data=v0_5.IntervalOrRatioDataDescr(type=_data_type(spec_out.dtype), range=spec_out.value_range),
+            )
+        ]
         authors = [v0_5.Author(name=a.strip()) for a in str(meta.get("authors", "unknown")).split(",") if a.strip()]
         cite = [v0_5.CiteEntry(text=t, doi=v0_5.Doi(d)) for t, d in (*citations, *DEFAULT_CITATIONS)]
         descr = v0_5.ModelDescr(
@@ -294,15 +320,21 @@ def export_bioimageio(
             license=v0_5.LicenseId("Apache-2.0"),
             documentation=v0_5.FileDescr(source=doc),
             covers=[v0_5.FileDescr(source=tmp / "cover.png")],
-            attachments=[v0_5.FileDescr(source=tmp / "data_license.txt"),
-                         v0_5.FileDescr(source=tmp / "monai_metadata.json")],
-            tags=sorted({"pytorch", "monai", "gan", "image-to-image", "2d" if len(spec_in.spatial_shape) == 2
-                         else "3d", *tags}),
+            attachments=[
+                v0_5.FileDescr(source=tmp / "data_license.txt"),
+                v0_5.FileDescr(source=tmp / "monai_metadata.json"),
+            ],
+            tags=sorted(
+                {"pytorch", "monai", "gan", "image-to-image", "2d" if len(spec_in.spatial_shape) == 2 else "3d", *tags}
+            ),
             version=meta["version"],
             inputs=inputs,
             outputs=outputs,
-            weights=v0_5.WeightsDescr(torchscript=v0_5.TorchscriptWeightsDescr(
-                source=ts, pytorch_version=v0_5.Version(torch.__version__.split("+")[0]))),
+            weights=v0_5.WeightsDescr(
+                torchscript=v0_5.TorchscriptWeightsDescr(
+                    source=ts, pytorch_version=v0_5.Version(torch.__version__.split("+")[0])
+                )
+            ),
         )
         output_path.parent.mkdir(parents=True, exist_ok=True)
         tmp_zip = output_path.with_suffix(".part.zip")
@@ -311,46 +343,47 @@ def export_bioimageio(
     return output_path
 
 
-def _documentation(meta: dict[str, Any], spec_in: IOSpec, spec_out: IOSpec, step: int | None,
-                   bundle_dir: Path) -> str:
+def _documentation(meta: dict[str, Any], spec_in: IOSpec, spec_out: IOSpec, step: int | None, bundle_dir: Path) -> str:
     size = f"multiples of {step} px per axis (minimum {step})" if step else f"exactly {spec_in.spatial_shape}"
     ndf = meta["network_data_format"]
-    return "\n".join([
-        f"# {meta['name']} (bioimage.io export of a MONAI bundle)",
-        "",
-        meta["description"],
-        "",
-        "## Inputs and outputs",
-        "",
-        f"- input `{spec_in.key}`: `(1, {spec_in.num_channels}, {', '.join(_SPATIAL_IDS[len(spec_in.spatial_shape)])})`"
-        f" {str(spec_in.dtype).removeprefix('torch.')} in {list(spec_in.value_range)}, channels "
-        f"{ndf['inputs'][spec_in.key].get('channel_def', {})}; spatial size {size}.",
-        f"- output `{spec_out.key}`: `(1, {spec_out.num_channels}, same spatial size)` "
-        f"{str(spec_out.dtype).removeprefix('torch.')} in {list(spec_out.value_range)}.",
-        "",
-        "The MONAI bundle's `preprocessing` (file reading, conversion of drawn masks or raw images to this input) and "
-        "sliding-window inference for arbitrary sizes are not part of this package; use the bundle for them.",
-        "",
-        "## Training data and licence",
-        "",
-        f"{meta.get('data_source', '')}. The data licence is attached as `data_license.txt`; the weights and code "
-        "are Apache-2.0.",
-        "",
-        "## Intended use",
-        "",
-        meta.get("intended_use", ""),
-        "",
-        "## Validation",
-        "",
-        "The bundle's `configs/evaluate.json` computes the quantitative evaluation on held-out data; its metrics "
-        "and the training record are in the bundle's `docs/README.md`. The test tensors of this package are the "
-        "TorchScript output for the packaged test input.",
-        "",
-        "## References",
-        "",
-        *[f"- {r}" for r in meta.get("references", [])],
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# {meta['name']} (bioimage.io export of a MONAI bundle)",
+            "",
+            meta["description"],
+            "",
+            "## Inputs and outputs",
+            "",
+            f"- input `{spec_in.key}`: `(1, {spec_in.num_channels}, {', '.join(_SPATIAL_IDS[len(spec_in.spatial_shape)])})`"
+            f" {str(spec_in.dtype).removeprefix('torch.')} in {list(spec_in.value_range)}, channels "
+            f"{ndf['inputs'][spec_in.key].get('channel_def', {})}; spatial size {size}.",
+            f"- output `{spec_out.key}`: `(1, {spec_out.num_channels}, same spatial size)` "
+            f"{str(spec_out.dtype).removeprefix('torch.')} in {list(spec_out.value_range)}.",
+            "",
+            "The MONAI bundle's `preprocessing` (file reading, conversion of drawn masks or raw images to this input) and "
+            "sliding-window inference for arbitrary sizes are not part of this package; use the bundle for them.",
+            "",
+            "## Training data and licence",
+            "",
+            f"{meta.get('data_source', '')}. The data licence is attached as `data_license.txt`; the weights and code "
+            "are Apache-2.0.",
+            "",
+            "## Intended use",
+            "",
+            meta.get("intended_use", ""),
+            "",
+            "## Validation",
+            "",
+            "The bundle's `configs/evaluate.json` computes the quantitative evaluation on held-out data; its metrics "
+            "and the training record are in the bundle's `docs/README.md`. The test tensors of this package are the "
+            "TorchScript output for the packaged test input.",
+            "",
+            "## References",
+            "",
+            *[f"- {r}" for r in meta.get("references", [])],
+            "",
+        ]
+    )
 
 
 def validate_bioimageio(package: str | Path, determinism: Literal["seed_only", "full"] = "full") -> Any:

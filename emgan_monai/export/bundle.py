@@ -155,10 +155,16 @@ def training_state_files(bundle_dir: str | Path) -> list[str]:
     pictures (the tables, ``*.md`` / ``*.json``, stay with the docs).
     """
     bundle_dir = Path(bundle_dir)
-    texts = "\n".join(p.read_text(encoding="utf-8") for p in sorted((bundle_dir / "configs").glob("*.json"))
-                      if p.name != "metadata.json")
-    out = [f.relative_to(bundle_dir).as_posix() for f in sorted((bundle_dir / "models").glob("*"))
-           if f.is_file() and f.name != "model.pt" and f.name not in texts]
+    texts = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in sorted((bundle_dir / "configs").glob("*.json"))
+        if p.name != "metadata.json"
+    )
+    out = [
+        f.relative_to(bundle_dir).as_posix()
+        for f in sorted((bundle_dir / "models").glob("*"))
+        if f.is_file() and f.name != "model.pt" and f.name not in texts
+    ]
     out += [f.relative_to(bundle_dir).as_posix() for f in sorted((bundle_dir / "docs" / "ablation").rglob("*.png"))]
     return out
 
@@ -238,17 +244,16 @@ def inference_config(bundle_dir: str | Path) -> Path:
             continue
         if "network_def" not in cfg:
             continue
-        evaluator_like = all(k in cfg for k in ("preprocessing", "inferer", "postprocessing")) and "image" in json.dumps(
-            cfg["preprocessing"])
+        evaluator_like = all(
+            k in cfg for k in ("preprocessing", "inferer", "postprocessing")
+        ) and "image" in json.dumps(cfg["preprocessing"])
         ranked.append((evaluator_like, path.name == "inference.json", path))
     if not ranked:
         raise FileNotFoundError(f"{configs}: no inference*.json with a 'network_def'")
     return max(ranked, key=lambda r: (r[0], r[1]))[2]
 
 
-def bundle_parser(
-    bundle_dir: str | Path, config_file: str | Path | None = None, **overrides: Any
-) -> ConfigParser:
+def bundle_parser(bundle_dir: str | Path, config_file: str | Path | None = None, **overrides: Any) -> ConfigParser:
     """A ``ConfigParser`` holding ``config_file`` (default :func:`inference_config`; a list merges a base config and
     its overlays) and the bundle metadata.
 
@@ -417,8 +422,13 @@ def check_network_data_format(
     config_file = Path(config_file) if config_file is not None else bundle_dir / "configs" / "inference.json"
     meta, weights = config_metadata(load_metadata(bundle_dir), config_file)
     spec_in, spec_out = io_spec(meta, "inputs", where=where), io_spec(meta, "outputs", where=where)
-    net = network if network is not None else build_network(bundle_dir, config_file, ckpt_file=bundle_dir / weights
-                                                            if (bundle_dir / weights).is_file() else None)
+    net = (
+        network
+        if network is not None
+        else build_network(
+            bundle_dir, config_file, ckpt_file=bundle_dir / weights if (bundle_dir / weights).is_file() else None
+        )
+    )
     if check_range is None:
         check_range = network is not None or (bundle_dir / weights).is_file()
     x = example_input(spec_in)

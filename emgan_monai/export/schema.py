@@ -59,10 +59,27 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check(value: Any, schema: dict[str, Any], path: str, root: dict[str, Any], out: list[str]) -> None:  # noqa: C901
-    unknown = set(schema) - _ANNOTATIONS - {
-        "$ref", "type", "enum", "required", "properties", "additionalProperties", "propertyNames", "minProperties",
-        "items", "minItems", "maxItems", "pattern", "minLength", "minimum", "anyOf",
-    }
+    unknown = (
+        set(schema)
+        - _ANNOTATIONS
+        - {
+            "$ref",
+            "type",
+            "enum",
+            "required",
+            "properties",
+            "additionalProperties",
+            "propertyNames",
+            "minProperties",
+            "items",
+            "minItems",
+            "maxItems",
+            "pattern",
+            "minLength",
+            "minimum",
+            "anyOf",
+        }
+    )
     if unknown:
         raise SchemaError(f"schema keyword(s) {sorted(unknown)} at {path} are not implemented by this validator")
     if "$ref" in schema:

@@ -80,15 +80,29 @@ def build_package_wheel(out_dir: str | Path, source_root: str | Path | None = No
         for name in _SOURCE_FILES:
             if (root / name).is_file():
                 shutil.copy2(root / name, src / name)
-        shutil.copytree(root / "emgan_monai", src / "emgan_monai",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
-        cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "--no-index",
-               "--wheel-dir", str(build_dir / "dist"), "--quiet"]
+        shutil.copytree(
+            root / "emgan_monai", src / "emgan_monai", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(build_dir / "dist"),
+            "--quiet",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = sorted((build_dir / "dist").glob("emgan_monai-*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:
-            raise RuntimeError(f"building the emgan_monai wheel failed ({' '.join(cmd)}):\n"
-                               f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"building the emgan_monai wheel failed ({' '.join(cmd)}):\n"
+                f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            )
         cached = _cache[digest] = wheels[0]
     target = out_dir / cached.name
     shutil.copy2(cached, target)

@@ -9,4 +9,20 @@ from .run_seed import RunSeed
 from .schedule import AttributeSchedule
 from .snapshots import WallTimeSnapshots
 
-__all__ = ["AttributeSchedule", "AveragedModelUpdate", "BatchSeed", "ModelEMA", "averaged_model_state", "ema_multi_avg_fn", "ProgressBar", "RunSeed", "SynthesisRecord", "UncertaintyRecord", "TensorBoardImageGrid", "WallTimeSnapshots", "default_image_transform", "image_tiles", "make_grid"]
+__all__ = [
+    "AttributeSchedule",
+    "AveragedModelUpdate",
+    "BatchSeed",
+    "ModelEMA",
+    "averaged_model_state",
+    "ema_multi_avg_fn",
+    "ProgressBar",
+    "RunSeed",
+    "SynthesisRecord",
+    "UncertaintyRecord",
+    "TensorBoardImageGrid",
+    "WallTimeSnapshots",
+    "default_image_transform",
+    "image_tiles",
+    "make_grid",
+]

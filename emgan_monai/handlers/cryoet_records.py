@@ -39,8 +39,10 @@ def padded_montage(tiles: list[np.ndarray], ncols: int) -> np.ndarray:
     """:func:`~emgan_monai.visualize.montage` of tiles padded (white) to a common size (maps may differ in size)."""
     h = max(t.shape[0] for t in tiles)
     w = max(t.shape[1] for t in tiles)
-    padded = [np.pad(t, [(0, h - t.shape[0]), (0, w - t.shape[1])] + [(0, 0)] * (t.ndim - 2), constant_values=255)
-              for t in tiles]
+    padded = [
+        np.pad(t, [(0, h - t.shape[0]), (0, w - t.shape[1])] + [(0, 0)] * (t.ndim - 2), constant_values=255)
+        for t in tiles
+    ]
     return montage(padded, ncols=ncols, pad=2)
 
 
@@ -54,8 +56,9 @@ class _Record:
 
     keys: tuple[str, ...] = ()
 
-    def __init__(self, output_dir: str, dataset: Any = None, settings: Mapping[str, Any] | None = None,
-                 name_key: str = "name") -> None:
+    def __init__(
+        self, output_dir: str, dataset: Any = None, settings: Mapping[str, Any] | None = None, name_key: str = "name"
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.dataset = dataset
         self.settings = dict(settings or {})
@@ -111,8 +114,15 @@ class SynthesisRecord(_Record):
     rows = maps, columns = the input (scaled from ``[0, 1]``) then each sample (``[-3, 3]`` z units).
     """
 
-    def __init__(self, output_dir: str, dataset: Any = None, settings: Mapping[str, Any] | None = None,
-                 name_key: str = "name", input_key: str = "input", output_key: str = "pred") -> None:
+    def __init__(
+        self,
+        output_dir: str,
+        dataset: Any = None,
+        settings: Mapping[str, Any] | None = None,
+        name_key: str = "name",
+        input_key: str = "input",
+        output_key: str = "pred",
+    ) -> None:
         super().__init__(output_dir, dataset, settings, name_key)
         self.input_key, self.output_key = input_key, output_key
         self.keys = (input_key, output_key)
@@ -121,8 +131,13 @@ class SynthesisRecord(_Record):
         files, rows = [], []
         for name, saved in self.maps.items():
             inputs, samples = saved.get(self.input_key, []), saved.get(self.output_key, [])
-            files.append({"map": name, "input": Path(inputs[0]).name if inputs else None,
-                          "samples": [Path(p).name for p in samples]})
+            files.append(
+                {
+                    "map": name,
+                    "input": Path(inputs[0]).name if inputs else None,
+                    "samples": [Path(p).name for p in samples],
+                }
+            )
             tiles = central_slices(read_image(inputs[0])[0], 0.0, 1.0) if inputs else []
             for p in samples:
                 tiles += central_slices(read_image(p)[0], -SUBTOMO_SCALE, SUBTOMO_SCALE)
@@ -155,9 +170,16 @@ class UncertaintyRecord(_Record):
     Montage: rows = maps; columns = input, mean, std, each as two central slices.
     """
 
-    def __init__(self, output_dir: str, dataset: Any = None, settings: Mapping[str, Any] | None = None,
-                 name_key: str = "name", input_key: str = "input", mean_key: str = "pred_mean",
-                 std_key: str = "pred_std") -> None:
+    def __init__(
+        self,
+        output_dir: str,
+        dataset: Any = None,
+        settings: Mapping[str, Any] | None = None,
+        name_key: str = "name",
+        input_key: str = "input",
+        mean_key: str = "pred_mean",
+        std_key: str = "pred_std",
+    ) -> None:
         super().__init__(output_dir, dataset, settings, name_key)
         self.input_key, self.mean_key, self.std_key = input_key, mean_key, std_key
         self.keys = (input_key, mean_key, std_key)
@@ -173,9 +195,16 @@ class UncertaintyRecord(_Record):
             m = read_image(saved[self.input_key][0])[0] if self.input_key in saved else None
             mean_z = read_image(saved[self.mean_key][0])[0]
             std_z = read_image(saved[self.std_key][0])[0]
-            files.append({"map": name, "input": Path(saved[self.input_key][0]).name if m is not None else None,
-                          "mean": Path(saved[self.mean_key][0]).name, "std": Path(saved[self.std_key][0]).name,
-                          "mean_std": float(std_z.mean()), "max_std": float(std_z.max())})
+            files.append(
+                {
+                    "map": name,
+                    "input": Path(saved[self.input_key][0]).name if m is not None else None,
+                    "mean": Path(saved[self.mean_key][0]).name,
+                    "std": Path(saved[self.std_key][0]).name,
+                    "mean_std": float(std_z.mean()),
+                    "max_std": float(std_z.max()),
+                }
+            )
             volumes.append((m, mean_z, std_z))
         std_hi = max((float(v[2].max()) for v in volumes), default=0.0) or 1.0
         tiles = []
@@ -191,7 +220,8 @@ class UncertaintyRecord(_Record):
             "fix_noise": fix and dropout,
             **self.settings,
             "std_display_max": std_hi,
-            "std_source": ("mc_dropout" + (" (noise fixed)" if fix else " + generator noise")) if dropout
+            "std_source": ("mc_dropout" + (" (noise fixed)" if fix else " + generator noise"))
+            if dropout
             else "generator_noise (the generator has no dropout layers)",
             "files": files,
             "failed": self._failed(),

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import copy
+from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-__all__ = ["AveragedModelUpdate", "ModelEMA", "averaged_model_state", "ema_decay", "ema_multi_avg_fn", "ema_update_",
-           "load_ema_generator"]
+__all__ = [
+    "AveragedModelUpdate",
+    "ModelEMA",
+    "averaged_model_state",
+    "ema_decay",
+    "ema_multi_avg_fn",
+    "ema_update_",
+    "load_ema_generator",
+]
 
 
 def ema_decay(updates: float, decay: float, warmup: bool = True) -> float:
@@ -41,7 +47,7 @@ def averaged_model_state(state) -> dict:
     ValueError
         If ``state`` holds no ``module.`` entry (not an ``AveragedModel`` state dict).
     """
-    out = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
+    out = {k[len("module.") :]: v for k, v in state.items() if k.startswith("module.")}
     if not out:
         raise ValueError(f"not an AveragedModel state dict (keys: {sorted(state)[:5]}...).")
     return out
@@ -103,7 +109,9 @@ class ModelEMA(nn.Module):
         """One EMA step towards the network's current weights."""
         src = self.source[0].state_dict()
         ema = self.module.state_dict()
-        ema_update_(list(ema.values()), [src[name] for name in ema], ema_decay(int(self.updates), self.decay, self.warmup))
+        ema_update_(
+            list(ema.values()), [src[name] for name in ema], ema_decay(int(self.updates), self.decay, self.warmup)
+        )
         self.updates += 1
 
     def attach(self, engine: Engine) -> None:

@@ -79,8 +79,14 @@ class ResumeFromLatest:
         Glob pattern of the checkpoint files.
     """
 
-    def __init__(self, checkpoint_dir: str | Path, load_dict: Mapping, enabled: bool = True,
-                 map_location: str | None = "cpu", pattern: str = "checkpoint*.pt") -> None:
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        load_dict: Mapping,
+        enabled: bool = True,
+        map_location: str | None = "cpu",
+        pattern: str = "checkpoint*.pt",
+    ) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.load_dict = dict(load_dict)
         if not self.load_dict:
@@ -119,8 +125,12 @@ class ResumeFromLatest:
             )
         engine.state.max_epochs = prior_max_epochs  # keep this run's max_epochs (e.g. extended training)
         self._checkpoint = None  # free the memory
-        logger.info("resume: restored %s at epoch %d, iteration %d", self.loaded_from, engine.state.epoch,
-                    engine.state.iteration)
+        logger.info(
+            "resume: restored %s at epoch %d, iteration %d",
+            self.loaded_from,
+            engine.state.epoch,
+            engine.state.iteration,
+        )
 
 
 def _bare_module_states(load_dict: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,8 +142,12 @@ def _bare_module_states(load_dict: Mapping[str, Any], checkpoint: Mapping[str, A
     for key, obj in load_dict.items():
         state = out.get(key)
         wrapped = isinstance(obj, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
-        if isinstance(obj, torch.nn.Module) and not wrapped and isinstance(state, Mapping) and state and all(
-            isinstance(k, str) and k.startswith("module.") for k in state
+        if (
+            isinstance(obj, torch.nn.Module)
+            and not wrapped
+            and isinstance(state, Mapping)
+            and state
+            and all(isinstance(k, str) and k.startswith("module.") for k in state)
         ):
             state = dict(state)
             consume_prefix_in_state_dict_if_present(state, "module.")

@@ -41,7 +41,9 @@ class AttributeSchedule:
             raise AttributeError(f"AttributeSchedule: {type(obj).__name__} has no attribute {name!r}.")
         steps = sorted((int(k), v) for k, v in milestones.items())
         if not steps or steps[0][0] != 0 or any(k < 0 for k, _ in steps):
-            raise ValueError(f"AttributeSchedule: milestones need an entry for epoch 0 and no negative keys, got {dict(milestones)}.")
+            raise ValueError(
+                f"AttributeSchedule: milestones need an entry for epoch 0 and no negative keys, got {dict(milestones)}."
+            )
         self.obj, self.name, self.steps = obj, name, steps
 
     def value_at(self, completed_epochs: int) -> Any:

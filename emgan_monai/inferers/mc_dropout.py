@@ -3,7 +3,8 @@ inferer (the cryo-ET bundle's ``inference_uncertainty.json``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from monai.inferers import Inferer
@@ -73,9 +74,11 @@ class MCDropoutInferer(Inferer):
         if self.noise_fixed(network):
             roi = getattr(self.inferer, "roi_size", None)
             if roi is not None and tuple(inputs.shape[2:]) != tuple(roi):
-                raise ValueError(f"fix_noise needs maps of exactly the box size {tuple(roi)}, got "
-                                 f"{tuple(inputs.shape[2:])}; pass --fix_noise false to tile larger maps")
-            sample_noise = getattr(network, "sample_noise")  # checked by noise_fixed; nn.Module types it as a tensor
+                raise ValueError(
+                    f"fix_noise needs maps of exactly the box size {tuple(roi)}, got "
+                    f"{tuple(inputs.shape[2:])}; pass --fix_noise false to tile larger maps"
+                )
+            sample_noise = cast(Callable[[torch.Tensor], torch.Tensor], network.sample_noise)  # checked by noise_fixed
             mean, std = mc_dropout(network, inputs, k=self.k, noise=sample_noise(inputs))
         else:
             mean, std = mc_dropout(_InfererModule(network, self.inferer), inputs, k=self.k)

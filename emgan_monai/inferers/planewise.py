@@ -52,10 +52,18 @@ class PlanewiseInferer(Inferer):
         roi = (int(roi_size),) * 2 if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
         if len(roi) != 2:
             raise ValueError(f"roi_size must be 2D (H, W), got {roi_size}.")
-        self.inferer_2d = SlidingWindowInferer(roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode,
-                                               padding_mode=padding_mode, **kwargs)
-        self.inferer_3d = SliceInferer(spatial_dim=spatial_dim, roi_size=roi, sw_batch_size=sw_batch_size,
-                                       overlap=overlap, mode=mode, padding_mode=padding_mode, **kwargs)
+        self.inferer_2d = SlidingWindowInferer(
+            roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode, padding_mode=padding_mode, **kwargs
+        )
+        self.inferer_3d = SliceInferer(
+            spatial_dim=spatial_dim,
+            roi_size=roi,
+            sw_batch_size=sw_batch_size,
+            overlap=overlap,
+            mode=mode,
+            padding_mode=padding_mode,
+            **kwargs,
+        )
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         """Predict ``(B, C_out, H, W[, D])`` for ``inputs`` ``(B, C_in, H, W[, D])``."""

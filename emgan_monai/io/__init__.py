@@ -20,9 +20,9 @@ from emgan_monai.io.atomic_models import AtomicModelReader
 from emgan_monai.io.errors import ImageFileNotFoundError, ImageReadError, ImageWriteError
 from emgan_monai.io.files import image_format, read_image, write_image
 from emgan_monai.io.mrc import MRC_SUFFIXES, MRCImage, MRCReader, MRCWriter, read_mrc, write_mrc
-from emgan_monai.io.tiff import TIFF_SUFFIXES, TiffImage, TiffReader, TiffWriter, read_tiff, write_tiff
 from emgan_monai.io.png import PNGReader
 from emgan_monai.io.save import SafeSaveImage, SafeSaveImaged, output_name_formatter
+from emgan_monai.io.tiff import TIFF_SUFFIXES, TiffImage, TiffReader, TiffWriter, read_tiff, write_tiff
 
 __all__ = [
     "AtomicModelReader",

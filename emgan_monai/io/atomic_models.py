@@ -102,4 +102,3 @@ class AtomicModelReader(ImageReader):
             arrays.append(array)
             _copy_compatible_dict(header, compatible_meta)
         return _stack_images(arrays, compatible_meta), compatible_meta
-

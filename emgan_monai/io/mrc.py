@@ -85,8 +85,9 @@ def _is_compressed(path) -> bool:
 def _check_mrc_header(path, permissive: bool, max_bytes: int | None) -> None:
     """Read only the header; refuse absurd or truncated data blocks before mrcfile allocates them."""
     if not _is_compressed(path) and os.path.getsize(path) < 1024:
-        raise ImageReadError(path, f"truncated MRC file: {os.path.getsize(path):,} bytes, shorter than the "
-                             "1,024-byte MRC header")
+        raise ImageReadError(
+            path, f"truncated MRC file: {os.path.getsize(path):,} bytes, shorter than the 1,024-byte MRC header"
+        )
     with mrcfile.open(path, mode="r", permissive=permissive, header_only=True) as mrc:
         hdr = mrc.header
         if hdr is None:
@@ -291,8 +292,10 @@ class MRCReader(ImageReader):
         """Read one file or a list of files into :class:`MRCImage` objects."""
         permissive = kwargs.pop("permissive", self.permissive)
         max_bytes = kwargs.pop("max_bytes", self.max_bytes)
-        images = [read_or_defer(functools.partial(read_mrc, name, permissive=permissive, max_bytes=max_bytes))
-                  for name in ensure_tuple(data)]
+        images = [
+            read_or_defer(functools.partial(read_mrc, name, permissive=permissive, max_bytes=max_bytes))
+            for name in ensure_tuple(data)
+        ]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: MRCImage | Sequence[MRCImage]) -> tuple[np.ndarray, dict]:

@@ -19,8 +19,15 @@ from monai.transforms import SaveImage, SaveImaged
 
 from emgan_monai.errors import UnsafePathError
 
-__all__ = ["OUTPUT_NAME_KEY", "SafeSaveImage", "SafeSaveImaged", "check_inside", "output_name_formatter",
-           "safe_output_path", "sanitize_filename"]
+__all__ = [
+    "OUTPUT_NAME_KEY",
+    "SafeSaveImage",
+    "SafeSaveImaged",
+    "check_inside",
+    "output_name_formatter",
+    "safe_output_path",
+    "sanitize_filename",
+]
 
 #: Metadata key of an image's output name, when it is not the input file's stem (set by the pipeline, e.g.
 #: :class:`~emgan_monai.transforms.OutputNamed`, to keep ``x.mrc`` and ``x.pdb`` from writing the same file).

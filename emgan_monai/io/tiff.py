@@ -399,8 +399,10 @@ class TiffReader(ImageReader):
         """Read one file or a list of files into :class:`TiffImage` objects."""
         axes = kwargs.pop("axes", self.axes)
         max_bytes = kwargs.pop("max_bytes", self.max_bytes)
-        images = [read_or_defer(functools.partial(read_tiff, name, axes=axes, max_bytes=max_bytes))
-                  for name in ensure_tuple(data)]
+        images = [
+            read_or_defer(functools.partial(read_tiff, name, axes=axes, max_bytes=max_bytes))
+            for name in ensure_tuple(data)
+        ]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: TiffImage | Sequence[TiffImage]) -> tuple[np.ndarray, dict]:

@@ -144,9 +144,7 @@ def gradient_penalty(
     interpolates = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
     scores = last_logits(critic(interpolates)).float()
     per_sample = scores.reshape(scores.shape[0], -1).mean(1)
-    (grads,) = torch.autograd.grad(
-        outputs=per_sample.sum(), inputs=interpolates, create_graph=True, retain_graph=True
-    )
+    (grads,) = torch.autograd.grad(outputs=per_sample.sum(), inputs=interpolates, create_graph=True, retain_graph=True)
     return ((grads.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 

@@ -15,8 +15,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["RadialSpectrumLoss", "TextureStatisticsLoss", "orientation_coherence", "radial_power_spectrum",
-           "sorted_values_distance"]
+__all__ = [
+    "RadialSpectrumLoss",
+    "TextureStatisticsLoss",
+    "orientation_coherence",
+    "radial_power_spectrum",
+    "sorted_values_distance",
+]
 
 
 @functools.lru_cache(maxsize=16)
@@ -87,15 +92,17 @@ class RadialSpectrumLoss(nn.Module):
     def __init__(self, n_bins: int = 16, min_frequency: float = 0.0) -> None:
         super().__init__()
         if n_bins < 1 or not 0.0 <= min_frequency < 0.5:
-            raise ValueError(f"RadialSpectrumLoss: n_bins >= 1 and 0 <= min_frequency < 0.5, got {n_bins}, {min_frequency}.")
+            raise ValueError(
+                f"RadialSpectrumLoss: n_bins >= 1 and 0 <= min_frequency < 0.5, got {n_bins}, {min_frequency}."
+            )
         self.n_bins = int(n_bins)
         self.first = int(min_frequency / 0.5 * self.n_bins)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape != target.shape:
             raise ValueError(f"RadialSpectrumLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ.")
-        a = radial_power_spectrum(pred, self.n_bins)[..., self.first:]
-        b = radial_power_spectrum(target, self.n_bins)[..., self.first:]
+        a = radial_power_spectrum(pred, self.n_bins)[..., self.first :]
+        b = radial_power_spectrum(target, self.n_bins)[..., self.first :]
         return (a - b).abs().mean()
 
 
@@ -107,7 +114,9 @@ def sorted_values_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     if a.shape != b.shape:
         raise ValueError(f"sorted_values_distance: shapes {tuple(a.shape)} and {tuple(b.shape)} differ.")
-    return (torch.sort(a.float().flatten(2), dim=-1).values - torch.sort(b.float().flatten(2), dim=-1).values).abs().mean()
+    return (
+        (torch.sort(a.float().flatten(2), dim=-1).values - torch.sort(b.float().flatten(2), dim=-1).values).abs().mean()
+    )
 
 
 def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -202,14 +211,23 @@ class TextureStatisticsLoss(nn.Module):
     Shapes: ``forward(pred, target)`` with ``(B, C, H, W)`` tensors of equal shape -> scalar.
     """
 
-    def __init__(self, n_bins: int = 16, min_frequency: float = 0.0, w_spectrum: float = 1.0,
-                 w_intensity: float = 10.0, w_gradient: float = 10.0, w_orientation: float = 0.0,
-                 orientation_windows: Sequence[int | None] = (None, 16),
-                 orientation_channels: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        n_bins: int = 16,
+        min_frequency: float = 0.0,
+        w_spectrum: float = 1.0,
+        w_intensity: float = 10.0,
+        w_gradient: float = 10.0,
+        w_orientation: float = 0.0,
+        orientation_windows: Sequence[int | None] = (None, 16),
+        orientation_channels: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         if min(w_spectrum, w_intensity, w_gradient, w_orientation) < 0:
-            raise ValueError("TextureStatisticsLoss: weights must be >= 0, got "
-                             f"{w_spectrum}, {w_intensity}, {w_gradient}, {w_orientation}.")
+            raise ValueError(
+                "TextureStatisticsLoss: weights must be >= 0, got "
+                f"{w_spectrum}, {w_intensity}, {w_gradient}, {w_orientation}."
+            )
         if not orientation_windows:
             raise ValueError("TextureStatisticsLoss: orientation_windows needs at least one entry.")
         self.spectrum = RadialSpectrumLoss(n_bins, min_frequency)
@@ -224,13 +242,18 @@ class TextureStatisticsLoss(nn.Module):
         if w_i:
             loss = loss + w_i * sorted_values_distance(pred, target)
         if w_g:
-            loss = loss + w_g * sorted_values_distance(gradient_magnitude(pred.float()), gradient_magnitude(target.float()))
+            loss = loss + w_g * sorted_values_distance(
+                gradient_magnitude(pred.float()), gradient_magnitude(target.float())
+            )
         if w_o:
             if self.orientation_channels is not None:
                 pred, target = pred[:, self.orientation_channels], target[:, self.orientation_channels]
             comps_p, comps_t = _structure_components(pred), _structure_components(target)  # once for all windows
-            terms = [(torch.sort(_coherence(comps_p, s), dim=0).values
-                      - torch.sort(_coherence(comps_t, s), dim=0).values).abs().mean()
-                     for s in self.orientation_windows]
+            terms = [
+                (torch.sort(_coherence(comps_p, s), dim=0).values - torch.sort(_coherence(comps_t, s), dim=0).values)
+                .abs()
+                .mean()
+                for s in self.orientation_windows
+            ]
             loss = loss + w_o * torch.stack(terms).mean()
         return loss

@@ -27,5 +27,8 @@ def accuracy_with_se(correct: np.ndarray, n_maps: int) -> dict[str, float]:
     p = float(correct.mean())
     n = correct.size
     per_map = correct.reshape(-1, n_maps).mean(0) if n % n_maps == 0 else correct
-    return {"accuracy": p, "accuracy_se": float(np.sqrt(p * (1 - p) / n)),
-            "accuracy_se_by_map": float(per_map.std(ddof=1) / np.sqrt(per_map.size)) if per_map.size > 1 else 0.0}
+    return {
+        "accuracy": p,
+        "accuracy_se": float(np.sqrt(p * (1 - p) / n)),
+        "accuracy_se_by_map": float(per_map.std(ddof=1) / np.sqrt(per_map.size)) if per_map.size > 1 else 0.0,
+    }

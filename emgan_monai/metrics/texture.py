@@ -45,8 +45,11 @@ FEATURE_LAYOUT: tuple[tuple[str, int, int], ...] = (
     ("intensity_histogram", 0, INTENSITY_BINS),
     ("log10_power_spectrum", INTENSITY_BINS, INTENSITY_BINS + SPECTRUM_BINS),
     ("lbp_histogram", INTENSITY_BINS + SPECTRUM_BINS, INTENSITY_BINS + SPECTRUM_BINS + LBP_BINS),
-    ("gradient_histogram", INTENSITY_BINS + SPECTRUM_BINS + LBP_BINS,
-     INTENSITY_BINS + SPECTRUM_BINS + LBP_BINS + GRADIENT_BINS),
+    (
+        "gradient_histogram",
+        INTENSITY_BINS + SPECTRUM_BINS + LBP_BINS,
+        INTENSITY_BINS + SPECTRUM_BINS + LBP_BINS + GRADIENT_BINS,
+    ),
 )
 N_FEATURES = FEATURE_LAYOUT[-1][2]
 
@@ -66,7 +69,9 @@ def _as_images(images, name: str = "images") -> np.ndarray:
         raise ValueError(f"{name} contains NaN or infinite values.")
     lo, hi = float(x.min()), float(x.max())
     if lo < -1e-6 or hi > 1.0 + 1e-6:
-        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (scale 8-bit images by 1/255).")
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}] (scale 8-bit images by 1/255)."
+        )
     return np.clip(x, 0.0, 1.0)
 
 
@@ -125,7 +130,9 @@ def texture_features(images, tile: int = 128, stride: int = 32) -> np.ndarray:
     """
     x = _as_images(images)
     if tile < 2 * SPECTRUM_BINS:
-        raise ValueError(f"tile must be at least {2 * SPECTRUM_BINS} pixels ({SPECTRUM_BINS} spectrum rings), got {tile}.")
+        raise ValueError(
+            f"tile must be at least {2 * SPECTRUM_BINS} pixels ({SPECTRUM_BINS} spectrum rings), got {tile}."
+        )
     if stride < 1:
         raise ValueError(f"stride must be positive, got {stride}.")
     if min(x.shape[1:]) < tile:

@@ -156,7 +156,9 @@ class CycleGANGenerator(nn.Module):
             ``(B, out_channels, *S)`` in ``(-1, 1)``.
         """
         if x.ndim != self.spatial_dims + 2:
-            raise ValueError(f"expected a (B, C, {'H, W, D' if self.spatial_dims == 3 else 'H, W'}) tensor, got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected a (B, C, {'H, W, D' if self.spatial_dims == 3 else 'H, W'}) tensor, got {tuple(x.shape)}"
+            )
         if any(s % 4 for s in x.shape[2:]):
             raise ValueError(f"spatial sizes must be divisible by 4, got {tuple(x.shape[2:])}")
         shapes = self.noise_shapes(x)

@@ -26,7 +26,6 @@ norm, minibatch-std layer and the receptive-field bookkeeping above; most of the
 
 from __future__ import annotations
 
-
 import torch
 from monai.networks.blocks import Convolution
 from torch import nn
@@ -56,9 +55,7 @@ def _check_input(x: torch.Tensor, spatial_dims: int, in_channels: int, multiple:
         raise ValueError(f"{name}: expected {in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}).")
     bad = [s for s in x.shape[2:] if s % multiple != 0]
     if bad:
-        raise ValueError(
-            f"{name}: every spatial size must be a multiple of {multiple}, got {tuple(x.shape[2:])}."
-        )
+        raise ValueError(f"{name}: every spatial size must be a multiple of {multiple}, got {tuple(x.shape[2:])}.")
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
@@ -444,14 +441,24 @@ def build_discriminator(
         Maps ``(B, in_channels, *spatial)`` to logits ``(B, 1, *spatial / stride)``.
     """
     if kind == "skip_patch":
-        return SkipPatchDiscriminator(spatial_dims, in_channels, channels=channels, norm=norm,
-                                      spectral_norm=spectral_norm, minibatch_std_group=minibatch_std_group)
+        return SkipPatchDiscriminator(
+            spatial_dims,
+            in_channels,
+            channels=channels,
+            norm=norm,
+            spectral_norm=spectral_norm,
+            minibatch_std_group=minibatch_std_group,
+        )
     if minibatch_std_group:
-        raise ValueError(f"build_discriminator: minibatch_std_group is only implemented for 'skip_patch', not {kind!r}.")
+        raise ValueError(
+            f"build_discriminator: minibatch_std_group is only implemented for 'skip_patch', not {kind!r}."
+        )
     if kind == "patch70":
-        return PatchDiscriminator(spatial_dims, in_channels, receptive_field=70, channels=channels, norm=norm,
-                                  spectral_norm=spectral_norm)
+        return PatchDiscriminator(
+            spatial_dims, in_channels, receptive_field=70, channels=channels, norm=norm, spectral_norm=spectral_norm
+        )
     if kind == "patch16":
-        return PatchDiscriminator(spatial_dims, in_channels, receptive_field=16, channels=channels, norm=norm,
-                                  spectral_norm=spectral_norm)
+        return PatchDiscriminator(
+            spatial_dims, in_channels, receptive_field=16, channels=channels, norm=norm, spectral_norm=spectral_norm
+        )
     raise ValueError(f"build_discriminator: unknown kind {kind!r}; expected one of {DISCRIMINATOR_KINDS}.")

@@ -157,8 +157,16 @@ def _norm_layer(norm: str | None, channels: int, spatial_dims: int) -> nn.Module
 class _GridBlock(nn.Module):
     """``[upsample x2] -> (conv3 -> noise -> norm -> LeakyReLU) x 2``."""
 
-    def __init__(self, spatial_dims: int, c_in: int, c_out: int, upsample: bool, norm: str | None = "batch",
-                 padding_mode: PaddingMode = "circular", noise: bool = True) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        c_in: int,
+        c_out: int,
+        upsample: bool,
+        norm: str | None = "batch",
+        padding_mode: PaddingMode = "circular",
+        noise: bool = True,
+    ) -> None:
         super().__init__()
         self.upsample = upsample
         self.mode = "bilinear" if spatial_dims == 2 else "trilinear"
@@ -263,8 +271,11 @@ class LatentGridMaskGenerator(nn.Module):
         c_in = self.latent_channels
         n_noise = len(channels) if noise_blocks is None else int(noise_blocks)
         for i, c in enumerate(channels):
-            blocks.append(_GridBlock(spatial_dims, c_in, int(c), upsample=i > 0, norm=norm, padding_mode=padding_mode,
-                                     noise=i < n_noise))
+            blocks.append(
+                _GridBlock(
+                    spatial_dims, c_in, int(c), upsample=i > 0, norm=norm, padding_mode=padding_mode, noise=i < n_noise
+                )
+            )
             c_in = int(c)
         self.blocks = nn.Sequential(*blocks)
         self.head = Convolution(spatial_dims, c_in, out_channels, kernel_size=1, padding=0, conv_only=True)

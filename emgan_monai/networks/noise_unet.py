@@ -25,8 +25,9 @@ __all__ = ["NoiseUNet"]
 class _NoisyConvBlock(nn.Module):
     """``(conv3 -> [noise] -> norm -> LeakyReLU(0.2)) x 2``: ``(B, c_in, *S)`` -> ``(B, c_out, *S)``."""
 
-    def __init__(self, spatial_dims: int, c_in: int, c_out: int, norm: tuple | str | None, noise: bool,
-                 noise_init: float = 0.0) -> None:
+    def __init__(
+        self, spatial_dims: int, c_in: int, c_out: int, norm: tuple | str | None, noise: bool, noise_init: float = 0.0
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(2):
@@ -121,8 +122,9 @@ class NoiseUNet(nn.Module):
         self.up_block = nn.ModuleList()
         for i in range(len(channels) - 2, -1, -1):
             self.up_conv.append(Convolution(spatial_dims, channels[i + 1], channels[i], kernel_size=3, conv_only=True))
-            self.up_block.append(_NoisyConvBlock(spatial_dims, 2 * channels[i], channels[i], norm, noise=noise,
-                                                 noise_init=noise_init))
+            self.up_block.append(
+                _NoisyConvBlock(spatial_dims, 2 * channels[i], channels[i], norm, noise=noise, noise_init=noise_init)
+            )
         self.head = Convolution(spatial_dims, channels[0], out_channels, kernel_size=1, conv_only=True)
         self.out_act = get_act_layer(out_act) if out_act is not None else nn.Identity()
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, List, Optional, Union
 
 import numpy as np
@@ -68,12 +66,22 @@ def ctf_torch(
     ``chi = pi lambda dz k^2 - pi / 2 Cs lambda^3 k^4``; ``freq`` in 1/A (any shape), defocus in um (> 0 underfocus),
     B in A^2. Gradients flow to ``defocus_um`` and ``bfactor``.
     """
-    return _ctf(freq, torch.as_tensor(defocus_um), torch.as_tensor(bfactor), electron_wavelength(voltage_kv), cs_mm,
-                amplitude_contrast)
+    return _ctf(
+        freq,
+        torch.as_tensor(defocus_um),
+        torch.as_tensor(bfactor),
+        electron_wavelength(voltage_kv),
+        cs_mm,
+        amplitude_contrast,
+    )
 
 
 def _ctf(
-    freq: torch.Tensor, defocus_um: torch.Tensor, bfactor: torch.Tensor, wavelength: float, cs_mm: float,
+    freq: torch.Tensor,
+    defocus_um: torch.Tensor,
+    bfactor: torch.Tensor,
+    wavelength: float,
+    cs_mm: float,
     amplitude_contrast: float,
 ) -> torch.Tensor:
     """:func:`ctf_torch` with the electron wavelength (A) given: TorchScript-compatible, same operations."""
@@ -161,7 +169,11 @@ class PhysicsInformedGenerator(nn.Module):
         self.spatial_dims = 3
         self.box = int(box)
         self.voxel_size = float(voxel_size)
-        self.voltage_kv, self.cs_mm, self.amplitude_contrast = float(voltage_kv), float(cs_mm), float(amplitude_contrast)
+        self.voltage_kv, self.cs_mm, self.amplitude_contrast = (
+            float(voltage_kv),
+            float(cs_mm),
+            float(amplitude_contrast),
+        )
         self.wavelength = electron_wavelength(self.voltage_kv)  # A; a plain float so that forward is scriptable
         self.z_scale = float(z_scale)
         self.max_residual = float(max_residual)
@@ -237,8 +249,16 @@ class PhysicsInformedGenerator(nn.Module):
 
     def physics_parameters(self) -> list[nn.Parameter]:
         """The few physical / calibration parameters (for their own optimiser group and learning rate)."""
-        return [self.log_defocus, self.raw_bfactor, self.tilt_max, self.noise_log_profile, self.noise_wedge_logit,
-                self.gain, self.offset, self.log_sigma]
+        return [
+            self.log_defocus,
+            self.raw_bfactor,
+            self.tilt_max,
+            self.noise_log_profile,
+            self.noise_wedge_logit,
+            self.gain,
+            self.offset,
+            self.log_sigma,
+        ]
 
     def refinement_parameters(self) -> list[nn.Parameter]:
         return [] if self.refine is None else list(self.refine.parameters())
@@ -268,8 +288,9 @@ class PhysicsInformedGenerator(nn.Module):
 
     # ------------------------------------------------------------------ calibration and forward
     @torch.no_grad()
-    def calibrate_(self, maps: torch.Tensor | np.ndarray, snr: float, target_mean: float = 0.0,
-                   target_std: float = 1.0) -> dict[str, float | list[float]]:
+    def calibrate_(
+        self, maps: torch.Tensor | np.ndarray, snr: float, target_mean: float = 0.0, target_std: float = 1.0
+    ) -> dict[str, float | list[float]]:
         """Set ``gain``, ``offset``, ``sigma`` to the fair traditional baseline's values.
 
         The baseline adds white noise of variance ``var(s_i) / snr`` to each simulated map ``s_i`` and z-scores the
@@ -325,9 +346,7 @@ class PhysicsInformedGenerator(nn.Module):
             y = y + self.max_residual * torch.tanh(r)
         return y
 
-    def forward(
-        self, x: torch.Tensor, noise: Optional[Union[torch.Tensor, List[torch.Tensor]]] = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: Optional[Union[torch.Tensor, List[torch.Tensor]]] = None) -> torch.Tensor:
         """``(B, 1, N, N, N)`` map in ``[-1, 1]`` -> subtomogram ``clamp(z / z_scale, -1, 1)``; ``noise``: optional
         white ``(B, 1, N, N, N)`` volume, or the list of :meth:`sample_noise` (else drawn from the global torch
         generator). Scriptable (``torch.jit.script``), with the same outputs as the eager module."""

@@ -118,15 +118,26 @@ class ResidualUNetGenerator(nn.Module):
         if x.dim() != self.spatial_dims + 2:
             axes = "H, W" if self.spatial_dims == 2 else "H, W, D"
             raise ValueError(
-                "expected a " + str(self.spatial_dims + 2) + "D tensor (B, C, " + axes + "), got shape ("
-                + ", ".join([str(s) for s in x.shape]) + ")."
+                "expected a "
+                + str(self.spatial_dims + 2)
+                + "D tensor (B, C, "
+                + axes
+                + "), got shape ("
+                + ", ".join([str(s) for s in x.shape])
+                + ")."
             )
         for size in x.shape[2:]:
             if size % self.divisor != 0:
                 raise ValueError(
-                    "spatial size (" + ", ".join([str(s) for s in x.shape[2:]]) + ") must be divisible by "
-                    + "prod(strides) = " + str(self.divisor) + "; pad or crop the input (e.g. "
-                    + "monai.transforms.DivisiblePad(k=" + str(self.divisor) + "))."
+                    "spatial size ("
+                    + ", ".join([str(s) for s in x.shape[2:]])
+                    + ") must be divisible by "
+                    + "prod(strides) = "
+                    + str(self.divisor)
+                    + "; pad or crop the input (e.g. "
+                    + "monai.transforms.DivisiblePad(k="
+                    + str(self.divisor)
+                    + "))."
                 )
         out = self.body(x)
         return x + out if self.global_residual else out

@@ -39,10 +39,13 @@ def hard_mask(soft: torch.Tensor, close_membranes: bool = True, min_mito_size: i
     if soft.shape[1] == 2:
         from emgan_monai.transforms.mask_distance import DistanceMapToOneHot
 
-        return DistanceMapToOneHot(close_channel=1 if close_membranes else None,
-                                   min_size=[int(min_mito_size), 0])(soft, batched=True)
+        return DistanceMapToOneHot(close_channel=1 if close_membranes else None, min_size=[int(min_mito_size), 0])(
+            soft, batched=True
+        )
     if soft.shape[1] != 3:
-        raise ValueError(f"hard_mask: expected 3 class probabilities or 2 distance maps, got shape {tuple(soft.shape)}.")
+        raise ValueError(
+            f"hard_mask: expected 3 class probabilities or 2 distance maps, got shape {tuple(soft.shape)}."
+        )
     return torch.nn.functional.one_hot(soft.argmax(1), soft.shape[1]).movedim(-1, 1).to(soft.dtype)
 
 
@@ -110,8 +113,14 @@ class TwoStageGenerator(nn.Module):
     (:meth:`combine_state_dicts`).
     """
 
-    def __init__(self, mask_generator: nn.Module, em_generator: nn.Module, close_membranes: bool = True,
-                 min_mito_size: int = MIN_MITO_SIZE, symmetrise: bool = True) -> None:
+    def __init__(
+        self,
+        mask_generator: nn.Module,
+        em_generator: nn.Module,
+        close_membranes: bool = True,
+        min_mito_size: int = MIN_MITO_SIZE,
+        symmetrise: bool = True,
+    ) -> None:
         super().__init__()
         self.mask_generator = mask_generator
         self.em_generator = em_generator
@@ -120,11 +129,14 @@ class TwoStageGenerator(nn.Module):
         self.symmetrise = bool(symmetrise)
 
     @staticmethod
-    def combine_state_dicts(mask_state: Mapping[str, torch.Tensor],
-                            em_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def combine_state_dicts(
+        mask_state: Mapping[str, torch.Tensor], em_state: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """The state dict of a :class:`TwoStageGenerator` from its stages' state dicts."""
-        return {**{f"mask_generator.{k}": v for k, v in mask_state.items()},
-                **{f"em_generator.{k}": v for k, v in em_state.items()}}
+        return {
+            **{f"mask_generator.{k}": v for k, v in mask_state.items()},
+            **{f"em_generator.{k}": v for k, v in em_state.items()},
+        }
 
     @torch.jit.unused
     def _decode_python(self, maps: torch.Tensor) -> torch.Tensor:
@@ -136,8 +148,10 @@ class TwoStageGenerator(nn.Module):
         if out.shape[1] == 3:  # class probabilities: arg-max, left as drawn
             return torch.nn.functional.one_hot(out.argmax(1), 3).movedim(-1, 1).to(out.dtype)
         if out.shape[1] != 2:
-            raise ValueError(f"TwoStageGenerator: stage 1 gave {out.shape[1]} channels; expected 2 distance maps "
-                             "(mitochondria, membrane) or 3 class probabilities.")
+            raise ValueError(
+                f"TwoStageGenerator: stage 1 gave {out.shape[1]} channels; expected 2 distance maps "
+                "(mitochondria, membrane) or 3 class probabilities."
+            )
         if torch.jit.is_scripting():
             mask = threshold_onehot(out)
         else:

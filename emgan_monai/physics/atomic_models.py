@@ -40,7 +40,6 @@ ATOMIC_NUMBERS: dict[str, int] = {
 }  # fmt: skip
 
 
-
 def _element_of(line: str) -> str:
     """Element symbol of a PDB ATOM/HETATM line (columns 77-78, else derived from the atom name)."""
     element = line[76:78].strip().upper() if len(line) >= 78 else ""
@@ -95,7 +94,9 @@ def read_pdb_atoms(pdb_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
             try:
                 xyz = (float(line[30:38]), float(line[38:46]), float(line[46:54]))
             except ValueError as err:
-                raise ValueError(f"{pdb_path}: line {lineno}: cannot parse atom coordinates: {line.rstrip()!r}") from err
+                raise ValueError(
+                    f"{pdb_path}: line {lineno}: cannot parse atom coordinates: {line.rstrip()!r}"
+                ) from err
             element = _element_of(line)
             if element not in ATOMIC_NUMBERS:
                 unknown.add(element)
@@ -231,9 +232,11 @@ def density_from_pdb(
     else:
         shape = box_shape(box, 3)
     if max_voxels is not None and int(np.prod(shape, dtype=np.int64)) > max_voxels:
-        raise ValueError(f"{pdb_path}: the model spans {tuple(int(n) for n in shape)} voxels at {voxel_size:g} A "
-                         f"({2 * np.abs(rel).max() * voxel_size:.0f} A across its atoms), more than the {max_voxels:,} "
-                         "voxels allowed (--max_memory_gb); check the model's coordinates or raise --max_memory_gb")
+        raise ValueError(
+            f"{pdb_path}: the model spans {tuple(int(n) for n in shape)} voxels at {voxel_size:g} A "
+            f"({2 * np.abs(rel).max() * voxel_size:.0f} A across its atoms), more than the {max_voxels:,} "
+            "voxels allowed (--max_memory_gb); check the model's coordinates or raise --max_memory_gb"
+        )
     centre = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
     pos = rel + centre
     # trilinear splatting of the atomic weights onto the grid
@@ -249,6 +252,8 @@ def density_from_pdb(
         dropped += int(np.count_nonzero(~inside & (w > 0)))
         np.add.at(grid, tuple(idx[inside].T), w[inside])
     if dropped:
-        warnings.warn(f"{pdb_path}: model extends beyond box {shape}; parts of atoms outside were dropped", stacklevel=2)
+        warnings.warn(
+            f"{pdb_path}: model extends beyond box {shape}; parts of atoms outside were dropped", stacklevel=2
+        )
     density = ndimage.gaussian_filter(grid, sigma=sigma_vox, mode="constant", truncate=4.0)
     return density.astype(np.float32), float(voxel_size)

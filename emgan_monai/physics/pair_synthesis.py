@@ -182,8 +182,14 @@ class SimulationRanges:
         tuple[np.ndarray, np.ndarray]
             ``(psf_wf (shape_zyx), psf_conf (confocal_shape_zyx or shape_zyx))``, each summing to 1.
         """
-        psf_wf = widefield_psf(shape_zyx, spacing_zyx_um, wavelength_em_um=self.wavelength_em_um, na=na,
-                               n_immersion=self.n_immersion, model=model)
+        psf_wf = widefield_psf(
+            shape_zyx,
+            spacing_zyx_um,
+            wavelength_em_um=self.wavelength_em_um,
+            na=na,
+            n_immersion=self.n_immersion,
+            model=model,
+        )
         psf_conf = confocal_psf(
             shape_zyx if confocal_shape_zyx is None else confocal_shape_zyx,
             spacing_zyx_um,

@@ -77,9 +77,7 @@ def missing_wedge_mask(
     return mask.astype(np.float32)
 
 
-def add_noise_snr(
-    volume: np.ndarray, snr: float, rng: np.random.Generator | int | None = None
-) -> np.ndarray:
+def add_noise_snr(volume: np.ndarray, snr: float, rng: np.random.Generator | int | None = None) -> np.ndarray:
     """Add white Gaussian noise with variance ``var(volume) / snr``.
 
     Parameters

@@ -49,7 +49,9 @@ def tilt_series(volume: np.ndarray, angles_deg: Sequence[float]) -> np.ndarray:
     return np.transpose(sino, (2, 0, 1)).astype(np.float32)
 
 
-def weighted_back_projection(projections: np.ndarray, angles_deg: Sequence[float], filter_name: str = "ramp") -> np.ndarray:
+def weighted_back_projection(
+    projections: np.ndarray, angles_deg: Sequence[float], filter_name: str = "ramp"
+) -> np.ndarray:
     """Weighted (ramp-filtered) back-projection of a y-axis tilt series.
 
     Uses :func:`skimage.transform.iradon` per ``(z, x)`` slice.

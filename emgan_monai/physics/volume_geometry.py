@@ -94,7 +94,6 @@ def pad_or_crop(volume: np.ndarray, box: int | Sequence[int], pad_value: float =
     return out
 
 
-
 def random_rotation_matrix(rng: np.random.Generator | int | None = None) -> np.ndarray:
     """Rotation matrix drawn uniformly from SO(3) (Haar measure).
 

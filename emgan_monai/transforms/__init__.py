@@ -23,14 +23,22 @@
 """
 
 from .camera_noise import RandCameraNoised
+from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .cryoet_value_range import SUBTOMO_SCALE, density_to_network, network_to_subtomo, subtomo_to_network
 from .density_map_input import DensityMapInputd
 from .density_maps import FitToBoxd, OutputNamed, ResampleMapd, SampleIndexd, ShapeMapd
-from .crop import RandAreaCrop, RandAreaCropd, RandFlipsd, area_crop_size
 from .intensity import PERCENTILE_KEY, InvertPercentile, InvertPercentiled, ScalePercentile, ScalePercentiled
-from .output import InvertToInputDtyped, PreviewPNGd
 from .mask_distance import DistanceMapToOneHot, OneHotToDistanceMap, OneHotToDistanceMapd
-from .masks import DEFAULT_COLORS, ColorMaskToOneHot, ColorMaskToOneHotd, MaskToOneHot, MaskToOneHotd, OneHotToRGB, OneHotToRGBd
+from .masks import (
+    DEFAULT_COLORS,
+    ColorMaskToOneHot,
+    ColorMaskToOneHotd,
+    MaskToOneHot,
+    MaskToOneHotd,
+    OneHotToRGB,
+    OneHotToRGBd,
+)
+from .output import InvertToInputDtyped, PreviewPNGd
 
 __all__ = [
     "DEFAULT_COLORS",

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
+from monai.data.meta_obj import get_track_meta
 from monai.transforms import (
     BorderPad,
     Compose,
@@ -25,7 +26,6 @@ from monai.transforms import (
     SpatialCrop,
 )
 from monai.transforms.utils import TraceKeys
-from monai.data.meta_obj import get_track_meta
 from monai.utils import ensure_tuple_rep, fall_back_tuple
 from monai.utils.enums import TransformBackends
 from monai.utils.type_conversion import convert_to_tensor

@@ -37,8 +37,10 @@ __all__ = ["DensityMapInputd", "estimate_memory_bytes", "resampled_shape"]
 logger = logging.getLogger(__name__)
 
 #: What the configs accept, quoted in refusals.
-ACCEPTS = ("3D density maps (.mrc/.map: one volume, real-valued, finite, not constant, molecule positive, voxel size in "
-           "the header or --input_voxel_size) or atomic models (.pdb/.ent/.cif/.mmcif/.cif.gz)")
+ACCEPTS = (
+    "3D density maps (.mrc/.map: one volume, real-valued, finite, not constant, molecule positive, voxel size in "
+    "the header or --input_voxel_size) or atomic models (.pdb/.ent/.cif/.mmcif/.cif.gz)"
+)
 
 #: Suffixes of atomic models: their maps are built at the model's voxel size, so no header voxel size applies.
 _MODEL_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".cif.gz", ".mmcif.gz")
@@ -134,7 +136,9 @@ class DensityMapInputd(MapTransform):
         for label, value in (("voxel_size", voxel_size), ("max_memory_gb", max_memory_gb), ("copies", copies)):
             if not isinstance(value, (int, float)) or not value > 0:
                 raise DataError("", f"--{label} must be a positive number, got {value!r}")
-        if input_voxel_size is not None and (not isinstance(input_voxel_size, (int, float)) or not input_voxel_size > 0):
+        if input_voxel_size is not None and (
+            not isinstance(input_voxel_size, (int, float)) or not input_voxel_size > 0
+        ):
             raise DataError("", f"--input_voxel_size must be a positive number (A) or null, got {input_voxel_size!r}")
         self.voxel_size = float(voxel_size)
         self.input_voxel_size = None if input_voxel_size is None else float(input_voxel_size)
@@ -150,11 +154,17 @@ class DensityMapInputd(MapTransform):
         spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
         cell = np.asarray(img.meta.get("mrc_cella", (1.0, 1.0, 1.0)), dtype=np.float64)
         if not is_model and (np.any(cell <= 0) or np.any(spacing <= 0) or not np.all(np.isfinite(spacing))):
-            raise DataError(name, f"the MRC header has no voxel size (cell size {tuple(float(c) for c in cell)}); "
-                            "set --input_voxel_size to the map's voxel size in A")
+            raise DataError(
+                name,
+                f"the MRC header has no voxel size (cell size {tuple(float(c) for c in cell)}); "
+                "set --input_voxel_size to the map's voxel size in A",
+            )
         if not np.allclose(spacing, spacing[0], rtol=1e-3):
-            raise DataError(name, f"anisotropic voxel size {tuple(float(s) for s in spacing)} A is not supported; "
-                            "resample the map to cubic voxels, or set --input_voxel_size if the header is wrong")
+            raise DataError(
+                name,
+                f"anisotropic voxel size {tuple(float(s) for s in spacing)} A is not supported; "
+                "resample the map to cubic voxels, or set --input_voxel_size if the header is wrong",
+            )
         source = "the atomic model's map" if is_model else "the MRC header"
         return float(spacing[0]), source
 
@@ -165,7 +175,9 @@ class DensityMapInputd(MapTransform):
             name = _name(img, key)
             shape = tuple(int(s) for s in img.shape)
             if len(shape) != 4 or shape[0] != 1:
-                what = f"a 2D image of {shape[1:]} pixels" if len(shape) == 3 else f"data of shape {shape} (channel first)"
+                what = (
+                    f"a 2D image of {shape[1:]} pixels" if len(shape) == 3 else f"data of shape {shape} (channel first)"
+                )
                 raise DataError(name, f"{what}; this bundle accepts {ACCEPTS}")
             values = torch.as_tensor(img).detach()
             if values.is_complex() or values.dtype == torch.bool:
@@ -177,8 +189,11 @@ class DensityMapInputd(MapTransform):
             if vmin == vmax:
                 raise DataError(name, f"the map is constant (every voxel {vmin:g}): there is no molecule to draw")
             if vmax <= 0:
-                raise DataError(name, f"the map has no positive density (maximum {vmax:g}); the molecule must be "
-                                "positive (invert a map stored with negative contrast)")
+                raise DataError(
+                    name,
+                    f"the map has no positive density (maximum {vmax:g}); the molecule must be "
+                    "positive (invert a map stored with negative contrast)",
+                )
             lower = name.lower()
             is_model = lower.endswith(_MODEL_SUFFIXES)
             if not isinstance(img, MetaTensor):
@@ -186,20 +201,32 @@ class DensityMapInputd(MapTransform):
             vs_in, source = self._voxel_size(img, name, is_model)
             out_shape = resampled_shape(shape[1:], vs_in, self.voxel_size)
             if source == "the MRC header" and np.isclose(vs_in, 1.0):
-                logger.warning("%s: the MRC header says 1 A/voxel, what many programs write when the voxel size is "
-                               "unknown; using it (the map spans %s A, %s voxels at %g A). Set --input_voxel_size if "
-                               "it is not 1 A", name, tuple(shape[1:]), out_shape, self.voxel_size)
+                logger.warning(
+                    "%s: the MRC header says 1 A/voxel, what many programs write when the voxel size is "
+                    "unknown; using it (the map spans %s A, %s voxels at %g A). Set --input_voxel_size if "
+                    "it is not 1 A",
+                    name,
+                    tuple(shape[1:]),
+                    out_shape,
+                    self.voxel_size,
+                )
             if min(out_shape) < 2:
-                raise DataError(name, f"at {vs_in:g} A/voxel ({source}) the map spans {tuple(shape[1:])} voxels, "
-                                f"{out_shape} at the model's {self.voxel_size:g} A: too small to draw; check the voxel "
-                                "size (--input_voxel_size)")
-            n_out = max(int(np.prod(out_shape, dtype=np.int64)), self.box ** 3)
+                raise DataError(
+                    name,
+                    f"at {vs_in:g} A/voxel ({source}) the map spans {tuple(shape[1:])} voxels, "
+                    f"{out_shape} at the model's {self.voxel_size:g} A: too small to draw; check the voxel "
+                    "size (--input_voxel_size)",
+                )
+            n_out = max(int(np.prod(out_shape, dtype=np.int64)), self.box**3)
             need = estimate_memory_bytes(int(np.prod(shape[1:], dtype=np.int64)), n_out, self.copies)
             if need > self.max_memory_gb * 2**30:
-                raise DataError(name, f"at {vs_in:g} A/voxel ({source}), resampling its {tuple(shape[1:])} voxels to "
-                                f"the model's {self.voxel_size:g} A gives {out_shape} voxels, estimated to need "
-                                f"{need / 2**30:.1f} GiB, more than --max_memory_gb {self.max_memory_gb:g}; check the "
-                                "voxel size (--input_voxel_size), crop or bin the map, or raise --max_memory_gb")
+                raise DataError(
+                    name,
+                    f"at {vs_in:g} A/voxel ({source}), resampling its {tuple(shape[1:])} voxels to "
+                    f"the model's {self.voxel_size:g} A gives {out_shape} voxels, estimated to need "
+                    f"{need / 2**30:.1f} GiB, more than --max_memory_gb {self.max_memory_gb:g}; check the "
+                    "voxel size (--input_voxel_size), crop or bin the map, or raise --max_memory_gb",
+                )
             if source == "--input_voxel_size":
                 affine = img.affine.clone()
                 affine[:3, :3] = torch.eye(3, dtype=affine.dtype) * vs_in

@@ -71,7 +71,11 @@ def shape_map(volume: np.ndarray, iso: float = 0.3, sigma: float = 1.0) -> np.nd
 
 
 def fit_to_box(
-    m: np.ndarray, box: int, allow_larger: bool = False, name: str = "", voxel_size: float | None = None,
+    m: np.ndarray,
+    box: int,
+    allow_larger: bool = False,
+    name: str = "",
+    voxel_size: float | None = None,
     multiple: int = 4,
 ) -> np.ndarray:
     """Fit a ``(D, H, W)`` shape map to the generator's box without cutting the molecule.
@@ -100,9 +104,10 @@ def fit_to_box(
     if not allow_larger:
         vs = f" at {voxel_size} A/voxel" if voxel_size else ""
         raise DataError(
-            name, f"the molecule spans {tuple(int(e) for e in extent)} voxels{vs}, more than the generator's box "
+            name,
+            f"the molecule spans {tuple(int(e) for e in extent)} voxels{vs}, more than the generator's box "
             f"{box}: it would be cut. Generate it whole through the sliding window (--tile_large_maps true, the "
-            "default of inference.json; inference_uncertainty.json also needs --fix_noise false)"
+            "default of inference.json; inference_uncertainty.json also needs --fix_noise false)",
         )
     shape = [max(box, int(np.ceil(n / multiple)) * multiple) for n in m.shape]
     return pad_or_crop(m, shape)
@@ -117,8 +122,9 @@ def _single_volume(img: Any, key: Hashable) -> np.ndarray:
     """``(1, D, H, W)`` image -> ``(D, H, W)`` float32 numpy array (a copy where needed)."""
     array = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
     if array.ndim != 4 or array.shape[0] != 1:
-        raise DataError(_name(img, key), f"expected a single-channel 3D map, got shape {tuple(array.shape)} "
-                        "(channel first)")
+        raise DataError(
+            _name(img, key), f"expected a single-channel 3D map, got shape {tuple(array.shape)} (channel first)"
+        )
     return np.asarray(array[0], dtype=np.float32)
 
 
@@ -195,8 +201,9 @@ class ShapeMapd(MapTransform):
         Smoothing in voxels (0: binary).
     """
 
-    def __init__(self, keys: KeysCollection, iso: float = 0.3, sigma: float = 1.0,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, iso: float = 0.3, sigma: float = 1.0, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.iso, self.sigma = float(iso), float(sigma)
 
@@ -227,16 +234,27 @@ class FitToBoxd(MapTransform):
         Only quoted in the error message.
     """
 
-    def __init__(self, keys: KeysCollection, box: int, allow_larger: bool = False, voxel_size: float | None = None,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        box: int,
+        allow_larger: bool = False,
+        voxel_size: float | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.box, self.allow_larger, self.voxel_size = int(box), bool(allow_larger), voxel_size
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            fitted = fit_to_box(_single_volume(d[key], key), self.box, allow_larger=self.allow_larger,
-                                name=_name(d[key], key), voxel_size=self.voxel_size)
+            fitted = fit_to_box(
+                _single_volume(d[key], key),
+                self.box,
+                allow_larger=self.allow_larger,
+                name=_name(d[key], key),
+                voxel_size=self.voxel_size,
+            )
             d[key] = _with_meta(fitted, d[key])
         return d
 
@@ -260,8 +278,14 @@ class SampleIndexd(MapTransform):
         Digits of the index in file names.
     """
 
-    def __init__(self, keys: KeysCollection, index_key: str = "sample", first_only_keys: Sequence[str] = (),
-                 width: int = 2, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        index_key: str = "sample",
+        first_only_keys: Sequence[str] = (),
+        width: int = 2,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.index_key, self.first_only_keys, self.width = index_key, tuple(first_only_keys), int(width)
 

@@ -113,7 +113,9 @@ class DiffAugment(nn.Module):
         dy = self._randint(-sh, sh + 1, b) * do
         dx = self._randint(-sw, sw + 1, b) * do
         padded = F.pad(x, (sw, sw, sh, sh))
-        out = [padded[i, :, sh - int(dy[i]): sh - int(dy[i]) + h, sw - int(dx[i]): sw - int(dx[i]) + w] for i in range(b)]
+        out = [
+            padded[i, :, sh - int(dy[i]) : sh - int(dy[i]) + h, sw - int(dx[i]) : sw - int(dx[i]) + w] for i in range(b)
+        ]
         return torch.stack(out)
 
     def _cutout(self, x: torch.Tensor) -> torch.Tensor:

@@ -53,8 +53,13 @@ class CheckImageInputd(MapTransform):
         ``"<file>: <problem>; this bundle accepts <accepts>"`` (one line).
     """
 
-    def __init__(self, keys: KeysCollection, spatial_dims: Sequence[int] = (2, 3), accepts: str = "",
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_dims: Sequence[int] = (2, 3),
+        accepts: str = "",
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.spatial_dims = tuple(int(d) for d in spatial_dims)
         self.accepts = accepts
@@ -80,8 +85,10 @@ class CheckImageInputd(MapTransform):
         c, spatial = shape[0], shape[1:]
         if c != 1:
             if isinstance(axes, str) and "S" in axes and c in (3, 4):
-                return (f"an {'RGB' if c == 3 else 'RGBA'} colour image ({c} samples per pixel{axes_text}); save the "
-                        "fluorescence channel alone as a grey-scale image")
+                return (
+                    f"an {'RGB' if c == 3 else 'RGBA'} colour image ({c} samples per pixel{axes_text}); save the "
+                    "fluorescence channel alone as a grey-scale image"
+                )
             dims = " x ".join(str(n) for n in (c, *spatial[::-1]))
             return f"{c} channels ({dims}{axes_text}); split the channels and enhance each one as its own file"
         if len(spatial) not in self.spatial_dims:

@@ -121,11 +121,19 @@ class LateralPixelSized(MapTransform, InvertibleTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        for what, value in (("model_pixel_size", model_pixel_size), ("pixel_size", pixel_size),
-                            ("max_memory_gb", max_memory_gb)):
-            if (value is not None or what != "pixel_size") and (isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0)):
-                raise DataError("", f"--{what} must be a positive number{' (um) or null' if what == 'pixel_size' else ''}"
-                                    f", got {value!r}")
+        for what, value in (
+            ("model_pixel_size", model_pixel_size),
+            ("pixel_size", pixel_size),
+            ("max_memory_gb", max_memory_gb),
+        ):
+            if (value is not None or what != "pixel_size") and (
+                isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0)
+            ):
+                raise DataError(
+                    "",
+                    f"--{what} must be a positive number{' (um) or null' if what == 'pixel_size' else ''}"
+                    f", got {value!r}",
+                )
         if not (isinstance(max_rescale, (int, float)) and max_rescale >= 1):
             raise DataError("", f"--max_rescale must be a number of at least 1, got {max_rescale!r}")
         self.model_pixel_size = float(model_pixel_size)
@@ -152,8 +160,11 @@ class LateralPixelSized(MapTransform, InvertibleTransform):
             return None, "uncalibrated"
         scale = unit_scale(unit, "um")
         if scale is None:
-            raise DataError(name, f"the file states its pixel size in an unknown unit '{unit}'; set --pixel_size "
-                                  "<um> (the lateral pixel size in micrometres)")
+            raise DataError(
+                name,
+                f"the file states its pixel size in an unknown unit '{unit}'; set --pixel_size "
+                "<um> (the lateral pixel size in micrometres)",
+            )
         a = _affine(meta, r)
         x, y = (float(np.linalg.norm(a[:r, i])) * scale for i in range(2))
         return (x, y), "from the file"
@@ -168,8 +179,12 @@ class LateralPixelSized(MapTransform, InvertibleTransform):
         model = (self.model_pixel_size, self.model_pixel_size)
         size, source = self.input_pixel_size(meta, r, name)
         if size is None:
-            logger.warning("%s: the file states no pixel size; assuming the model's %s (nothing resampled; set "
-                           "--pixel_size <um> if it is not)", name, _um(self.model_pixel_size))
+            logger.warning(
+                "%s: the file states no pixel size; assuming the model's %s (nothing resampled; set "
+                "--pixel_size <um> if it is not)",
+                name,
+                _um(self.model_pixel_size),
+            )
             size_used = model
         else:
             size_used = size
@@ -177,26 +192,37 @@ class LateralPixelSized(MapTransform, InvertibleTransform):
         factors = [1.0 if abs(f - 1.0) <= self.tolerance else f for f in factors]
         worst = max(max(factors), 1.0 / min(factors))
         if worst > self.max_rescale:
-            raise DataError(name, f"pixel size {_size_text(size_used)} ({source}) is {worst:.3g}x "
-                                  f"{'larger' if max(factors) > 1 else 'smaller'} than the model's "
-                                  f"{_um(self.model_pixel_size)}, beyond --max_rescale {self.max_rescale:g}; set "
-                                  "--pixel_size <um> if the calibration is wrong, or resample the image to about "
-                                  f"{_um(self.model_pixel_size)} first")
+            raise DataError(
+                name,
+                f"pixel size {_size_text(size_used)} ({source}) is {worst:.3g}x "
+                f"{'larger' if max(factors) > 1 else 'smaller'} than the model's "
+                f"{_um(self.model_pixel_size)}, beyond --max_rescale {self.max_rescale:g}; set "
+                "--pixel_size <um> if the calibration is wrong, or resample the image to about "
+                f"{_um(self.model_pixel_size)} first",
+            )
         target = [max(1, round(n * f)) for n, f in zip(spatial[:2], factors)] + spatial[2:]
         resample = target != spatial
         at_model = f" at the model's {_um(self.model_pixel_size)}" if resample else ""
         if min(target[:2]) < self.min_size:
-            planes = (f"planes of {_shape_text(spatial[:2])} ({_size_text(size_used)}) are {_shape_text(target[:2])}"
-                      f"{at_model}" if resample else f"planes of {_shape_text(spatial[:2])} are")
-            raise DataError(name, f"{planes} below the minimum {self.min_size} x {self.min_size} px of the tiled "
-                                  "inference")
+            planes = (
+                f"planes of {_shape_text(spatial[:2])} ({_size_text(size_used)}) are {_shape_text(target[:2])}"
+                f"{at_model}"
+                if resample
+                else f"planes of {_shape_text(spatial[:2])} are"
+            )
+            raise DataError(
+                name, f"{planes} below the minimum {self.min_size} x {self.min_size} px of the tiled inference"
+            )
         n_in, n_model = math.prod(spatial), math.prod(target)
         need = estimate_memory_bytes(n_in, n_model)
         if need > self.max_memory_gb * 2**30:
-            where = (f" ({_size_text(size_used)}) is {_shape_text(target)}{at_model} and" if resample else "")
-            raise DataError(name, f"{_shape_text(spatial)}{where} would need about {need / 2**30:.1f} GiB to "
-                                  f"process, more than --max_memory_gb {self.max_memory_gb:g}; crop or bin it first, "
-                                  "raise --max_memory_gb, or check --pixel_size")
+            where = f" ({_size_text(size_used)}) is {_shape_text(target)}{at_model} and" if resample else ""
+            raise DataError(
+                name,
+                f"{_shape_text(spatial)}{where} would need about {need / 2**30:.1f} GiB to "
+                f"process, more than --max_memory_gb {self.max_memory_gb:g}; crop or bin it first, "
+                "raise --max_memory_gb, or check --pixel_size",
+            )
         # what the output will carry: the file's grid, or the given lateral size in um (a Z step converted to um)
         out_affine, out_unit = _affine(meta, r), meta.get("unit")
         if self.pixel_size is not None:
@@ -213,9 +239,16 @@ class LateralPixelSized(MapTransform, InvertibleTransform):
             meta["affine"] = torch.as_tensor(model_affine)
             meta["unit"] = out_unit
         out = MetaTensor(x, meta=dict(meta), applied_operations=list(img.applied_operations))
-        self.push_transform(out, orig_size=spatial, extra_info={
-            "resampled": resample, "affine": out_affine.tolist(), "unit": out_unit,
-            "changed_meta": resample or self.pixel_size is not None})
+        self.push_transform(
+            out,
+            orig_size=spatial,
+            extra_info={
+                "resampled": resample,
+                "affine": out_affine.tolist(),
+                "unit": out_unit,
+                "changed_meta": resample or self.pixel_size is not None,
+            },
+        )
         return out
 
     @staticmethod

@@ -104,13 +104,20 @@ class DistanceMapToOneHot(Transform):
         everything. The round trip of encoded masks is exact only for 0 or for masks without such specks.
     """
 
-    def __init__(self, threshold: float = 0.0, close_channel: int | None = None, core_level: float = 0.8,
-                 min_size: int | Sequence[int] = 0) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.0,
+        close_channel: int | None = None,
+        core_level: float = 0.8,
+        min_size: int | Sequence[int] = 0,
+    ) -> None:
         if not 0.0 < core_level < 1.0:
             raise ValueError(f"DistanceMapToOneHot: core_level must be in (0, 1), got {core_level}.")
         sizes = (min_size,) if isinstance(min_size, (int, np.integer)) else tuple(min_size)
         if not sizes or min(sizes) < 0:
-            raise ValueError(f"DistanceMapToOneHot: min_size must be >= 0 (one number or one per channel), got {min_size}.")
+            raise ValueError(
+                f"DistanceMapToOneHot: min_size must be >= 0 (one number or one per channel), got {min_size}."
+            )
         self.threshold = float(threshold)
         self.close_channel = close_channel
         self.core_level = float(core_level)
@@ -134,8 +141,12 @@ class DistanceMapToOneHot(Transform):
         if max(sizes) > 1:
             from skimage.morphology import remove_small_objects
 
-            positive = np.stack([remove_small_objects(p, max_size=v - 1, connectivity=p.ndim) if v > 1 else p
-                                 for p, v in zip(positive, sizes)])
+            positive = np.stack(
+                [
+                    remove_small_objects(p, max_size=v - 1, connectivity=p.ndim) if v > 1 else p
+                    for p, v in zip(positive, sizes)
+                ]
+            )
         if self.close_channel is not None:
             c = int(self.close_channel)
             positive[c] |= self._closing_lines(maps[c])
@@ -159,6 +170,8 @@ class DistanceMapToOneHot(Transform):
         if maps.ndim < (4 if batched else 3):
             raise ValueError(f"DistanceMapToOneHot: expected (B, N, H, W[, D]) or (N, H, W[, D]), got {maps.shape}.")
         if self.close_channel is not None and not 0 <= int(self.close_channel) < maps.shape[1 if batched else 0]:
-            raise ValueError(f"DistanceMapToOneHot: close_channel {self.close_channel} is not a channel of {maps.shape}.")
+            raise ValueError(
+                f"DistanceMapToOneHot: close_channel {self.close_channel} is not a channel of {maps.shape}."
+            )
         out = np.stack([self._decode(m) for m in maps]) if batched else self._decode(maps)
         return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]

@@ -47,8 +47,13 @@ class CheckMaskInputd(MapTransform):
         ``"<file>: <problem>; accepted: <accepts>"``.
     """
 
-    def __init__(self, keys: KeysCollection, labels: Sequence[int] = (0, 1, 2), accepts: str = "",
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        labels: Sequence[int] = (0, 1, 2),
+        accepts: str = "",
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.labels = tuple(int(v) for v in labels)
         self.accepts = accepts
@@ -57,8 +62,9 @@ class CheckMaskInputd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             img = d[key]
-            problem = self.problem(torch.as_tensor(img.as_tensor() if isinstance(img, MetaTensor) else img),
-                                   getattr(img, "meta", {}))
+            problem = self.problem(
+                torch.as_tensor(img.as_tensor() if isinstance(img, MetaTensor) else img), getattr(img, "meta", {})
+            )
             if problem:
                 name = getattr(img, "meta", {}).get("filename_or_obj", key)
                 raise DataError(str(name), problem + (f"; accepted: {self.accepts}" if self.accepts else ""))
@@ -70,8 +76,11 @@ class CheckMaskInputd(MapTransform):
         shape = tuple(int(s) for s in x.shape)
         if x.ndim == 4:
             axes = meta.get("tiff_axes")
-            return (f"a stack of {shape[-1]} planes of {shape[2]} x {shape[1]} px"
-                    + (f" (TIFF axes {axes})" if isinstance(axes, str) else "") + ": save each plane as its own file")
+            return (
+                f"a stack of {shape[-1]} planes of {shape[2]} x {shape[1]} px"
+                + (f" (TIFF axes {axes})" if isinstance(axes, str) else "")
+                + ": save each plane as its own file"
+            )
         if x.ndim != 3:
             return f"an image of shape {shape} (channel-first); a mask is one 2D image"
         if x.numel() == 0:
@@ -97,8 +106,10 @@ class CheckMaskInputd(MapTransform):
             more = " ..." if len(unknown) > 5 else ""
             return f"label values {unknown[:5]}{more} outside the labels {self.labels}"
         if self.labels[-1] not in values and len(values) > 1:
-            return (f"a label map without background (values {values}, no {self.labels[-1]}): a binary mask? "
-                    f"Labels are {', '.join(map(str, self.labels))} in class order, {self.labels[-1]} = background")
+            return (
+                f"a label map without background (values {values}, no {self.labels[-1]}): a binary mask? "
+                f"Labels are {', '.join(map(str, self.labels))} in class order, {self.labels[-1]} = background"
+            )
         return None
 
     def _colour_problem(self, rgb: torch.Tensor) -> str | None:
@@ -112,10 +123,14 @@ class CheckMaskInputd(MapTransform):
             set_planes = rgb.sum(0)
             bad = float((set_planes != 1).double().mean())
             if bad > 0:
-                return (f"three 0/1 planes that are not one-hot ({100 * bad:.1f} % of the pixels have none or several "
-                        "planes set): a stack of binary planes?")
+                return (
+                    f"three 0/1 planes that are not one-hot ({100 * bad:.1f} % of the pixels have none or several "
+                    "planes set): a stack of binary planes?"
+                )
             return None
         if 1 < hi < 128:
-            return (f"no bright colour (values 0..{hi:g}): darker than every mask colour; three planes of label "
-                    "values? Give a one-channel label map instead")
+            return (
+                f"no bright colour (values 0..{hi:g}): darker than every mask colour; three planes of label "
+                "values? Give a one-channel label map instead"
+            )
         return None

@@ -21,7 +21,15 @@ from monai.utils.enums import TransformBackends
 
 from emgan_monai.errors import DataError
 
-__all__ = ["ColorMaskToOneHot", "ColorMaskToOneHotd", "MaskToOneHot", "MaskToOneHotd", "OneHotToRGB", "OneHotToRGBd", "DEFAULT_COLORS"]
+__all__ = [
+    "ColorMaskToOneHot",
+    "ColorMaskToOneHotd",
+    "MaskToOneHot",
+    "MaskToOneHotd",
+    "OneHotToRGB",
+    "OneHotToRGBd",
+    "DEFAULT_COLORS",
+]
 
 #: Class colours of the Drosophila masks: mitochondria red, membrane green, background blue.
 DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = ((255, 0, 0), (0, 255, 0), (0, 0, 255))
@@ -244,9 +252,14 @@ class ColorMaskToOneHot(Transform):
     Raises ``ValueError`` for other channel counts, label values outside ``labels`` or off-palette colour masks.
     """
 
-    def __init__(self, colors=DEFAULT_COLORS, labels: tuple[int, ...] = (0, 1, 2),
-                 aliases: Sequence[tuple[Sequence[int], int]] = (((0, 0, 0), 2),), tolerance: float = 100.0,
-                 max_off_fraction: float = 0.05) -> None:
+    def __init__(
+        self,
+        colors=DEFAULT_COLORS,
+        labels: tuple[int, ...] = (0, 1, 2),
+        aliases: Sequence[tuple[Sequence[int], int]] = (((0, 0, 0), 2),),
+        tolerance: float = 100.0,
+        max_off_fraction: float = 0.05,
+    ) -> None:
         self.colors = np.asarray(colors, dtype=np.float32)
         self.labels = tuple(int(v) for v in labels)
         self.aliases = [(np.asarray(c, dtype=np.float32)[:3], int(i)) for c, i in aliases]
@@ -262,17 +275,19 @@ class ColorMaskToOneHot(Transform):
                 rgb = rgb * 255.0
             palette = [c[:3] for c in self.colors] + [c for c, _ in self.aliases]
             classes = torch.as_tensor(list(range(n)) + [i for _, i in self.aliases])
-            colors = torch.as_tensor(np.stack(palette), dtype=rgb.dtype).reshape(len(palette), 3,
-                                                                                  *([1] * (rgb.ndim - 1)))
+            colors = torch.as_tensor(np.stack(palette), dtype=rgb.dtype).reshape(
+                len(palette), 3, *([1] * (rgb.ndim - 1))
+            )
             dist = ((rgb.unsqueeze(0) - colors) ** 2).sum(1)
             nearest = dist.argmin(0)
-            off = float((dist.amin(0) > self.tolerance ** 2).float().mean())
+            off = float((dist.amin(0) > self.tolerance**2).float().mean())
             if off > self.max_off_fraction:
                 names = ", ".join(str(tuple(int(v) for v in c)) for c in palette)
                 raise ValueError(
                     f"not a colour mask: {100 * off:.1f} % of the pixels are more than {self.tolerance:g} away from "
                     f"every mask colour ({names}); give an RGB mask in these colours or a label map "
-                    f"{self.labels}")
+                    f"{self.labels}"
+                )
             label = classes[nearest]
         elif arr.shape[0] == 1:
             lab = arr[0].round().long()
@@ -295,8 +310,14 @@ class ColorMaskToOneHot(Transform):
 class ColorMaskToOneHotd(MapTransform):
     """Dictionary version of :class:`ColorMaskToOneHot`."""
 
-    def __init__(self, keys, colors=DEFAULT_COLORS, labels: tuple[int, ...] = (0, 1, 2),
-                 allow_missing_keys: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        keys,
+        colors=DEFAULT_COLORS,
+        labels: tuple[int, ...] = (0, 1, 2),
+        allow_missing_keys: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.converter = ColorMaskToOneHot(colors, labels, **kwargs)
 

@@ -73,8 +73,11 @@ def pixel_size_nm(img: Any, spatial_dims: int = 2) -> tuple[float, ...] | None:
 
 
 def _fmt(size: tuple[float, ...] | list[float]) -> str:
-    return " x ".join(f"{s:.4g}" for s in size) + " nm/px" if len({round(s, 6) for s in size}) > 1 else \
-        f"{size[0]:.4g} nm/px"
+    return (
+        " x ".join(f"{s:.4g}" for s in size) + " nm/px"
+        if len({round(s, 6) for s in size}) > 1
+        else f"{size[0]:.4g} nm/px"
+    )
 
 
 def _resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
@@ -114,9 +117,17 @@ class ToPixelSized(MapTransform):
         size is beyond the limits, or when the image is not 2D.
     """
 
-    def __init__(self, keys: KeysCollection, pixel_size: float, input_pixel_size: float | None = None,
-                 onehot: bool = True, max_factor: float = 8.0, max_pixels: int = 2**27,
-                 override_key: str = "pixel_size", allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        pixel_size: float,
+        input_pixel_size: float | None = None,
+        onehot: bool = True,
+        max_factor: float = 8.0,
+        max_pixels: int = 2**27,
+        override_key: str = "pixel_size",
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         if not pixel_size or pixel_size <= 0:
             raise DataError("--model_pixel_size", f"the network's pixel size must be positive, got {pixel_size}")
@@ -152,21 +163,31 @@ class ToPixelSized(MapTransform):
             stated = pixel_size_nm(img)
             if stated is None:
                 size, unit = model, "nm"
-                logger.warning("%s: the file states no pixel size; assuming the model's %s (set --%s <nm> if it "
-                               "is not)", name, _fmt(model), self.override_key)
+                logger.warning(
+                    "%s: the file states no pixel size; assuming the model's %s (set --%s <nm> if it is not)",
+                    name,
+                    _fmt(model),
+                    self.override_key,
+                )
             else:
                 size, unit = stated, None  # keep the file's own unit and affine
         factors = [s / m for s, m in zip(size, model)]
         if any(f > self.max_factor or f < 1.0 / self.max_factor for f in factors):
-            raise DataError(name, f"pixel size {_fmt(size)} differs from the model's {_fmt(model)} by more than "
-                                  f"{self.max_factor:g}x; resample the mask to about {self.pixel_size:g} nm/px, or "
-                                  f"set --{self.override_key} <nm> if the file's calibration is wrong")
+            raise DataError(
+                name,
+                f"pixel size {_fmt(size)} differs from the model's {_fmt(model)} by more than "
+                f"{self.max_factor:g}x; resample the mask to about {self.pixel_size:g} nm/px, or "
+                f"set --{self.override_key} <nm> if the file's calibration is wrong",
+            )
         target = [max(1, round(n * f)) for n, f in zip(spatial, factors)]
         n_pixels = math.prod(target)
         if n_pixels > self.max_pixels:
-            raise DataError(name, f"at the model's {_fmt(model)} this {spatial[0]} x {spatial[1]} px image of "
-                                  f"{_fmt(size)} would be {target[0]} x {target[1]} px, more than the limit of "
-                                  f"{self.max_pixels:,} px; crop it or check --{self.override_key}")
+            raise DataError(
+                name,
+                f"at the model's {_fmt(model)} this {spatial[0]} x {spatial[1]} px image of "
+                f"{_fmt(size)} would be {target[0]} x {target[1]} px, more than the limit of "
+                f"{self.max_pixels:,} px; crop it or check --{self.override_key}",
+            )
         out = x.float()
         if target != spatial:
             out = _resize(out, target)

@@ -62,8 +62,7 @@ class CryoETGeneratorInferTask(InferTask):
             type=InferType.OTHERS,
             labels=None,
             dimension=3,
-            description="cryo-ET: density map (MRC) -> simulated subtomogram (z units), optional MC-dropout "
-            "mean/std",
+            description="cryo-ET: density map (MRC) -> simulated subtomogram (z units), optional MC-dropout mean/std",
             config={"seed": 0, "uncertainty": False, "k": 20, "result_extension": ".mrc"},
         )
         if not self.valid:
@@ -109,8 +108,9 @@ class CryoETGeneratorInferTask(InferTask):
         if vol.shape[0] > 1 and ext == ".mrc":
             ext = ".tif"
         affine = np.diag([self.voxel_size, self.voxel_size, self.voxel_size, 1.0])
-        path, info = write_result(torch.from_numpy(vol), {"affine": affine, "unit": "angstrom"}, extension=ext,
-                                  dtype="float32")
+        path, info = write_result(
+            torch.from_numpy(vol), {"affine": affine, "unit": "angstrom"}, extension=ext, dtype="float32"
+        )
         info.update({"voxel_size_A": self.voxel_size, "channels": ["mean", "std"] if uncertainty else ["subtomogram"]})
         if uncertainty:
             info["std_source"] = "mc_dropout" if has_dropout else "generator_noise"

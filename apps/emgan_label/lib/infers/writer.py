@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import emgan_monai.io  # noqa: F401  (registers the TIFF / MRC writers)
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.data.image_writer import resolve_writer
 from monai.data.utils import affine_to_spacing
+
+import emgan_monai.io  # noqa: F401  (registers the TIFF / MRC writers)
 
 SUPPORTED_EXTENSIONS = (".tif", ".tiff", ".nii.gz", ".nii", ".mrc")
 
