@@ -151,7 +151,7 @@ def training_state_files(bundle_dir: str | Path) -> list[str]:
     """Files of the bundle that belong in the training-state archive, not in the user-facing zip (relative paths).
 
     Under ``models/``: every file that no config (``configs/*.json`` but ``metadata.json``) names, i.e. full resumable
-    checkpoints and weights kept for reference; ``models/model.pt`` always stays. Under ``docs/ablation/``: the
+    checkpoints and weights kept for reference; ``models/model.pt`` and its TorchScript ``model.ts`` always stay. Under ``docs/ablation/``: the
     pictures (the tables, ``*.md`` / ``*.json``, stay with the docs).
     """
     bundle_dir = Path(bundle_dir)
@@ -163,7 +163,7 @@ def training_state_files(bundle_dir: str | Path) -> list[str]:
     out = [
         f.relative_to(bundle_dir).as_posix()
         for f in sorted((bundle_dir / "models").glob("*"))
-        if f.is_file() and f.name != "model.pt" and f.name not in texts
+        if f.is_file() and f.name not in ("model.pt", "model.ts") and f.name not in texts
     ]
     out += [f.relative_to(bundle_dir).as_posix() for f in sorted((bundle_dir / "docs" / "ablation").rglob("*.png"))]
     return out
