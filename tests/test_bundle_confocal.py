@@ -247,7 +247,7 @@ def test_inference_refuses_inputs_that_break_the_contract_and_processes_the_rest
     contract = "this bundle accepts single-channel 2D images (Y, X) or 3D stacks (Z, Y, X)"
     assert all(contract in reasons[f] for f in ("rgb.tif", "two_channels.tif", "nan.tif", "constant.tif"))
     coarse = reasons["coarse.tif"]
-    assert "pixel size 2.6 um (from the file) is 10x larger than the model's 0.26 um" in coarse
+    assert "pixel size 2.6 um/px (from the file) is 10x larger than the model's 0.26 um/px" in coarse
     assert "--max_rescale 4" in coarse and "--pixel_size" in coarse
     assert sorted(p.name for p in out.iterdir()) == ["good_confocal.tif", "good_preview.png"]
     assert tifffile.imread(out / "good_confocal.tif").shape == plane.shape
@@ -318,7 +318,9 @@ def test_inference_refuses_an_oversized_stack_before_allocating_it(tmp_path) -> 
     run = cli_run("--input_dir", str(inp), "--output_dir", str(tmp_path / "out"))
     assert run.returncode == 1, run.stderr[-3000:]
     (reason,) = failure_lines(run.stderr).values()
-    assert reason.startswith("DataError: 48 x 1000 x 1000 px (1.04 um) is 48 x 4000 x 4000 px at the model's 0.26 um")
+    assert reason.startswith(
+        "DataError: 48 x 1000 x 1000 px (1.04 um/px) is 48 x 4000 x 4000 px at the model's 0.26 um/px"
+    )
     assert re.search(r"would need about 1\d\.\d GiB to process, more than --max_memory_gb 16", reason), reason
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 4 * 2**20  # kB: no 19 GiB was ever allocated
     assert not any((tmp_path / "out").glob("*.tif"))
@@ -429,17 +431,18 @@ def test_check_image_input_states_each_problem() -> None:
         assert "\n" not in str(info.value)
 
 
-def test_lateral_pixel_size_round_trip_and_refusals() -> None:
+def test_pixel_size_round_trip_and_refusals() -> None:
     """The transform behind the resampling: a (1, X, Y, Z) stack at 0.52 um goes to the model's 0.26 um grid and,
-    through MONAI's Invertd, back onto its own grid with its own affine; refusals name the sizes."""
+    through MONAI's Invertd, back onto its own grid with its own affine (X and Y only); refusals name the sizes; a
+    one-hot mask in nm with every axis resampled comes back one-hot (area + arg-max) on its own grid."""
     from monai.transforms import Compose, Invertd
 
     from emgan_monai.errors import DataError
-    from emgan_monai.transforms.lateral_pixel_size import LateralPixelSized
+    from emgan_monai.transforms.pixel_size import PixelSized
 
     affine = torch.diag(torch.tensor([0.52, 0.52, 0.9, 1.0], dtype=torch.float64))
     img = MetaTensor(torch.rand(1, 30, 40, 3), affine=affine, meta={"unit": "um", "filename_or_obj": "s.tif"})
-    lateral = LateralPixelSized("image", model_pixel_size=0.26)
+    lateral = PixelSized("image", model_pixel_size=0.26, unit="um", spatial_axes="lateral")
     pre = Compose([lateral])
     d = pre({"image": img})
     assert d["image"].shape == (1, 60, 80, 3)
@@ -458,7 +461,8 @@ def test_lateral_pixel_size_round_trip_and_refusals() -> None:
     )["image"]
     assert same.shape == (1, 30, 40)  # within 1 %: not resampled
     with pytest.raises(
-        DataError, match=r"s\.tif: pixel size 0\.05 um \(from the file\) is 5\.2x smaller than the model's 0\.26 um"
+        DataError,
+        match=r"s\.tif: pixel size 0\.05 um/px \(from the file\) is 5\.2x smaller than the model's 0\.26 um/px",
     ):
         lateral(
             {
@@ -470,7 +474,27 @@ def test_lateral_pixel_size_round_trip_and_refusals() -> None:
             }
         )
     with pytest.raises(DataError, match="--max_memory_gb must be a positive number"):
-        LateralPixelSized("image", model_pixel_size=0.26, max_memory_gb=0)
+        PixelSized("image", model_pixel_size=0.26, max_memory_gb=0)
+    # a one-hot mask at 4.6 nm, all axes, to 18.4 nm: area + arg-max, still one-hot; the inverse restores the grid
+    labels = torch.randint(0, 3, (41, 37))
+    onehot = torch.nn.functional.one_hot(labels, 3).permute(2, 0, 1).to(torch.uint8)
+    mask = MetaTensor(
+        onehot, affine=torch.diag(torch.tensor([4.6, 4.6, 1.0], dtype=torch.float64)), meta={"unit": "nm"}
+    )
+    masks = PixelSized("image", model_pixel_size=18.4, unit="nm", spatial_axes="all", mode="onehot", max_rescale=8)
+    small = Compose([masks])({"image": mask})
+    assert small["image"].shape == (3, 10, 9) and small["image"].dtype == torch.float32
+    assert torch.equal(small["image"].sum(0), torch.ones(10, 9))
+    assert torch.allclose(
+        small["image"].affine.diagonal()[:2], torch.tensor([4.6 * 41 / 10, 4.6 * 37 / 9], dtype=torch.float64)
+    )
+    small["pred"] = small["image"][:1]
+    em = Invertd("pred", transform=Compose([masks]), orig_keys="image", nearest_interp=False)(small)["pred"]
+    assert em.shape == (1, 41, 37) and torch.equal(em.affine, mask.affine) and em.meta["unit"] == "nm"
+    with pytest.raises(
+        DataError, match=r"pixel size 500 nm/px \(from the file\) is 27\.2x larger than the model's 18\.4 nm/px"
+    ):
+        masks({"image": MetaTensor(onehot, affine=torch.diag(torch.tensor([500.0, 500.0, 1.0])), meta={"unit": "nm"})})
 
 
 def test_multi_gpu_train_two_ranks_on_cpu(stack_dir, trained, tmp_path) -> None:

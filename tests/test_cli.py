@@ -148,5 +148,5 @@ def test_a_bad_option_value_is_one_line_and_exit_2(tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and err[-1] == "error: --pixel_size: must be a positive size in nm or null, got -1", err[-3:]
+    assert rc == 2 and err[-1] == "error: --pixel_size must be a positive number (nm) or null, got -1", err[-3:]
     assert not any((tmp_path / "out").rglob("*"))  # nothing written

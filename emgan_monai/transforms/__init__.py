@@ -12,6 +12,9 @@
 - :class:`ScalePercentile` / :class:`ScalePercentiled`: CARE percentile normalisation that records its
   parameters; :class:`InvertPercentile` / :class:`InvertPercentiled` map outputs back to the original
   range and dtype.
+- :class:`PixelSized`: an image (intensities or one-hot masks; lateral axes or all, nm or um) to the pixel size a
+  network was trained at, with its refusals (rescale, memory), inverted back onto the input's grid by MONAI's
+  ``Invertd``; :func:`stated_pixel_size` reads a loaded image's calibration.
 - :class:`InvertToInputDtyped`: a prediction back to the input file's intensity range and dtype;
   :class:`PreviewPNGd`: ``input | output`` PNG previews beside the outputs.
 - :data:`SUBTOMO_SCALE`, :func:`density_to_network`, :func:`subtomo_to_network`, :func:`network_to_subtomo`: the
@@ -39,6 +42,7 @@ from .masks import (
     OneHotToRGBd,
 )
 from .output import InvertToInputDtyped, PreviewPNGd
+from .pixel_size import PixelSized, stated_pixel_size
 
 __all__ = [
     "DEFAULT_COLORS",
@@ -61,6 +65,7 @@ __all__ = [
     "MaskToOneHotd",
     "OneHotToRGB",
     "OneHotToRGBd",
+    "PixelSized",
     "PreviewPNGd",
     "RandAreaCrop",
     "RandAreaCropd",
@@ -72,5 +77,6 @@ __all__ = [
     "area_crop_size",
     "density_to_network",
     "network_to_subtomo",
+    "stated_pixel_size",
     "subtomo_to_network",
 ]

@@ -1,0 +1,129 @@
+"""Classifier two-sample test (C2ST): a judge that learns what gives a fake away.
+
+A small CNN is trained to tell real from generated patches and scored on patches of images it never saw
+(Lopez-Paz and Oquab, "Revisiting classifier two-sample tests", ICLR 2017). Held-out accuracy 0.5 means the two sets
+cannot be told apart by this judge; 1.0 means every patch is recognised. Unlike a statistic that a generator may have
+been trained to match (spectra, grey-value histograms, texture features), the classifier looks for whatever
+differs, so it is the headline judge of a generator; report it with reference points from the same run (real vs
+real for the floor, degraded real images, a naive synthesis for the ceiling) and over several seeds.
+
+- :func:`random_patches`: ``n`` random square patches ``(n, C, p, p)`` of a stack of images ``(N, C, H, W)``;
+- :func:`classifier_two_sample_test`: train on ``(real_train, fake_train)``, test on ``(real_test, fake_test)``, per
+  seed; returns the mean held-out accuracy, its standard deviation and the per-seed values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.networks.nets import Classifier
+
+__all__ = ["classifier_two_sample_test", "random_patches"]
+
+
+def random_patches(images: torch.Tensor, size: int, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` random ``size`` x ``size`` patches of ``images`` ``(N, C, H, W)`` -> ``(n, C, size, size)``.
+
+    Patches are drawn uniformly over images and positions with a generator seeded by ``seed``.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"random_patches expects (N, C, H, W) images, got shape {tuple(images.shape)}")
+    N, _, H, W = images.shape
+    if size > min(H, W):
+        raise ValueError(f"patch size {size} is larger than the images ({H} x {W})")
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randint(0, N, (n,), generator=g)
+    ys = torch.randint(0, H - size + 1, (n,), generator=g)
+    xs = torch.randint(0, W - size + 1, (n,), generator=g)
+    return torch.stack([images[i, :, y : y + size, x : x + size] for i, y, x in zip(idx, ys, xs)])
+
+
+def _balanced(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets cut to the size of the smaller one (an accuracy of 0.5 then means chance)."""
+    n = min(len(a), len(b))
+    return a[:n], b[:n]
+
+
+def _judge(in_shape: Sequence[int], channels: Sequence[int]) -> torch.nn.Module:
+    """A small strided CNN with one logit: ``(B, C, p, p) -> (B, 1)``."""
+    return Classifier(
+        in_shape=tuple(in_shape),
+        classes=1,
+        channels=tuple(channels),
+        strides=(2,) * len(channels),
+        dropout=0.1,
+        last_act=None,
+    )
+
+
+def classifier_two_sample_test(
+    real_train: torch.Tensor,
+    fake_train: torch.Tensor,
+    real_test: torch.Tensor,
+    fake_test: torch.Tensor,
+    seeds: Sequence[int] = (0, 1, 2),
+    steps: int = 400,
+    batch_size: int = 64,
+    channels: Sequence[int] = (16, 32, 64),
+    lr: float = 1e-3,
+) -> dict:
+    """Held-out accuracy of a CNN trained to tell real from fake patches, over ``seeds``.
+
+    Parameters
+    ----------
+    real_train, fake_train
+        Training patches ``(N, C, p, p)`` (cut to equal numbers). Draw them from images other than the test
+        patches' (e.g. different sections), so the judge cannot recognise an image instead of a distribution.
+    real_test, fake_test
+        Held-out patches ``(M, C, p, p)`` (cut to equal numbers).
+    seeds
+        One trained judge per seed (initialisation and batch order).
+    steps, batch_size, channels, lr
+        Training of each judge: Adam, binary cross-entropy, horizontal/vertical flips of every batch.
+
+    Returns
+    -------
+    dict
+        ``{"accuracy": mean, "accuracy_sd": sd over seeds, "per_seed": [...], "n_train": per class,
+        "n_test": per class}``.
+    """
+    real_train, fake_train = _balanced(real_train.float(), fake_train.float())
+    real_test, fake_test = _balanced(real_test.float(), fake_test.float())
+    if len(real_train) < 2 or len(real_test) < 1:
+        raise ValueError("classifier_two_sample_test needs at least 2 training and 1 test patch per class")
+    x_train = torch.cat([real_train, fake_train])
+    y_train = torch.cat([torch.ones(len(real_train)), torch.zeros(len(fake_train))])
+    x_test = torch.cat([real_test, fake_test])
+    y_test = torch.cat([torch.ones(len(real_test)), torch.zeros(len(fake_test))])
+    accuracies = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            net = _judge(x_train.shape[1:], channels)
+            opt = torch.optim.Adam(net.parameters(), lr=lr)
+            net.train()
+            for _ in range(int(steps)):
+                idx = torch.randint(0, len(x_train), (min(batch_size, len(x_train)),))
+                xb, yb = x_train[idx], y_train[idx]
+                if torch.rand(()) < 0.5:
+                    xb = xb.flip(-1)
+                if torch.rand(()) < 0.5:
+                    xb = xb.flip(-2)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(net(xb).view(-1), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                pred = torch.cat([net(x_test[i : i + 256]).view(-1) for i in range(0, len(x_test), 256)]) > 0
+            accuracies.append(float((pred.float() == y_test).float().mean()))
+    acc = np.asarray(accuracies)
+    return {
+        "accuracy": float(acc.mean()),
+        "accuracy_sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "per_seed": accuracies,
+        "n_train": len(real_train),
+        "n_test": len(real_test),
+    }
