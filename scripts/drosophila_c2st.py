@@ -43,8 +43,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--patch", type=int, default=64)
     args = parser.parse_args()
-    _, em = load_sections(drosophila_datalist(Path(args.dataset_dir) / "stack1"), 256)
-    masks, _ = load_sections(drosophila_datalist(Path(args.dataset_dir) / "stack1")[16:20], 256)
+    all_masks, em = load_sections(drosophila_datalist(Path(args.dataset_dir) / "stack1"), 256)
+    masks = all_masks[16:20]  # the held-out sections' masks
     cfg = ConfigParser()
     cfg.read_config(str(BUNDLE / "configs" / "inference.json"))
     cfg["bundle_root"] = str(BUNDLE)

@@ -319,7 +319,8 @@ def test_paper_recipe_config_trains(stack_dir, tmp_path):
         *TINY,
     )
     net = _parsed(["train_mask.json", "train_mask_paper.json"], "network_def", resolution=RES)
-    net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
+    assert type(net).__name__ == "NoiseToMaskGenerator"  # the paper's network, not the base config's
+    net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))  # strict: its weights
 
 
 def test_train_em_and_resume(stage2_runs):
@@ -382,7 +383,8 @@ def test_paper_stage2_recipe_config_trains(stack_dir, tmp_path):
         *TINY,
     )
     net = _parsed(["train.json", "train_paper.json"], "network_def", resolution=RES)
-    net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
+    assert type(net).__name__ == "Pix2PixUNet"  # the paper's network, not the base config's
+    net.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))  # strict: its weights
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,12 @@ def test_verify_metadata(bundle_copy: Path) -> None:
     schema.parent.mkdir(exist_ok=True)
     shutil.copy2(METADATA_SCHEMA, schema)  # where verify_metadata downloads the zoo schema to; it skips the download
     verify_metadata(meta_file=str(bundle_copy / "configs" / "metadata.json"), filepath=str(schema))
+    # the check bites: the same metadata with a wrongly typed required field is refused
+    meta = json.loads((bundle_copy / "configs" / "metadata.json").read_text())
+    broken = bundle_copy / "eval" / "broken_metadata.json"
+    broken.write_text(json.dumps({**meta, "version": 7}))
+    with pytest.raises(ValueError, match="7 is not of type 'string'"):
+        verify_metadata(meta_file=str(broken), filepath=str(schema))
 
 
 def test_inference_workflow_properties(bundle_copy: Path) -> None:
@@ -90,6 +96,21 @@ def test_verify_net_in_out(bundle_copy: Path) -> None:
         bundle_root=str(bundle_copy),
         device="cpu",
     )
+    # the check bites: declaring one more output channel than network_def returns is refused
+    meta = json.loads((bundle_copy / "configs" / "metadata.json").read_text())
+    out = next(iter(meta["network_data_format"]["outputs"].values()))
+    out["num_channels"] += 1
+    wrong = bundle_copy / "configs" / "wrong_metadata.json"
+    wrong.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="output channel number"):
+        verify_net_in_out(
+            net_id="network_def",
+            meta_file=str(wrong),
+            config_file=str(bundle_copy / "configs" / "inference.json"),
+            bundle_root=str(bundle_copy),
+            device="cpu",
+        )
+    wrong.unlink()
 
 
 def test_ckpt_export_by_scripting(bundle_copy: Path) -> None:
