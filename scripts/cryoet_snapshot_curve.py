@@ -37,7 +37,7 @@ from emgan_monai.networks import SubtomogramClassifier, build_subtomogram_genera
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--kind", default="physics", choices=["physics", "cyclegan"])
+    ap.add_argument("--kind", default="physics", choices=["physics", "physics_residual", "cyclegan"])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--dataset_dir", default=None)
     ap.add_argument("--classifier", type=Path, default=REPO / "bundles" / "cryoet_gan" / "models" / "classifier.pt")

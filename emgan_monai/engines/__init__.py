@@ -3,6 +3,7 @@
 from .base import AdversarialTrainer, frozen
 from .cycle import CycleGANTrainer
 from .paired import PIXEL_LOSSES, PairedGANTrainer
+from .pretrain import pretrain_inverse, random_cube_rotation
 from .settings import AdversarialSettings, GeneratorLoss
 from .unconditional import UnconditionalGANTrainer
 from .utils import ImagePool, LinearDecayLR, RandomState, scalars
@@ -19,5 +20,7 @@ __all__ = [
     "RandomState",
     "UnconditionalGANTrainer",
     "frozen",
+    "pretrain_inverse",
+    "random_cube_rotation",
     "scalars",
 ]

@@ -42,7 +42,8 @@ class CycleGANTrainer(AdversarialTrainer):
     keys
         Batch keys of domain A and domain B.
     generator_loss
-        :class:`~emgan_monai.engines.GeneratorLoss`: ``lambda_cycle`` (10 in CycleGAN), ``lambda_cycle_b``
+        :class:`~emgan_monai.engines.GeneratorLoss`: ``lambda_cycle`` (10 in CycleGAN), ``cycle_criterion`` (``"l1"``
+        as CycleGAN, or ``"mse"``: the A cycle's distance), ``lambda_cycle_b``
         (``None``: ``lambda_cycle``), ``cycle_b_sigma`` (Gaussian low-pass of the B cycle,
         :class:`~emgan_monai.losses.LowPassCycleLoss`) and ``lambda_identity`` (0.5 in CycleGAN; 0 disables the
         identity forward passes; needs ``C_a == C_b``).
@@ -132,10 +133,10 @@ class CycleGANTrainer(AdversarialTrainer):
         self.pool_b = ImagePool(pool_size, rng=self.rng)
         self.rng.register("pool_a", self.pool_a)
         self.rng.register("pool_b", self.pool_b)
-        self.cycle_loss = CycleConsistencyLoss()
+        self.cycle_loss = CycleConsistencyLoss(criterion=weights.cycle_criterion)
         spatial = getattr(g_ab, "spatial_dims", 3)
         sigma = float(weights.cycle_b_sigma)
-        self.cycle_loss_b = LowPassCycleLoss(sigma, spatial) if sigma > 0 else self.cycle_loss
+        self.cycle_loss_b = LowPassCycleLoss(sigma, spatial) if sigma > 0 else CycleConsistencyLoss()
         self.identity_loss = IdentityLoss()
 
     def _prepare_inputs(self, batchdata: Any) -> dict[str, torch.Tensor]:

@@ -49,6 +49,10 @@ class GeneratorLoss:
         Its weight (needs ``texture_loss``).
     lambda_cycle
         CycleGAN's cycle-consistency weight (10 in CycleGAN); the A -> B -> A cycle.
+    cycle_criterion
+        Distance of the A -> B -> A cycle: ``"l1"`` (CycleGAN) or ``"mse"`` (a map the round trip can only estimate
+        as a posterior mean, e.g. a small particle read back from a noisy subtomogram: the L1 optimum is then the
+        empty map).
     lambda_cycle_b
         Weight of the B -> A -> B cycle; ``None`` = ``lambda_cycle``. A weaker B cycle suits a domain that is mostly
         noise (cryo-ET subtomograms).
@@ -66,6 +70,7 @@ class GeneratorLoss:
     texture_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     lambda_texture: float = 0.0
     lambda_cycle: float = 10.0
+    cycle_criterion: str = "l1"
     lambda_cycle_b: float | None = None
     cycle_b_sigma: float = 0.0
     lambda_identity: float = 0.5
@@ -84,6 +89,8 @@ class GeneratorLoss:
         negative = {k: getattr(self, k) for k in numbers if getattr(self, k) is not None and getattr(self, k) < 0}
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {negative}.")
+        if self.cycle_criterion not in ("l1", "mse"):
+            raise ValueError(f"cycle_criterion must be 'l1' or 'mse', got {self.cycle_criterion!r}.")
         if self.lambda_texture > 0 and self.texture_loss is None:
             raise ValueError(f"lambda_texture={self.lambda_texture} needs a texture_loss.")
 

@@ -233,10 +233,12 @@ def metrics_table(
     train: CryoETDomains,
     baselines: Mapping[str, BaselineCalibration],
     generators: Mapping[str, nn.Module],
+    inverse: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evaluation's result: ``setting`` (the given entries plus the normalisation, the baselines' calibrations
-    and the generators' descriptions), the rows of :func:`score_sets`, and ``criteria``: the issue's targets for every
-    generator against the strongest baseline."""
+    and the generators' descriptions), the rows of :func:`score_sets`, ``criteria``: the issue's targets for every
+    generator against the strongest baseline, and (given) ``inverse``: the S -> D rows of
+    :func:`emgan_monai.evaluation.cryoet_inverse.inverse_scores`."""
     stats = train.stats()
     given = dict(setting)
     ordered = {k: given.pop(k) for k in ("train_tomograms", "test_tomograms") if k in given}
@@ -263,6 +265,8 @@ def metrics_table(
         **rows,
     }
     metrics["criteria"] = {name: _criteria(rows, name, list(baselines)) for name in generators}
+    if inverse:
+        metrics["inverse"] = dict(inverse)
     return metrics
 
 
@@ -328,6 +332,7 @@ _ROW_NAMES = {
     "cyclegan": "pure CycleGAN (D -> S generator)",
     "physics_gan": "physics-informed GAN (learnable simulator)",
     "physics_residual_gan": "physics-informed GAN + bounded residual (ablation)",
+    "physics_cyclegan": "CycleGAN, G_ds = physics + zero-initialised 3D ResNet (Wasserstein, spectral norm)",
     "gan": "GAN (D -> S generator)",
 }
 
@@ -368,6 +373,7 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
             else f"- {k}: {v}"
             for k, v in crit.items()
         ]
+    lines += _inverse_markdown(metrics.get("inverse", {}))
     for key in _row_keys(metrics):
         cm = np.asarray(metrics[key]["confusion_matrix"])
         lines += [
@@ -379,6 +385,28 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
         ]
         lines += [f"| {i + 1} | " + " | ".join(str(v) for v in r) + " |" for i, r in enumerate(cm)]
     return "\n".join(lines) + "\n"
+
+
+def _inverse_markdown(rows: Mapping[str, Any]) -> list[str]:
+    """The S -> D table: correlation of each method's map with the particle's true map."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "S -> D direction on the held-out particles: Pearson correlation with the particle's true map (no alignment "
+        "needed: same frame)",
+        "",
+        "| method | n | correlation +- SE | note |",
+        "|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        note = (
+            f"sigma {r['sigma']} voxel (fitted on training)"
+            if "sigma" in r
+            else (f"mean of {r['draws']} draws" if "draws" in r else "")
+        )
+        lines.append(f"| {name} | {r['n']} | {r['correlation']:.3f} +- {r['correlation_se']:.3f} | {note} |")
+    return lines
 
 
 def _examples_png(

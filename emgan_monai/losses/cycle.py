@@ -1,7 +1,8 @@
 """Cycle-consistency and identity losses of CycleGAN (Zhu et al. 2017).
 
-Both are an L1 distance between an image and what a generator (or a round trip) made of it; they differ only in
-meaning and in the error message when the shapes disagree, so they share :class:`_CheckedL1`.
+Both are an L1 distance (or, with ``criterion="mse"``, a squared error) between an image and what a generator (or a
+round trip) made of it; they differ only in meaning and in the error message when the shapes disagree, so they share
+:class:`_CheckedL1`.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ __all__ = ["CycleConsistencyLoss", "IdentityLoss", "LowPassCycleLoss"]
 
 
 class _CheckedL1(nn.Module):
-    """``L1(output, real)`` that refuses tensors of different shapes (instead of broadcasting them)."""
+    """``L1(output, real)`` (``criterion="mse"``: the squared error) that refuses tensors of different shapes (instead
+    of broadcasting them). The squared error suits a target the round trip can only estimate as a posterior mean
+    (a small particle in a noisy subtomogram: the L1 optimum there is the empty map)."""
 
     _what = "L1"
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, reduction: str = "mean", criterion: str = "l1") -> None:
         super().__init__()
-        self.l1 = nn.L1Loss(reduction=reduction)
+        losses = {"l1": nn.L1Loss, "mse": nn.MSELoss}
+        if criterion not in losses:
+            raise ValueError(f"criterion must be one of {sorted(losses)}, got {criterion!r}.")
+        self.distance = losses[criterion](reduction=reduction)
 
     def forward(self, real: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         if real.shape != output.shape:
             raise ValueError(f"{self._what}: shapes differ, {tuple(real.shape)} vs {tuple(output.shape)}.")
-        return self.l1(output, real)
+        return self.distance(output, real)
 
 
 class CycleConsistencyLoss(_CheckedL1):
@@ -104,4 +110,4 @@ class LowPassCycleLoss(CycleConsistencyLoss):
     def forward(self, real: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         if real.shape != output.shape:
             raise ValueError(f"{self._what}: shapes differ, {tuple(real.shape)} vs {tuple(output.shape)}.")
-        return self.l1(self.blur(output), self.blur(real))
+        return self.distance(self.blur(output), self.blur(real))

@@ -5,6 +5,7 @@ from .discriminators import DISCRIMINATOR_KINDS, PatchDiscriminator, SkipPatchDi
 from .mask_generator import NoiseToMaskGenerator
 from .noise_unet import NoiseUNet
 from .physics_generator import PhysicsInformedGenerator, build_subtomogram_generator
+from .physics_residual import PhysicsResidualGenerator
 from .pix2pix_unet import Pix2PixUNet
 from .residual_unet import ResidualUNetGenerator
 from .two_stage_generator import TwoStageGenerator
@@ -16,6 +17,7 @@ __all__ = [
     "NoiseUNet",
     "PatchDiscriminator",
     "PhysicsInformedGenerator",
+    "PhysicsResidualGenerator",
     "Pix2PixUNet",
     "ResidualUNetGenerator",
     "SkipPatchDiscriminator",

@@ -357,15 +357,22 @@ def build_subtomogram_generator(kind: str = "physics", **kwargs: Any) -> nn.Modu
     """The D -> S generator of the cryo-ET bundle by name.
 
     ``kind="physics"``: :class:`PhysicsInformedGenerator` (keys ``box``, ``voxel_size``, ``refine_channels``,
-    ``dropout``, ...); ``kind="cyclegan"``: :class:`~emgan_monai.networks.CycleGANGenerator` (keys ``channels``,
+    ``dropout``, ...); ``kind="physics_residual"``: :class:`~emgan_monai.networks.PhysicsResidualGenerator`, the
+    simulator plus a zero-initialised 3D ResNet (keys ``residual_channels``, ``residual_blocks``, ``residual_bound``,
+    ``noise_channels``, ...), the working CycleGAN's ``G_ds``; ``kind="cyclegan"``: :class:`~emgan_monai.networks.CycleGANGenerator` (keys ``channels``,
     ``n_res_blocks``, ``noise_channels``, ``dropout``, ``decoder_noise``, ``input_noise_std``, ``norm``). Keys meant
     for the other kind are ignored, so one config can hold both sets.
     """
     import inspect
 
     from .cyclegan3d import CycleGANGenerator
+    from .physics_residual import PhysicsResidualGenerator
 
-    classes = {"physics": PhysicsInformedGenerator, "cyclegan": CycleGANGenerator}
+    classes = {
+        "physics": PhysicsInformedGenerator,
+        "physics_residual": PhysicsResidualGenerator,
+        "cyclegan": CycleGANGenerator,
+    }
     if kind not in classes:
         raise ValueError(f"unknown generator kind {kind!r}; expected one of {sorted(classes)}")
     cls = classes[kind]
