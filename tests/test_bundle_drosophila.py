@@ -24,6 +24,7 @@ from PIL import Image
 
 from emgan_monai.bundle_utils import config_files
 from emgan_monai.data.drosophila import make_synthetic_stack
+from emgan_monai.evaluation.drosophila import C2ST_SETS
 from emgan_monai.handlers import averaged_model_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -510,9 +511,19 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
         "4",
         "--segmenter_steps",
         "4",
+        "--c2st_steps",
+        "3",
+        "--c2st_seeds",
+        "2",
+        "--c2st_patch",
+        "32",
+        "--downstream_steps",
+        "2",
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert {
+        "c2st",
+        "downstream_segmentation",
         "stage1_morphology",
         "stage2_quality_heldout",
         "stage2_fcn_score",
@@ -552,8 +563,21 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
     assert texture["tile"] == RES // 2 and texture["n_draws"] == 4
     assert texture["sets"]["generated_from_heldout_masks"]["n_tiles"] == 4 * texture["n_heldout_tiles"]
     assert texture["draw_diversity"] >= 0 and all(math.isfinite(v) for v in texture["ratios"].values())
+    # the headline: the classifier two-sample test with its reference points, and the downstream segmenters
+    c2st = metrics["c2st"]
+    assert list(c2st["rows"]) == list(C2ST_SETS) and c2st["rows"]["real_vs_real"]
+    assert c2st["patch"] == 32 and c2st["steps"] == 3 and c2st["seeds"] == [0, 1]
+    for name, row in c2st["rows"].items():
+        assert 0 <= row["accuracy"] <= 1 and len(row["per_seed"]) == 2 and row["accuracy_sd"] >= 0, name
+    downstream = metrics["downstream_segmentation"]
+    assert list(downstream["dice"]) == ["synthetic_only", "real_only", "real_and_synthetic"]
+    for way, dice in downstream["dice"].items():
+        assert {"mito", "membrane", "mean"} == set(dice) and all(0 <= v <= 1 for v in dice.values()), way
+    assert downstream["steps"] == 2 and downstream["n_real"] == 4 and downstream["n_generated"] == 4
     assert (out / "pca_masks.png").is_file() and (out / "metrics.md").is_file()
-    assert "## Stage 2: texture realism" in (out / "metrics.md").read_text()
+    markdown = (out / "metrics.md").read_text()
+    assert markdown.startswith("## Headline: classifier two-sample test") and "## Downstream" in markdown
+    assert "## Stage 2: texture realism" in markdown and "Diagnostics, not a judge" in markdown
 
 
 @pytest.mark.skipif(

@@ -1,16 +1,27 @@
-"""Tests of :mod:`emgan_monai.evaluation.drosophila` pieces that need no trained bundle: stage-2 draws and the
-texture table (the end-to-end ``evaluate.json`` run is in ``test_bundle_drosophila.py``)."""
+"""Tests of :mod:`emgan_monai.evaluation.drosophila` pieces that need no trained bundle: stage-2 draws, the texture
+table, the sets of the classifier two-sample table and the downstream segmenters (the end-to-end ``evaluate.json``
+run is in ``test_bundle_drosophila.py``)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from emgan_monai.evaluation.drosophila import TEXTURE_SETS, evaluate_texture, metrics_markdown, stage2_draws
+from emgan_monai.evaluation.drosophila import (
+    C2ST_SETS,
+    TEXTURE_SETS,
+    downstream_segmentation,
+    evaluate_texture,
+    metrics_markdown,
+    stage2_draws,
+    two_sample_sets,
+)
+from emgan_monai.metrics.two_sample import two_sample_table
 
 GREY = torch.tensor([0.3, 0.2, 0.6])  # mito, membrane, background
 
@@ -92,8 +103,9 @@ def test_texture_table_orders_the_baselines():
     assert "| painted_masks |" in markdown and "32-px tiles" in markdown
 
 
-def metrics_markdown_section(table: dict) -> str:
-    """The texture part of :func:`metrics_markdown` (the other sections need a full evaluation)."""
+def metrics_markdown_section(table: dict, **headline) -> str:
+    """The texture part of :func:`metrics_markdown` of a texture table (the other sections need a full evaluation),
+    or its headline part when ``headline`` gives ``c2st`` or ``downstream_segmentation``."""
     text = metrics_markdown(
         {
             "stage1_morphology": {},
@@ -103,6 +115,68 @@ def metrics_markdown_section(table: dict) -> str:
                 k: 0.0 for k in ("frechet", "kernel_mean", "kernel_std", "kernel_real_train_vs_heldout")
             },
             "stage2_texture": table,
+            **headline,
         }
     )
-    return text[text.index("## Stage 2: texture") :]
+    return text[: text.index("## Stage 1")] if headline else text[text.index("## Stage 2: texture") :]
+
+
+def _sections(n_train: int = 4, n_val: int = 2, size: int = 64) -> tuple[tuple, tuple]:
+    tr_masks, va_masks = _masks(n_train, size, seed=1), _masks(n_val, size, seed=2)
+    return (tr_masks, _em(tr_masks, 3)), (va_masks, _em(va_masks, 4))
+
+
+def test_two_sample_sets_keep_the_held_out_sections_out_of_training():
+    train, val = _sections()
+    draws = stage2_draws(_Painter(0.1), val[0], n_draws=4)
+    generated = _em(_masks(6, seed=5), 6)
+    sets = two_sample_sets(train, val, draws, generated, seed=0)
+    assert tuple(sets) == C2ST_SETS
+    tr_em, va_em = train[1], val[1]
+    floor = sets["real_vs_real"]  # first half of the sections against the second half
+    for got, want in zip(floor, (tr_em[:2], tr_em[2:], va_em[:1], va_em[1:])):
+        assert torch.equal(got, want)
+    for name, row in sets.items():
+        assert all(x.ndim == 4 and x.shape[1:] == (1, 64, 64) and x.dtype == torch.float32 for x in row)
+        for image in torch.cat(row[:2]):  # no held-out section trains the judge
+            assert not any(torch.equal(image, v) for v in va_em), name
+    # the mask-conditioned rows: half of the draws of the held-out masks train the judge, the other half test it
+    assert torch.equal(sets["generated_from_heldout_masks"][1], draws[:2].flatten(0, 1))
+    assert torch.equal(sets["generated_from_heldout_masks"][3], draws[2:].flatten(0, 1))
+    assert len(sets["naive_painting"][1]) == len(sets["patch_synthesis"][3]) == 4
+    assert np.isin(sets["patch_synthesis"][1].numpy(), tr_em.numpy()).all()  # copied training texture
+    assert torch.equal(sets["generated_noise_mask_em"][1], generated[:3])
+    assert torch.equal(sets["generated_noise_mask_em"][3], generated[3:])
+    with pytest.raises(ValueError, match="2 draws"):
+        two_sample_sets(train, val, draws[:1], generated)
+
+
+def test_two_sample_table_floor_at_chance_and_blur_caught():
+    """The judge on the reference rows of the table, where the answer is known: real vs real at chance, real against
+    the same sections blurred by 0.7 px (the EM of these tests has a fine grain) told apart."""
+    train, val = _sections(n_train=8, n_val=4)
+    sets = two_sample_sets(train, val, stage2_draws(_Painter(0.1), val[0], n_draws=2), _em(_masks(2), 6))
+    table = two_sample_table(
+        {k: sets[k] for k in ("real_vs_real", "real_blurred")}, patch=16, steps=120, seeds=2, n_train=160, n_test=80
+    )
+    rows = table["rows"]
+    assert list(rows) == ["real_vs_real", "real_blurred"] and table["seeds"] == [0, 1] and table["patch"] == 16
+    assert abs(rows["real_vs_real"]["accuracy"] - 0.5) < 0.15, rows["real_vs_real"]
+    assert rows["real_blurred"]["accuracy"] > 0.9 > rows["real_vs_real"]["accuracy"] + 0.2, rows
+    assert len(rows["real_blurred"]["per_seed"]) == 2 and rows["real_blurred"]["n_test"] == 80
+
+
+def test_downstream_segmentation_trains_three_ways():
+    train, val = _sections(size=32)
+    generated = (_masks(8, 32, seed=7), _em(_masks(8, 32, seed=7), 8))
+    result = downstream_segmentation(train, val, generated, steps=3, seed=0)
+    assert list(result["dice"]) == ["synthetic_only", "real_only", "real_and_synthetic"]
+    for way, dice in result["dice"].items():
+        assert set(dice) == {"mito", "membrane", "mean"}
+        assert all(0 <= v <= 1 for v in dice.values()), way
+    real = result["dice"]["real_only"]["mean"]
+    assert result["synthetic_over_real"] == pytest.approx(result["dice"]["synthetic_only"]["mean"] / real)
+    assert result["both_over_real"] == pytest.approx(result["dice"]["real_and_synthetic"]["mean"] / real)
+    assert result["steps"] == 3 and result["n_real"] == 4 and result["n_generated"] == 8
+    markdown = metrics_markdown_section({}, downstream_segmentation=result)
+    assert markdown.startswith("## Downstream") and "| synthetic only |" in markdown

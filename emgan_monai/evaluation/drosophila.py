@@ -4,17 +4,26 @@ The bundle's ``evaluate.json`` runs it as named steps (sections loaded by
 :func:`emgan_monai.data.drosophila.load_sections`, samples drawn by
 :func:`emgan_monai.data.drosophila_synthesis.generate`, then :func:`prepare_output_dir`, :func:`evaluate_stage1`,
 :func:`evaluate_stage2`, ``train_segmenter``, :func:`fcn_scores`, :func:`feature_distances`, :func:`texture_scores`,
-:func:`heldout_montage`, :func:`save_metrics`); :func:`evaluate` chains the same steps for scripts. The result,
-``metrics.json`` and ``metrics.md``, holds:
+:func:`heldout_montage`, :func:`two_sample_sets` with :func:`~emgan_monai.metrics.two_sample.two_sample_table`,
+:func:`downstream_segmentation`, :func:`save_metrics`); :func:`evaluate` chains the same steps for scripts, without
+the judge and the downstream segmenters. The result, ``metrics.json`` and ``metrics.md``, holds:
 
+* the headline, a judge that learns what gives a fake away (:func:`two_sample_sets`, ``"c2st"``): a classifier
+  two-sample test of the real held-out sections against generated EM and against reference points built in the same
+  run (real vs real: the floor; blurred and noisy real sections; a naive painting of the held-out masks: the ceiling;
+  a non-learned patch synthesis from the training sections' texture);
+* the paper's purpose (:func:`downstream_segmentation`, ``"downstream_segmentation"``): a segmenter trained on
+  generated pairs only, on the real training sections only and on both, scored on the real held-out sections;
 * stage 1 (:func:`evaluate_stage1`): morphology, periodicity and diversity of generated vs real masks;
 * stage 2 (:func:`evaluate_stage2`): paired SSIM / PSNR / MSE / NRMSE of EM generated from held-out masks;
   the FCN-score and segmenter-feature distances (a small U-Net trained on the real training sections);
-* stage 2 texture (:func:`evaluate_texture`): hand-made texture features of tiles
+* diagnostics, not a judge: stage 2 texture (:func:`evaluate_texture`): hand-made texture features of tiles
   (:mod:`emgan_monai.metrics.texture`) of generated EM and of baselines computed in the same run (real training
   sections, blurred and noisy real sections, masks painted with class grey levels), each against the real
   held-out sections, with the high-frequency power relative to theirs. The paired scores and the segmenter's
-  features reward the right layout and do not see whether the grain of real ssTEM is there; these rows do.
+  features reward the right layout and do not see whether the grain of real ssTEM is there; these rows do, but only
+  for the statistics they compute, which the stage-2 recipe also trains on (spectrum, grey-value and gradient
+  distributions): a generator can match them and still be told apart at once.
 
 Masks are ``(N, 3, H, W)`` one-hot (0 mitochondria, 1 membrane, 2 background), EM ``(N, 1, H, W)`` in [0, 1]; a
 "sections" argument is the pair ``(masks, em)`` that :func:`~emgan_monai.data.drosophila.load_sections` returns.
@@ -35,13 +44,17 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from ..data.drosophila import load_sections
+from ..data.drosophila_patch_synthesis import class_grey_levels, paint_masks, quilt_em
 from ..data.drosophila_synthesis import default_latent_shape, generate, seeded
 from ..io import write_image
 from ..metrics.texture import high_frequency_power, texture_distance, texture_features
 from ..visualize import montage, onehot_to_rgb, to_uint8
 
 __all__ = [
+    "C2ST_LABELS",
+    "C2ST_SETS",
     "TEXTURE_SETS",
+    "downstream_segmentation",
     "evaluate",
     "evaluate_stage1",
     "evaluate_stage2",
@@ -54,6 +67,7 @@ __all__ = [
     "save_metrics",
     "stage2_draws",
     "texture_scores",
+    "two_sample_sets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,6 +85,30 @@ TEXTURE_SETS = (
 BLUR_SIGMA, NOISE_SD, PAINT_SIGMA = 2.0, 0.15, 1.5
 #: radial frequency (cycles / pixel) above which power counts as high-frequency
 HF_CUTOFF = 0.25
+#: rows of the classifier two-sample table (the headline), in order: the floor, degraded real sections, the naive
+#: painting (the ceiling), the non-learned patch synthesis, the model (noise -> mask -> EM, then stage 2 alone)
+C2ST_SETS = (
+    "real_vs_real",
+    "real_blurred",
+    "real_noisy",
+    "naive_painting",
+    "patch_synthesis",
+    "generated_noise_mask_em",
+    "generated_from_heldout_masks",
+)
+#: degradations of the real sections and noise of the naive painting in the two-sample table
+C2ST_BLUR, C2ST_NOISE = 0.7, 0.08
+#: one-line description of each row of :data:`C2ST_SETS` (metrics.md)
+C2ST_LABELS = {
+    "real_vs_real": "real vs real (floor): training sections, first half vs second half",
+    "real_blurred": f"real, blurred (Gaussian sigma {C2ST_BLUR} px)",
+    "real_noisy": f"real + Gaussian noise (sd {C2ST_NOISE})",
+    "naive_painting": f"naive painting of the held-out masks (class grey levels, blur {PAINT_SIGMA} px, noise sd "
+    f"{C2ST_NOISE}): ceiling",
+    "patch_synthesis": "patch synthesis of the held-out masks (quilting of training EM; non-learned)",
+    "generated_noise_mask_em": "generated: noise -> mask -> EM",
+    "generated_from_heldout_masks": "generated: EM from the held-out real masks (stage 2)",
+}
 
 
 def _tiles(x: torch.Tensor, tile: int) -> torch.Tensor:
@@ -225,16 +263,14 @@ def evaluate_texture(
         the generated-from-held-out-masks distance over the ``real_train`` and ``painted_masks`` distances.
     """
     tr, va = tr_em.numpy().astype(np.float64), va_em.numpy().astype(np.float64)
-    masks_tr = tr_masks.numpy().astype(np.float64)
-    class_means = (masks_tr * tr).sum((0, 2, 3)) / np.maximum(masks_tr.sum((0, 2, 3)), 1.0)  # (3,)
-    painted = (va_masks.numpy() * class_means[None, :, None, None]).sum(1, keepdims=True)
+    class_means = class_grey_levels(tr_masks, tr)  # (3,)
     noise = np.random.default_rng(seed).normal(0.0, NOISE_SD, tr.shape)
     draws = heldout_draws.numpy()
     sets = {
         "real_train": tr,
         "blurred_real": gaussian_filter(tr, sigma=(0, 0, BLUR_SIGMA, BLUR_SIGMA)),
         "noisy_real": np.clip(tr + noise, 0.0, 1.0),
-        "painted_masks": np.clip(gaussian_filter(painted, sigma=(0, 0, PAINT_SIGMA, PAINT_SIGMA)), 0.0, 1.0),
+        "painted_masks": paint_masks(va_masks, class_means, PAINT_SIGMA).numpy(),
         "generated_from_heldout_masks": draws.reshape(-1, *draws.shape[2:]),
     }
     if generated_em is not None:
@@ -269,6 +305,132 @@ def evaluate_texture(
         "stride": stride,
         "hf_cutoff": HF_CUTOFF,
         "n_heldout_tiles": int(len(ref_feats)),
+    }
+
+
+def two_sample_sets(
+    train: Sequence[torch.Tensor],
+    val: Sequence[torch.Tensor],
+    heldout_draws: torch.Tensor,
+    generated_em: torch.Tensor,
+    seed: int = 0,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The images of the classifier two-sample table (:data:`C2ST_SETS`), for
+    :func:`~emgan_monai.metrics.two_sample.two_sample_table`: per row ``(real_train, fake_train, real_test,
+    fake_test)``, EM ``(N, 1, H, W)``. The judge never sees a held-out section in training.
+
+    - ``real_vs_real`` (the floor), ``real_blurred`` (Gaussian sigma :data:`C2ST_BLUR`), ``real_noisy`` (+ noise of sd
+      :data:`C2ST_NOISE`, clipped): the first half of the training sections against the second half (as it is, or
+      degraded); tested on the first half of the held-out sections against the second half (as it is, or degraded);
+    - ``naive_painting`` (:func:`~emgan_monai.data.drosophila_patch_synthesis.paint_masks` of the held-out masks with
+      the training sections' class grey levels, blur 1.5 px, noise sd :data:`C2ST_NOISE`), ``patch_synthesis``
+      (:func:`~emgan_monai.data.drosophila_patch_synthesis.quilt_em` of the held-out masks from the training
+      sections), ``generated_from_heldout_masks`` (``heldout_draws``): all training sections against the first half of
+      the ``D`` draws per held-out mask, tested on the held-out sections against the other half (each non-learned
+      synthesis is drawn ``D`` times too, with seeds ``seed .. seed + D - 1``);
+    - ``generated_noise_mask_em``: all training sections against the first half of ``generated_em``, tested on the
+      held-out sections against the second half.
+
+    Parameters
+    ----------
+    train, val
+        ``(masks, em)`` of the training and held-out sections: one-hot ``(N, 3, H, W)`` and EM ``(N, 1, H, W)``; at
+        least 2 sections each.
+    heldout_draws
+        Stage-2 outputs on the held-out masks, ``(D, N_v, 1, H, W)`` with ``D >= 2`` (:func:`stage2_draws`).
+    generated_em
+        EM of noise -> mask -> EM samples ``(N_g, 1, H, W)``, ``N_g >= 2``.
+    seed
+        Seeds the noise and the patch synthesis.
+    """
+    (tr_masks, tr_em), (va_masks, va_em) = train, val
+    n_t, n_v, n_draws, n_g = len(tr_em) // 2, len(va_em) // 2, len(heldout_draws), len(generated_em) // 2
+    if min(n_t, n_v, n_g) < 1 or n_draws < 2:
+        raise ValueError(
+            "the two-sample table needs at least 2 training and 2 held-out sections, 2 draws per held-out mask "
+            f"(n_draws) and 2 generated samples; got {len(tr_em)}, {len(va_em)}, {n_draws} and {len(generated_em)}"
+        )
+    rng = np.random.default_rng(seed)
+
+    def blurred(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(gaussian_filter(x.numpy(), sigma=(0, 0, C2ST_BLUR, C2ST_BLUR)))
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        return (x + torch.from_numpy(rng.normal(0.0, C2ST_NOISE, x.shape)).float()).clamp(0, 1)
+
+    def split(draws: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tr_em, torch.cat(list(draws[: n_draws // 2])), va_em, torch.cat(list(draws[n_draws // 2 :]))
+
+    levels = class_grey_levels(tr_masks, tr_em)
+    sets = {
+        name: (tr_em[:n_t], fn(tr_em[n_t:]), va_em[:n_v], fn(va_em[n_v:]))
+        for name, fn in (("real_vs_real", lambda x: x), ("real_blurred", blurred), ("real_noisy", noisy))
+    }
+    sets["naive_painting"] = split(
+        [paint_masks(va_masks, levels, PAINT_SIGMA, C2ST_NOISE, seed + d).float() for d in range(n_draws)]
+    )
+    sets["patch_synthesis"] = split([quilt_em(va_masks, tr_masks, tr_em, seed=seed + d)[0] for d in range(n_draws)])
+    sets["generated_noise_mask_em"] = (tr_em, generated_em[:n_g], va_em, generated_em[n_g:])
+    sets["generated_from_heldout_masks"] = split(list(heldout_draws))
+    return {name: (a.float(), b.float(), c.float(), d.float()) for name, (a, b, c, d) in sets.items()}
+
+
+def downstream_segmentation(
+    train: Sequence[torch.Tensor],
+    val: Sequence[torch.Tensor],
+    generated: Sequence[torch.Tensor],
+    steps: int = 600,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Downstream utility of the generated pairs: a segmenter (mitochondria + membranes,
+    :func:`~emgan_monai.metrics.fcn_score.train_segmenter`: MONAI ``UNet``) trained three ways with the same
+    ``steps`` and ``seed``, each scored on the real held-out sections.
+
+    - ``synthetic_only``: the generated pairs ``generated`` (masks, EM) alone (noise -> mask -> EM);
+    - ``real_only``: the real training sections ``train`` alone;
+    - ``real_and_synthetic``: both, the real sections repeated to about as many as the generated pairs (half of the
+      crops real).
+
+    Parameters
+    ----------
+    train, val, generated
+        ``(masks, em)``: one-hot ``(N, 3, H, W)`` and EM ``(N, 1, H, W)``, all of one size.
+    steps, seed, device
+        Training of each segmenter (batches of 4 random crops of ``min(128, H)`` px).
+
+    Returns
+    -------
+    dict
+        ``{"dice": {way: {"mito", "membrane", "mean"}}, "synthetic_over_real", "both_over_real"`` (ratios of the
+        mean Dice), ``"steps", "n_real", "n_generated"}``.
+    """
+    from ..metrics.fcn_score import segmentation_dice, train_segmenter
+
+    (tr_masks, tr_em), (va_masks, va_em), (g_masks, g_em) = train, val, generated
+    reps = max(1, round(len(g_em) / len(tr_em)))
+    ways = {
+        "synthetic_only": (g_em, g_masks),
+        "real_only": (tr_em, tr_masks),
+        "real_and_synthetic": (
+            torch.cat([tr_em.repeat(reps, 1, 1, 1), g_em]),
+            torch.cat([tr_masks.repeat(reps, 1, 1, 1), g_masks]),
+        ),
+    }
+    size = min(128, int(tr_em.shape[-1]))
+    dice = {}
+    for way, (x, y) in ways.items():
+        net = train_segmenter(x, y, steps=steps, seed=seed, patch_size=size, device=device)
+        dice[way] = segmentation_dice(net, va_em, va_masks, roi_size=size)
+        logger.info("downstream segmenter trained on %s: mean Dice %.3f", way, dice[way]["mean"])
+    real = dice["real_only"]["mean"]
+    return {
+        "dice": dice,
+        "synthetic_over_real": dice["synthetic_only"]["mean"] / real if real > 0 else None,
+        "both_over_real": dice["real_and_synthetic"]["mean"] / real if real > 0 else None,
+        "steps": int(steps),
+        "n_real": int(len(tr_em)),
+        "n_generated": int(len(g_em)),
     }
 
 
@@ -451,9 +613,48 @@ def _fmt(v) -> str:
     return "nan" if v is None else f"{v:.4g}" if isinstance(v, (float, int, np.floating)) else str(v)
 
 
+def _headline_markdown(m: dict) -> list[str]:
+    """The classifier two-sample table and the downstream-segmentation table of ``m`` (those present)."""
+    lines: list[str] = []
+    c2st = m.get("c2st")
+    if c2st:
+        lines += [
+            f"## Headline: classifier two-sample test vs real held-out sections ({c2st['patch']}-px patches, "
+            f"{c2st['steps']} steps, {len(c2st['seeds'])} judge seeds; 0.5 = indistinguishable)",
+            "",
+            "| set | accuracy (mean +- sd over seeds) | per seed |",
+            "|---|---|---|",
+        ]
+        for name, row in c2st["rows"].items():
+            per_seed = ", ".join(f"{a:.3f}" for a in row["per_seed"])
+            lines.append(
+                f"| {C2ST_LABELS.get(name, name)} | {row['accuracy']:.3f} +- {row['accuracy_sd']:.3f} | {per_seed} |"
+            )
+        lines.append("")
+    down = m.get("downstream_segmentation")
+    if down:
+        lines += [
+            f"## Downstream: segmenter trained {down['steps']} steps, Dice on the real held-out sections",
+            "",
+            "| trained on | Dice mito | Dice membrane | mean |",
+            "|---|---|---|---|",
+        ]
+        for way, d in down["dice"].items():
+            lines.append(f"| {way.replace('_', ' ')} | {_fmt(d['mito'])} | {_fmt(d['membrane'])} | {_fmt(d['mean'])} |")
+        lines += [
+            "",
+            f"Mean Dice, synthetic only / real only: {_fmt(down['synthetic_over_real'])}; real + synthetic / real "
+            f"only: {_fmt(down['both_over_real'])} ({down['n_generated']} generated pairs, {down['n_real']} real "
+            "sections).",
+            "",
+        ]
+    return lines
+
+
 def metrics_markdown(m: dict) -> str:
-    """A markdown summary of :func:`evaluate`'s metrics."""
-    lines = [
+    """A markdown summary of :func:`evaluate`'s metrics: the headline (the classifier two-sample test and the
+    downstream segmenters, when present) first, the diagnostics after."""
+    lines = _headline_markdown(m) + [
         "## Stage 1: mask morphology (real = all sections, generated = stage-1 samples)",
         "",
         "| statistic | real | generated |",
@@ -535,6 +736,9 @@ def metrics_markdown(m: dict) -> str:
     if tex:
         lines += [
             f"## Stage 2: texture realism (features of {tex['tile']}-px tiles vs real held-out sections)",
+            "",
+            "Diagnostics, not a judge: the stage-2 recipe trains on the same kinds of statistics (spectrum, grey-value "
+            "and gradient distributions); the classifier two-sample test above is the headline.",
             "",
             "| set | texture Frechet | HF power / real |",
             "|---|---|---|",

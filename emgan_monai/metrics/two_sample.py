@@ -9,18 +9,24 @@ real for the floor, degraded real images, a naive synthesis for the ceiling) and
 
 - :func:`random_patches`: ``n`` random square patches ``(n, C, p, p)`` of a stack of images ``(N, C, H, W)``;
 - :func:`classifier_two_sample_test`: train on ``(real_train, fake_train)``, test on ``(real_test, fake_test)``, per
-  seed; returns the mean held-out accuracy, its standard deviation and the per-seed values.
+  seed; returns the mean held-out accuracy, its standard deviation and the per-seed values;
+- :func:`two_sample_table`: the test for several sets of images at once (a generator and its reference points), on
+  random patches of each, the table of an evaluation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.networks.nets import Classifier
 
-__all__ = ["classifier_two_sample_test", "random_patches"]
+__all__ = ["classifier_two_sample_test", "random_patches", "two_sample_table"]
+
+logger = logging.getLogger(__name__)
 
 
 def random_patches(images: torch.Tensor, size: int, n: int, seed: int = 0) -> torch.Tensor:
@@ -126,4 +132,62 @@ def classifier_two_sample_test(
         "per_seed": accuracies,
         "n_train": len(real_train),
         "n_test": len(real_test),
+    }
+
+
+def two_sample_table(
+    sets: Mapping[str, Sequence[torch.Tensor]],
+    patch: int = 64,
+    steps: int = 400,
+    seeds: int = 3,
+    n_train: int = 512,
+    n_test: int = 256,
+) -> dict:
+    """:func:`classifier_two_sample_test` of every set of images in ``sets``, on random ``patch``-px patches.
+
+    Parameters
+    ----------
+    sets
+        ``{name: (real_train, fake_train, real_test, fake_test)}``, images ``(N, C, H, W)``: the judge is trained on
+        patches of the first two and scored on patches of the last two (take them from different images).
+    patch
+        Patch side in px (at most the images' side).
+    steps, seeds
+        Training steps of each judge and the number of judges (seeds ``0 .. seeds - 1``).
+    n_train, n_test
+        Patches per class drawn for training and testing (:func:`random_patches` with seeds 0, 1, 2, 3 for the four
+        image sets, so every row sees patches drawn the same way).
+
+    Returns
+    -------
+    dict
+        ``{"rows": {name: classifier_two_sample_test result}, "patch", "steps", "seeds", "n_train_patches",
+        "n_test_patches"}``, rows in the order of ``sets``.
+    """
+    rows = {}
+    for name, (real_tr, fake_tr, real_te, fake_te) in sets.items():
+        start = time.time()
+        rows[name] = classifier_two_sample_test(
+            random_patches(real_tr, patch, n_train, 0),
+            random_patches(fake_tr, patch, n_train, 1),
+            random_patches(real_te, patch, n_test, 2),
+            random_patches(fake_te, patch, n_test, 3),
+            seeds=range(int(seeds)),
+            steps=steps,
+        )
+        row = rows[name]
+        logger.info(
+            "two-sample test %s: accuracy %.3f (sd %.3f) in %.0f s",
+            name,
+            row["accuracy"],
+            row["accuracy_sd"],
+            time.time() - start,
+        )
+    return {
+        "rows": rows,
+        "patch": int(patch),
+        "steps": int(steps),
+        "seeds": list(range(int(seeds))),
+        "n_train_patches": int(n_train),
+        "n_test_patches": int(n_test),
     }
