@@ -424,6 +424,15 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
         "2",
         *TINY,
     )
+    _run(
+        "inference.json",
+        *("--output_dir", str(tmp_path / "inference_pr"), "--model_path", str(gp_dir / "model.pt")),
+        *("--generator_kind", "physics_residual", "--n_samples", "2"),
+        *TINY,
+    )
+    summary = json.loads((tmp_path / "inference_pr" / "synthesis.json").read_text())
+    with mrcfile.open(tmp_path / "inference_pr" / summary["files"][0]["samples"][1]) as mrc:
+        assert mrc.data.shape == (16, 16, 16) and np.isfinite(mrc.data).all() and mrc.data.std() > 0
     # a map whose molecule is larger than the box is tiled, not cut
     big_dir = tmp_path / "big_maps"
     big_dir.mkdir()
@@ -562,10 +571,11 @@ def test_bundle_configs_end_to_end(toy, tmp_path):
     ]
     assert all(-1 <= r["correlation"] <= 1 and r["n"] == 12 for r in inverse.values())
     assert inverse["lowpass_baseline"]["sigma"] > 0
+    assert set(metrics["inverse_criteria"]) == {"physics_cyclegan_g_sd", "cyclegan_g_sd"}
     assert metrics["real_heldout"]["std_ratio"] == 1.0
     text = (ev_dir / "metrics.md").read_text()
     assert "| physics-informed GAN" in text and "+-" in text and (ev_dir / "examples.png").is_file()
-    assert "S -> D direction" in text and "| lowpass_baseline | 12 |" in text
+    assert "S -> D direction" in text and "| lowpass_baseline | 12 |" in text and "beats the low-pass filter" in text
 
 
 def _evaluate(generators: dict, classifier, train, test, voxel_size: float, n_samples: int, prdc_k: int) -> dict:

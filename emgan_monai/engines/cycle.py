@@ -21,7 +21,7 @@ __all__ = ["CycleGANTrainer"]
 class CycleGANTrainer(AdversarialTrainer):
     """CycleGAN: ``G_ab: A -> B``, ``G_ba: B -> A``, critics ``D_a`` (on domain A) and ``D_b`` (on domain B).
 
-    Generator loss ``adv(D_b(G_ab(a))) + adv(D_a(G_ba(b))) + lambda_cycle * cycle_a + lambda_cycle_b * cycle_b
+    Generator loss ``adv(D_b(G_ab(a))) + lambda_adv_a * adv(D_a(G_ba(b))) + lambda_cycle * cycle_a + lambda_cycle_b * cycle_b
     + lambda_cycle * lambda_identity * (identity_a + identity_b)`` with
     ``cycle_a = |G_ba(G_ab(a)) - a|_1`` and ``identity_a = |G_ba(a) - a|_1`` (CycleGAN's convention: the identity
     weight is relative to the cycle weight). Each critic sees its real images against fakes drawn through its
@@ -45,7 +45,8 @@ class CycleGANTrainer(AdversarialTrainer):
         :class:`~emgan_monai.engines.GeneratorLoss`: ``lambda_cycle`` (10 in CycleGAN), ``cycle_criterion`` (``"l1"``
         as CycleGAN, or ``"mse"``: the A cycle's distance), ``lambda_cycle_b``
         (``None``: ``lambda_cycle``), ``cycle_b_sigma`` (Gaussian low-pass of the B cycle,
-        :class:`~emgan_monai.losses.LowPassCycleLoss`) and ``lambda_identity`` (0.5 in CycleGAN; 0 disables the
+        :class:`~emgan_monai.losses.LowPassCycleLoss`), ``lambda_adv_a`` (weight of ``G_ba``'s adversarial term, 1 in
+        CycleGAN) and ``lambda_identity`` (0.5 in CycleGAN; 0 disables the
         identity forward passes; needs ``C_a == C_b``).
     adversarial
         :class:`~emgan_monai.engines.AdversarialSettings` (``loss``, ``d_steps``, ``gp_weight``, ``clip_value``,
@@ -59,8 +60,8 @@ class CycleGANTrainer(AdversarialTrainer):
 
     Notes
     -----
-    ``engine.state.output`` holds ``g_loss``, ``g_adv`` (sum over both directions), ``g_cycle``, ``g_identity``
-    (unweighted sums over both domains), ``d_loss``, ``d_real``, ``d_fake``, ``d_a``, ``d_b`` (``gp``) and the
+    ``engine.state.output`` holds ``g_loss``, ``g_adv`` (both directions, ``G_ba``'s weighted by ``lambda_adv_a``),
+    ``g_cycle``, ``g_identity`` (unweighted sums over both domains), ``d_loss``, ``d_real``, ``d_fake``, ``d_a``, ``d_b`` (``gp``) and the
     images ``real_a``, ``real_b``, ``fake_a``, ``fake_b``, ``rec_a``, ``rec_b`` (``idt_a``, ``idt_b``).
     """
 
@@ -128,6 +129,7 @@ class CycleGANTrainer(AdversarialTrainer):
         self.lambda_cycle = float(weights.lambda_cycle)
         self.lambda_identity = float(weights.lambda_identity) if self.cycle else 0.0
         self.lambda_cycle_b = self.lambda_cycle if weights.lambda_cycle_b is None else float(weights.lambda_cycle_b)
+        self.lambda_adv_a = float(weights.lambda_adv_a)
         pool_size = int(adversarial.pool_size)
         self.pool_a = ImagePool(pool_size, rng=self.rng)
         self.pool_b = ImagePool(pool_size, rng=self.rng)
@@ -174,7 +176,9 @@ class CycleGANTrainer(AdversarialTrainer):
         real_a, real_b = inputs["real_a"], inputs["real_b"]
         if self.d_a is None:
             return {"g_adv": (1.0, self.generator_adv(self.d_b, fakes["fake_b"]))}
-        adv = self.generator_adv(self.d_b, fakes["fake_b"]) + self.generator_adv(self.d_a, fakes["fake_a"])
+        adv = self.generator_adv(self.d_b, fakes["fake_b"]) + self.lambda_adv_a * self.generator_adv(
+            self.d_a, fakes["fake_a"]
+        )
         cycle_a = self.cycle_loss(real_a, fakes["rec_a"].float())
         cycle_b = self.cycle_loss_b(real_b, fakes["rec_b"].float())
         terms = {

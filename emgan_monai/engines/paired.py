@@ -14,7 +14,7 @@ from .settings import AdversarialSettings, GeneratorLoss
 
 __all__ = ["PairedGANTrainer", "PIXEL_LOSSES"]
 
-_CYCLE_TERMS = ("lambda_cycle", "cycle_criterion", "lambda_cycle_b", "cycle_b_sigma", "lambda_identity")
+_CYCLE_TERMS = ("lambda_cycle", "cycle_criterion", "lambda_cycle_b", "cycle_b_sigma", "lambda_adv_a", "lambda_identity")
 
 #: pixel losses selectable by name
 PIXEL_LOSSES: dict[str, type[nn.Module]] = {

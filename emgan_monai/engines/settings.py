@@ -59,6 +59,11 @@ class GeneratorLoss:
     cycle_b_sigma
         Gaussian low-pass (voxels) applied to both sides of the B cycle before its L1
         (:class:`~emgan_monai.losses.LowPassCycleLoss`); 0 = plain L1.
+    lambda_adv_a
+        CycleGAN: weight of ``G_ba``'s adversarial term (its outputs judged by the domain-A critic); 1 in CycleGAN.
+        Below 1 the inverse generator is taught mostly by the two cycles: with very little data a domain-A critic
+        rewards plausible outputs that no longer depend on the input (a sharp but wrong map instead of a soft right
+        one).
     lambda_identity
         CycleGAN's identity weight relative to ``lambda_cycle`` (0.5 in CycleGAN); 0 skips the identity passes.
     """
@@ -73,6 +78,7 @@ class GeneratorLoss:
     cycle_criterion: str = "l1"
     lambda_cycle_b: float | None = None
     cycle_b_sigma: float = 0.0
+    lambda_adv_a: float = 1.0
     lambda_identity: float = 0.5
 
     def __post_init__(self) -> None:
@@ -84,6 +90,7 @@ class GeneratorLoss:
             "lambda_cycle",
             "lambda_cycle_b",
             "cycle_b_sigma",
+            "lambda_adv_a",
             "lambda_identity",
         )
         negative = {k: getattr(self, k) for k in numbers if getattr(self, k) is not None and getattr(self, k) < 0}

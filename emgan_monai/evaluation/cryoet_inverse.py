@@ -9,7 +9,7 @@ map; three scores per method, averaged over particles (SE over particles):
 - ``specific_correlation`` (the headline): the same after subtracting the mean training map from both, i.e. how
   well the output predicts what is particular to this particle (its size, shape and orientation); 0 for the prior;
 - ``identification``: the share of particles whose own map is, among all the held-out maps, the one the output
-  correlates with best (chance ``1 / N``);
+  correlates with best, both taken as deviations from the mean training map (chance ``1 / N``);
 
 beside
 
@@ -39,7 +39,7 @@ from emgan_monai.data.cryoet_domains import CryoETDomains
 from emgan_monai.networks import CycleGANGenerator
 from emgan_monai.transforms.cryoet_value_range import subtomo_to_network
 
-__all__ = ["fit_lowpass_sigma", "inverse_scores", "load_inverses", "lowpass", "map_correlations"]
+__all__ = ["fit_lowpass_sigma", "inverse_criteria", "inverse_scores", "load_inverses", "lowpass", "map_correlations"]
 
 #: Gaussian sigmas (voxels) the low-pass baseline chooses from on the training particles.
 LOWPASS_SIGMAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
@@ -74,7 +74,7 @@ def _row(pred: np.ndarray, maps: np.ndarray, prior: np.ndarray, labels: np.ndarr
     specific = map_correlations(pred - prior, maps - prior)
     n = corr.size
     flat = lambda v: (v - v.mean(axis=(1, 2, 3), keepdims=True)).reshape(n, -1)  # noqa: E731
-    p, m = flat(pred.astype(np.float64)), flat(maps.astype(np.float64))
+    p, m = flat((pred - prior).astype(np.float64)), flat((maps - prior).astype(np.float64))
     p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
     m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
     identified = np.argmax(p @ m.T, axis=1) == np.arange(n)
@@ -87,7 +87,7 @@ def _row(pred: np.ndarray, maps: np.ndarray, prior: np.ndarray, labels: np.ndarr
         "specific_correlation_se": se(specific),
         "identification": float(identified.mean()),
         "per_class": {int(k): float(specific[labels == k].mean()) for k in np.unique(labels)},
-        "per_particle": [float(c) for c in corr],
+        "per_particle_specific_correlation": [float(c) for c in specific],
     }
 
 
@@ -123,6 +123,23 @@ def inverse_scores(
     rows["inverted_subtomogram"] = _row(-real, maps, prior, labels)
     rows["mean_training_map"] = _row(np.broadcast_to(prior, maps.shape), maps, prior, labels)
     return rows
+
+
+def inverse_criteria(rows: Mapping[str, Any]) -> dict[str, Any]:
+    """For every generator row of :func:`inverse_scores` (one draw per particle): does its particle-specific
+    correlation beat the low-pass baseline's, by how much, with the SE of the difference paired by particle."""
+    base = np.asarray(rows["lowpass_baseline"]["per_particle_specific_correlation"])
+    out: dict[str, Any] = {}
+    for name, r in rows.items():
+        if name in ("lowpass_baseline", "inverted_subtomogram", "mean_training_map") or "draws" in r:
+            continue
+        diff = np.asarray(r["per_particle_specific_correlation"]) - base
+        out[name] = {
+            "beats_lowpass_baseline": bool(diff.mean() > 0),
+            "specific_correlation_minus_lowpass": float(diff.mean()),
+            "se_paired_by_particle": float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0,
+        }
+    return out
 
 
 def load_inverses(
