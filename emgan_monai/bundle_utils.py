@@ -13,6 +13,10 @@ As in the MONAI model zoo, ``configs/inference*.json`` and ``configs/train*.json
 
 :func:`save_json` writes a record (e.g. the generator calibration of the cryo-ET ``train.json``) from a config
 expression.
+
+:func:`flag` reads a true/false key as a bool. ``python -m monai.bundle run --key false`` hands the config the
+*string* ``'false'`` (``fire`` parses only ``False`` as a bool), which Python calls true; configs read their on/off
+keys through ``flag`` so that ``true``/``false`` in any case work, and anything else is refused by name.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bundle_root", "config_files", "data_dir", "require_files", "save_json"]
+__all__ = ["bundle_root", "config_files", "data_dir", "flag", "require_files", "save_json"]
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -99,3 +103,22 @@ def save_json(obj: Any, path: str | Path, overwrite: bool = True) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2))
     return str(path)
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def flag(value: Any, key: str = "flag") -> bool:
+    """``value`` of the on/off config key ``key`` as a bool.
+
+    Accepts a bool, 0 / 1, and the strings ``true`` / ``false`` (also ``yes``/``no``, ``on``/``off``, ``1``/``0``;
+    any case) that a command line passes as text. Anything else raises ``ValueError`` naming ``--key``.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"--{key} must be true or false, got {value!r}")

@@ -9,7 +9,10 @@ as in ``evaluate.json``) and is scored against the real held-out sections:
   the table of ``evaluate.json``), with its same-run reference points (real training sections, blurred and noisy
   real sections, naively painted masks);
 - high-frequency power relative to the real held-out sections;
-- FCN Dice of a segmenter trained once on the real training sections (generated vs real held-out EM).
+- FCN Dice of a segmenter trained once on the real training sections (generated vs real held-out EM);
+- with ``--c2st_seeds N`` (N > 0): the headline judge of ``evaluate.json``, its ``generated_from_heldout_masks`` row
+  (a classifier two-sample test on 64-px patches: ``N`` judges of ``--c2st_steps`` steps trained on sections 0-15
+  against the first half of the draws, tested on sections 16-19 against the other half; 0.5 = indistinguishable).
 
 The wall time of a checkpoint is its file time minus the creation time of the run's TensorBoard event file.
 Writes ``curve.json`` and ``curve.png`` into ``--output_dir``. Example::
@@ -45,6 +48,8 @@ def main() -> None:
     ap.add_argument("--segmenter_steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=1, help="use every n-th checkpoint")
+    ap.add_argument("--c2st_seeds", type=int, default=0, help="judges of the two-sample test per checkpoint (0: off)")
+    ap.add_argument("--c2st_steps", type=int, default=400)
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -56,6 +61,7 @@ def main() -> None:
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
     from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
+    from emgan_monai.metrics.two_sample import two_sample_table
 
     parser = ConfigParser()
     parser.read_config(config_files(BUNDLE, args.config))
@@ -106,6 +112,15 @@ def main() -> None:
             "dice_mean": segmentation_dice(segmenter, fake[0], va_masks, roi_size=roi)["mean"],
             "draw_difference": tex["draw_diversity"] or 0.0,
         }
+        if args.c2st_seeds > 0:
+            half = max(1, len(fake) // 2)
+            judge = two_sample_table(
+                {"g": (tr_em, torch.cat(list(fake[:half])), va_em, torch.cat(list(fake[half:])))},
+                patch=min(64, args.resolution),
+                steps=args.c2st_steps,
+                seeds=args.c2st_seeds,
+            )["rows"]["g"]
+            row["c2st"], row["c2st_sd"] = judge["accuracy"], judge["accuracy_sd"]
         row["targets"] = {
             "texture_within_3x_real": bool(row["vs_real_train"] <= 3.0),
             "texture_at_most_fifth_of_painting": bool(row["vs_painted"] <= 0.2),
