@@ -10,6 +10,8 @@ as in ``evaluate.json``) and is scored against the real held-out sections:
   real sections, naively painted masks);
 - high-frequency power relative to the real held-out sections;
 - FCN Dice of a segmenter trained once on the real training sections (generated vs real held-out EM);
+- the relief shading of draw 0 (:func:`emgan_monai.metrics.relief.membrane_relief`: signed grey-level step across
+  the membranes along x and y, 0 for real sections);
 - with ``--c2st_seeds N`` (N > 0): the headline judge of ``evaluate.json``, its ``generated_from_heldout_masks`` row
   (a classifier two-sample test on 64-px patches: ``N`` judges of ``--c2st_steps`` steps trained on sections 0-15
   against the first half of the draws, tested on sections 16-19 against the other half; 0.5 = indistinguishable).
@@ -61,6 +63,7 @@ def main() -> None:
     from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
     from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
+    from emgan_monai.metrics.relief import membrane_relief
     from emgan_monai.metrics.two_sample import two_sample_table
 
     parser = ConfigParser()
@@ -111,6 +114,7 @@ def main() -> None:
             "hf_power_ratio": tex["sets"]["generated_from_heldout_masks"]["hf_power_ratio"],
             "dice_mean": segmentation_dice(segmenter, fake[0], va_masks, roi_size=roi)["mean"],
             "draw_difference": tex["draw_diversity"] or 0.0,
+            "relief": membrane_relief(fake[0], va_masks),
         }
         if args.c2st_seeds > 0:
             half = max(1, len(fake) // 2)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage-2 (mask -> EM) study of drosophila_skip_patch (docs/README.md, "Stage-2 discriminator ablation and diagnosis"):
 # the shipped train.json recipe from scratch with the skip-patch discriminator, the two plain PatchGANs of the paper's
-# ablation (16 px, 70 px), and two diagnosis variants of the skip-patch recipe (no texture-statistics losses; a
-# discriminator twice as wide), same seed, data and iterations; then every checkpoint's EMA generator judged by the
+# ablation (16 px, 70 px), and two diagnosis variants of the skip-patch recipe (no texture-statistics losses; no
+# flips and rotations in the discriminator's DiffAugment, so that it sees the generator's one-sided relief always on
+# the same side), same seed, data and iterations; then every checkpoint's EMA generator judged by the
 # classifier two-sample test of evaluate.json (EM from the held-out masks vs sections 16-19) with the texture and
 # FCN diagnostics (scripts/drosophila_stage2_curve.py).
 # Runs go to bundles/drosophila_skip_patch/runs/s2_<name> (not shipped), curves to runs/s2_<name>_curve.
@@ -19,7 +20,7 @@ declare -A ARGS=(
   [patch16]="--discriminator_kind patch16"
   [patch70]="--discriminator_kind patch70"
   [no_texture]="--discriminator_kind skip_patch --lambda_texture 0"
-  [d32]="--discriminator_kind skip_patch --discriminator_channels 32"
+  [no_fliprot]="--discriminator_kind skip_patch --augment_policy [\"translation\",\"cutout\"]"
 )
 mkdir -p "$R"
 if [ "$MODE" != "--curves-only" ]; then
