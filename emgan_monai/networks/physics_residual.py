@@ -63,7 +63,7 @@ class PhysicsResidualGenerator(nn.Module):
         z_scale: float = 3.0,
         residual_channels: int = 8,
         residual_blocks: int = 4,
-        residual_bound: float = 0.5,
+        residual_bound: float = 0.1,
         noise_channels: int = 1,
         dropout: float = 0.0,
         norm: str = "INSTANCE",
