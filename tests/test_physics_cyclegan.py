@@ -14,6 +14,7 @@ from emgan_monai.engines import pretrain_inverse, random_cube_rotation
 from emgan_monai.engines.gan_modes import gan_optimizer
 from emgan_monai.evaluation.cryoet_inverse import (
     fit_lowpass_sigma,
+    inverse_criteria,
     inverse_scores,
     load_inverses,
     lowpass,
@@ -162,6 +163,26 @@ def test_inverse_scores_rows_and_reference_points(tmp_path):
     assert rows["g_sd_mean"]["draws"] == 3
     with pytest.raises(FileNotFoundError, match="missing"):
         load_inverses({"missing": tmp_path / "nope.pt"}, kwargs)
+
+
+def test_inverse_criteria_needs_a_paired_margin_of_two_standard_errors():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.2, 0.1, 50)
+    row = lambda v: {"per_particle_specific_correlation": list(v)}  # noqa: E731
+    rows = {
+        "clear": row(base + 0.1 + rng.normal(0, 0.02, 50)),
+        "noise": row(base + rng.normal(0.005, 0.1, 50)),
+        "worse": row(base - 0.05),
+        "clear_mean": row(base + 0.1) | {"draws": 8},
+        "lowpass_baseline": row(base),
+        "inverted_subtomogram": row(base),
+        "mean_training_map": row(base * 0),
+    }
+    crit = inverse_criteria(rows)
+    assert set(crit) == {"clear", "noise", "worse"}  # reference rows and means of draws are not judged
+    assert crit["clear"]["beats_lowpass_baseline"] and crit["clear"]["specific_correlation_minus_lowpass"] > 0.09
+    assert not crit["noise"]["beats_lowpass_baseline"] and crit["noise"]["se_paired_by_particle"] > 0.01
+    assert not crit["worse"]["beats_lowpass_baseline"]
 
 
 @pytest.mark.parametrize("spectral_norm", [True, False])

@@ -127,17 +127,19 @@ def inverse_scores(
 
 def inverse_criteria(rows: Mapping[str, Any]) -> dict[str, Any]:
     """For every generator row of :func:`inverse_scores` (one draw per particle): does its particle-specific
-    correlation beat the low-pass baseline's, by how much, with the SE of the difference paired by particle."""
+    correlation beat the low-pass baseline's (the mean difference, paired by particle, more than twice its SE), by
+    how much, with that SE."""
     base = np.asarray(rows["lowpass_baseline"]["per_particle_specific_correlation"])
     out: dict[str, Any] = {}
     for name, r in rows.items():
         if name in ("lowpass_baseline", "inverted_subtomogram", "mean_training_map") or "draws" in r:
             continue
         diff = np.asarray(r["per_particle_specific_correlation"]) - base
+        se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
         out[name] = {
-            "beats_lowpass_baseline": bool(diff.mean() > 0),
+            "beats_lowpass_baseline": bool(diff.mean() > 2 * se),
             "specific_correlation_minus_lowpass": float(diff.mean()),
-            "se_paired_by_particle": float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0,
+            "se_paired_by_particle": se,
         }
     return out
 
