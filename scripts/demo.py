@@ -17,11 +17,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# bundle -> inference configs run by the demo (each writes into <output_dir>/<bundle>/<config stem>)
-DEMOS = {
-    "drosophila_skip_patch": ["inference.json", "inference_mask2em.json"],
-    "confocal_enhance": ["inference.json"],
-    "cryoet_gan": ["inference.json"],
+# bundle -> inference runs of the demo: (config, output folder under <output_dir>/<bundle>, extra keys; "{models}" is the
+# bundle's models folder)
+DEMOS: dict[str, list[tuple[str, str, list[str]]]] = {
+    "drosophila_skip_patch": [("inference.json", "inference", []), ("inference_mask2em.json", "inference_mask2em", [])],
+    "confocal_enhance": [("inference.json", "inference", [])],
+    "cryoet_gan": [
+        ("inference.json", "inference", []),
+        (
+            "inference.json",
+            "inference_cyclegan",
+            ["--generator_kind", "physics_residual", "--model_path", "{models}/g_ds_physics_cyclegan.pt"],
+        ),
+    ],
 }
 
 
@@ -37,8 +45,8 @@ def main() -> int:
         if not (root / "configs" / "metadata.json").is_file():
             print(f"[demo] {bundle}: not present, skipped")
             continue
-        for cfg in configs:
-            target = out / bundle / Path(cfg).stem
+        for cfg, name, extra in configs:
+            target = out / bundle / name
             if target.exists():
                 if not args.overwrite:
                     print(f"[demo] {target} exists: keeping it (pass --overwrite to regenerate)")
@@ -56,13 +64,14 @@ def main() -> int:
                 str(root),
                 "--output_dir",
                 str(target),
+                *(a.format(models=root / "models") for a in extra),
             ]
             print("[demo] " + " ".join(cmd), flush=True)
             t0 = time.time()
             rc = subprocess.call(cmd, cwd=REPO)
-            print(f"[demo] {bundle}/{cfg}: exit {rc} in {time.time() - t0:.1f} s -> {target}", flush=True)
+            print(f"[demo] {bundle}/{name}: exit {rc} in {time.time() - t0:.1f} s -> {target}", flush=True)
             if rc != 0:
-                failures.append(f"{bundle}/{cfg}")
+                failures.append(f"{bundle}/{name}")
     if failures:
         print("[demo] FAILED: " + ", ".join(failures))
         return 1
