@@ -60,7 +60,7 @@ def main() -> None:
 
     from emgan_monai.bundle_utils import config_files
     from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
-    from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
+    from emgan_monai.evaluation.drosophila import evaluate_texture, heldout_draws_set, stage2_draws
     from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
     from emgan_monai.metrics.relief import membrane_relief
@@ -117,9 +117,8 @@ def main() -> None:
             "relief": membrane_relief(fake[0], va_masks),
         }
         if args.c2st_seeds > 0:
-            half = max(1, len(fake) // 2)
             judge = two_sample_table(
-                {"g": (tr_em, torch.cat(list(fake[:half])), va_em, torch.cat(list(fake[half:])))},
+                {"g": heldout_draws_set(tr_em, va_em, fake)},
                 patch=min(64, args.resolution),
                 steps=args.c2st_steps,
                 seeds=args.c2st_seeds,

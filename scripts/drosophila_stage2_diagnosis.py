@@ -32,6 +32,7 @@ Beside the judge, two direct measurements of the suspects on the held-out sectio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import time
@@ -44,8 +45,7 @@ from monai.inferers import SlidingWindowInferer
 from skimage.exposure import match_histograms
 
 from emgan_monai.bundle_utils import config_files
-from emgan_monai.data.drosophila_synthesis import seeded
-from emgan_monai.evaluation.drosophila import stage2_draws
+from emgan_monai.evaluation.drosophila import heldout_draws_set, stage2_draws
 from emgan_monai.metrics.relief import membrane_profile, membrane_relief
 from emgan_monai.metrics.two_sample import two_sample_table
 from emgan_monai.networks.mask_generator import NoiseInjection
@@ -62,53 +62,45 @@ ROWS = (
 )
 
 
-def _draws_with(em_net: torch.nn.Module, masks: torch.Tensor, n_draws: int, seed: int, fn) -> torch.Tensor:
-    """``fn(mask (1, 3, H, W)) -> EM (1, 1, H, W)`` for every mask and draw, seeded as :func:`stage2_draws`."""
-    out = []
-    with torch.no_grad():
-        for d in range(n_draws):
-            with seeded(seed + 1000 + d):
-                out.append(torch.cat([fn(m[None]).clamp(0, 1) for m in masks]))
-    return torch.stack(out)
+class _Fn(torch.nn.Module):
+    """``fn(mask (1, 3, H, W)) -> EM (1, 1, H, W)`` as a module, so that :func:`stage2_draws` draws it as it draws
+    the generator (same seeds per draw)."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        return self.fn(m)
 
 
+@contextlib.contextmanager
 def _scaled_noise(em_net: torch.nn.Module, factor: float):
-    """Context: every :class:`NoiseInjection` scale multiplied by ``factor``."""
-
-    class _Ctx:
-        def __enter__(self):
-            self.saved = [(m, m.weight.detach().clone()) for m in em_net.modules() if isinstance(m, NoiseInjection)]
-            for m, w in self.saved:
-                m.weight.data = w * factor
-
-        def __exit__(self, *exc):
-            for m, w in self.saved:
-                m.weight.data = w
-
-    return _Ctx()
+    """Every :class:`NoiseInjection` scale of ``em_net`` multiplied by ``factor`` inside the block."""
+    saved = [(m, m.weight.detach().clone()) for m in em_net.modules() if isinstance(m, NoiseInjection)]
+    for m, w in saved:
+        m.weight.data = w * factor
+    try:
+        yield
+    finally:
+        for m, w in saved:
+            m.weight.data = w
 
 
-def variants(em_net: torch.nn.Module, masks: torch.Tensor, tr_em: torch.Tensor, n_draws: int, seed: int) -> dict:
-    """Every row's draws ``(n_draws, N, 1, H, W)``."""
+def variants(
+    em_net: torch.nn.Module, masks: torch.Tensor, tr_em: torch.Tensor, n_draws: int, seed: int, rows=ROWS
+) -> dict:
+    """The draws ``(n_draws, N, 1, H, W)`` of every row in ``rows`` (only those are computed)."""
     em_net.eval()
-    out: dict = {}
-    out["as_is"] = stage2_draws(em_net, masks, n_draws, seed=seed)
-
-    def padded(m: torch.Tensor) -> torch.Tensor:
-        p = 32
-        return em_net(torch.nn.functional.pad(m, (p, p, p, p), mode="reflect"))[..., p:-p, p:-p]
-
-    out["reflect_padded"] = _draws_with(em_net, masks, n_draws, seed, padded)
     inferer = SlidingWindowInferer(roi_size=(128, 128), sw_batch_size=4, overlap=0.5, mode="gaussian")
-    out["tiled_128"] = _draws_with(em_net, masks, n_draws, seed, lambda m: inferer(m, em_net))
     ref = tr_em[:, 0].reshape(-1, tr_em.shape[-1]).numpy()
-    out["histogram_matched"] = torch.from_numpy(
-        np.stack([[match_histograms(x[0].numpy(), ref)[None] for x in d] for d in out["as_is"]])
-    ).float()
-    with _scaled_noise(em_net, 0.0):
-        out["noise_x0"] = stage2_draws(em_net, masks, n_draws, seed=seed)
-    with _scaled_noise(em_net, 2.0):
-        out["noise_x2"] = stage2_draws(em_net, masks, n_draws, seed=seed)
+
+    def draws(fn=None, noise: float = 1.0) -> torch.Tensor:
+        with _scaled_noise(em_net, noise):
+            return stage2_draws(em_net if fn is None else _Fn(fn), masks, n_draws, seed=seed)
+
+    def padded(m: torch.Tensor, p: int = 32) -> torch.Tensor:
+        return em_net(torch.nn.functional.pad(m, (p, p, p, p), mode="reflect"))[..., p:-p, p:-p]
 
     def symmetrised(m: torch.Tensor) -> torch.Tensor:
         g = em_net(m)
@@ -116,8 +108,22 @@ def variants(em_net: torch.nn.Module, masks: torch.Tensor, tr_em: torch.Tensor, 
             asym = em_net(m) - em_net(m.flip(-1)).flip(-1)
         return g - 0.5 * asym
 
-    out["relief_removed"] = _draws_with(em_net, masks, n_draws, seed, symmetrised)
-    return out
+    def matched() -> torch.Tensor:
+        return torch.from_numpy(np.stack([[match_histograms(x[0].numpy(), ref)[None] for x in d] for d in draws()]))
+
+    make = {
+        "as_is": draws,
+        "reflect_padded": lambda: draws(padded),
+        "tiled_128": lambda: draws(lambda m: inferer(m, em_net)),
+        "histogram_matched": lambda: matched().float(),
+        "noise_x0": lambda: draws(noise=0.0),
+        "noise_x2": lambda: draws(noise=2.0),
+        "relief_removed": lambda: draws(symmetrised),
+    }
+    unknown = set(rows) - set(make)
+    if unknown:
+        raise SystemExit(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
+    return {name: make[name]() for name in ROWS if name in rows}
 
 
 def border(em: torch.Tensor, width: int = 4) -> float:
@@ -147,12 +153,11 @@ def main() -> int:
     tr_em = cfg.get_parsed_content("train_sections")[1]
     va_masks, va_em = cfg.get_parsed_content("val_sections")
     start = time.time()
-    rows = variants(em_net, va_masks, tr_em, n_draws=4, seed=0)
-    rows = {k: v for k, v in rows.items() if k in args.only.split(",")}
+    rows = variants(em_net, va_masks, tr_em, n_draws=4, seed=0, rows=args.only.split(","))
     logging.info("draws in %.0f s", time.time() - start)
     n_t = len(tr_em) // 2
     sets = {"real_vs_real": (tr_em[:n_t], tr_em[n_t:], va_em[:2], va_em[2:])}
-    sets |= {name: (tr_em, torch.cat(list(d[:2])), va_em, torch.cat(list(d[2:]))) for name, d in rows.items()}
+    sets |= {name: heldout_draws_set(tr_em, va_em, d) for name, d in rows.items()}
     table = two_sample_table(sets, patch=64, steps=args.steps, seeds=args.seeds)
     table["relief"] = {"real_heldout": membrane_relief(va_em, va_masks)} | {
         name: membrane_relief(d[0], va_masks) for name, d in rows.items()

@@ -54,3 +54,18 @@ def load_trained_network(config: Path, bundle_root: Path, weights: Path, **overr
     net.load_state_dict(saved)
     assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point()), weights
     return net
+
+
+def cube_particle_maps(n: int = 4, box: int = 16, seed: int = 0):
+    """``(n, 1, box, box, box)`` float32 maps in [-1, 1] (a torch tensor): one cube-shaped particle each, of random
+    size and place (the cryo-ET generator tests' density maps)."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    m = np.full((n, 1, box, box, box), -1.0, np.float32)
+    for i in range(n):
+        c = rng.integers(5, box - 5, size=3)
+        r = int(rng.integers(2, 4))
+        m[i, 0, c[0] - r : c[0] + r, c[1] - r : c[1] + r, c[2] - r : c[2] + r] = 1.0
+    return torch.from_numpy(m)

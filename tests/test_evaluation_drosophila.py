@@ -17,6 +17,7 @@ from emgan_monai.evaluation.drosophila import (
     TEXTURE_SETS,
     downstream_segmentation,
     evaluate_texture,
+    heldout_draws_set,
     metrics_markdown,
     stage2_draws,
     two_sample_sets,
@@ -149,6 +150,16 @@ def test_two_sample_sets_keep_the_held_out_sections_out_of_training():
     assert torch.equal(sets["generated_noise_mask_em"][3], generated[3:])
     with pytest.raises(ValueError, match="2 draws"):
         two_sample_sets(train, val, draws[:1], generated)
+
+
+def test_heldout_draws_set_splits_the_draws_in_halves():
+    tr, va = torch.zeros(3, 1, 8, 8), torch.ones(2, 1, 8, 8)
+    draws = [torch.full((2, 1, 8, 8), float(d)) for d in range(5)]  # an odd count: the test half gets the extra draw
+    row = heldout_draws_set(tr, va, draws)
+    assert row[0] is tr and row[2] is va
+    assert row[1].unique().tolist() == [0.0, 1.0] and row[3].unique().tolist() == [2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        heldout_draws_set(tr, va, draws[:1])
 
 
 def test_two_sample_table_floor_at_chance_and_blur_caught():

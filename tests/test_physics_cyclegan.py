@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import cube_particle_maps as _maps
 
 from emgan_monai.data.cryoet_domains import CryoETDomains
 from emgan_monai.engines import pretrain_inverse, random_cube_rotation
@@ -27,17 +28,6 @@ from emgan_monai.networks import (
     build_subtomogram_generator,
 )
 from emgan_monai.networks.physics_residual import load_physics_
-
-
-def _maps(n: int = 4, box: int = 16, seed: int = 0) -> torch.Tensor:
-    """``(n, 1, box, box, box)`` maps in [-1, 1]: one box-shaped particle each, of random size and place."""
-    rng = np.random.default_rng(seed)
-    m = np.full((n, 1, box, box, box), -1.0, np.float32)
-    for i in range(n):
-        c = rng.integers(5, box - 5, size=3)
-        r = int(rng.integers(2, 4))
-        m[i, 0, c[0] - r : c[0] + r, c[1] - r : c[1] + r, c[2] - r : c[2] + r] = 1.0
-    return torch.from_numpy(m)
 
 
 def test_physics_residual_starts_at_the_simulator():
@@ -163,6 +153,22 @@ def test_inverse_scores_rows_and_reference_points(tmp_path):
     assert rows["g_sd_mean"]["draws"] == 3
     with pytest.raises(FileNotFoundError, match="missing"):
         load_inverses({"missing": tmp_path / "nope.pt"}, kwargs)
+
+
+def test_scores_of_a_row_are_the_correlations_of_the_deviations_from_the_prior():
+    from emgan_monai.evaluation.cryoet_inverse import _row
+
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(5, 4, 4, 4))
+    prior = maps.mean(0, keepdims=True) + 0.1
+    pred = maps + rng.normal(scale=0.5, size=maps.shape)
+    row = _row(pred, maps, prior, np.array([1, 1, 2, 2, 2]))
+    expected = map_correlations(pred - prior, maps - prior)
+    np.testing.assert_allclose(row["per_particle_specific_correlation"], expected, rtol=1e-10)
+    assert row["correlation"] == pytest.approx(map_correlations(pred, maps).mean())
+    assert row["identification"] == 1.0  # every output nearest its own map
+    shuffled = _row(pred[::-1].copy(), maps, prior, np.array([1, 1, 2, 2, 2]))
+    assert shuffled["identification"] <= 0.2  # only the middle particle keeps its own map
 
 
 def test_inverse_criteria_needs_a_paired_margin_of_two_standard_errors():

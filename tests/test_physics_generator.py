@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import cube_particle_maps as _maps
 from torch import nn
 
 from emgan_monai.engines import AdversarialSettings, CycleGANTrainer
@@ -18,16 +19,6 @@ from emgan_monai.networks import (
 from emgan_monai.networks.physics_generator import ctf_torch, soft_wedge
 from emgan_monai.physics.ctf import ctf_1d
 from emgan_monai.physics.subtomogram_simulator import missing_wedge_mask, simulate_subtomogram
-
-
-def _maps(n: int = 4, box: int = 16, seed: int = 0) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    m = np.full((n, 1, box, box, box), -1.0, np.float32)
-    for i in range(n):
-        c = rng.integers(5, box - 5, size=3)
-        r = int(rng.integers(2, 4))
-        m[i, 0, c[0] - r : c[0] + r, c[1] - r : c[1] + r, c[2] - r : c[2] + r] = 1.0
-    return torch.from_numpy(m)
 
 
 def test_ctf_torch_matches_numpy_and_has_gradients():

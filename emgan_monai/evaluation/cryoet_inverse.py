@@ -41,6 +41,8 @@ from emgan_monai.transforms.cryoet_value_range import subtomo_to_network
 
 __all__ = ["fit_lowpass_sigma", "inverse_criteria", "inverse_scores", "load_inverses", "lowpass", "map_correlations"]
 
+#: the reference rows of :func:`inverse_scores` (not generators)
+REFERENCE_ROWS: tuple[str, ...] = ("lowpass_baseline", "inverted_subtomogram", "mean_training_map")
 #: Gaussian sigmas (voxels) the low-pass baseline chooses from on the training particles.
 LOWPASS_SIGMAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
@@ -69,15 +71,17 @@ def fit_lowpass_sigma(train: CryoETDomains, sigmas: Sequence[float] = LOWPASS_SI
 
 def _row(pred: np.ndarray, maps: np.ndarray, prior: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Scores of ``pred`` against the true ``maps`` (``(N, B, B, B)`` each): correlation, correlation of the
-    deviations from ``prior`` (the mean training map) and the identification rate."""
+    deviations from ``prior`` (the mean training map) and the identification rate, both read off one matrix of the
+    deviations' correlations (every output against every map; its diagonal is the particle-specific correlation)."""
     corr = map_correlations(pred, maps)
-    specific = map_correlations(pred - prior, maps - prior)
     n = corr.size
     flat = lambda v: (v - v.mean(axis=(1, 2, 3), keepdims=True)).reshape(n, -1)  # noqa: E731
     p, m = flat((pred - prior).astype(np.float64)), flat((maps - prior).astype(np.float64))
     p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
     m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-    identified = np.argmax(p @ m.T, axis=1) == np.arange(n)
+    similarity = p @ m.T
+    specific = np.diagonal(similarity)
+    identified = np.argmax(similarity, axis=1) == np.arange(n)
     se = lambda v: float(v.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0  # noqa: E731
     return {
         "n": int(n),
@@ -132,7 +136,7 @@ def inverse_criteria(rows: Mapping[str, Any]) -> dict[str, Any]:
     base = np.asarray(rows["lowpass_baseline"]["per_particle_specific_correlation"])
     out: dict[str, Any] = {}
     for name, r in rows.items():
-        if name in ("lowpass_baseline", "inverted_subtomogram", "mean_training_map") or "draws" in r:
+        if name in REFERENCE_ROWS or "draws" in r:
             continue
         diff = np.asarray(r["per_particle_specific_correlation"]) - base
         se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0

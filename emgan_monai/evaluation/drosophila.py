@@ -59,6 +59,7 @@ __all__ = [
     "evaluate_stage1",
     "evaluate_stage2",
     "evaluate_texture",
+    "heldout_draws_set",
     "fcn_scores",
     "feature_distances",
     "heldout_montage",
@@ -308,6 +309,19 @@ def evaluate_texture(
     }
 
 
+def heldout_draws_set(
+    train_em: torch.Tensor, val_em: torch.Tensor, draws: Sequence[torch.Tensor] | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One row of the two-sample table for ``D`` draws on the held-out masks (``(D, N_v, 1, H, W)`` or a list of
+    ``(N_v, 1, H, W)``): the training sections against the first half of the draws, then the held-out sections against
+    the other half (``generated_from_heldout_masks`` and the non-learned syntheses of :func:`two_sample_sets`)."""
+    draws = list(draws)
+    half = len(draws) // 2
+    if half < 1:
+        raise ValueError(f"a held-out two-sample row needs at least 2 draws per mask, got {len(draws)}")
+    return train_em, torch.cat(draws[:half]), val_em, torch.cat(draws[half:])
+
+
 def two_sample_sets(
     train: Sequence[torch.Tensor],
     val: Sequence[torch.Tensor],
@@ -359,7 +373,7 @@ def two_sample_sets(
         return (x + torch.from_numpy(rng.normal(0.0, C2ST_NOISE, x.shape)).float()).clamp(0, 1)
 
     def split(draws: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return tr_em, torch.cat(list(draws[: n_draws // 2])), va_em, torch.cat(list(draws[n_draws // 2 :]))
+        return heldout_draws_set(tr_em, va_em, draws)
 
     levels = class_grey_levels(tr_masks, tr_em)
     sets = {
