@@ -519,6 +519,8 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
         "32",
         "--downstream_steps",
         "2",
+        "--downstream_seeds",
+        "2",
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert {
@@ -529,7 +531,13 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
         "stage2_fcn_score",
         "stage2_feature_distances",
         "stage2_texture",
+        "stage2_relief",
     } <= set(metrics)
+    relief = metrics["stage2_relief"]
+    assert list(relief) == ["real_heldout", "generated_from_heldout_masks", "generated_from_generated_masks"]
+    assert all(set(r) == {"x", "y"} and all(math.isfinite(v) for v in r.values()) for r in relief.values())
+    grain = metrics["stage2_grain_anisotropy"]
+    assert list(grain) == list(relief) and all(set(g) == {"x_over_y", "diagonals"} for g in grain.values())
     for key in ("hole_fraction", "n_mitochondria", "membrane_fraction", "membrane_components", "mito_area"):
         assert key in metrics["stage1_morphology"]
     per = metrics["stage1_morphology"]["periodicity"]
@@ -574,10 +582,12 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
     for way, dice in downstream["dice"].items():
         assert {"mito", "membrane", "mean"} == set(dice) and all(0 <= v <= 1 for v in dice.values()), way
     assert downstream["steps"] == 2 and downstream["n_real"] == 4 and downstream["n_generated"] == 4
+    assert downstream["seeds"] == [0, 1] and set(downstream["both_minus_real"]) == {"mean", "sd", "per_seed"}
     assert (out / "pca_masks.png").is_file() and (out / "metrics.md").is_file()
     markdown = (out / "metrics.md").read_text()
     assert markdown.startswith("## Headline: classifier two-sample test") and "## Downstream" in markdown
     assert "## Stage 2: texture realism" in markdown and "Diagnostics, not a judge" in markdown
+    assert "## Stage 2: directional artefacts" in markdown and "| real_heldout |" in markdown
 
 
 @pytest.mark.skipif(

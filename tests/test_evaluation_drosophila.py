@@ -180,14 +180,23 @@ def test_two_sample_table_floor_at_chance_and_blur_caught():
 def test_downstream_segmentation_trains_three_ways():
     train, val = _sections(size=32)
     generated = (_masks(8, 32, seed=7), _em(_masks(8, 32, seed=7), 8))
-    result = downstream_segmentation(train, val, generated, steps=3, seed=0)
+    result = downstream_segmentation(train, val, generated, steps=3, seed=5, n_seeds=2)
     assert list(result["dice"]) == ["synthetic_only", "real_only", "real_and_synthetic"]
     for way, dice in result["dice"].items():
         assert set(dice) == {"mito", "membrane", "mean"}
         assert all(0 <= v <= 1 for v in dice.values()), way
+        # the Dice of a way is the mean over its seeds, its sd their spread
+        assert len(result["per_seed"][way]) == 2 and dice["mean"] == pytest.approx(np.mean(result["per_seed"][way]))
+        assert result["mean_sd"][way] == pytest.approx(np.std(result["per_seed"][way], ddof=1))
+    assert result["seeds"] == [5, 6]
+    gain = np.subtract(result["per_seed"]["real_and_synthetic"], result["per_seed"]["real_only"])
+    assert result["both_minus_real"]["per_seed"] == pytest.approx(list(gain))
+    assert result["both_minus_real"]["mean"] == pytest.approx(gain.mean())
     real = result["dice"]["real_only"]["mean"]
     assert result["synthetic_over_real"] == pytest.approx(result["dice"]["synthetic_only"]["mean"] / real)
     assert result["both_over_real"] == pytest.approx(result["dice"]["real_and_synthetic"]["mean"] / real)
     assert result["steps"] == 3 and result["n_real"] == 4 and result["n_generated"] == 8
     markdown = metrics_markdown_section({}, downstream_segmentation=result)
-    assert markdown.startswith("## Downstream") and "| synthetic only |" in markdown
+    assert markdown.startswith("## Downstream") and "| synthetic only |" in markdown and "paired by seed" in markdown
+    with pytest.raises(ValueError, match="n_seeds"):
+        downstream_segmentation(train, val, generated, steps=1, n_seeds=0)

@@ -155,6 +155,29 @@ def test_radial_spectrum_loss_sees_missing_texture_not_its_position():
         radial_power_spectrum(torch.rand(1, 1, 4, 4))
 
 
+def test_spectrum_with_orientation_sectors_tells_streaks_from_isotropic_grain():
+    from emgan_monai.losses import RadialSpectrumLoss, TextureStatisticsLoss, radial_power_spectrum
+
+    g = torch.Generator().manual_seed(0)
+    grain = torch.rand(2, 1, 64, 64, generator=g)
+    streaks = torch.rand(2, 1, 1, 64, generator=g).expand(2, 1, 64, 64).clone()  # varies along x only
+    spec = radial_power_spectrum(streaks, n_bins=8, n_angles=4).view(2, 1, 8, 4)
+    # all the power of vertical streaks lies on the x frequency axis (sector 0), none across it (sector 2)
+    assert (spec[..., 4, 0] > spec[..., 4, 2] + 3).all()
+    iso = radial_power_spectrum(grain, n_bins=8, n_angles=4).view(2, 1, 8, 4)[..., 4:, :]
+    assert (iso.amax(-1) - iso.amin(-1)).max() < 0.5  # white noise: the same power in every direction
+    turned = streaks.transpose(-1, -2)  # the same streaks, horizontal
+    assert RadialSpectrumLoss(n_bins=8)(streaks, turned) < 1e-5  # the radial average cannot tell them apart
+    assert RadialSpectrumLoss(n_bins=8, n_angles=4)(streaks, turned) > 1.0
+    assert TextureStatisticsLoss(n_bins=8, n_angles=4, w_intensity=0, w_gradient=0)(streaks, turned) > 1.0
+    # the first rings are left out sector by sector
+    assert RadialSpectrumLoss(n_bins=8, n_angles=4, min_frequency=0.25).first == 16
+    with pytest.raises(ValueError, match="n_angles"):
+        RadialSpectrumLoss(n_bins=8, n_angles=0)
+    with pytest.raises(ValueError, match="n_angles"):
+        radial_power_spectrum(grain, n_angles=0)
+
+
 def test_texture_statistics_loss_terms():
     from emgan_monai.losses import TextureStatisticsLoss, sorted_values_distance
     from emgan_monai.losses.texture import gradient_magnitude

@@ -12,6 +12,7 @@ from scipy.ndimage import gaussian_filter
 from emgan_monai.metrics.texture import (
     FEATURE_LAYOUT,
     N_FEATURES,
+    grain_anisotropy,
     high_frequency_power,
     texture_distance,
     texture_features,
@@ -127,3 +128,16 @@ def test_distance_and_hf_power_reject_bad_input():
         high_frequency_power(np.zeros((1, 32, 32)), cutoff=0.6)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         high_frequency_power(np.full((1, 32, 32), 2.0))
+
+
+def test_grain_anisotropy_sees_the_direction_of_streaks():
+    rng = np.random.default_rng(0)
+    white = rng.random((16, 64, 64))
+    iso = grain_anisotropy(white)
+    assert abs(iso["x_over_y"]) < 0.1 and abs(iso["diagonals"]) < 0.1
+    # grain smeared along y (vertical streaks: it varies along x only) -> power on the x frequency axis
+    vertical = gaussian_filter(white, sigma=(0, 3, 0))
+    assert grain_anisotropy(vertical)["x_over_y"] > 1.0
+    assert grain_anisotropy(vertical.transpose(0, 2, 1))["x_over_y"] < -1.0
+    with pytest.raises(ValueError, match="min_frequency"):
+        grain_anisotropy(white, min_frequency=0.5)

@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 from emgan_monai.losses.cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss
 
 from .base import AdversarialTrainer, CriticPair
+from .paired import _EQUIVARIANCE_TERMS
 from .settings import AdversarialSettings, GeneratorLoss
 from .utils import ImagePool
 
@@ -93,6 +94,7 @@ class CycleGANTrainer(AdversarialTrainer):
             "lambda_pixel",
             "texture_loss",
             "lambda_texture",
+            *_EQUIVARIANCE_TERMS,
         )
         given_g = {k: v for k, v in generators.items() if v is not None}
         given_d = {k: v for k, v in discriminators.items() if v is not None}

@@ -22,7 +22,7 @@ from emgan_monai.losses.adversarial import last_logits
 from emgan_monai.losses.fewshot import FEWSHOT_LOSSES, discriminator_loss, r1_penalty
 from emgan_monai.losses.fewshot import generator_loss as fewshot_generator_loss
 
-from .paired import _CYCLE_TERMS, PairedGANTrainer
+from .paired import _CYCLE_TERMS, _EQUIVARIANCE_TERMS, PairedGANTrainer
 from .settings import AdversarialSettings, GeneratorLoss
 from .unconditional import UnconditionalGANTrainer
 from .utils import GeneratorState
@@ -171,7 +171,13 @@ class FewShotGANTrainer(FewShotRecipe, UnconditionalGANTrainer):
         adversarial = self._fewshot_settings(adversarial)
         generator_loss = GeneratorLoss() if generator_loss is None else generator_loss
         generator_loss.refuse(
-            type(self).__name__, "lambda_adv", "adv_warmup", "pixel_loss", "lambda_pixel", *_CYCLE_TERMS
+            type(self).__name__,
+            "lambda_adv",
+            "adv_warmup",
+            "pixel_loss",
+            "lambda_pixel",
+            *_CYCLE_TERMS,
+            *_EQUIVARIANCE_TERMS,
         )
         super().__init__(
             device=device,
@@ -224,7 +230,10 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
         :class:`~emgan_monai.engines.GeneratorLoss`: the pixel term and adversarial weight as
         :class:`~emgan_monai.engines.PairedGANTrainer`, plus an optional texture-statistics term
         ``lambda_texture * texture_loss(fake, real)`` against the paired real image (e.g.
-        :class:`~emgan_monai.losses.RadialSpectrumLoss`), reported as ``g_texture``.
+        :class:`~emgan_monai.losses.RadialSpectrumLoss`), reported as ``g_texture``; and an optional symmetry
+        term ``lambda_equivariance * equivariance_loss(G, input, fake, k)``
+        (:class:`~emgan_monai.losses.EquivarianceLoss`: a mirrored or turned mask should give the mirrored or turned
+        image), reported as ``g_equivariance``.
     adversarial
         As :class:`FewShotGANTrainer`.
     amp, seed, train_handlers, kwargs
@@ -233,7 +242,8 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
     Notes
     -----
     ``engine.state.output`` holds ``d_loss``, ``d_real``, ``d_fake``, ``logit_real``, ``logit_fake``, ``r1``,
-    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``] and the images ``input``, ``real``, ``fake``.
+    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``, ``g_equivariance``] and the images ``input``, ``real``,
+    ``fake``.
     """
 
     def __init__(
@@ -272,6 +282,8 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
             **kwargs,
         )
         self._setup_fewshot(adversarial, generator_loss)
+        self.equivariance_loss = generator_loss.equivariance_loss
+        self.lambda_equivariance = float(generator_loss.lambda_equivariance)
 
     def _refuse_unused(self, adversarial: AdversarialSettings, generator_loss: GeneratorLoss) -> None:
         """R1 and augment are checked by :meth:`_fewshot_settings`; no cycle terms."""
@@ -291,4 +303,13 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
             "g_adv": (self.adv_weight(), adv),
             "g_pixel": (self.lambda_pixel, pixel),
             **self.fewshot_texture_terms(fake, inputs["real"]),
+            **self._equivariance_terms(inputs["input"], fake),
         }
+
+    def _equivariance_terms(self, image: torch.Tensor, fake: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
+        """``{"g_equivariance": (lambda, loss(G, image, fake, k))}`` for a symmetry ``k`` in 1 .. 7 drawn from
+        ``engine.rng`` (so a resumed run draws the same ones), or ``{}`` without the term."""
+        if self.equivariance_loss is None or self.lambda_equivariance <= 0:
+            return {}
+        k = int(torch.randint(1, 8, (1,), generator=self.rng.generator))
+        return {"g_equivariance": (self.lambda_equivariance, self.equivariance_loss(self.g_network, image, fake, k))}

@@ -15,6 +15,8 @@ from .settings import AdversarialSettings, GeneratorLoss
 __all__ = ["PairedGANTrainer", "PIXEL_LOSSES"]
 
 _CYCLE_TERMS = ("lambda_cycle", "cycle_criterion", "lambda_cycle_b", "cycle_b_sigma", "lambda_adv_a", "lambda_identity")
+#: the symmetry term, which only the paired few-shot trainer has
+_EQUIVARIANCE_TERMS = ("equivariance_loss", "lambda_equivariance")
 
 #: pixel losses selectable by name
 PIXEL_LOSSES: dict[str, type[nn.Module]] = {
@@ -116,7 +118,9 @@ class PairedGANTrainer(AdversarialTrainer):
     def _refuse_unused(self, adversarial: AdversarialSettings, generator_loss: GeneratorLoss) -> None:
         """Refuse settings this trainer does not implement (the few-shot subclass has R1, augment and texture)."""
         adversarial.refuse(type(self).__name__, "r1_gamma", "r1_interval", "augment", "pool_size")
-        generator_loss.refuse(type(self).__name__, "texture_loss", "lambda_texture", *_CYCLE_TERMS)
+        generator_loss.refuse(
+            type(self).__name__, "texture_loss", "lambda_texture", *_CYCLE_TERMS, *_EQUIVARIANCE_TERMS
+        )
 
     def adv_weight(self) -> float:
         """Adversarial weight at the current iteration (linear ramp to ``lambda_adv``)."""

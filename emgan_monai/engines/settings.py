@@ -66,6 +66,13 @@ class GeneratorLoss:
         one).
     lambda_identity
         CycleGAN's identity weight relative to ``lambda_cycle`` (0.5 in CycleGAN); 0 skips the identity passes.
+    equivariance_loss
+        Optional symmetry term of the paired few-shot trainer, a callable ``(generator, input, output, k) -> scalar``
+        (:class:`~emgan_monai.losses.EquivarianceLoss`): the generator's output for a mirrored or turned input,
+        turned back, against its output for the input; ``k`` is drawn from ``1 .. 7`` each iteration. Reported as
+        ``g_equivariance``.
+    lambda_equivariance
+        Its weight (needs ``equivariance_loss``).
     """
 
     lambda_adv: float = 1.0
@@ -80,6 +87,8 @@ class GeneratorLoss:
     cycle_b_sigma: float = 0.0
     lambda_adv_a: float = 1.0
     lambda_identity: float = 0.5
+    equivariance_loss: Callable[[Any, torch.Tensor, torch.Tensor, int], torch.Tensor] | None = None
+    lambda_equivariance: float = 0.0
 
     def __post_init__(self) -> None:
         numbers = (
@@ -92,6 +101,7 @@ class GeneratorLoss:
             "cycle_b_sigma",
             "lambda_adv_a",
             "lambda_identity",
+            "lambda_equivariance",
         )
         negative = {k: getattr(self, k) for k in numbers if getattr(self, k) is not None and getattr(self, k) < 0}
         if negative:
@@ -100,6 +110,8 @@ class GeneratorLoss:
             raise ValueError(f"cycle_criterion must be 'l1' or 'mse', got {self.cycle_criterion!r}.")
         if self.lambda_texture > 0 and self.texture_loss is None:
             raise ValueError(f"lambda_texture={self.lambda_texture} needs a texture_loss.")
+        if self.lambda_equivariance > 0 and self.equivariance_loss is None:
+            raise ValueError(f"lambda_equivariance={self.lambda_equivariance} needs an equivariance_loss.")
 
     def refuse(self, trainer: str, *fields: str) -> None:
         """Raise ``ValueError`` if any of ``fields`` differs from its default (a term ``trainer`` does not have)."""

@@ -1,8 +1,9 @@
 """emgan_monai.losses: adversarial (bce, least squares, hinge, Wasserstein), gradient penalty, cycle and identity,
-L1 + SSIM pixel loss, texture-statistics losses (power spectrum, value and gradient distributions)."""
+L1 + SSIM pixel loss, mirror/rotation consistency of a generator, texture-statistics losses (power spectrum, value and gradient distributions)."""
 
 from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, clip_weights, gradient_penalty, last_logits
 from .cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss
+from .equivariance import EquivarianceLoss, dihedral, dihedral_inverse
 from .pixel import L1SSIMLoss
 from .texture import RadialSpectrumLoss, TextureStatisticsLoss, radial_power_spectrum, sorted_values_distance
 
@@ -10,12 +11,15 @@ __all__ = [
     "ADVERSARIAL_CRITERIA",
     "AdversarialLoss",
     "CycleConsistencyLoss",
+    "EquivarianceLoss",
     "IdentityLoss",
     "L1SSIMLoss",
     "LowPassCycleLoss",
     "RadialSpectrumLoss",
     "TextureStatisticsLoss",
     "clip_weights",
+    "dihedral",
+    "dihedral_inverse",
     "gradient_penalty",
     "last_logits",
     "radial_power_spectrum",

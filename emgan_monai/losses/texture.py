@@ -25,9 +25,13 @@ __all__ = [
 
 
 @functools.lru_cache(maxsize=16)
-def _window_and_rings(h: int, w: int, n_bins: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """2D Hann window ``(h, w)`` and ring-averaging matrix ``(h * w, n_bins)`` (columns sum to 1; DC and the corners
-    beyond 0.5 cycles / px in no ring), computed once per shape and device: the loss runs at every training step."""
+def _window_and_rings(
+    h: int, w: int, n_bins: int, device: torch.device, n_angles: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """2D Hann window ``(h, w)`` and ring-averaging matrix ``(h * w, n_bins * n_angles)`` (columns sum to 1; DC and
+    the corners beyond 0.5 cycles / px in no ring), computed once per shape and device: the loss runs at every
+    training step. With ``n_angles > 1`` each ring is cut into ``n_angles`` sectors of frequency orientation (folded
+    to ``[0, pi)``, the first centred on the x frequency axis), ring-major."""
     window = torch.outer(torch.hann_window(h, periodic=False, device=device),
                          torch.hann_window(w, periodic=False, device=device))  # fmt: skip
     fy = torch.fft.fftfreq(h, device=device)
@@ -35,11 +39,17 @@ def _window_and_rings(h: int, w: int, n_bins: int, device: torch.device) -> tupl
     radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
     ring = torch.clamp((radius / 0.5 * n_bins).long(), max=n_bins)  # n_bins: corners beyond 0.5 cycles / px
     ring[0, 0] = n_bins  # DC out
-    onehot = nn.functional.one_hot(ring.flatten(), n_bins + 1)[:, :n_bins].float()  # (h * w, n_bins)
+    if n_angles > 1:
+        theta = torch.atan2(fy[:, None].expand(h, w), fx[None, :].expand(h, w))
+        width = torch.pi / n_angles
+        sector = torch.clamp((torch.remainder(theta + width / 2, torch.pi) / width).long(), max=n_angles - 1)
+        ring = torch.where(ring < n_bins, ring * n_angles + sector, n_bins * n_angles)
+    n = n_bins * n_angles
+    onehot = nn.functional.one_hot(ring.flatten(), n + 1)[:, :n].float()  # (h * w, n)
     return window, onehot / onehot.sum(0).clamp_min(1.0)
 
 
-def radial_power_spectrum(x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8) -> torch.Tensor:
+def radial_power_spectrum(x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8, n_angles: int = 1) -> torch.Tensor:
     """Log10 of the radially averaged power spectrum of every image and channel (differentiable).
 
     Each ``(H, W)`` image loses its mean, is weighted by a 2D Hann window and Fourier transformed; the power is
@@ -53,17 +63,23 @@ def radial_power_spectrum(x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8) 
         Number of frequency rings.
     eps
         Added to the power before the logarithm.
+    n_angles
+        Sectors of frequency orientation per ring (1: the radial average). With 4, the power of structures that
+        vary along x, along y and along the two diagonals is kept apart, so that streaks (grain stretched along
+        one direction) differ from isotropic grain of the same radial spectrum.
 
     Returns
     -------
     torch.Tensor
-        ``(B, C, n_bins)`` float32.
+        ``(B, C, n_bins * n_angles)`` float32 (ring-major).
     """
     if x.ndim != 4 or min(x.shape[-2:]) < 8:
         raise ValueError(f"radial_power_spectrum: expected (B, C, H, W) with H, W >= 8, got {tuple(x.shape)}.")
+    if int(n_angles) < 1:
+        raise ValueError(f"radial_power_spectrum: n_angles must be >= 1, got {n_angles}.")
     h, w = x.shape[-2:]
     x = x.float()
-    window, rings = _window_and_rings(h, w, n_bins, x.device)
+    window, rings = _window_and_rings(h, w, n_bins, x.device, int(n_angles))
     spec = torch.fft.fft2((x - x.mean(dim=(-2, -1), keepdim=True)) * window)
     power = spec.real.square() + spec.imag.square()
     mean_power = power.flatten(-2) @ rings
@@ -85,24 +101,29 @@ class RadialSpectrumLoss(nn.Module):
         Number of frequency rings from 0 to 0.5 cycles / px.
     min_frequency
         Rings below this frequency (cycles / px) are left out (the layout is the pixel loss's job).
+    n_angles
+        Sectors of frequency orientation per ring (:func:`radial_power_spectrum`); 1 = the radial average, blind
+        to the direction of a texture.
 
     Shapes: ``forward(pred, target)`` with ``(B, C, H, W)`` tensors of equal shape -> scalar.
     """
 
-    def __init__(self, n_bins: int = 16, min_frequency: float = 0.0) -> None:
+    def __init__(self, n_bins: int = 16, min_frequency: float = 0.0, n_angles: int = 1) -> None:
         super().__init__()
-        if n_bins < 1 or not 0.0 <= min_frequency < 0.5:
+        if n_bins < 1 or not 0.0 <= min_frequency < 0.5 or int(n_angles) < 1:
             raise ValueError(
-                f"RadialSpectrumLoss: n_bins >= 1 and 0 <= min_frequency < 0.5, got {n_bins}, {min_frequency}."
+                "RadialSpectrumLoss: n_bins >= 1, 0 <= min_frequency < 0.5 and n_angles >= 1, got "
+                f"{n_bins}, {min_frequency}, {n_angles}."
             )
         self.n_bins = int(n_bins)
-        self.first = int(min_frequency / 0.5 * self.n_bins)
+        self.n_angles = int(n_angles)
+        self.first = int(min_frequency / 0.5 * self.n_bins) * self.n_angles
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape != target.shape:
             raise ValueError(f"RadialSpectrumLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ.")
-        a = radial_power_spectrum(pred, self.n_bins)[..., self.first :]
-        b = radial_power_spectrum(target, self.n_bins)[..., self.first :]
+        a = radial_power_spectrum(pred, self.n_bins, n_angles=self.n_angles)[..., self.first :]
+        b = radial_power_spectrum(target, self.n_bins, n_angles=self.n_angles)[..., self.first :]
         return (a - b).abs().mean()
 
 
@@ -199,8 +220,9 @@ class TextureStatisticsLoss(nn.Module):
 
     Parameters
     ----------
-    n_bins, min_frequency
-        Of the spectrum term (:class:`RadialSpectrumLoss`).
+    n_bins, min_frequency, n_angles
+        Of the spectrum term (:class:`RadialSpectrumLoss`); ``n_angles=4`` also compares the direction of the
+        grain (streaks vs isotropic grain).
     w_spectrum, w_intensity, w_gradient, w_orientation
         Weights of the four terms (>= 0; the orientation term is off by default).
     orientation_windows
@@ -221,6 +243,7 @@ class TextureStatisticsLoss(nn.Module):
         w_orientation: float = 0.0,
         orientation_windows: Sequence[int | None] = (None, 16),
         orientation_channels: Sequence[int] | None = None,
+        n_angles: int = 1,
     ) -> None:
         super().__init__()
         if min(w_spectrum, w_intensity, w_gradient, w_orientation) < 0:
@@ -230,7 +253,7 @@ class TextureStatisticsLoss(nn.Module):
             )
         if not orientation_windows:
             raise ValueError("TextureStatisticsLoss: orientation_windows needs at least one entry.")
-        self.spectrum = RadialSpectrumLoss(n_bins, min_frequency)
+        self.spectrum = RadialSpectrumLoss(n_bins, min_frequency, n_angles)
         self.w_spectrum, self.w_intensity, self.w_gradient = float(w_spectrum), float(w_intensity), float(w_gradient)
         self.w_orientation = float(w_orientation)  # may be switched on later (handlers.AttributeSchedule)
         self.orientation_windows = tuple(None if w is None else int(w) for w in orientation_windows)

@@ -10,6 +10,7 @@ functions describe what the texture *is*, tile by tile, with no learned weights:
 * :func:`texture_distance`: Frechet distance between two such feature sets after z-scoring every feature with the
   statistics of one reference set, so that all features weigh alike and distances computed against one reference
   share a scale;
+* :func:`grain_anisotropy`: whether the fine grain has a preferred direction (streaks);
 * :func:`high_frequency_power`: the mean fraction of an image's spectral power above a cutoff frequency (noise and
   grain raise it, blur lowers it).
 
@@ -28,7 +29,14 @@ from ..losses.texture import radial_power_spectrum
 from .distances import _as_features, frechet_distance
 from .sharpness import _radius, _spectrum
 
-__all__ = ["FEATURE_LAYOUT", "N_FEATURES", "texture_features", "texture_distance", "high_frequency_power"]
+__all__ = [
+    "FEATURE_LAYOUT",
+    "N_FEATURES",
+    "grain_anisotropy",
+    "high_frequency_power",
+    "texture_distance",
+    "texture_features",
+]
 
 #: bins of each block of the feature vector, in order
 INTENSITY_BINS = 16
@@ -205,3 +213,39 @@ def high_frequency_power(images, cutoff: float = 0.25) -> float:
         power = np.abs(_spectrum(img)) ** 2
         fractions.append(float(power[high].sum() / power.sum()))
     return float(np.mean(fractions))
+
+
+def grain_anisotropy(images, min_frequency: float = 0.25, n_bins: int = 8) -> dict[str, float]:
+    """Direction of the fine grain: log10 of the power along the x frequency axis over the power along the y axis.
+
+    The spectrum of each image is cut into rings and four orientation sectors
+    (:func:`~emgan_monai.losses.texture.radial_power_spectrum` with ``n_angles=4``); over the rings above
+    ``min_frequency`` cycles / px, ``x_over_y`` is the mean log10 power of the sector centred on the x frequency axis
+    (structures that vary along x: vertical streaks) minus that of the y axis sector (horizontal streaks), and
+    ``diagonals`` the same for the two diagonal sectors. 0 for grain without a preferred direction (real ssTEM
+    sections 16-19 of the Drosophila stack: +0.05); the 0.8.1 stage-2 generator: -0.15 (its finest grain is stretched
+    along x). A diagnostic, not a judge: the stage-2 spectrum term with ``n_angles=4`` compares the same sectors.
+
+    Parameters
+    ----------
+    images
+        ``(N, 1, H, W)`` or ``(N, H, W)``, ``H, W >= 8``.
+    min_frequency
+        Rings from this radial frequency (cycles / px) to 0.5 are averaged.
+    n_bins
+        Rings from 0 to 0.5 cycles / px.
+
+    Returns
+    -------
+    dict
+        ``{"x_over_y": float, "diagonals": float}`` (means over images).
+    """
+    if not 0.0 <= min_frequency < 0.5:
+        raise ValueError(f"min_frequency must lie in [0, 0.5) cycles / pixel, got {min_frequency}.")
+    x = torch.as_tensor(_as_images(images), dtype=torch.float32)[:, None]
+    spec = radial_power_spectrum(x, n_bins=n_bins, n_angles=4)[:, 0].view(len(x), n_bins, 4)
+    spec = spec[:, int(min_frequency / 0.5 * n_bins) :]
+    return {
+        "x_over_y": float((spec[..., 0] - spec[..., 2]).mean()),
+        "diagonals": float((spec[..., 1] - spec[..., 3]).mean()),
+    }

@@ -1,0 +1,76 @@
+"""Mirror and rotation consistency of an image-to-image generator (the symmetries of the square).
+
+A mask -> image generator should not care which way up its mask lies: the image of a mirrored mask is the mirrored
+image of the mask, up to the generator's texture noise. Convolutional networks are not built that way; a few-shot
+GAN whose discriminator sees every crop under a random flip or rotation (DiffAugment) does not teach it either, and a
+generator can learn a one-sided relief (a shadow left of every membrane, the "embossed" look) that no loss term
+sees. :class:`EquivarianceLoss` compares ``T^-1 G(T x)`` with ``G(x)`` for one of the seven non-trivial symmetries
+``T`` of the square, on Gaussian low-passed images (the texture noise differs between the two passes; its low
+frequencies, where a relief lives, should not).
+
+- :func:`dihedral`, :func:`dihedral_inverse`: the eight symmetries of the square on the last two axes, ``k`` in
+  ``0 .. 7`` (``k % 4`` quarter turns, then a mirror of the last axis when ``k >= 4``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .cycle import LowPassCycleLoss
+
+__all__ = ["EquivarianceLoss", "dihedral", "dihedral_inverse"]
+
+
+def _check_k(k: int) -> int:
+    if not 0 <= int(k) < 8:
+        raise ValueError(f"k must index a symmetry of the square (0 .. 7), got {k}.")
+    return int(k)
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Symmetry ``k`` (0 .. 7) of the square applied to the last two axes of ``x`` ``(..., H, W)``.
+
+    ``k % 4`` quarter turns (``torch.rot90``), then, for ``k >= 4``, a mirror of the last axis. The output is
+    ``(..., W, H)`` for an odd number of quarter turns.
+    """
+    k = _check_k(k)
+    y = torch.rot90(x, k % 4, dims=(-2, -1))
+    return y.flip(-1) if k >= 4 else y
+
+
+def dihedral_inverse(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Inverse of :func:`dihedral`: ``dihedral_inverse(dihedral(x, k), k) == x``."""
+    k = _check_k(k)
+    y = x.flip(-1) if k >= 4 else x
+    return torch.rot90(y, -(k % 4), dims=(-2, -1))
+
+
+class EquivarianceLoss(nn.Module):
+    """``L1(blur(T^-1 G(T x)), blur(G(x)))`` for a symmetry ``T`` of the square (a 2D generator).
+
+    Parameters
+    ----------
+    sigma
+        Standard deviation (px) of the Gaussian low-pass applied to both images before the L1
+        (:class:`~emgan_monai.losses.LowPassCycleLoss`); 0 = plain L1, which also asks the two texture draws to agree.
+
+    Shapes: ``forward(generator, x, y, k)`` with the generator's input ``x`` ``(B, C_in, H, W)``, its output
+    ``y = generator(x)`` ``(B, C_out, H, W)`` (keep its graph: both passes are trained) and ``k`` in ``1 .. 7``
+    (:func:`dihedral`) -> scalar. Square inputs only when ``k`` turns by a quarter (any shape for ``k`` 2, 4, 6).
+    """
+
+    def __init__(self, sigma: float = 2.0) -> None:
+        super().__init__()
+        self.distance = LowPassCycleLoss(sigma=sigma, spatial_dims=2)
+
+    def forward(self, generator: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+        if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[2:]:
+            raise ValueError(
+                f"EquivarianceLoss expects a 2D generator's input (B, C, H, W) and output of the same batch and size, "
+                f"got {tuple(x.shape)} and {tuple(y.shape)}."
+            )
+        if _check_k(k) == 0:
+            raise ValueError("k = 0 is the identity: draw k from 1 .. 7.")
+        back = dihedral_inverse(generator(dihedral(x, k)), k)
+        return self.distance(y.float(), back.float())
