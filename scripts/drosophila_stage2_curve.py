@@ -51,8 +51,11 @@ def main() -> None:
     ap.add_argument("--segmenter_steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=1, help="use every n-th checkpoint")
+    ap.add_argument("--epochs", type=int, nargs="*", default=None, help="only the checkpoints of these epochs")
     ap.add_argument("--c2st_seeds", type=int, default=0, help="judges of the two-sample test per checkpoint (0: off)")
     ap.add_argument("--c2st_steps", type=int, default=400)
+    ap.add_argument("--c2st_patch", type=int, default=64, help="patch side the judge sees (px)")
+    ap.add_argument("--c2st_channels", type=int, nargs="+", default=[16, 32, 64], help="widths of the judge")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -97,7 +100,10 @@ def main() -> None:
 
     config = parser.get()
     rows = []
-    for ck in sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]:
+    checkpoints = sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]
+    if args.epochs:
+        checkpoints = [ck for ck in checkpoints if number(ck) in set(args.epochs)]
+    for ck in checkpoints:
         state = torch.load(ck, map_location="cpu", weights_only=True)
         net = load_ema_generator(config, ck, recalibrate=False)
         fake = stage2_draws(net, va_masks, args.n_draws, seed=args.seed)  # (D, N, 1, H, W)
@@ -124,9 +130,10 @@ def main() -> None:
         if args.c2st_seeds > 0:
             judge = two_sample_table(
                 {"g": heldout_draws_set(tr_em, va_em, fake)},
-                patch=min(64, args.resolution),
+                patch=min(args.c2st_patch, args.resolution),
                 steps=args.c2st_steps,
                 seeds=args.c2st_seeds,
+                channels=args.c2st_channels,
             )["rows"]["g"]
             row["c2st"], row["c2st_sd"] = judge["accuracy"], judge["accuracy_sd"]
         row["targets"] = {

@@ -142,6 +142,7 @@ def two_sample_table(
     seeds: int = 3,
     n_train: int = 512,
     n_test: int = 256,
+    channels: Sequence[int] = (16, 32, 64),
 ) -> dict:
     """:func:`classifier_two_sample_test` of every set of images in ``sets``, on random ``patch``-px patches.
 
@@ -157,6 +158,9 @@ def two_sample_table(
     n_train, n_test
         Patches per class drawn for training and testing (:func:`random_patches` with seeds 0, 1, 2, 3 for the four
         image sets, so every row sees patches drawn the same way).
+    channels
+        Widths of the judge's strided convolutions (one per halving of the patch); a wider, deeper judge trained
+        longer sees more before a low accuracy is trusted.
 
     Returns
     -------
@@ -174,6 +178,7 @@ def two_sample_table(
             random_patches(fake_te, patch, n_test, 3),
             seeds=range(int(seeds)),
             steps=steps,
+            channels=channels,
         )
         row = rows[name]
         logger.info(
@@ -190,4 +195,5 @@ def two_sample_table(
         "seeds": list(range(int(seeds))),
         "n_train_patches": int(n_train),
         "n_test_patches": int(n_test),
+        "channels": [int(c) for c in channels],
     }
