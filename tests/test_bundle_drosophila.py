@@ -852,25 +852,33 @@ MAX_TEXTURE_VS_PAINTED = 0.2  # texture Frechet of generated / of naively painte
 MAX_TEXTURE_VS_REAL = 3.0  # texture Frechet of generated / of real training sections (issue 12: within 3x)
 
 
-@pytest.mark.skipif(not (BUNDLE / "models" / "em_generator.pt").is_file(), reason="shipped stage-2 weights missing")
-def test_shipped_em_generator_keeps_texture(real_data):
-    """Mask -> EM on the real held-out masks: two noise draws differ, the grain (high-frequency power) is that of
-    real sections, and the texture distance stays far below naive painting; the FCN structure is checked by
-    evaluate.json."""
+@pytest.fixture
+def shipped_stage2(real_data):
+    """The shipped stage 2 (``models/em_generator.pt``) and the real sections of stack 1 at 256 px, split 16 / 4:
+    ``(net, (train_masks, train_em), (val_masks, val_em))``; skips without the weights or the data."""
+    if not (BUNDLE / "models" / "em_generator.pt").is_file():
+        pytest.skip("shipped stage-2 weights missing")
     stack = real_data / "drosophila_vnc" / "stack1"
     if not stack.is_dir():
         pytest.skip(f"real data not found at {stack}")
     from monai.transforms import Compose
 
     from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
-    from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
 
     mask_tf = Compose(_parsed(EVALUATE, "mask_preprocessing"))
     train, val = split_sections(drosophila_datalist(stack), n_train=16, n_val=4)
-    tr_masks, tr_em = load_sections(train, 256, mask_transform=mask_tf)
-    va_masks, va_em = load_sections(val, 256, mask_transform=mask_tf)
     net = _parsed("inference_mask2em.json", "network_def")
     net.load_state_dict(torch.load(BUNDLE / "models" / "em_generator.pt", map_location="cpu", weights_only=True))
+    return net, load_sections(train, 256, mask_transform=mask_tf), load_sections(val, 256, mask_transform=mask_tf)
+
+
+def test_shipped_em_generator_keeps_texture(shipped_stage2):
+    """Mask -> EM on the real held-out masks: two noise draws differ, the grain (high-frequency power) is that of
+    real sections, and the texture distance stays far below naive painting; the FCN structure is checked by
+    evaluate.json."""
+    from emgan_monai.evaluation.drosophila import evaluate_texture, stage2_draws
+
+    net, (tr_masks, tr_em), (va_masks, va_em) = shipped_stage2
     fake = stage2_draws(net, va_masks, n_draws=2, seed=0)
     tex = evaluate_texture(tr_masks, tr_em, va_masks, va_em, fake)
     assert tex["draw_diversity"] > MIN_DRAW_DIFFERENCE, tex["draw_diversity"]
@@ -892,27 +900,15 @@ MAX_RELIEF_X = 0.30
 MAX_GRAIN_ANISOTROPY = 0.10
 
 
-@pytest.mark.skipif(not (BUNDLE / "models" / "em_generator.pt").is_file(), reason="shipped stage-2 weights missing")
-def test_shipped_em_generator_is_hard_to_tell_from_real(real_data):
+def test_shipped_em_generator_is_hard_to_tell_from_real(shipped_stage2):
     """The headline judge of evaluate.json (two judges here) cannot tell the shipped stage 2's EM from the held-out
     sections much better than chance, and its membranes and grain have no preferred side or direction."""
-    stack = real_data / "drosophila_vnc" / "stack1"
-    if not stack.is_dir():
-        pytest.skip(f"real data not found at {stack}")
-    from monai.transforms import Compose
-
-    from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.evaluation.drosophila import heldout_draws_set, stage2_draws
     from emgan_monai.metrics.relief import membrane_relief
     from emgan_monai.metrics.texture import grain_anisotropy
     from emgan_monai.metrics.two_sample import two_sample_table
 
-    mask_tf = Compose(_parsed(EVALUATE, "mask_preprocessing"))
-    train, val = split_sections(drosophila_datalist(stack), n_train=16, n_val=4)
-    _, tr_em = load_sections(train, 256, mask_transform=mask_tf)
-    va_masks, va_em = load_sections(val, 256, mask_transform=mask_tf)
-    net = _parsed("inference_mask2em.json", "network_def")
-    net.load_state_dict(torch.load(BUNDLE / "models" / "em_generator.pt", map_location="cpu", weights_only=True))
+    net, (_, tr_em), (va_masks, va_em) = shipped_stage2
     draws = stage2_draws(net, va_masks, n_draws=4, seed=0)
     judge = two_sample_table({"g": heldout_draws_set(tr_em, va_em, draws)}, patch=64, steps=400, seeds=2)["rows"]["g"]
     assert judge["accuracy"] < MAX_JUDGE_ACCURACY, judge
