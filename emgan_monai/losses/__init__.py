@@ -1,5 +1,6 @@
 """emgan_monai.losses: adversarial (bce, least squares, hinge, Wasserstein), gradient penalty, cycle and identity,
-L1 + SSIM pixel loss, mirror/rotation consistency of a generator, texture-statistics losses (power spectrum, value and gradient distributions)."""
+L1 + SSIM pixel loss, mirror/rotation consistency of a generator, texture-statistics losses (power spectrum in rings
+and orientation sectors, value and gradient distributions)."""
 
 from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, clip_weights, gradient_penalty, last_logits
 from .cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss

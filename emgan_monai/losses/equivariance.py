@@ -57,7 +57,8 @@ class EquivarianceLoss(nn.Module):
 
     Shapes: ``forward(generator, x, y, k)`` with the generator's input ``x`` ``(B, C_in, H, W)``, its output
     ``y = generator(x)`` ``(B, C_out, H, W)`` (keep its graph: both passes are trained) and ``k`` in ``1 .. 7``
-    (:func:`dihedral`) -> scalar. Square inputs only when ``k`` turns by a quarter (any shape for ``k`` 2, 4, 6).
+    (:func:`dihedral`) -> scalar. A quarter turn of a non-square input hands the generator a ``(W, H)`` image; a fully
+    convolutional generator takes it.
     """
 
     def __init__(self, sigma: float = 2.0) -> None:
