@@ -185,24 +185,33 @@ def _plot(rows: list[dict], references: dict, dice_real: float, path: Path) -> N
     from matplotlib.figure import Figure
 
     t = [(r["wall_s"] or 0) / 60 for r in rows]
-    fig = Figure(figsize=(12, 3.6), dpi=100)
-    ax = fig.add_subplot(131)
+    judged = [r for r in rows if "c2st" in r]
+    panels = 4 if judged else 3
+    fig = Figure(figsize=(4 * panels, 3.6), dpi=100)
+    ax = fig.add_subplot(1, panels, 1)
     ax.semilogy(t, [r["texture_frechet"] for r in rows], "o-", label="generated")
     ax.axhline(references["real_train"], color="g", ls="--", label="real train (reference)")
     ax.axhline(3 * references["real_train"], color="g", ls=":", label="target: 3x real")
     ax.axhline(references["painted_masks"], color="r", ls="--", label="painted masks")
     ax.set(xlabel="wall time (min)", title="texture Frechet vs real held-out")
     ax.legend(fontsize=7)
-    ax = fig.add_subplot(132)
+    ax = fig.add_subplot(1, panels, 2)
     ax.plot(t, [r["hf_power_ratio"] for r in rows], "o-")
     ax.axhline(1.0, color="g", ls="--")
     ax.set(xlabel="wall time (min)", title="high-frequency power / real")
-    ax = fig.add_subplot(133)
+    ax = fig.add_subplot(1, panels, 3)
     ax.plot(t, [r["dice_mean"] for r in rows], "o-", label="generated")
     ax.axhline(dice_real, color="g", ls="--", label="real held-out")
     ax.axhline(0.95 * dice_real, color="g", ls=":", label="target: 95 % of real")
     ax.set(xlabel="wall time (min)", title="FCN Dice (mean of mito, membrane)")
     ax.legend(fontsize=7)
+    if judged:
+        ax = fig.add_subplot(1, panels, 4)
+        tj = [(r["wall_s"] or 0) / 60 for r in judged]
+        ax.errorbar(tj, [r["c2st"] for r in judged], yerr=[r["c2st_sd"] for r in judged], fmt="o-", label="generated")
+        ax.axhline(0.5, color="g", ls="--", label="chance (real vs real)")
+        ax.set(xlabel="wall time (min)", title="judge: two-sample accuracy", ylim=(0.4, 1.02))
+        ax.legend(fontsize=7)
     fig.tight_layout()
     FigureCanvasAgg(fig).print_png(str(path))
 
