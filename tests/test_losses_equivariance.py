@@ -48,7 +48,14 @@ def test_equivariance_loss_is_zero_for_an_equivariant_map_and_sees_a_one_sided_r
 
 
 def test_equivariance_loss_trains_both_passes():
-    net = torch.nn.Conv2d(1, 1, 3, padding=1)
     x = torch.rand(2, 1, 16, 16)
-    EquivarianceLoss(sigma=0.0)(net, x, net(x), 4).backward()
+    loss = EquivarianceLoss(sigma=0.0)
+    # the pass inside the loss (the turned mask) is trained: the given output carries no graph here
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    loss(net, x, net(x).detach(), 4).backward()
+    assert net.weight.grad is not None and float(net.weight.grad.abs().sum()) > 0
+    # the given output's graph is kept: a frozen generator inside the loss, gradients reach only through y
+    frozen = torch.nn.Conv2d(1, 1, 3, padding=1).requires_grad_(False)
+    net.weight.grad = None
+    loss(frozen, x, net(x), 4).backward()
     assert net.weight.grad is not None and float(net.weight.grad.abs().sum()) > 0
