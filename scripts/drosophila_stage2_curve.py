@@ -12,7 +12,8 @@ as in ``evaluate.json``) and is scored against the real held-out sections:
 - FCN Dice of a segmenter trained once on the real training sections (generated vs real held-out EM);
 - the relief shading of draw 0 (:func:`emgan_monai.metrics.relief.membrane_relief`: signed grey-level step across
   the membranes along x and y, 0 for real sections) and the direction of its fine grain
-  (:func:`emgan_monai.metrics.texture.grain_anisotropy`, about 0 for real sections);
+  (:func:`emgan_monai.metrics.texture.grain_anisotropy`, about 0 for real sections); the spectral peaks of a hatch
+  locked to the generator's pixel grid, over all draws (:func:`emgan_monai.metrics.texture.grid_peaks`);
 - with ``--c2st_seeds N`` (N > 0): the headline judge of ``evaluate.json``, its ``generated_from_heldout_masks`` row
   (a classifier two-sample test on 64-px patches: ``N`` judges of ``--c2st_steps`` steps trained on sections 0-15
   against the first half of the draws, tested on sections 16-19 against the other half; 0.5 = indistinguishable).
@@ -68,7 +69,7 @@ def main() -> None:
     from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
     from emgan_monai.metrics.relief import membrane_relief
-    from emgan_monai.metrics.texture import grain_anisotropy
+    from emgan_monai.metrics.texture import grain_anisotropy, grid_peaks
     from emgan_monai.metrics.two_sample import two_sample_table
 
     parser = ConfigParser()
@@ -112,6 +113,7 @@ def main() -> None:
             references = {k: v["texture_frechet"] for k, v in tex["sets"].items() if not k.startswith("generated")}
             references["relief_real_heldout"] = membrane_relief(va_em, va_masks)
             references["grain_anisotropy_real_heldout"] = grain_anisotropy(va_em)
+            references["grid_peaks_real_heldout"] = grid_peaks(va_em, period=net.size_multiple)
             print(json.dumps({"references": references, "dice_real_heldout": dice_real}), flush=True)
         dist = tex["sets"]["generated_from_heldout_masks"]["texture_frechet"]
         row = {
@@ -126,6 +128,7 @@ def main() -> None:
             "draw_difference": tex["draw_diversity"] or 0.0,
             "relief": membrane_relief(fake[0], va_masks),
             "grain_anisotropy": grain_anisotropy(fake[0]),
+            "grid_peaks": grid_peaks(fake.flatten(0, 1), period=net.size_multiple),
         }
         if args.c2st_seeds > 0:
             judge = two_sample_table(

@@ -578,16 +578,20 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
     for name, row in c2st["rows"].items():
         assert 0 <= row["accuracy"] <= 1 and len(row["per_seed"]) == 2 and row["accuracy_sd"] >= 0, name
     downstream = metrics["downstream_segmentation"]
-    assert list(downstream["dice"]) == ["synthetic_only", "real_only", "real_and_synthetic"]
+    assert list(downstream["dice"]) == ["synthetic_only", "real_only", "real_and_synthetic", "real_only_same_compute"]
     for way, dice in downstream["dice"].items():
         assert {"mito", "membrane", "mean"} == set(dice) and all(0 <= v <= 1 for v in dice.values()), way
     assert downstream["steps"] == 2 and downstream["n_real"] == 4 and downstream["n_generated"] == 4
     assert downstream["seeds"] == [0, 1] and set(downstream["both_minus_real"]) == {"mean", "sd", "per_seed"}
+    assert downstream["steps_per_way"]["real_and_synthetic"] == downstream["steps_per_way"]["real_only_same_compute"]
     assert (out / "pca_masks.png").is_file() and (out / "metrics.md").is_file()
     markdown = (out / "metrics.md").read_text()
     assert markdown.startswith("## Headline: classifier two-sample test") and "## Downstream" in markdown
     assert "## Stage 2: texture realism" in markdown and "Diagnostics, not a judge" in markdown
     assert "## Stage 2: directional artefacts" in markdown and "| real_heldout |" in markdown
+    grid = metrics["stage2_grid_peaks"]
+    assert set(grid) == {"real_heldout", "generated_from_heldout_masks", "generated_from_generated_masks"}
+    assert all(len(g["peaks"]) == 33 and g["max_log10"] >= g["axes_log10"] for g in grid.values())  # period 8
 
 
 @pytest.mark.skipif(

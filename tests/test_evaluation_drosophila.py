@@ -177,11 +177,16 @@ def test_two_sample_table_floor_at_chance_and_blur_caught():
     assert len(rows["real_blurred"]["per_seed"]) == 2 and rows["real_blurred"]["n_test"] == 80
 
 
-def test_downstream_segmentation_trains_three_ways():
+def test_downstream_segmentation_trains_four_ways():
     train, val = _sections(size=32)
     generated = (_masks(8, 32, seed=7), _em(_masks(8, 32, seed=7), 8))
     result = downstream_segmentation(train, val, generated, steps=3, seed=5, n_seeds=2)
-    assert list(result["dice"]) == ["synthetic_only", "real_only", "real_and_synthetic"]
+    ways = ["synthetic_only", "real_only", "real_and_synthetic", "real_only_same_compute"]
+    assert list(result["dice"]) == ways
+    # 4 real sections repeated twice beside 8 generated pairs: half of the crops real, so the mixed set trains twice
+    # as long (as many real crops as real_only) and so does its control
+    assert result["real_share"] == pytest.approx(0.5)
+    assert result["steps_per_way"] == dict(zip(ways, [3, 3, 6, 6]))
     for way, dice in result["dice"].items():
         assert set(dice) == {"mito", "membrane", "mean"}
         assert all(0 <= v <= 1 for v in dice.values()), way
@@ -192,11 +197,18 @@ def test_downstream_segmentation_trains_three_ways():
     gain = np.subtract(result["per_seed"]["real_and_synthetic"], result["per_seed"]["real_only"])
     assert result["both_minus_real"]["per_seed"] == pytest.approx(list(gain))
     assert result["both_minus_real"]["mean"] == pytest.approx(gain.mean())
+    control = np.subtract(result["per_seed"]["real_and_synthetic"], result["per_seed"]["real_only_same_compute"])
+    assert result["both_minus_real_same_compute"]["per_seed"] == pytest.approx(list(control))
     real = result["dice"]["real_only"]["mean"]
     assert result["synthetic_over_real"] == pytest.approx(result["dice"]["synthetic_only"]["mean"] / real)
     assert result["both_over_real"] == pytest.approx(result["dice"]["real_and_synthetic"]["mean"] / real)
     assert result["steps"] == 3 and result["n_real"] == 4 and result["n_generated"] == 8
     markdown = metrics_markdown_section({}, downstream_segmentation=result)
-    assert markdown.startswith("## Downstream") and "| synthetic only |" in markdown and "paired by seed" in markdown
+    assert (
+        markdown.startswith("## Downstream")
+        and "| synthetic only | 3 |" in markdown
+        and "| real only same compute | 6 |" in markdown
+    )
+    assert "(the same real crops), paired by seed" in markdown and "for as many steps, paired by seed" in markdown
     with pytest.raises(ValueError, match="n_seeds"):
         downstream_segmentation(train, val, generated, steps=1, n_seeds=0)

@@ -502,29 +502,37 @@ def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():
         GeneratorLoss(lambda_texture=1.0)
 
 
+def _paired_fewshot_parts():
+    """Four one-hot 16-px masks with random EM, a tiny NoiseUNet and skip-patch discriminator, their optimisers."""
+    torch.manual_seed(0)
+    mask = torch.nn.functional.one_hot(torch.randint(0, 3, (4, 16, 16)), 3).movedim(-1, 1).float()
+    loader = torch.utils.data.DataLoader([{"image": m, "label": torch.rand(1, 16, 16)} for m in mask], batch_size=4)
+    g = _noise_unet()
+    d = build_discriminator("skip_patch", 2, 4, channels=4, norm=None, spectral_norm=True)
+    opts = {
+        "g_optimizer": torch.optim.Adam(g.parameters(), 1e-3),
+        "d_optimizer": torch.optim.Adam(d.parameters(), 1e-3),
+    }
+    return mask, loader, g, d, opts
+
+
 def test_paired_fewshot_trainer_equivariance_term_and_its_refusal_elsewhere():
     from emgan_monai.engines import GeneratorLoss
     from emgan_monai.engines.fewshot import FewShotGANTrainer, PairedFewShotGANTrainer
     from emgan_monai.engines.paired import PairedGANTrainer
     from emgan_monai.losses import EquivarianceLoss
 
-    torch.manual_seed(0)
-    mask = torch.nn.functional.one_hot(torch.randint(0, 3, (4, 16, 16)), 3).movedim(-1, 1).float()
-    loader = torch.utils.data.DataLoader([{"image": m, "label": torch.rand(1, 16, 16)} for m in mask], batch_size=4)
-    g = _noise_unet()
-    d = build_discriminator("skip_patch", 2, 4, channels=4, norm=None, spectral_norm=True)
+    mask, loader, g, d, opts = _paired_fewshot_parts()
     ks: list[int] = []
+    offsets: list[tuple[int, int]] = []
 
     class Recording(EquivarianceLoss):
-        def forward(self, generator, x, y, k):
+        def forward(self, generator, x, y, k, offset=(0, 0)):
             ks.append(k)
-            return super().forward(generator, x, y, k)
+            offsets.append(offset)
+            return super().forward(generator, x, y, k, offset)
 
     weights = GeneratorLoss(lambda_pixel=1.0, equivariance_loss=Recording(sigma=1.0), lambda_equivariance=3.0)
-    opts = {
-        "g_optimizer": torch.optim.Adam(g.parameters(), 1e-3),
-        "d_optimizer": torch.optim.Adam(d.parameters(), 1e-3),
-    }
     trainer = PairedFewShotGANTrainer(
         device="cpu", max_epochs=3, train_data_loader=loader, g_network=g, d_network=d, generator_loss=weights, **opts
     )
@@ -534,12 +542,42 @@ def test_paired_fewshot_trainer_equivariance_term_and_its_refusal_elsewhere():
     total = out["g_adv"] + out["g_pixel"] + 3.0 * out["g_equivariance"]
     assert abs(out["g_loss"] - total) < 1e-4
     assert len(ks) == 3 and all(1 <= k <= 7 for k in ks)  # one symmetry per iteration, never the identity
+    assert len(set(offsets)) == 3 and all(0 <= o < 256 for off in offsets for o in off)  # a new offset each time
     with pytest.raises(ValueError, match="equivariance_loss"):
         GeneratorLoss(lambda_equivariance=1.0)
     for cls, extra in ((PairedGANTrainer, {}), (FewShotGANTrainer, {"latent_shape": (4, 4, 4)})):
         with pytest.raises(ValueError, match="does not implement .*equivariance"):
             cls(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g, d_network=d,
                 generator_loss=weights, **opts, **extra)  # fmt: skip
+
+
+def test_paired_fewshot_trainer_profile_term_and_its_refusal_elsewhere():
+    from emgan_monai.engines import GeneratorLoss
+    from emgan_monai.engines.fewshot import PairedFewShotGANTrainer
+    from emgan_monai.engines.paired import PairedGANTrainer
+    from emgan_monai.losses import BoundaryProfileLoss
+
+    mask, loader, g, d, opts = _paired_fewshot_parts()
+    masks_seen: list[torch.Tensor] = []
+
+    class Recording(BoundaryProfileLoss):
+        def forward(self, pred, target, m):
+            masks_seen.append(m)
+            return super().forward(pred, target, m)
+
+    weights = GeneratorLoss(lambda_pixel=1.0, profile_loss=Recording(max_distance=2), lambda_profile=2.0)
+    trainer = PairedFewShotGANTrainer(
+        device="cpu", max_epochs=2, train_data_loader=loader, g_network=g, d_network=d, generator_loss=weights, **opts
+    )
+    trainer.run()
+    out = trainer.state.output
+    assert out["g_profile"] > 0 and abs(out["g_loss"] - (out["g_adv"] + out["g_pixel"] + 2.0 * out["g_profile"])) < 1e-4
+    assert len(masks_seen) == 2 and torch.equal(masks_seen[0], mask)  # the profile is taken around the input mask
+    with pytest.raises(ValueError, match="profile_loss"):
+        GeneratorLoss(lambda_profile=1.0)
+    with pytest.raises(ValueError, match="does not implement .*profile"):
+        PairedGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g, d_network=d,
+                         generator_loss=weights, **opts)  # fmt: skip
 
 
 def test_averaged_model_state_is_the_networks_state_dict():

@@ -59,3 +59,32 @@ def test_equivariance_loss_trains_both_passes():
     net.weight.grad = None
     loss(frozen, x, net(x), 4).backward()
     assert net.weight.grad is not None and float(net.weight.grad.abs().sum()) > 0
+
+
+class _GridPainter(torch.nn.Module):
+    """A 'generator' that adds a hatch locked to its pixel grid (period 4 along both axes, symmetric within the
+    period, so every mirror and quarter turn of a crop whose side is a multiple of 4 keeps it)."""
+
+    def forward(self, x):
+        a = torch.tensor([1.0, 0.0, 0.0, 1.0])
+        rows, cols = a[torch.arange(x.shape[-2]) % 4], a[torch.arange(x.shape[-1]) % 4]
+        return x + rows[:, None] + cols[None, :]
+
+
+def test_shifted_equivariance_loss_sees_a_grid_locked_hatch_that_the_symmetries_miss():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32)
+    painter = _GridPainter()
+    y = painter(x)
+    plain, shifted = EquivarianceLoss(sigma=0.0), EquivarianceLoss(sigma=0.0, shift=4, margin=4)
+    for k in range(1, 8):
+        assert float(plain(painter, x, y, k)) < 1e-6  # the hatch looks the same after every symmetry
+        assert float(shifted(painter, x, y, k, (0, 0))) < 1e-6  # a crop on the grid keeps it too
+        assert float(shifted(painter, x, y, k, (1, 2))) > 0.3  # a crop off the grid moves it
+        assert float(shifted(painter, x, y, k, (5, 6))) == pytest.approx(float(shifted(painter, x, y, k, (1, 2))))
+    identity = torch.nn.Identity()
+    assert float(shifted(identity, x, x, 3, (1, 3))) < 1e-6  # a map without a grid passes every shift
+    with pytest.raises(ValueError, match="nothing to compare"):
+        EquivarianceLoss(shift=8, margin=12)(painter, x, y, 1, (1, 1))
+    with pytest.raises(ValueError, match=">= 0"):
+        EquivarianceLoss(shift=-1)

@@ -13,6 +13,7 @@ from emgan_monai.metrics.texture import (
     FEATURE_LAYOUT,
     N_FEATURES,
     grain_anisotropy,
+    grid_peaks,
     high_frequency_power,
     texture_distance,
     texture_features,
@@ -141,3 +142,27 @@ def test_grain_anisotropy_sees_the_direction_of_streaks():
     assert grain_anisotropy(vertical.transpose(0, 2, 1))["x_over_y"] < -1.0
     with pytest.raises(ValueError, match="min_frequency"):
         grain_anisotropy(white, min_frequency=0.5)
+
+
+def test_grid_peaks_sees_a_hatch_locked_to_the_pixel_grid():
+    rng = np.random.default_rng(0)
+    grain = gaussian_filter(rng.random((8, 128, 128)), sigma=(0, 1, 1))  # smooth grain, no grid
+    clean = grid_peaks(grain, period=8)
+    assert len(clean["peaks"]) == 33  # the lattice of multiples of 1/8 cycles / px, one of each pair f, -f
+    assert abs(clean["mean_log10"]) < 0.3 and abs(clean["axes_log10"]) < 0.3, clean
+    # a faint hatch of period 4 px along x (columns 0 and 3 of every 4 brighter), in large patches only, in phase
+    # across images: the peak at 1/4 cycles / px along x rises, the one along y does not
+    hatch = np.tile([1.0, 0.0, 0.0, 1.0], 32)[None, None, :] * 0.02
+    patches = np.zeros((8, 128, 128))
+    patches[:, 16:80, 40:120] = 1.0
+    hatched = grid_peaks(grain + hatch * patches, period=8)
+    assert hatched["peaks"]["0/8, 2/8"] > 1.0 and hatched["peaks"]["2/8, 0/8"] < 0.3, hatched
+    assert hatched["max_log10"] > 1.0 > clean["max_log10"] and hatched["axes_log10"] > clean["axes_log10"] + 0.1
+    # a checkerboard of period 8 (a pattern locked to both axes) lights the diagonal of the lattice
+    rows, cols = np.indices((128, 128))
+    checker = np.where(((rows // 4) + (cols // 4)) % 2 == 0, 0.05, 0.0)
+    assert grid_peaks(grain + checker * patches, period=8)["peaks"]["1/8, 1/8"] > 1.0
+    with pytest.raises(ValueError, match="at least 32 px"):
+        grid_peaks(grain[:, :16, :16], period=8)
+    with pytest.raises(ValueError, match="period"):
+        grid_peaks(grain, period=1)

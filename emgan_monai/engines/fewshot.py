@@ -231,9 +231,11 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
         :class:`~emgan_monai.engines.PairedGANTrainer`, plus an optional texture-statistics term
         ``lambda_texture * texture_loss(fake, real)`` against the paired real image (e.g.
         :class:`~emgan_monai.losses.RadialSpectrumLoss`), reported as ``g_texture``; and an optional symmetry
-        term ``lambda_equivariance * equivariance_loss(G, input, fake, k)``
-        (:class:`~emgan_monai.losses.EquivarianceLoss`: a mirrored or turned mask should give the mirrored or turned
-        image), reported as ``g_equivariance``.
+        term ``lambda_equivariance * equivariance_loss(G, input, fake, k, offset)``
+        (:class:`~emgan_monai.losses.EquivarianceLoss`: a mirrored, turned or shifted mask should give the mirrored,
+        turned or shifted image), reported as ``g_equivariance``; and an optional boundary term
+        ``lambda_profile * profile_loss(fake, real, input)`` (:class:`~emgan_monai.losses.BoundaryProfileLoss`: the
+        grey-value profile away from the membranes), reported as ``g_profile``.
     adversarial
         As :class:`FewShotGANTrainer`.
     amp, seed, train_handlers, kwargs
@@ -242,7 +244,7 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
     Notes
     -----
     ``engine.state.output`` holds ``d_loss``, ``d_real``, ``d_fake``, ``logit_real``, ``logit_fake``, ``r1``,
-    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``, ``g_equivariance``] and the images ``input``, ``real``,
+    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``, ``g_equivariance``, ``g_profile``] and the images ``input``, ``real``,
     ``fake``.
     """
 
@@ -284,6 +286,8 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
         self._setup_fewshot(adversarial, generator_loss)
         self.equivariance_loss = generator_loss.equivariance_loss
         self.lambda_equivariance = float(generator_loss.lambda_equivariance)
+        self.profile_loss = generator_loss.profile_loss
+        self.lambda_profile = float(generator_loss.lambda_profile)
 
     def _refuse_unused(self, adversarial: AdversarialSettings, generator_loss: GeneratorLoss) -> None:
         """R1 and augment are checked by :meth:`_fewshot_settings`; no cycle terms."""
@@ -304,12 +308,24 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
             "g_pixel": (self.lambda_pixel, pixel),
             **self.fewshot_texture_terms(fake, inputs["real"]),
             **self._equivariance_terms(inputs["input"], fake),
+            **self._profile_terms(fake, inputs["real"], inputs["input"]),
         }
 
+    def _profile_terms(
+        self, fake: torch.Tensor, real: torch.Tensor, image: torch.Tensor
+    ) -> dict[str, tuple[float, torch.Tensor]]:
+        """``{"g_profile": (lambda, profile_loss(fake, real, image))}``, or ``{}`` without the term."""
+        if self.profile_loss is None or self.lambda_profile <= 0:
+            return {}
+        return {"g_profile": (self.lambda_profile, self.profile_loss(fake.float(), real.float(), image))}
+
     def _equivariance_terms(self, image: torch.Tensor, fake: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
-        """``{"g_equivariance": (lambda, loss(G, image, fake, k))}`` for a symmetry ``k`` in 1 .. 7 drawn from
+        """``{"g_equivariance": (lambda, loss(G, image, fake, k, offset))}`` for a symmetry ``k`` in 1 .. 7 and an
+        ``offset`` of two integers in ``0 .. 255`` (the loss takes it modulo its grid period), both drawn from
         ``engine.rng`` (so a resumed run draws the same ones), or ``{}`` without the term."""
         if self.equivariance_loss is None or self.lambda_equivariance <= 0:
             return {}
         k = int(torch.randint(1, 8, (1,), generator=self.rng.generator))
-        return {"g_equivariance": (self.lambda_equivariance, self.equivariance_loss(self.g_network, image, fake, k))}
+        dy, dx = (int(o) for o in torch.randint(0, 256, (2,), generator=self.rng.generator))
+        loss = self.equivariance_loss(self.g_network, image, fake, k, (dy, dx))
+        return {"g_equivariance": (self.lambda_equivariance, loss)}

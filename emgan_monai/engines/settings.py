@@ -67,12 +67,19 @@ class GeneratorLoss:
     lambda_identity
         CycleGAN's identity weight relative to ``lambda_cycle`` (0.5 in CycleGAN); 0 skips the identity passes.
     equivariance_loss
-        Optional symmetry term of the paired few-shot trainer, a callable ``(generator, input, output, k) -> scalar``
-        (:class:`~emgan_monai.losses.EquivarianceLoss`): the generator's output for a mirrored or turned input,
-        turned back, against its output for the input; ``k`` is drawn from ``1 .. 7`` each iteration. Reported as
-        ``g_equivariance``.
+        Optional symmetry term of the paired few-shot trainer, a callable
+        ``(generator, input, output, k, offset) -> scalar`` (:class:`~emgan_monai.losses.EquivarianceLoss`): the
+        generator's output for a mirrored or turned (and, with its ``shift``, shifted) input, turned back, against its
+        output for the input; ``k`` is drawn from ``1 .. 7`` and ``offset`` (two integers in ``0 .. 255``) each
+        iteration. Reported as ``g_equivariance``.
     lambda_equivariance
         Its weight (needs ``equivariance_loss``).
+    profile_loss
+        Optional term of the paired few-shot trainer comparing fake and real around the condition, a callable
+        ``(fake, real, input) -> scalar`` (:class:`~emgan_monai.losses.BoundaryProfileLoss`: mean grey value in
+        bands of distance from the membranes of the input mask). Reported as ``g_profile``.
+    lambda_profile
+        Its weight (needs ``profile_loss``).
     """
 
     lambda_adv: float = 1.0
@@ -87,8 +94,10 @@ class GeneratorLoss:
     cycle_b_sigma: float = 0.0
     lambda_adv_a: float = 1.0
     lambda_identity: float = 0.5
-    equivariance_loss: Callable[[Any, torch.Tensor, torch.Tensor, int], torch.Tensor] | None = None
+    equivariance_loss: Callable[[Any, torch.Tensor, torch.Tensor, int, tuple[int, int]], torch.Tensor] | None = None
     lambda_equivariance: float = 0.0
+    profile_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    lambda_profile: float = 0.0
 
     def __post_init__(self) -> None:
         numbers = (
@@ -102,6 +111,7 @@ class GeneratorLoss:
             "lambda_adv_a",
             "lambda_identity",
             "lambda_equivariance",
+            "lambda_profile",
         )
         negative = {k: getattr(self, k) for k in numbers if getattr(self, k) is not None and getattr(self, k) < 0}
         if negative:
@@ -112,6 +122,8 @@ class GeneratorLoss:
             raise ValueError(f"lambda_texture={self.lambda_texture} needs a texture_loss.")
         if self.lambda_equivariance > 0 and self.equivariance_loss is None:
             raise ValueError(f"lambda_equivariance={self.lambda_equivariance} needs an equivariance_loss.")
+        if self.lambda_profile > 0 and self.profile_loss is None:
+            raise ValueError(f"lambda_profile={self.lambda_profile} needs a profile_loss.")
 
     def refuse(self, trainer: str, *fields: str) -> None:
         """Raise ``ValueError`` if any of ``fields`` differs from its default (a term ``trainer`` does not have)."""

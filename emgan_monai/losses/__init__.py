@@ -1,16 +1,18 @@
 """emgan_monai.losses: adversarial (bce, least squares, hinge, Wasserstein), gradient penalty, cycle and identity,
-L1 + SSIM pixel loss, mirror/rotation consistency of a generator, texture-statistics losses (power spectrum in rings
+L1 + SSIM pixel loss, mirror/rotation/shift consistency of a generator, grey-value profile across a mask boundary, texture-statistics losses (power spectrum in rings
 and orientation sectors, value and gradient distributions)."""
 
 from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, clip_weights, gradient_penalty, last_logits
 from .cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss
 from .equivariance import EquivarianceLoss, dihedral, dihedral_inverse
 from .pixel import L1SSIMLoss
+from .profile import BoundaryProfileLoss, distance_bands
 from .texture import RadialSpectrumLoss, TextureStatisticsLoss, radial_power_spectrum, sorted_values_distance
 
 __all__ = [
     "ADVERSARIAL_CRITERIA",
     "AdversarialLoss",
+    "BoundaryProfileLoss",
     "CycleConsistencyLoss",
     "EquivarianceLoss",
     "IdentityLoss",
@@ -21,6 +23,7 @@ __all__ = [
     "clip_weights",
     "dihedral",
     "dihedral_inverse",
+    "distance_bands",
     "gradient_penalty",
     "last_logits",
     "radial_power_spectrum",

@@ -11,6 +11,7 @@ functions describe what the texture *is*, tile by tile, with no learned weights:
   statistics of one reference set, so that all features weigh alike and distances computed against one reference
   share a scale;
 * :func:`grain_anisotropy`: whether the fine grain has a preferred direction (streaks);
+* :func:`grid_peaks`: spectral peaks of a hatch locked to a generator's pixel grid;
 * :func:`high_frequency_power`: the mean fraction of an image's spectral power above a cutoff frequency (noise and
   grain raise it, blur lowers it).
 
@@ -33,6 +34,7 @@ __all__ = [
     "FEATURE_LAYOUT",
     "N_FEATURES",
     "grain_anisotropy",
+    "grid_peaks",
     "high_frequency_power",
     "texture_distance",
     "texture_features",
@@ -248,4 +250,67 @@ def grain_anisotropy(images, min_frequency: float = 0.25, n_bins: int = 8) -> di
     return {
         "x_over_y": float((spec[..., 0] - spec[..., 2]).mean()),
         "diagonals": float((spec[..., 1] - spec[..., 3]).mean()),
+    }
+
+
+def grid_peaks(images, period: int = 8) -> dict:
+    """Spectral peaks of a pattern locked to a generator's pixel grid: the power at the frequencies
+    ``(a / period, b / period)`` cycles / px against the power around them.
+
+    A generator with ``L`` stride-2 levels can paint a hatch of period ``2 ** L`` px (or a divisor of it) along one
+    axis, both, or the diagonals, wherever its input leaves it free (inside large cell profiles); every image has it
+    in the same phase, so averaged over images it stands out of the smooth spectrum of real sections as peaks on the
+    lattice of multiples of ``1 / period``. For each lattice frequency other than 0 (one of each pair ``f, -f``), the
+    power of the (Hann-windowed) spectrum, averaged over the images, in the bin of the frequency is divided by the
+    mean power of the bins 3 to 6 bins away (Chebyshev distance), in log10. Held-out ssTEM sections 16-19 of the
+    Drosophila stack (256 px): mean over the lattice about 0, on the axes +0.01 (a single bin of 4 images is noisy:
+    the largest single peak reaches +0.37; the means are the figures to read); the 0.9.0 stage-2 generator on their
+    masks: on the axes +0.34 (largest +0.72, 1/4 cycles / px along x). A diagnostic, not a judge (no loss term looks
+    at these frequencies).
+
+    Parameters
+    ----------
+    images
+        ``(N, 1, H, W)`` or ``(N, H, W)`` with ``H, W >= 4 * period``.
+    period
+        The grid period (px), e.g. ``NoiseUNet.size_multiple``.
+
+    Returns
+    -------
+    dict
+        ``{"mean_log10": mean over the lattice, "axes_log10": mean over the frequencies on the two axes,
+        "max_log10": largest, "peaks": {"a/period, b/period": log10 ratio}}`` (``a`` along y, ``b`` along x).
+    """
+    if int(period) < 2:
+        raise ValueError(f"period must be >= 2 px, got {period}.")
+    period = int(period)
+    x = _as_images(images)
+    if min(x.shape[1:]) < 4 * period:
+        raise ValueError(f"grid_peaks needs images of at least {4 * period} px for a period of {period} px.")
+    power = np.mean([np.abs(_spectrum(img)) ** 2 for img in x], axis=0)
+    cy, cx = power.shape[0] // 2, power.shape[1] // 2  # the zero frequency of the fftshifted spectrum
+    offsets = np.arange(-6, 7)
+    ring = np.maximum(np.abs(offsets)[:, None], np.abs(offsets)[None, :])
+    half = period // 2
+    peaks: dict[str, float] = {}
+    axes: list[float] = []
+    for a in range(0, half + 1):
+        for b in range(-half + 1, half + 1):
+            if (a == 0 and b <= 0) or (a == half and b < 0):
+                continue  # the origin, and the mirror image -f of a frequency already taken
+            py = min(cy + round(a / period * power.shape[0]), power.shape[0] - 1)
+            px = min(cx + round(b / period * power.shape[1]), power.shape[1] - 1)
+            block = power[
+                np.ix_(np.clip(py + offsets, 0, power.shape[0] - 1), np.clip(px + offsets, 0, power.shape[1] - 1))
+            ]
+            value = float(np.log10(block[6, 6] / max(block[(ring >= 3) & (ring <= 6)].mean(), 1e-30)))
+            peaks[f"{a}/{period}, {b}/{period}"] = value
+            if a == 0 or b == 0:
+                axes.append(value)
+    values = list(peaks.values())
+    return {
+        "mean_log10": float(np.mean(values)),
+        "axes_log10": float(np.mean(axes)),
+        "max_log10": float(max(values)),
+        "peaks": peaks,
     }
