@@ -244,8 +244,8 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
     Notes
     -----
     ``engine.state.output`` holds ``d_loss``, ``d_real``, ``d_fake``, ``logit_real``, ``logit_fake``, ``r1``,
-    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``, ``g_equivariance``, ``g_profile``] and the images ``input``, ``real``,
-    ``fake``.
+    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``, ``g_equivariance``, ``g_profile``] and the images
+    ``input``, ``real``, ``fake``.
     """
 
     def __init__(
