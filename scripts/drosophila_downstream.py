@@ -34,26 +34,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
+    from _drosophila_sections import heldout_split
     from monai.bundle import ConfigParser
-    from monai.transforms import Compose
 
     from emgan_monai.bundle_utils import config_files
-    from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.data.drosophila_synthesis import generate
     from emgan_monai.evaluation.drosophila import default_latent_shape, downstream_segmentation
     from emgan_monai.handlers.ema import load_ema_generator
 
-    train_cfg, infer = ConfigParser(), ConfigParser()
-    train_cfg.read_config(config_files(BUNDLE, str(BUNDLE / "configs" / "train.json")))
-    infer.read_config(config_files(BUNDLE, str(BUNDLE / "configs" / "inference.json")))
-    mask_cfg = ConfigParser()
-    mask_cfg.read_config(config_files(BUNDLE, str(BUNDLE / "configs" / "train_mask.json")))
-    mask_tf = Compose(mask_cfg.get_parsed_content("mask_preprocessing"))  # evaluate.json's masks
+    train_cfg, train_sections, val_sections = heldout_split()  # evaluate.json's masks
     res = int(train_cfg["resolution"])
-    datalist = drosophila_datalist(Path(train_cfg.get_parsed_content("dataset_dir")) / train_cfg["stack"])
-    train, val = split_sections(datalist, n_train=train_cfg["n_train"], n_val=train_cfg["n_val"])
-    train_sections = load_sections(train, res, mask_transform=mask_tf)
-    val_sections = load_sections(val, res, mask_transform=mask_tf)
+    infer = ConfigParser()
+    infer.read_config(config_files(BUNDLE, str(BUNDLE / "configs" / "inference.json")))
 
     net = infer.get_parsed_content("network_def")
     net.mask_generator.load_state_dict(torch.load(BUNDLE / "models" / "mask_generator.pt", weights_only=True))

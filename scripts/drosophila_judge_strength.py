@@ -54,25 +54,13 @@ def main() -> None:
     named = dict(w.split("=", 1) for w in args.weights)
     torch.set_num_threads(1)
 
-    from monai.bundle import ConfigParser
-    from monai.transforms import Compose
+    from _drosophila_sections import heldout_split
 
-    from emgan_monai.bundle_utils import config_files
-    from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.evaluation.drosophila import heldout_draws_set, stage2_draws, two_sample_sets
     from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.metrics.two_sample import two_sample_table
 
-    parser = ConfigParser()
-    parser.read_config(config_files(BUNDLE, str(BUNDLE / "configs" / "train.json")))
-    ev = ConfigParser()
-    ev.read_config(config_files(BUNDLE, str(BUNDLE / "configs" / "train_mask.json")))  # its masks, as evaluate.json
-    mask_tf = Compose(ev.get_parsed_content("mask_preprocessing"))
-    res = int(parser["resolution"])
-    datalist = drosophila_datalist(Path(parser.get_parsed_content("dataset_dir")) / parser["stack"])
-    train, val = split_sections(datalist, n_train=parser["n_train"], n_val=parser["n_val"])
-    train_sections = load_sections(train, res, mask_transform=mask_tf)
-    val_sections = load_sections(val, res, mask_transform=mask_tf)
+    parser, train_sections, val_sections = heldout_split()  # train_mask.json's masks, as evaluate.json
 
     sets = {}
     for name, path in named.items():

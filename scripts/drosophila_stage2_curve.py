@@ -60,11 +60,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from monai.bundle import ConfigParser
-    from monai.transforms import Compose
+    from _drosophila_sections import heldout_split
 
-    from emgan_monai.bundle_utils import config_files
-    from emgan_monai.data.drosophila import drosophila_datalist, load_sections, split_sections
     from emgan_monai.evaluation.drosophila import evaluate_texture, heldout_draws_set, stage2_draws
     from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
@@ -72,17 +69,7 @@ def main() -> None:
     from emgan_monai.metrics.texture import grain_anisotropy, grid_peaks
     from emgan_monai.metrics.two_sample import two_sample_table
 
-    parser = ConfigParser()
-    parser.read_config(config_files(BUNDLE, args.config))
-    parser["resolution"] = args.resolution
-    ev = ConfigParser()
-    ev.read_config(config_files(BUNDLE, args.eval_config))
-    ev["resolution"] = args.resolution
-    mask_tf = Compose(ev.get_parsed_content("mask_preprocessing"))
-    datalist = drosophila_datalist(Path(parser.get_parsed_content("dataset_dir")) / parser["stack"])
-    train, val = split_sections(datalist, n_train=parser["n_train"], n_val=parser["n_val"])
-    tr_masks, tr_em = load_sections(train, args.resolution, mask_transform=mask_tf)
-    va_masks, va_em = load_sections(val, args.resolution, mask_transform=mask_tf)
+    parser, (tr_masks, tr_em), (va_masks, va_em) = heldout_split(args.config, args.eval_config, args.resolution)
 
     segmenter = train_segmenter(
         tr_em, tr_masks, steps=args.segmenter_steps, seed=args.seed, patch_size=min(128, args.resolution)

@@ -212,3 +212,22 @@ def test_downstream_segmentation_trains_four_ways():
     assert "(the same real crops), paired by seed" in markdown and "for as many steps, paired by seed" in markdown
     with pytest.raises(ValueError, match="n_seeds"):
         downstream_segmentation(train, val, generated, steps=1, n_seeds=0)
+
+
+def test_scripts_heldout_split_is_evaluate_jsons_split_at_any_resolution(monkeypatch, real_data):
+    """The stage-2 scripts' shared loader: sections 0-15 for training, 16-19 held out, train_mask.json's masks."""
+    import sys
+
+    from conftest import REPO, require_data
+
+    require_data("drosophila_vnc", "stack1")
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    sys.modules.pop("_drosophila_sections", None)
+    from _drosophila_sections import heldout_split
+
+    parser, (tr_masks, tr_em), (va_masks, va_em) = heldout_split(resolution=64)
+    assert parser["resolution"] == 64
+    assert tr_masks.shape == (16, 3, 64, 64) and tr_em.shape == (16, 1, 64, 64)
+    assert va_masks.shape == (4, 3, 64, 64) and va_em.shape == (4, 1, 64, 64)
+    assert torch.equal(va_masks.sum(1), torch.ones(4, 64, 64))  # one-hot after area resize + argmax
+    assert not any(torch.equal(v, t) for v in va_em for t in tr_em)  # no held-out section among the training ones

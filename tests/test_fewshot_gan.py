@@ -580,6 +580,39 @@ def test_paired_fewshot_trainer_profile_term_and_its_refusal_elsewhere():
                          generator_loss=weights, **opts)  # fmt: skip
 
 
+def test_paired_fewshot_trainer_diversity_term_and_its_refusal_elsewhere():
+    from emgan_monai.engines import GeneratorLoss
+    from emgan_monai.engines.fewshot import PairedFewShotGANTrainer
+    from emgan_monai.engines.paired import PairedGANTrainer
+    from emgan_monai.losses import DiversityLoss
+
+    mask, loader, g, d, opts = _paired_fewshot_parts()
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    class Recording(DiversityLoss):
+        def forward(self, generator, x, y):
+            seen.append((x, y, generator(x)))
+            return super().forward(generator, x, y)
+
+    weights = GeneratorLoss(lambda_pixel=1.0, diversity_loss=Recording(sigma=1.0, target=10.0), lambda_diversity=2.0)
+    trainer = PairedFewShotGANTrainer(
+        device="cpu", max_epochs=2, train_data_loader=loader, g_network=g, d_network=d, generator_loss=weights, **opts
+    )
+    trainer.run()
+    out = trainer.state.output
+    # a target no generator reaches: the term is on and in the sum with its weight
+    assert 0 < out["g_diversity"] <= 1
+    assert abs(out["g_loss"] - (out["g_adv"] + out["g_pixel"] + 2.0 * out["g_diversity"])) < 1e-4
+    x, y, second = seen[0]
+    assert len(seen) == 2 and torch.equal(x, mask)  # the second draw sees the same, untransformed mask
+    assert y.requires_grad and not torch.equal(y, second)  # the trained output and a new noise draw
+    with pytest.raises(ValueError, match="diversity_loss"):
+        GeneratorLoss(lambda_diversity=1.0)
+    with pytest.raises(ValueError, match="does not implement .*diversity"):
+        PairedGANTrainer(device="cpu", max_epochs=1, train_data_loader=loader, g_network=g, d_network=d,
+                         generator_loss=weights, **opts)  # fmt: skip
+
+
 def test_averaged_model_state_is_the_networks_state_dict():
     from torch.optim.swa_utils import AveragedModel
 

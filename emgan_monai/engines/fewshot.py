@@ -235,7 +235,9 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
         (:class:`~emgan_monai.losses.EquivarianceLoss`: a mirrored, turned or shifted mask should give the mirrored,
         turned or shifted image), reported as ``g_equivariance``; and an optional boundary term
         ``lambda_profile * profile_loss(fake, real, input)`` (:class:`~emgan_monai.losses.BoundaryProfileLoss`: the
-        grey-value profile away from the membranes), reported as ``g_profile``.
+        grey-value profile away from the membranes), reported as ``g_profile``; and an optional diversity term
+        ``lambda_diversity * diversity_loss(G, input, fake)`` (:class:`~emgan_monai.losses.DiversityLoss`: a second
+        draw for the same mask should differ in its fine texture), reported as ``g_diversity``.
     adversarial
         As :class:`FewShotGANTrainer`.
     amp, seed, train_handlers, kwargs
@@ -244,8 +246,8 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
     Notes
     -----
     ``engine.state.output`` holds ``d_loss``, ``d_real``, ``d_fake``, ``logit_real``, ``logit_fake``, ``r1``,
-    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``, ``g_equivariance``, ``g_profile``] and the images
-    ``input``, ``real``, ``fake``.
+    ``g_loss``, ``g_adv``, ``g_pixel`` [, ``g_texture``, ``g_equivariance``, ``g_profile``, ``g_diversity``] and
+    the images ``input``, ``real``, ``fake``.
     """
 
     def __init__(
@@ -288,6 +290,8 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
         self.lambda_equivariance = float(generator_loss.lambda_equivariance)
         self.profile_loss = generator_loss.profile_loss
         self.lambda_profile = float(generator_loss.lambda_profile)
+        self.diversity_loss = generator_loss.diversity_loss
+        self.lambda_diversity = float(generator_loss.lambda_diversity)
 
     def _refuse_unused(self, adversarial: AdversarialSettings, generator_loss: GeneratorLoss) -> None:
         """R1 and augment are checked by :meth:`_fewshot_settings`; no cycle terms."""
@@ -309,7 +313,14 @@ class PairedFewShotGANTrainer(FewShotRecipe, PairedGANTrainer):
             **self.fewshot_texture_terms(fake, inputs["real"]),
             **self._equivariance_terms(inputs["input"], fake),
             **self._profile_terms(fake, inputs["real"], inputs["input"]),
+            **self._diversity_terms(inputs["input"], fake),
         }
+
+    def _diversity_terms(self, image: torch.Tensor, fake: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
+        """``{"g_diversity": (lambda, diversity_loss(G, image, fake))}`` (a second draw), or ``{}`` without it."""
+        if self.diversity_loss is None or self.lambda_diversity <= 0:
+            return {}
+        return {"g_diversity": (self.lambda_diversity, self.diversity_loss(self.g_network, image, fake))}
 
     def _profile_terms(
         self, fake: torch.Tensor, real: torch.Tensor, image: torch.Tensor

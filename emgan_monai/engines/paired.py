@@ -15,8 +15,15 @@ from .settings import AdversarialSettings, GeneratorLoss
 __all__ = ["PairedGANTrainer", "PIXEL_LOSSES"]
 
 _CYCLE_TERMS = ("lambda_cycle", "cycle_criterion", "lambda_cycle_b", "cycle_b_sigma", "lambda_adv_a", "lambda_identity")
-#: the symmetry and boundary-profile terms, which only the paired few-shot trainer has
-_EQUIVARIANCE_TERMS = ("equivariance_loss", "lambda_equivariance", "profile_loss", "lambda_profile")
+#: the symmetry, boundary-profile and diversity terms, which only the paired few-shot trainer has
+_EQUIVARIANCE_TERMS = (
+    "equivariance_loss",
+    "lambda_equivariance",
+    "profile_loss",
+    "lambda_profile",
+    "diversity_loss",
+    "lambda_diversity",
+)
 
 #: pixel losses selectable by name
 PIXEL_LOSSES: dict[str, type[nn.Module]] = {

@@ -80,6 +80,12 @@ class GeneratorLoss:
         bands of distance from the membranes of the input mask). Reported as ``g_profile``.
     lambda_profile
         Its weight (needs ``profile_loss``).
+    diversity_loss
+        Optional term of the paired few-shot trainer, a callable ``(generator, input, output) -> scalar``
+        (:class:`~emgan_monai.losses.DiversityLoss`: a second draw for the same input, a hinge asking the high-passed
+        draws to differ). Reported as ``g_diversity``.
+    lambda_diversity
+        Its weight (needs ``diversity_loss``).
     """
 
     lambda_adv: float = 1.0
@@ -98,6 +104,8 @@ class GeneratorLoss:
     lambda_equivariance: float = 0.0
     profile_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     lambda_profile: float = 0.0
+    diversity_loss: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    lambda_diversity: float = 0.0
 
     def __post_init__(self) -> None:
         numbers = (
@@ -112,6 +120,7 @@ class GeneratorLoss:
             "lambda_identity",
             "lambda_equivariance",
             "lambda_profile",
+            "lambda_diversity",
         )
         negative = {k: getattr(self, k) for k in numbers if getattr(self, k) is not None and getattr(self, k) < 0}
         if negative:
@@ -124,6 +133,8 @@ class GeneratorLoss:
             raise ValueError(f"lambda_equivariance={self.lambda_equivariance} needs an equivariance_loss.")
         if self.lambda_profile > 0 and self.profile_loss is None:
             raise ValueError(f"lambda_profile={self.lambda_profile} needs a profile_loss.")
+        if self.lambda_diversity > 0 and self.diversity_loss is None:
+            raise ValueError(f"lambda_diversity={self.lambda_diversity} needs a diversity_loss.")
 
     def refuse(self, trainer: str, *fields: str) -> None:
         """Raise ``ValueError`` if any of ``fields`` differs from its default (a term ``trainer`` does not have)."""
