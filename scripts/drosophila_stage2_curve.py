@@ -13,7 +13,9 @@ as in ``evaluate.json``) and is scored against the real held-out sections:
 - the relief shading of draw 0 (:func:`emgan_monai.metrics.relief.membrane_relief`: signed grey-level step across
   the membranes along x and y, 0 for real sections) and the direction of its fine grain
   (:func:`emgan_monai.metrics.texture.grain_anisotropy`, about 0 for real sections); the spectral peaks of a hatch
-  locked to the generator's pixel grid, over all draws (:func:`emgan_monai.metrics.texture.grid_peaks`);
+  locked to the generator's pixel grid, over all draws (:func:`emgan_monai.metrics.texture.grid_peaks`); the swing of
+  the grey level with the distance from the membranes, 4-16 px inside the cells, over all draws (concentric ripples:
+  :func:`emgan_monai.metrics.relief.distance_profile`);
 - with ``--c2st_seeds N`` (N > 0): the headline judge of ``evaluate.json``, its ``generated_from_heldout_masks`` row
   (a classifier two-sample test on 64-px patches: ``N`` judges of ``--c2st_steps`` steps trained on sections 0-15
   against the first half of the draws, tested on sections 16-19 against the other half; 0.5 = indistinguishable).
@@ -65,7 +67,7 @@ def main() -> None:
     from emgan_monai.evaluation.drosophila import evaluate_texture, heldout_draws_set, stage2_draws
     from emgan_monai.handlers.ema import load_ema_generator
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
-    from emgan_monai.metrics.relief import membrane_relief
+    from emgan_monai.metrics.relief import distance_profile, membrane_relief
     from emgan_monai.metrics.texture import grain_anisotropy, grid_peaks
     from emgan_monai.metrics.two_sample import two_sample_table
 
@@ -101,6 +103,7 @@ def main() -> None:
             references["relief_real_heldout"] = membrane_relief(va_em, va_masks)
             references["grain_anisotropy_real_heldout"] = grain_anisotropy(va_em)
             references["grid_peaks_real_heldout"] = grid_peaks(va_em, period=net.size_multiple)
+            references["ripple_real_heldout"] = distance_profile(va_em, va_masks)["ripple"]
             print(json.dumps({"references": references, "dice_real_heldout": dice_real}), flush=True)
         dist = tex["sets"]["generated_from_heldout_masks"]["texture_frechet"]
         row = {
@@ -116,6 +119,7 @@ def main() -> None:
             "relief": membrane_relief(fake[0], va_masks),
             "grain_anisotropy": grain_anisotropy(fake[0]),
             "grid_peaks": grid_peaks(fake.flatten(0, 1), period=net.size_multiple),
+            "ripple": distance_profile(fake.flatten(0, 1), va_masks.repeat(fake.shape[0], 1, 1, 1))["ripple"],
         }
         if args.c2st_seeds > 0:
             judge = two_sample_table(

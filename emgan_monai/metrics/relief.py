@@ -9,7 +9,9 @@ under random flips and rotations is slow to punish and which spectrum- or gradie
 - :func:`membrane_profile`: mean grey level at offsets ``-reach .. reach`` px along one axis from the membrane pixels;
 - :func:`membrane_relief`: the signed step ``I(p + s e) - I(p - s e)`` averaged over membrane pixels ``p``, for ``e``
   along x and along y, in units of the images' standard deviation (about 0 for real sections; the sign says which
-  side is brighter).
+  side is brighter);
+- :func:`distance_profile`: mean grey level in bands of distance from the membranes, inside the cells, and how far it
+  swings beyond the membrane's own edge (concentric ripples that follow the membranes; flat for real sections).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["membrane_profile", "membrane_relief"]
+from ..losses.profile import distance_bands
+
+__all__ = ["distance_profile", "membrane_profile", "membrane_relief"]
 
 
 def _arrays(em: torch.Tensor, masks: torch.Tensor, channel: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +65,35 @@ def membrane_relief(
         diff = np.roll(x, -step, axis=ax) - np.roll(x, step, axis=ax)
         out[name] = float(diff[sel].mean() / sd) if sel.any() else 0.0
     return out
+
+
+def distance_profile(
+    em: torch.Tensor,
+    masks: torch.Tensor,
+    max_distance: int = 16,
+    start: int = 4,
+    channel: int = 1,
+    region_channel: int = 2,
+) -> dict[str, object]:
+    """Mean grey level of ``em`` ``(N, 1, H, W)`` in bands of (chessboard) distance ``1 .. max_distance`` px from the
+    class-``channel`` pixels (1: membrane) of one-hot ``masks`` ``(N, C, H, W)``, over the pixels of class
+    ``region_channel`` (2: background, i.e. inside the cells) only.
+
+    Returns ``{"profile": [mean at 1 .. max_distance px], "ripple": sd of the profile over bands start ..
+    max_distance, divided by the standard deviation of em}``. Real Drosophila ssTEM sections reach their cytoplasm
+    level about 3 px from a membrane and stay there (ripple about 0.03 at 256 px); a generator that paints contour
+    lines parallel to the membranes swings by several times that. Bands with no pixel are left out.
+    """
+    _arrays(em, masks, channel)  # shape checks
+    if not 1 <= int(start) <= int(max_distance):
+        raise ValueError(f"distance_profile: need 1 <= start <= max_distance, got {start} and {max_distance}.")
+    bands = distance_bands(masks.float(), channel, int(max_distance))[:, 1:]  # (N, D, H, W), bands 1 .. D
+    bands = bands * (masks[:, region_channel : region_channel + 1] > 0.5)
+    x = em.detach().float()
+    count = bands.sum((0, 2, 3))
+    mean = (bands * x).sum((0, 2, 3)) / count.clamp_min(1)
+    profile = [float(m) if c > 0 else float("nan") for m, c in zip(mean, count)]
+    tail = np.array(profile[int(start) - 1 :])
+    tail = tail[np.isfinite(tail)]
+    sd = float(x.std()) or 1.0
+    return {"profile": profile, "ripple": float(tail.std() / sd) if tail.size > 1 else 0.0}
