@@ -593,6 +593,10 @@ def test_evaluate_metrics(stack_dir, two_stage_weights, tmp_path):
     assert set(grid) == {"real_heldout", "generated_from_heldout_masks", "generated_from_generated_masks"}
     # period 8: the 33 lattice frequencies, every ratio a finite number (a zero-power image would give inf or nan)
     assert all(len(g["peaks"]) == 33 and all(math.isfinite(v) for v in g["peaks"].values()) for g in grid.values())
+    ripple = metrics["stage2_ripple"]
+    assert set(ripple) == set(grid) and all(len(r["profile"]) == 16 for r in ripple.values())
+    assert all(math.isfinite(r["ripple"]) and r["ripple"] >= 0 for r in ripple.values())
+    assert "| ripples |" in markdown
 
 
 @pytest.mark.skipif(

@@ -829,7 +829,7 @@ def metrics_markdown(m: dict) -> str:
             "",
         ]
     relief, grain = m.get("stage2_relief"), m.get("stage2_grain_anisotropy") or {}
-    grid = m.get("stage2_grid_peaks") or {}
+    grid, ripple = m.get("stage2_grid_peaks") or {}, m.get("stage2_ripple") or {}
     if relief:
         lines += [
             "## Stage 2: directional artefacts (diagnostics; 0 = none)",
@@ -837,15 +837,19 @@ def metrics_markdown(m: dict) -> str:
             "Relief shading: signed grey-level step across the membranes, in image sd (real |r| < 0.03). Grain "
             "direction: log10 power along the x over the y frequency axis (and diagonal over diagonal) above 0.25 "
             "cycles / px. Grid peaks: log10 power at the multiples of 1 / (the generator's grid period) over the power "
-            "around them, mean on the frequency axes / over the whole lattice: a hatch locked to the pixel grid.",
+            "around them, mean on the frequency axes / over the whole lattice: a hatch locked to the pixel grid. "
+            "Ripples: sd of the mean grey level over bands 4-16 px from the membranes inside the cells, in image sd "
+            "(contour lines that follow the membranes).",
             "",
-            "| set | relief along x | relief along y | grain x / y | grain diagonals | grid peaks axes / lattice |",
-            "|---|---|---|---|---|---|",
+            "| set | relief along x | relief along y | grain x / y | grain diagonals | grid peaks axes / lattice "
+            "| ripples |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, r in relief.items():
-            g, p = grain.get(name), grid.get(name)
+            g, p, q = grain.get(name), grid.get(name), ripple.get(name)
             cells = f"{g['x_over_y']:+.3f} | {g['diagonals']:+.3f}" if g else "- | -"
             peaks = f"{p['axes_log10']:+.2f} / {p['mean_log10']:+.2f}" if p else "-"
-            lines.append(f"| {name} | {r['x']:+.3f} | {r['y']:+.3f} | {cells} | {peaks} |")
+            swing = f"{q['ripple']:.3f}" if q else "-"
+            lines.append(f"| {name} | {r['x']:+.3f} | {r['y']:+.3f} | {cells} | {peaks} | {swing} |")
         lines.append("")
     return "\n".join(lines)
