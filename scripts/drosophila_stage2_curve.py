@@ -129,7 +129,11 @@ def main() -> None:
                 seeds=args.c2st_seeds,
                 channels=args.c2st_channels,
             )["rows"]["g"]
-            row["c2st"], row["c2st_sd"] = judge["accuracy"], judge["accuracy_sd"]
+            row["c2st"], row["c2st_sd"], row["c2st_per_seed"] = (
+                judge["accuracy"],
+                judge["accuracy_sd"],
+                judge["per_seed"],
+            )
         row["targets"] = {
             "texture_within_3x_real": bool(row["vs_real_train"] <= 3.0),
             "texture_at_most_fifth_of_painting": bool(row["vs_painted"] <= 0.2),
