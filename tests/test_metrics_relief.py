@@ -70,6 +70,9 @@ def test_distance_profile_is_flat_for_plain_cytoplasm_and_swings_for_ripples():
     assert rippled["ripple"] > 0.1  # an sd of 0.05 / sqrt(2) on an image sd below 0.3
     # profile[1] is band 2: 2 px beyond the membrane, where the sinusoid is at phase 2 / 6
     assert rippled["profile"][1] == pytest.approx(0.6 + 0.05 * math.sin(2 * math.pi * 2 / 6), abs=1e-4)
+    # a cell of 64 px has no pixel 40 px from its membrane: that band is None, the ripple is taken over the others
+    far = distance_profile(*_cell(0.05), max_distance=40)
+    assert far["profile"][39] is None and far["ripple"] > 0.1
     with pytest.raises(ValueError, match="start <= max_distance"):
         distance_profile(*_cell(0.0), max_distance=4, start=5)
     with pytest.raises(ValueError, match="same size"):

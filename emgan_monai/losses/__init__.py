@@ -1,6 +1,7 @@
 """emgan_monai.losses: adversarial (bce, least squares, hinge, Wasserstein), gradient penalty, cycle and identity,
-L1 + SSIM pixel loss, mirror/rotation/shift consistency of a generator, diversity of its fine texture, grey-value profile across a mask boundary,
-texture-statistics losses (power spectrum in rings and orientation sectors, value and gradient distributions)."""
+L1 + SSIM pixel loss, mirror/rotation/shift consistency of a generator, diversity of its fine texture, grey-value
+profile across a mask boundary, texture-statistics losses (power spectrum in rings and orientation sectors, value and
+gradient distributions)."""
 
 from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, clip_weights, gradient_penalty, last_logits
 from .cycle import CycleConsistencyLoss, IdentityLoss, LowPassCycleLoss

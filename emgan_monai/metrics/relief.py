@@ -82,7 +82,8 @@ def distance_profile(
     Returns ``{"profile": [mean at 1 .. max_distance px], "ripple": sd of the profile over bands start ..
     max_distance, divided by the standard deviation of em}``. Real Drosophila ssTEM sections reach their cytoplasm
     level about 3 px from a membrane and stay there (ripple about 0.03 at 256 px); a generator that paints contour
-    lines parallel to the membranes swings by several times that. Bands with no pixel are left out.
+    lines parallel to the membranes swings by several times that. A band with no pixel is ``None`` in the profile
+    and left out of the ripple.
     """
     _arrays(em, masks, channel)  # shape checks
     if not 1 <= int(start) <= int(max_distance):
@@ -92,8 +93,7 @@ def distance_profile(
     x = em.detach().float()
     count = bands.sum((0, 2, 3))
     mean = (bands * x).sum((0, 2, 3)) / count.clamp_min(1)
-    profile = [float(m) if c > 0 else float("nan") for m, c in zip(mean, count)]
-    tail = np.array(profile[int(start) - 1 :])
-    tail = tail[np.isfinite(tail)]
+    profile = [float(m) if c > 0 else None for m, c in zip(mean, count)]
+    tail = np.array([v for v in profile[int(start) - 1 :] if v is not None])
     sd = float(x.std()) or 1.0
     return {"profile": profile, "ripple": float(tail.std() / sd) if tail.size > 1 else 0.0}
