@@ -24,12 +24,16 @@ from ..losses.profile import distance_bands
 __all__ = ["distance_profile", "membrane_profile", "membrane_relief"]
 
 
-def _arrays(em: torch.Tensor, masks: torch.Tensor, channel: int) -> tuple[np.ndarray, np.ndarray]:
+def _check(em: torch.Tensor, masks: torch.Tensor) -> None:
     if em.ndim != 4 or em.shape[1] != 1 or masks.ndim != 4 or masks.shape[-2:] != em.shape[-2:]:
         raise ValueError(
             f"expected EM (N, 1, H, W) and masks (N, C, H, W) of the same size, got {tuple(em.shape)} and "
             f"{tuple(masks.shape)}"
         )
+
+
+def _arrays(em: torch.Tensor, masks: torch.Tensor, channel: int) -> tuple[np.ndarray, np.ndarray]:
+    _check(em, masks)
     return em[:, 0].detach().cpu().float().numpy(), masks[:, channel].detach().cpu().numpy() > 0.5
 
 
@@ -85,7 +89,7 @@ def distance_profile(
     lines parallel to the membranes swings by several times that. A band with no pixel is ``None`` in the profile
     and left out of the ripple.
     """
-    _arrays(em, masks, channel)  # shape checks
+    _check(em, masks)
     if not 1 <= int(start) <= int(max_distance):
         raise ValueError(f"distance_profile: need 1 <= start <= max_distance, got {start} and {max_distance}.")
     bands = distance_bands(masks.float(), channel, int(max_distance))[:, 1:]  # (N, D, H, W), bands 1 .. D
