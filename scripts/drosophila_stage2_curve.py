@@ -50,6 +50,9 @@ def main() -> None:
         help="config whose mask_preprocessing gives the real masks (default train_mask.json, as evaluate.json)",
     )
     ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument(
+        "--em_antialias", action="store_true", help="the run trained the anti-aliased NoiseUNet (--em_antialias true)"
+    )
     ap.add_argument("--n_draws", type=int, default=2)
     ap.add_argument("--segmenter_steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -88,6 +91,7 @@ def main() -> None:
         m = re.search(r"=(\d+)", p.name)
         return int(m.group(1)) if m else 10**9
 
+    parser["em_antialias"] = args.em_antialias  # not stored in the checkpoints (no parameters of its own)
     config = parser.get()
     rows = []
     checkpoints = sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]
