@@ -178,6 +178,28 @@ def test_spectrum_with_orientation_sectors_tells_streaks_from_isotropic_grain():
         radial_power_spectrum(grain, n_angles=0)
 
 
+def test_spectrum_corners_ring_sees_a_pixel_scale_diagonal_hatch():
+    from emgan_monai.losses import RadialSpectrumLoss, TextureStatisticsLoss, radial_power_spectrum
+
+    g = torch.Generator().manual_seed(0)
+    grain = torch.rand(2, 1, 64, 64, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    hatch = grain + 0.3 * torch.cos(2 * torch.pi * 0.4 * (xx + yy)).float()  # (0.4, 0.4) cycles / px: |f| 0.57
+    # the corner frequency lies in no ring by default: the 16 rings up to 0.5 cycles / px barely see the hatch ...
+    assert RadialSpectrumLoss(n_bins=16, n_angles=4)(grain, hatch) < 0.05
+    # ... one more ring of their own (per sector) sees it, on the 45-degree diagonal only
+    spec = radial_power_spectrum(hatch, n_bins=16, n_angles=4, corners=True)
+    base = radial_power_spectrum(grain, n_bins=16, n_angles=4, corners=True)
+    assert spec.shape == (2, 1, 17 * 4)
+    torch.testing.assert_close(spec[..., :64], radial_power_spectrum(hatch, n_bins=16, n_angles=4))  # rings unchanged
+    excess = (spec - base)[..., 64:].mean((0, 1))
+    assert excess[1] > 0.5 and excess.abs()[[0, 2, 3]].max() < 0.1
+    with_corners = RadialSpectrumLoss(n_bins=16, n_angles=4, corners=True)
+    assert with_corners(grain, hatch) > 4 * RadialSpectrumLoss(n_bins=16, n_angles=4)(grain, hatch)
+    assert with_corners(hatch, hatch) == 0.0
+    assert TextureStatisticsLoss(n_bins=16, n_angles=4, corners=True, w_intensity=0, w_gradient=0).spectrum.corners
+
+
 def test_texture_statistics_loss_terms():
     from emgan_monai.losses import TextureStatisticsLoss, sorted_values_distance
     from emgan_monai.losses.texture import gradient_magnitude

@@ -33,6 +33,23 @@ def test_difference_sees_fine_texture_not_a_smooth_change():
     assert float(DiversityLoss(sigma=0.0).difference(a, a + 0.3)) == pytest.approx(0.3, rel=1e-5)
 
 
+def test_band_pass_leaves_out_the_finest_pixels():
+    torch.manual_seed(0)
+    a = torch.rand(2, 1, 64, 64)
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = (0.2 * (-1.0) ** (xx + yy)).expand(2, 1, 64, 64)  # pixel-scale grain (Nyquist)
+    blobs = 0.2 * torch.cos(2 * torch.pi * xx / 8).expand(2, 1, 64, 64)  # 4 px specks (8 px period)
+    high, band = DiversityLoss(sigma=3.0), DiversityLoss(sigma=3.0, fine_sigma=1.0)
+    assert float(high.difference(a, a + checker)) > 0.15  # the high-pass counts pixel-scale grain in full ...
+    assert float(band.difference(a, a + checker)) < 0.01  # ... the band-pass does not
+    assert float(band.difference(a, a + blobs)) > 0.05  # the band's scales it does count
+    assert float(band.difference(a, a + 0.3)) < 1e-6
+    with pytest.raises(ValueError, match="fine_sigma must be 0 or in"):
+        DiversityLoss(sigma=1.0, fine_sigma=1.0)
+    with pytest.raises(ValueError, match="fine_sigma must be 0 or in"):
+        DiversityLoss(sigma=1.0, fine_sigma=-0.5)
+
+
 def test_the_hinge_falls_linearly_to_zero_at_the_target():
     torch.manual_seed(0)
     m = torch.rand(2, 3, 32, 32)

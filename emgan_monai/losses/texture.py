@@ -26,30 +26,34 @@ __all__ = [
 
 @functools.lru_cache(maxsize=16)
 def _window_and_rings(
-    h: int, w: int, n_bins: int, device: torch.device, n_angles: int = 1
+    h: int, w: int, n_bins: int, device: torch.device, n_angles: int = 1, corners: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """2D Hann window ``(h, w)`` and ring-averaging matrix ``(h * w, n_bins * n_angles)`` (columns sum to 1; DC and
-    the corners beyond 0.5 cycles / px in no ring), computed once per shape and device: the loss runs at every
-    training step. With ``n_angles > 1`` each ring is cut into ``n_angles`` sectors of frequency orientation (folded
-    to ``[0, pi)``, the first centred on the x frequency axis), ring-major."""
+    """2D Hann window ``(h, w)`` and ring-averaging matrix ``(h * w, (n_bins + corners) * n_angles)`` (columns sum
+    to 1 or are empty; DC in no ring), computed once per shape and device: the loss runs at every training step. The
+    corners beyond 0.5 cycles / px are in no ring, or with ``corners`` in one more ring of their own. With
+    ``n_angles > 1`` each ring is cut into ``n_angles`` sectors of frequency orientation (folded to ``[0, pi)``, the
+    first centred on the x frequency axis), ring-major."""
     window = torch.outer(torch.hann_window(h, periodic=False, device=device),
                          torch.hann_window(w, periodic=False, device=device))  # fmt: skip
     fy = torch.fft.fftfreq(h, device=device)
     fx = torch.fft.fftfreq(w, device=device)
     radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    n_rings = n_bins + int(corners)
     ring = torch.clamp((radius / 0.5 * n_bins).long(), max=n_bins)  # n_bins: corners beyond 0.5 cycles / px
-    ring[0, 0] = n_bins  # DC out
+    ring[0, 0] = n_rings  # DC out (with the corners unless they have a ring)
     if n_angles > 1:
         theta = torch.atan2(fy[:, None].expand(h, w), fx[None, :].expand(h, w))
         width = torch.pi / n_angles
         sector = torch.clamp((torch.remainder(theta + width / 2, torch.pi) / width).long(), max=n_angles - 1)
-        ring = torch.where(ring < n_bins, ring * n_angles + sector, n_bins * n_angles)
-    n = n_bins * n_angles
+        ring = torch.where(ring < n_rings, ring * n_angles + sector, n_rings * n_angles)
+    n = n_rings * n_angles
     onehot = nn.functional.one_hot(ring.flatten(), n + 1)[:, :n].float()  # (h * w, n)
     return window, onehot / onehot.sum(0).clamp_min(1.0)
 
 
-def radial_power_spectrum(x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8, n_angles: int = 1) -> torch.Tensor:
+def radial_power_spectrum(
+    x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8, n_angles: int = 1, corners: bool = False
+) -> torch.Tensor:
     """Log10 of the radially averaged power spectrum of every image and channel (differentiable).
 
     Each ``(H, W)`` image loses its mean, is weighted by a 2D Hann window and Fourier transformed; the power is
@@ -67,11 +71,15 @@ def radial_power_spectrum(x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8, 
         Sectors of frequency orientation per ring (1: the radial average). With 4, the power of structures that
         vary along x, along y and along the two diagonals is kept apart, so that streaks (grain stretched along
         one direction) differ from isotropic grain of the same radial spectrum.
+    corners
+        One more ring for the frequencies beyond 0.5 cycles / px (up to 0.71 along the diagonals: the corners of the
+        2D spectrum, the finest diagonal grain, e.g. a pixel-scale cross-hatch), left out by default. A sector
+        without frequencies (near the x and y axes of that ring, on small images) is ``log10(eps)``.
 
     Returns
     -------
     torch.Tensor
-        ``(B, C, n_bins * n_angles)`` float32 (ring-major).
+        ``(B, C, (n_bins + corners) * n_angles)`` float32 (ring-major).
     """
     if x.ndim != 4 or min(x.shape[-2:]) < 8:
         raise ValueError(f"radial_power_spectrum: expected (B, C, H, W) with H, W >= 8, got {tuple(x.shape)}.")
@@ -79,7 +87,7 @@ def radial_power_spectrum(x: torch.Tensor, n_bins: int = 16, eps: float = 1e-8, 
         raise ValueError(f"radial_power_spectrum: n_angles must be >= 1, got {n_angles}.")
     h, w = x.shape[-2:]
     x = x.float()
-    window, rings = _window_and_rings(h, w, n_bins, x.device, int(n_angles))
+    window, rings = _window_and_rings(h, w, n_bins, x.device, int(n_angles), bool(corners))
     spec = torch.fft.fft2((x - x.mean(dim=(-2, -1), keepdim=True)) * window)
     power = spec.real.square() + spec.imag.square()
     mean_power = power.flatten(-2) @ rings
@@ -104,11 +112,15 @@ class RadialSpectrumLoss(nn.Module):
     n_angles
         Sectors of frequency orientation per ring (:func:`radial_power_spectrum`); 1 = the radial average, blind
         to the direction of a texture.
+    corners
+        Also compare the power beyond 0.5 cycles / px, the corners of the 2D spectrum (:func:`radial_power_spectrum`).
+        Without them the finest diagonal grain is free: a generator asked for more fine texture (e.g. by a
+        diversity term) can put it there as a pixel-scale cross-hatch that no ring sees.
 
     Shapes: ``forward(pred, target)`` with ``(B, C, H, W)`` tensors of equal shape -> scalar.
     """
 
-    def __init__(self, n_bins: int = 16, min_frequency: float = 0.0, n_angles: int = 1) -> None:
+    def __init__(self, n_bins: int = 16, min_frequency: float = 0.0, n_angles: int = 1, corners: bool = False) -> None:
         super().__init__()
         if n_bins < 1 or not 0.0 <= min_frequency < 0.5 or int(n_angles) < 1:
             raise ValueError(
@@ -118,12 +130,13 @@ class RadialSpectrumLoss(nn.Module):
         self.n_bins = int(n_bins)
         self.n_angles = int(n_angles)
         self.first = int(min_frequency / 0.5 * self.n_bins) * self.n_angles
+        self.corners = bool(corners)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape != target.shape:
             raise ValueError(f"RadialSpectrumLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ.")
-        a = radial_power_spectrum(pred, self.n_bins, n_angles=self.n_angles)[..., self.first :]
-        b = radial_power_spectrum(target, self.n_bins, n_angles=self.n_angles)[..., self.first :]
+        a = radial_power_spectrum(pred, self.n_bins, n_angles=self.n_angles, corners=self.corners)[..., self.first :]
+        b = radial_power_spectrum(target, self.n_bins, n_angles=self.n_angles, corners=self.corners)[..., self.first :]
         return (a - b).abs().mean()
 
 
@@ -220,9 +233,9 @@ class TextureStatisticsLoss(nn.Module):
 
     Parameters
     ----------
-    n_bins, min_frequency, n_angles
+    n_bins, min_frequency, n_angles, corners
         Of the spectrum term (:class:`RadialSpectrumLoss`); ``n_angles=4`` also compares the direction of the
-        grain (streaks vs isotropic grain).
+        grain (streaks vs isotropic grain), ``corners`` the power beyond 0.5 cycles / px.
     w_spectrum, w_intensity, w_gradient, w_orientation
         Weights of the four terms (>= 0; the orientation term is off by default).
     orientation_windows
@@ -244,6 +257,7 @@ class TextureStatisticsLoss(nn.Module):
         orientation_windows: Sequence[int | None] = (None, 16),
         orientation_channels: Sequence[int] | None = None,
         n_angles: int = 1,
+        corners: bool = False,
     ) -> None:
         super().__init__()
         if min(w_spectrum, w_intensity, w_gradient, w_orientation) < 0:
@@ -253,7 +267,7 @@ class TextureStatisticsLoss(nn.Module):
             )
         if not orientation_windows:
             raise ValueError("TextureStatisticsLoss: orientation_windows needs at least one entry.")
-        self.spectrum = RadialSpectrumLoss(n_bins, min_frequency, n_angles)
+        self.spectrum = RadialSpectrumLoss(n_bins, min_frequency, n_angles, corners)
         self.w_spectrum, self.w_intensity, self.w_gradient = float(w_spectrum), float(w_intensity), float(w_gradient)
         self.w_orientation = float(w_orientation)  # may be switched on later (handlers.AttributeSchedule)
         self.orientation_windows = tuple(None if w is None else int(w) for w in orientation_windows)
