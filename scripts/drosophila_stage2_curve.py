@@ -15,7 +15,9 @@ as in ``evaluate.json``) and is scored against the real held-out sections:
   (:func:`emgan_monai.metrics.texture.grain_anisotropy`, about 0 for real sections); the spectral peaks of a hatch
   locked to the generator's pixel grid, over all draws (:func:`emgan_monai.metrics.texture.grid_peaks`); the swing of
   the grey level with the distance from the membranes, 4-16 px inside the cells, over all draws (concentric ripples:
-  :func:`emgan_monai.metrics.relief.distance_profile`);
+  :func:`emgan_monai.metrics.relief.distance_profile`); the power of the finest diagonal grain beyond 0.5 cycles / px
+  (:func:`emgan_monai.metrics.texture.corner_power`); how much two draws differ at 1-3 px, the scale of vesicles
+  (mean absolute band-pass difference of draws 0 and 1, against the band's amplitude in the real held-out sections);
 - with ``--c2st_seeds N`` (N > 0): the headline judge of ``evaluate.json``, its ``generated_from_heldout_masks`` row
   (a classifier two-sample test on 64-px patches: ``N`` judges of ``--c2st_steps`` steps trained on sections 0-15
   against the first half of the draws, tested on sections 16-19 against the other half; 0.5 = indistinguishable).
@@ -69,9 +71,10 @@ def main() -> None:
 
     from emgan_monai.evaluation.drosophila import evaluate_texture, heldout_draws_set, stage2_draws
     from emgan_monai.handlers.ema import load_ema_generator
+    from emgan_monai.losses.diversity import DiversityLoss
     from emgan_monai.metrics.fcn_score import segmentation_dice, train_segmenter
     from emgan_monai.metrics.relief import distance_profile, membrane_relief
-    from emgan_monai.metrics.texture import grain_anisotropy, grid_peaks
+    from emgan_monai.metrics.texture import corner_power, grain_anisotropy, grid_peaks
     from emgan_monai.metrics.two_sample import two_sample_table
 
     parser, (tr_masks, tr_em), (va_masks, va_em) = heldout_split(args.config, args.eval_config, args.resolution)
@@ -82,6 +85,7 @@ def main() -> None:
     roi = min(128, args.resolution)
     dice_real = segmentation_dice(segmenter, va_em, va_masks, roi_size=roi)["mean"]
     references: dict = {}
+    band = DiversityLoss(sigma=3.0, fine_sigma=1.0)  # 1-3 px: the scale of vesicles and cristae
 
     run = Path(args.run_dir)
     events = sorted(run.glob("events.out.tfevents.*"))
@@ -108,6 +112,8 @@ def main() -> None:
             references["grain_anisotropy_real_heldout"] = grain_anisotropy(va_em)
             references["grid_peaks_real_heldout"] = grid_peaks(va_em, period=net.size_multiple)
             references["ripple_real_heldout"] = distance_profile(va_em, va_masks)["ripple"]
+            references["corner_power_real_heldout"] = corner_power(va_em)
+            references["band_amplitude_real_heldout"] = float(band.difference(va_em, torch.zeros_like(va_em)))
             print(json.dumps({"references": references, "dice_real_heldout": dice_real}), flush=True)
         dist = tex["sets"]["generated_from_heldout_masks"]["texture_frechet"]
         row = {
@@ -124,6 +130,8 @@ def main() -> None:
             "grain_anisotropy": grain_anisotropy(fake[0]),
             "grid_peaks": grid_peaks(fake.flatten(0, 1), period=net.size_multiple),
             "ripple": distance_profile(fake.flatten(0, 1), va_masks.repeat(fake.shape[0], 1, 1, 1))["ripple"],
+            "corner_power": corner_power(fake.flatten(0, 1)),
+            "band_draw_difference": float(band.difference(fake[0], fake[1])) if len(fake) > 1 else None,
         }
         if args.c2st_seeds > 0:
             judge = two_sample_table(

@@ -12,6 +12,7 @@ from scipy.ndimage import gaussian_filter
 from emgan_monai.metrics.texture import (
     FEATURE_LAYOUT,
     N_FEATURES,
+    corner_power,
     grain_anisotropy,
     grid_peaks,
     high_frequency_power,
@@ -166,3 +167,17 @@ def test_grid_peaks_sees_a_hatch_locked_to_the_pixel_grid():
         grid_peaks(grain[:, :16, :16], period=8)
     with pytest.raises(ValueError, match="period"):
         grid_peaks(grain, period=1)
+
+
+def test_corner_power_sees_a_fine_diagonal_hatch_along_its_diagonal():
+    rng = np.random.default_rng(0)
+    grain = 0.2 + 0.5 * rng.random((4, 64, 64))
+    rows, cols = np.indices((64, 64))
+    hatch = 0.15 * np.cos(2 * np.pi * 0.4 * (rows + cols))  # (0.4, 0.4) cycles / px, beyond 0.5 radially
+    clean, hatched = corner_power(grain), corner_power(grain + hatch)
+    assert set(clean) == {"diagonal_45", "diagonal_135", "ring_45", "ring_135"}
+    assert abs(clean["diagonal_45"] - clean["diagonal_135"]) < 0.1  # white noise: no preferred diagonal
+    assert hatched["diagonal_45"] > clean["diagonal_45"] + 0.5  # the hatch lies along fx = fy ...
+    assert abs(hatched["diagonal_135"] - clean["diagonal_135"]) < 0.05  # ... not along the other diagonal
+    with pytest.raises(ValueError):
+        corner_power(np.zeros((2, 4, 4)))

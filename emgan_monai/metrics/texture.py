@@ -33,6 +33,7 @@ from .sharpness import _radius, _spectrum
 __all__ = [
     "FEATURE_LAYOUT",
     "N_FEATURES",
+    "corner_power",
     "grain_anisotropy",
     "grid_peaks",
     "high_frequency_power",
@@ -250,6 +251,40 @@ def grain_anisotropy(images, min_frequency: float = 0.25, n_bins: int = 8) -> di
     return {
         "x_over_y": float((spec[..., 0] - spec[..., 2]).mean()),
         "diagonals": float((spec[..., 1] - spec[..., 3]).mean()),
+    }
+
+
+def corner_power(images, n_bins: int = 16) -> dict[str, float]:
+    """Log10 power of the finest diagonal grain: the corners of the 2D spectrum beyond 0.5 cycles / px.
+
+    A pixel-scale cross-hatch lives there, at frequencies no radial ring up to 0.5 cycles / px contains (so a
+    spectrum loss without :func:`~emgan_monai.losses.texture.radial_power_spectrum`'s ``corners`` ring cannot see it).
+    Mean over images of the corner ring's two diagonal sectors (``n_angles=4``): ``"diagonal_45"`` (frequencies
+    along ``fx = fy``), ``"diagonal_135"``, and the last ring inside 0.5 cycles / px on the same diagonals
+    (``"ring_45"``, ``"ring_135"``) for scale. Compare with real sections of the same size and imaging: held-out
+    ssTEM sections 16-19 of the Drosophila stack (256 px, grey values in [0, 1]) 1.48 / 1.51, training sections 0-15
+    1.44 / 1.45; the 0.9.0 stage-2 generator on the held-out masks 1.41 / 1.38, the 0.11.0 phase-4 one 1.74 / 1.55
+    (an excess along one diagonal: the faint cross-hatch of its large profiles). A diagnostic, not a judge.
+
+    Parameters
+    ----------
+    images
+        ``(N, 1, H, W)`` or ``(N, H, W)``, ``H, W >= 8``.
+    n_bins
+        Rings from 0 to 0.5 cycles / px (the corner ring is one more).
+
+    Returns
+    -------
+    dict
+        ``{"diagonal_45", "diagonal_135", "ring_45", "ring_135"}`` in log10 power (Hann-windowed, per image).
+    """
+    x = torch.as_tensor(_as_images(images), dtype=torch.float32)[:, None]
+    spec = radial_power_spectrum(x, n_bins=n_bins, n_angles=4, corners=True)[:, 0].view(len(x), n_bins + 1, 4)
+    return {
+        "diagonal_45": float(spec[:, -1, 1].mean()),
+        "diagonal_135": float(spec[:, -1, 3].mean()),
+        "ring_45": float(spec[:, -2, 1].mean()),
+        "ring_135": float(spec[:, -2, 3].mean()),
     }
 
 
