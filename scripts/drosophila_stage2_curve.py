@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument(
         "--em_antialias", action="store_true", help="the run trained the anti-aliased NoiseUNet (--em_antialias true)"
     )
+    ap.add_argument("--em_border_pad", type=int, default=0, help="reflection pad of the inference configs (16 there)")
     ap.add_argument("--n_draws", type=int, default=2)
     ap.add_argument("--segmenter_steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -96,6 +97,7 @@ def main() -> None:
         return int(m.group(1)) if m else 10**9
 
     parser["em_antialias"] = args.em_antialias  # not stored in the checkpoints (no parameters of its own)
+    parser["em_border_pad"] = args.em_border_pad
     config = parser.get()
     rows = []
     checkpoints = sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]

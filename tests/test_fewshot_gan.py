@@ -459,6 +459,34 @@ def test_noise_unet_antialias_same_weights_closer_to_shift_equivariant():
         assert not torch.allclose(smooth(x), plain(x))  # the option changes the function, not just a flag
     vol = NoiseUNet(spatial_dims=3, channels=(4, 8), antialias=True)
     assert vol.mode == "trilinear" and vol(torch.rand(1, 3, 8, 8, 8)).shape == (1, 1, 8, 8, 8)
+    scripted = torch.jit.script(smooth)  # TorchScript export (ckpt_export, the zoo verifier) still works
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), smooth(x))
+
+
+def test_noise_unet_border_pad_draws_the_edge_as_interior():
+    from emgan_monai.networks import NoiseUNet
+
+    torch.manual_seed(0)
+    net = NoiseUNet(channels=(4, 8, 8), noise=False, norm=None, antialias=True).eval()
+    padded = NoiseUNet(channels=(4, 8, 8), noise=False, norm=None, antialias=True, border_pad=8).eval()
+    padded.load_state_dict(net.state_dict())
+    x = torch.rand(2, 3, 32, 40)
+    with torch.no_grad():
+        y = padded(x)
+        # the same as translating the reflection-padded input and cropping: the edge pixels get context
+        ref = net(torch.nn.functional.pad(x, [8, 8, 8, 8], mode="reflect"))[..., 8:-8, 8:-8]
+        torch.testing.assert_close(y, ref)
+        assert not torch.allclose(y[..., :4, :], net(x)[..., :4, :])  # the edge changes ...
+        # ... the middle, more than the receptive field's reach from the edge in both, barely
+        assert (y - net(x))[..., 14:18, 18:22].abs().max() < 0.05 * (y.max() - y.min())
+        torch.testing.assert_close(torch.jit.script(padded)(x), y)
+        # sizes whose padded size is not a multiple of 4 are padded a little more, and cropped back exactly
+        assert NoiseUNet(channels=(4, 8, 8), border_pad=3)(torch.rand(1, 3, 16, 20)).shape == (1, 1, 16, 20)
+    with pytest.raises(ValueError, match="border_pad must be >= 0"):
+        NoiseUNet(border_pad=-1)
+    # an input smaller than the pad is padded as far as a reflection reaches
+    assert NoiseUNet(channels=(4, 8), border_pad=16)(torch.rand(1, 3, 8, 8)).shape == (1, 1, 8, 8)
 
 
 def test_paired_fewshot_trainer_updates_d_g_ema_and_keeps_condition_aligned():

@@ -50,6 +50,22 @@ def test_band_pass_leaves_out_the_finest_pixels():
         DiversityLoss(sigma=1.0, fine_sigma=-0.5)
 
 
+def test_margin_leaves_the_edge_out():
+    torch.manual_seed(0)
+    a = torch.rand(2, 1, 32, 32)
+    frame = torch.zeros_like(a)
+    frame[..., :4, :] = frame[..., -4:, :] = frame[..., :, :4] = frame[..., :, -4:] = 1.0
+    noise = 0.2 * torch.randn_like(a)
+    plain, inner = DiversityLoss(sigma=1.0), DiversityLoss(sigma=1.0, margin=8)
+    assert float(plain.difference(a, a + noise * frame)) > 0.02  # grain only in a 4 px frame counts without a margin
+    assert float(inner.difference(a, a + noise * frame)) < 1e-6  # ... and not at all inside a margin of 8 px
+    assert float(inner.difference(a, a + noise)) > 0.05
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        DiversityLoss(margin=-1)
+    with pytest.raises(ValueError, match="leave nothing inside a margin of 16 px"):
+        DiversityLoss(margin=16).difference(a, a)
+
+
 def test_the_hinge_falls_linearly_to_zero_at_the_target():
     torch.manual_seed(0)
     m = torch.rand(2, 3, 32, 32)
