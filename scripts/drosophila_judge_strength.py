@@ -44,7 +44,13 @@ def _judge(spec: str) -> tuple[int, int, tuple[int, ...]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="JSON file of the table")
-    ap.add_argument("--weights", nargs="+", required=True, help="NAME=PATH of stage-2 weights or checkpoints")
+    ap.add_argument(
+        "--weights",
+        nargs="+",
+        required=True,
+        help="NAME=PATH[,KEY=VALUE...] of stage-2 weights or checkpoints, with train.json network keys that differ from "
+        "its defaults (e.g. 0.9.0=em_generator.pt,em_antialias=false)",
+    )
     ap.add_argument("--judge", nargs="+", default=["64:400:16,32,64"], help="PATCH:STEPS:WIDTHS per judge")
     ap.add_argument("--seeds", type=int, default=3, help="judges per row and judge kind")
     ap.add_argument("--n_draws", type=int, default=4)
@@ -62,8 +68,12 @@ def main() -> None:
 
     parser, train_sections, val_sections = heldout_split()  # train_mask.json's masks, as evaluate.json
 
+    defaults = {k: parser[k] for k in ("em_antialias", "em_border_pad")}
     sets = {}
-    for name, path in named.items():
+    for name, spec in named.items():
+        path, *settings = spec.split(",")
+        for key, value in ({**defaults, **dict(kv.split("=", 1) for kv in settings)}).items():
+            parser[key] = json.loads(value) if isinstance(value, str) else value
         if "checkpoint" in Path(path).name:
             net = load_ema_generator(parser.get(), path, recalibrate=False)
         else:
