@@ -56,7 +56,7 @@ class NoiseUNet(nn.Module):
     again") and Karras et al. (2020, StyleGAN2): a fixed binomial low-pass ``[1, 2, 1] / 4`` per axis (replicate
     padding) before every stride-2 convolution, and linear (bilinear / trilinear) instead of nearest upsampling. A plain
     stride-2 convolution aliases fine texture onto the coarse grid and nearest upsampling repeats it in 2x2 blocks;
-    together they lock a pattern to the pixel grid (the cross-hatch of the 0.9.0 Drosophila EM). The option adds no
+    together they can lock a pattern to the pixel grid (as in the grid hatch of the 0.9.0 Drosophila EM). The option adds no
     parameters, so the weights of a network trained without it load unchanged (to be fine-tuned).
 
     With ``border_pad=p`` the input is mirrored outwards by ``p`` px on every side (reflection; more where needed to
