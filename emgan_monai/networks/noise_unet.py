@@ -139,7 +139,8 @@ class NoiseUNet(nn.Module):
         kernel = (
             taps[:, None] * taps[None, :] if spatial_dims == 2 else taps[:, None, None] * taps[None, :, None] * taps
         )
-        self.register_buffer("blur_kernel", kernel[None, None], persistent=False)  # (1, 1, 3, 3[, 3])
+        # (1, 1, 3, 3[, 3]); a plain attribute, not in the weights, brought to the input's device and dtype per call
+        self.blur_kernel = kernel[None, None]
 
         self.inc = _NoisyConvBlock(spatial_dims, in_channels, channels[0], norm, noise=False)
         self.down = nn.ModuleList()
@@ -199,7 +200,7 @@ class NoiseUNet(nn.Module):
     def _blur(self, h: torch.Tensor) -> torch.Tensor:
         """Binomial ``[1, 2, 1] / 4`` low-pass per axis, channel by channel, replicate padding: same shape."""
         c = h.shape[1]
-        k = self.blur_kernel.to(h.dtype)
+        k = self.blur_kernel.to(h)
         if self.spatial_dims == 2:
             return nn.functional.conv2d(
                 nn.functional.pad(h, [1, 1, 1, 1], mode="replicate"), k.expand(c, 1, 3, 3), groups=c
