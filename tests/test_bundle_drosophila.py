@@ -239,6 +239,8 @@ STAGE1_DEFS = {"train_mask.json": "network_def", "inference.json": "mask_network
 REPEATED = {
     "em_channels": ("train.json", "inference.json", "inference_mask2em.json"),
     "em_noise": ("train.json", "inference.json", "inference_mask2em.json"),
+    "em_antialias": ("train.json", "inference.json", "inference_mask2em.json"),
+    "em_border_pad": ("inference.json", "inference_mask2em.json"),
     "latent_channels": ("train_mask.json", "inference.json"),
     "latent_stride": ("train_mask.json", "inference.json"),
     "generator_channels": ("train_mask.json", "inference.json"),
@@ -254,8 +256,9 @@ REPEATED = {
 def test_repeated_definitions_are_identical():
     """No common.json: every ``inference*.json`` / ``train*.json`` stands alone, and what several of them define (the
     stage-2 network, the stage-1 generator, their settings, the real-mask transforms) is identical wherever it is
-    repeated, as written and as resolved with and without command-line overrides; ``inference.json``'s
-    ``network_def`` wraps exactly those two networks."""
+    repeated, as written and as resolved with and without command-line overrides (the stage-2 border pad apart: it
+    has no weights, and only inference uses it); ``inference.json``'s ``network_def`` wraps exactly those two
+    networks."""
     assert not (CONFIGS / "common.json").exists()
     raw = {p.name: json.loads(p.read_text()) for p in CONFIGS.glob("*.json") if p.name != "metadata.json"}
     for key, names in REPEATED.items():
@@ -266,15 +269,21 @@ def test_repeated_definitions_are_identical():
         "mask_generator": "@mask_network_def",
         "em_generator": "@em_network_def",
     }
+    # the stage-2 border pad has no weights: inference mirrors 16 px around the mask, training crops do without
+    assert raw["train.json"]["em_border_pad"] == 0 and raw["inference.json"]["em_border_pad"] == 16
+
+    def weights_def(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k != "border_pad"}
+
     for overrides in ({}, {"em_channels": [4, 8, 8, 8], "em_noise": False}):
-        resolved = {c: _resolved(c, key, **overrides) for c, key in STAGE2_DEFS.items()}
+        resolved = {c: weights_def(_resolved(c, key, **overrides)) for c, key in STAGE2_DEFS.items()}
         want = resolved["train.json"]
         assert want["_target_"] == "emgan_monai.networks.NoiseUNet"
         assert want["channels"] == overrides.get("em_channels", [16, 32, 64, 96])
         assert all(v == want for v in resolved.values()), resolved
-        assert _resolved(["train.json", "multi_gpu_train.json"], "network_def", **overrides) == want
-        assert _resolved(EVALUATE, "em_network_def", **overrides) == want
-        assert _resolved("inference.json", "network_def", **overrides)["em_generator"] == want
+        assert weights_def(_resolved(["train.json", "multi_gpu_train.json"], "network_def", **overrides)) == want
+        assert weights_def(_resolved(EVALUATE, "em_network_def", **overrides)) == want
+        assert weights_def(_resolved("inference.json", "network_def", **overrides)["em_generator"]) == want
     for overrides in ({}, {"generator_channels": [8, 8, 8, 8, 8], "latent_channels": 4}):
         resolved = {c: _resolved(c, key, **overrides) for c, key in STAGE1_DEFS.items()}
         want = resolved["train_mask.json"]
@@ -428,7 +437,8 @@ def test_inference_pairs_and_no_overwrite(stage1_run, stage2_runs, two_stage_wei
     bundle_run("inference.json", *args)
     mask_net = _parsed("train_mask.json", "network_def", generator_channels=[16, 8, 8, 8, 8])
     mask_net.load_state_dict(torch.load(stage1_run / "model.pt", map_location="cpu", weights_only=True))
-    em_net = _parsed("train.json", "network_def", em_channels=[4, 8, 8, 8])
+    pad = json.loads((CONFIGS / "inference.json").read_text())["em_border_pad"]  # inference's only difference
+    em_net = _parsed("train.json", "network_def", em_channels=[4, 8, 8, 8], em_border_pad=pad)
     em_net.load_state_dict(torch.load(stage2_runs["dir"] / "model.pt", map_location="cpu", weights_only=True))
     masks, ems = generate(mask_net, em_net, 3, [16, RES // 16, RES // 16], seed=7, batch_size=2)
     for i in range(3):
