@@ -97,7 +97,9 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-() ]", " ", text).strip()[:64]
 
 
-def _axes(spec: IOSpec, step: int | None, channel_names: Sequence[str], output_of: str | None = None) -> list:
+def _axes(
+    spec: IOSpec, step: int | None, channel_names: Sequence[str], output_of: str | None = None, min_size: int = 0
+) -> list:
     from bioimageio.spec.model import v0_5
 
     nd = len(spec.spatial_shape)
@@ -114,7 +116,10 @@ def _axes(spec: IOSpec, step: int | None, channel_names: Sequence[str], output_o
             )
         elif step:
             axes.append(
-                v0_5.SpaceInputAxis(id=v0_5.AxisId(axis_id), size=v0_5.ParameterizedSize(min=int(step), step=int(step)))
+                v0_5.SpaceInputAxis(
+                    id=v0_5.AxisId(axis_id),
+                    size=v0_5.ParameterizedSize(min=int(max(step, min_size)), step=int(step)),
+                )
             )
         else:
             axes.append(v0_5.SpaceInputAxis(id=v0_5.AxisId(axis_id), size=int(size)))
@@ -251,6 +256,10 @@ def export_bioimageio(
     # sizes the network accepts: its own size multiple (Pix2PixUNet: 2**num_downs), else the metadata pattern's step
     steps = {st for _, st in _shape_steps(meta)}
     step = getattr(net, "size_multiple", None) or (steps.pop() if len(steps) == 1 and 0 not in steps else None)
+    # a network that mirrors its input outwards (NoiseUNet's border_pad) needs more than the pad per axis; the traced
+    # graph keeps the pad of the test input's size, so the smallest size is the first multiple of step above it
+    pad = int(getattr(net, "border_pad", 0) or 0)
+    min_size = (step * (pad // step + 1) if step else pad + 1) if pad else 0
 
     x = example_input(spec_in) if test_input is None else torch.as_tensor(np.asarray(test_input))
     x = x.to(spec_in.dtype)
@@ -287,14 +296,16 @@ def export_bioimageio(
         shutil.copy2(bundle_dir / "docs" / "data_license.txt", tmp / "data_license.txt")
         shutil.copy2(bundle_dir / "configs" / "metadata.json", tmp / "monai_metadata.json")
         doc = tmp / "README.md"
-        doc.write_text(_documentation(meta, spec_in, spec_out, step, bundle_dir), encoding="utf-8")
+        doc.write_text(_documentation(meta, spec_in, spec_out, step, bundle_dir, min_size), encoding="utf-8")
 
         name_in, name_out = spec_in.key, spec_out.key
         inputs = [
             v0_5.InputTensorDescr(
                 id=v0_5.TensorId(name_in),
                 description=f"network input of {meta['name']} ({meta['network_data_format']['inputs'][name_in]['format']})",
-                axes=_axes(spec_in, step, _channel_names(meta, "inputs", name_in, spec_in.num_channels)),
+                axes=_axes(
+                    spec_in, step, _channel_names(meta, "inputs", name_in, spec_in.num_channels), min_size=min_size
+                ),
                 test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
                 data=v0_5.IntervalOrRatioDataDescr(type=_data_type(spec_in.dtype), range=spec_in.value_range),
             )
@@ -343,8 +354,14 @@ def export_bioimageio(
     return output_path
 
 
-def _documentation(meta: dict[str, Any], spec_in: IOSpec, spec_out: IOSpec, step: int | None, bundle_dir: Path) -> str:
-    size = f"multiples of {step} px per axis (minimum {step})" if step else f"exactly {spec_in.spatial_shape}"
+def _documentation(
+    meta: dict[str, Any], spec_in: IOSpec, spec_out: IOSpec, step: int | None, bundle_dir: Path, min_size: int = 0
+) -> str:
+    size = (
+        f"multiples of {step} px per axis (minimum {max(step, min_size)})"
+        if step
+        else f"exactly {spec_in.spatial_shape}"
+    )
     ndf = meta["network_data_format"]
     return "\n".join(
         [
