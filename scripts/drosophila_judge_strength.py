@@ -11,12 +11,15 @@ held-out sections 16-19 and built as ``evaluate.json`` builds them:
 - ``real_noisy``: real sections + noise of sd 0.08 (a degradation the eye barely sees);
 - one ``generated_from_heldout_masks`` row per ``--weights`` file (a stage-2 state dict such as
   ``models/em_generator.pt``, or a full ``train.json`` checkpoint, whose EMA generator is used): draws 0-1 on the
-  held-out masks train the judge against sections 0-15, draws 2-3 test it against sections 16-19.
+  held-out masks train the judge against sections 0-15, draws 2-3 test it against sections 16-19. The network is
+  ``train.json``'s; ``,key=value`` after a path sets its network keys for those weights (weights of versions before
+  0.12.0 need ``em_antialias=false``; the shipped inference adds ``em_border_pad=16``).
 
 Usage::
 
     OMP_NUM_THREADS=1 python scripts/drosophila_judge_strength.py --out judges.json \
-        --weights shipped=bundles/drosophila_skip_patch/models/em_generator.pt new=runs/x/checkpoints/checkpoint_epoch=100.pt \
+        --weights shipped=bundles/drosophila_skip_patch/models/em_generator.pt,em_border_pad=16 \
+        new=runs/x/checkpoints/checkpoint_epoch=100.pt "old=<0.9.0 em_generator.pt>,em_antialias=false" \
         --judge 64:400:16,32,64 64:1600:32,64,128 128:800:16,32,64,128
 """
 
