@@ -53,9 +53,14 @@ def main() -> None:
     )
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument(
-        "--em_antialias", action="store_true", help="the run trained the anti-aliased NoiseUNet (--em_antialias true)"
+        "--em_antialias",
+        choices=("true", "false"),
+        default=None,
+        help="the run's em_antialias (default: the config's; false for runs before 0.12.0)",
     )
-    ap.add_argument("--em_border_pad", type=int, default=0, help="reflection pad of the inference configs (16 there)")
+    ap.add_argument(
+        "--em_border_pad", type=int, default=None, help="reflection pad (default: the config's; 16 in inference)"
+    )
     ap.add_argument("--n_draws", type=int, default=2)
     ap.add_argument("--segmenter_steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -96,8 +101,11 @@ def main() -> None:
         m = re.search(r"=(\d+)", p.name)
         return int(m.group(1)) if m else 10**9
 
-    parser["em_antialias"] = args.em_antialias  # not stored in the checkpoints (no parameters of its own)
-    parser["em_border_pad"] = args.em_border_pad
+    # not stored in the checkpoints (no parameters of their own): the config's unless given
+    if args.em_antialias is not None:
+        parser["em_antialias"] = args.em_antialias == "true"
+    if args.em_border_pad is not None:
+        parser["em_border_pad"] = args.em_border_pad
     config = parser.get()
     rows = []
     checkpoints = sorted((run / "checkpoints").glob("checkpoint_*.pt"), key=number)[:: max(1, args.every)]
